@@ -1,0 +1,150 @@
+# nngrpc: one Makefile, fragments per part (src/engine/engine.mk,
+# clients/python/python.mk). Everything is built into $(BUILD).
+#
+#   make            build the runtime, hoteld, generated code and build/venv
+#   make deps       install the Debian packages the build and tests need
+#   make run        start hoteld in the foreground on the default dataset
+#   make test       unit tests, integration tests, sanitizer build tests
+#   make asan-test  the integration tests against an ASan+UBSan hoteld
+#   make format     clang-format the C sources (format-check: verify only)
+
+BUILD    ?= build
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow
+CSTD     := -std=c11 -D_GNU_SOURCE
+# Debian 12's /usr/bin/python3 sees Debian's python3-* packages; a pyenv
+# python3 earlier on PATH does not, so never take python3 from PATH.
+SYSPY    := /usr/bin/python3
+VENV     := $(BUILD)/venv
+VENV_PY  := $(VENV)/bin/python
+
+# Sanitizer variant: same sources, objects under $(BUILD)/asan.
+ifeq ($(SAN),1)
+OBJ      := $(BUILD)/asan/obj
+BIN      := $(BUILD)/asan/bin
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
+            -fno-sanitize-recover=undefined
+else
+OBJ      := $(BUILD)/obj
+BIN      := $(BUILD)/bin
+SANFLAGS :=
+endif
+LIBDIR   := $(BUILD)/lib
+GEN_C    := $(BUILD)/gen/c
+GEN_PY   := $(BUILD)/gen/python
+
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -MMD -MP \
+             -Isrc -Isrc/rpc -I$(GEN_C)
+LDLIBS_RPC := -lnng -lprotobuf-c -lpthread -lm
+
+.PHONY: all deps run test unit-test integration-test asan asan-test \
+        format format-check clean
+all:
+
+# ---- protobuf code generation ---------------------------------------------
+# C: protoc-c messages (.pb-c.[ch]) and our typed service glue
+# (.nngrpc.[ch], from src/codegen/protoc-gen-nngrpc-c).
+RUNTIME_PROTOS := nngrpc/v1/rpc.proto nngrpc/testing/v1/testing.proto
+SERVICE_PROTOS := nngrpc/testing/v1/testing.proto
+PROTOS         := $(RUNTIME_PROTOS)
+PB_C     = $(PROTOS:%.proto=$(GEN_C)/%.pb-c.c)
+GLUE_C   = $(SERVICE_PROTOS:%.proto=$(GEN_C)/%.nngrpc.c)
+
+$(GEN_C)/%.pb-c.c $(GEN_C)/%.pb-c.h: proto/%.proto
+	@mkdir -p $(GEN_C)
+	protoc -Iproto --c_out=$(GEN_C) $<
+
+$(GEN_C)/%.nngrpc.c $(GEN_C)/%.nngrpc.h: proto/%.proto \
+		src/codegen/protoc-gen-nngrpc-c
+	@mkdir -p $(GEN_C)
+	protoc -Iproto --plugin=protoc-gen-nngrpc-c=src/codegen/protoc-gen-nngrpc-c \
+		--nngrpc-c_out=$(GEN_C) $<
+
+# Generated headers must exist before anything that includes them compiles.
+GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h)
+
+# ---- libnngrpc --------------------------------------------------------------
+RPC_SRCS := $(wildcard src/rpc/*.c)
+RPC_OBJS  = $(RPC_SRCS:%.c=$(OBJ)/%.o) \
+            $(GEN_C)/nngrpc/v1/rpc.pb-c.o
+RPC_OBJS := $(RPC_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/nngrpc/v1/rpc.pb-c.o
+
+$(OBJ)/%.o: %.c | $(GEN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(OBJ)/gen/%.o: $(GEN_C)/%.c | $(GEN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Wno-unused-parameter -c -o $@ $<
+
+$(LIBDIR)/libnngrpc.a: $(RPC_OBJS)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(LIBDIR)/libnngrpc.so: $(RPC_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,libnngrpc.so.1 -o $@ $^ \
+		$(LDLIBS_RPC)
+
+$(LIBDIR)/pkgconfig/nngrpc.pc: src/rpc/nngrpc.pc.in
+	@mkdir -p $(dir $@)
+	sed 's|@PREFIX@|$(abspath $(BUILD))|;s|@SRC@|$(abspath src/rpc)|' \
+		$< >$@
+
+# ---- engine (src/engine/engine.mk defines ENGINE_LIB, ENGINE_TESTS) ---------
+-include src/engine/engine.mk
+
+# ---- hoteld -----------------------------------------------------------------
+SERVICE_SRCS := $(wildcard src/service/*.c)
+SERVICE_OBJS := $(SERVICE_SRCS:%.c=$(OBJ)/%.o) \
+                $(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
+                $(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
+
+$(BIN)/hoteld: $(SERVICE_OBJS) $(LIBDIR)/libnngrpc.a $(ENGINE_LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -o $@ $(SERVICE_OBJS) $(LIBDIR)/libnngrpc.a \
+		$(ENGINE_LIB) $(ENGINE_LDLIBS) $(LDLIBS_RPC)
+
+# ---- C unit tests (tests/unit/test_<module>.c, cmocka) ----------------------
+UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
+UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+$(BUILD)/tests/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
+		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o)
+	@mkdir -p $(dir $@)
+	$(CC) $(SANFLAGS) -o $@ $^ -lcmocka $(LDLIBS_RPC)
+
+# ---- Python (clients/python/python.mk defines PY_STAMP) ---------------------
+-include clients/python/python.mk
+
+# ---- top-level targets ------------------------------------------------------
+all: $(LIBDIR)/libnngrpc.a $(LIBDIR)/libnngrpc.so $(LIBDIR)/pkgconfig/nngrpc.pc \
+     $(BIN)/hoteld $(UNIT_TESTS) $(ENGINE_TESTS) $(PY_STAMP)
+
+deps:
+	@tools/install-deps
+
+run: deps all
+	@echo "hoteld: call it from Python with build/venv/bin/python examples/search.py"
+	$(BIN)/hoteld $(RUN_ARGS)
+
+test: deps all asan
+	@tests/run-all $(BUILD)
+
+asan:
+	$(MAKE) SAN=1 $(BUILD)/asan/bin/hoteld
+
+asan-test: deps all asan
+	@tests/run-all $(BUILD) --asan-only
+
+C_SOURCES = $(shell find src tests -name '*.[ch]' -not -path '*/fuzz/corpus/*')
+format:
+	clang-format -i $(C_SOURCES)
+format-check:
+	clang-format --dry-run --Werror $(C_SOURCES)
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD)/obj $(BUILD)/asan -name '*.d' 2>/dev/null)
