@@ -61,13 +61,14 @@ $(GEN_C)/%.nngrpc.c $(GEN_C)/%.nngrpc.h: proto/%.proto \
 	protoc -Iproto --plugin=protoc-gen-nngrpc-c=src/codegen/protoc-gen-nngrpc-c \
 		--nngrpc-c_out=$(GEN_C) $<
 
+# Keep generated files: make would delete them as intermediates.
+.SECONDARY:
+
 # Generated headers must exist before anything that includes them compiles.
 GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h)
 
 # ---- libnngrpc --------------------------------------------------------------
 RPC_SRCS := $(wildcard src/rpc/*.c)
-RPC_OBJS  = $(RPC_SRCS:%.c=$(OBJ)/%.o) \
-            $(GEN_C)/nngrpc/v1/rpc.pb-c.o
 RPC_OBJS := $(RPC_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/nngrpc/v1/rpc.pb-c.o
 
 $(OBJ)/%.o: %.c | $(GEN_HEADERS)

@@ -1,0 +1,167 @@
+/*
+ * Call context: what a handler may ask of its call and keep for its
+ * lifetime. Everything lives in the call's arena; one thread (the worker
+ * running the call) touches a call, so nothing here locks.
+ */
+#include "call.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+
+#include "clock.h"
+
+struct call_defer {
+	call_defer *d_next;
+	void (*d_fn)(void *);
+	void *d_arg;
+};
+
+void
+nngrpc_call_init(nngrpc_call *call)
+{
+	memset(call, 0, sizeof(*call));
+	nngrpc_arena_init(&call->c_arena);
+	call->c_deadline = NNGRPC_NO_DEADLINE;
+}
+
+void
+nngrpc_call_fini(nngrpc_call *call)
+{
+	call_defer *d = call->c_defers;
+	while (d != NULL) {
+		d->d_fn(d->d_arg);
+		d = d->d_next;
+	}
+	call->c_defers = NULL;
+	nngrpc_arena_fini(&call->c_arena);
+}
+
+const char *
+nngrpc_call_method(const nngrpc_call *call)
+{
+	return (call->c_method);
+}
+
+const void *
+nngrpc_call_impl(const nngrpc_call *call)
+{
+	return (call->c_impl);
+}
+
+void *
+nngrpc_call_user(const nngrpc_call *call)
+{
+	return (call->c_user);
+}
+
+int64_t
+nngrpc_call_deadline(const nngrpc_call *call)
+{
+	return (call->c_deadline);
+}
+
+bool
+nngrpc_call_expired(const nngrpc_call *call)
+{
+	return (call->c_deadline != NNGRPC_NO_DEADLINE
+	    && nngrpc_now_ns() >= call->c_deadline);
+}
+
+const char *
+nngrpc_call_metadata(const nngrpc_call *call, const char *key)
+{
+	if (call->c_req == NULL) {
+		return (NULL);
+	}
+	for (size_t i = 0; i < call->c_req->n_metadata; i++) {
+		const Nngrpc__V1__Request__MetadataEntry *e
+		    = call->c_req->metadata[i];
+		if (e->key != NULL && strcmp(e->key, key) == 0) {
+			return (e->value);
+		}
+	}
+	return (NULL);
+}
+
+int
+nngrpc_call_set_trailer(nngrpc_call *call, const char *key, const char *value)
+{
+	Nngrpc__V1__Response__TrailersEntry *e;
+
+	if (call->c_n_trailers == call->c_cap_trailers) {
+		size_t cap
+		    = call->c_cap_trailers ? call->c_cap_trailers * 2 : 4;
+		Nngrpc__V1__Response__TrailersEntry **v
+		    = nngrpc_call_alloc(call, cap * sizeof(*v));
+		if (v == NULL) {
+			return (NNG_ENOMEM);
+		}
+		if (call->c_n_trailers > 0) {
+			memcpy(v, call->c_trailers,
+			    call->c_n_trailers * sizeof(*v));
+		}
+		call->c_trailers = v;
+		call->c_cap_trailers = cap;
+	}
+	if ((e = nngrpc_call_alloc(call, sizeof(*e))) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	nngrpc__v1__response__trailers_entry__init(e);
+	e->key = nngrpc_call_strdup(call, key);
+	e->value = nngrpc_call_strdup(call, value);
+	if (e->key == NULL || e->value == NULL) {
+		return (NNG_ENOMEM);
+	}
+	call->c_trailers[call->c_n_trailers++] = e;
+	return (0);
+}
+
+void *
+nngrpc_call_alloc(nngrpc_call *call, size_t size)
+{
+	return (nngrpc_arena_alloc(&call->c_arena, size));
+}
+
+char *
+nngrpc_call_strdup(nngrpc_call *call, const char *s)
+{
+	size_t n = strlen(s) + 1;
+	char  *p = nngrpc_call_alloc(call, n);
+	if (p != NULL) {
+		memcpy(p, s, n);
+	}
+	return (p);
+}
+
+int
+nngrpc_call_defer(nngrpc_call *call, void (*fn)(void *), void *arg)
+{
+	call_defer *d = nngrpc_call_alloc(call, sizeof(*d));
+	if (d == NULL) {
+		fn(arg);
+		return (NNG_ENOMEM);
+	}
+	d->d_fn = fn;
+	d->d_arg = arg;
+	d->d_next = call->c_defers;
+	call->c_defers = d;
+	return (0);
+}
+
+nngrpc_status
+nngrpc_call_error(nngrpc_call *call, nngrpc_status code, const char *fmt, ...)
+{
+	char    buf[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* Out of memory leaves the message empty; the code still goes out. */
+	call->c_message = nngrpc_call_strdup(call, buf);
+	return (code);
+}

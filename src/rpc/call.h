@@ -1,0 +1,37 @@
+/*
+ * The call context a handler sees (nngrpc_call), internal side: dispatch
+ * fills it, handlers use the accessors in nngrpc.h, dispatch encodes the
+ * reply from it and ends it.
+ */
+#ifndef NNGRPC_CALL_H
+#define NNGRPC_CALL_H
+
+#include <stdint.h>
+
+#include "arena.h"
+#include "nngrpc.h"
+#include "nngrpc/v1/rpc.pb-c.h"
+
+typedef struct call_defer call_defer;
+
+struct nngrpc_call {
+	nngrpc_arena               c_arena;
+	const char                *c_method;
+	int64_t                    c_deadline;
+	const void                *c_impl;
+	void                      *c_user;
+	const Nngrpc__V1__Request *c_req;     /* in c_arena */
+	const char                *c_message; /* in c_arena, or NULL */
+	Nngrpc__V1__Response__TrailersEntry **c_trailers; /* in c_arena */
+	size_t                                c_n_trailers;
+	size_t                                c_cap_trailers;
+	call_defer                           *c_defers; /* newest first */
+};
+
+/* Starts a call: an empty arena, no deadline. */
+void nngrpc_call_init(nngrpc_call *call);
+
+/* Runs the deferred functions and frees everything the call owns. */
+void nngrpc_call_fini(nngrpc_call *call);
+
+#endif /* NNGRPC_CALL_H */

@@ -1,0 +1,299 @@
+/*
+ * Dispatch: a sorted table of "/package.Service/Method" names, each with
+ * its protobuf-c method descriptor, handler and service (impl copy, user
+ * pointer). The table is built before the server starts, then sealed and
+ * only read, so workers look methods up without a lock.
+ *
+ * One call: decode the envelope into the call's arena, check the deadline,
+ * look the method up, decode the input into the arena, initialise the
+ * output, run the handler, encode the reply, end the call. The handler's
+ * output struct is allocated in the arena too; its fields are borrowed
+ * (see nngrpc.h) and never freed here.
+ */
+#include "dispatch.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "call.h"
+#include "clock.h"
+#include "envelope.h"
+
+typedef struct service {
+	const ProtobufCServiceDescriptor *s_desc;
+	void                             *s_impl; /* owned copy */
+	void                             *s_user; /* borrowed */
+} service;
+
+typedef struct method {
+	char                            *m_name; /* owned */
+	const ProtobufCMethodDescriptor *m_desc;
+	nngrpc_method_fn                 m_fn; /* NULL: unimplemented */
+	const service                   *m_svc;
+} method;
+
+struct nngrpc_dispatch {
+	method   *d_methods;
+	size_t    d_n_methods;
+	service **d_services;
+	size_t    d_n_services;
+	bool      d_sealed;
+};
+
+int
+nngrpc_dispatch_alloc(nngrpc_dispatch **dp)
+{
+	nngrpc_dispatch *d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		return (NNG_ENOMEM);
+	}
+	*dp = d;
+	return (0);
+}
+
+void
+nngrpc_dispatch_free(nngrpc_dispatch *d)
+{
+	if (d == NULL) {
+		return;
+	}
+	for (size_t i = 0; i < d->d_n_methods; i++) {
+		free(d->d_methods[i].m_name);
+	}
+	for (size_t i = 0; i < d->d_n_services; i++) {
+		free(d->d_services[i]->s_impl);
+		free(d->d_services[i]);
+	}
+	free(d->d_methods);
+	free(d->d_services);
+	free(d);
+}
+
+static const method *
+find(const nngrpc_dispatch *d, const char *name)
+{
+	size_t lo = 0, hi = d->d_n_methods;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int    c = strcmp(name, d->d_methods[mid].m_name);
+		if (c == 0) {
+			return (&d->d_methods[mid]);
+		}
+		if (c < 0) {
+			hi = mid;
+		} else {
+			lo = mid + 1;
+		}
+	}
+	return (NULL);
+}
+
+static int
+method_cmp(const void *a, const void *b)
+{
+	return (
+	    strcmp(((const method *)a)->m_name, ((const method *)b)->m_name));
+}
+
+int
+nngrpc_dispatch_add_service(nngrpc_dispatch *d,
+    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
+    const void *impl, size_t impl_size, void *user)
+{
+	service  *svc;
+	service **svcs;
+	method   *ms;
+	size_t    n = desc->n_methods;
+
+	if (d->d_sealed) {
+		return (NNG_EBUSY);
+	}
+	if ((svc = calloc(1, sizeof(*svc))) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	svc->s_desc = desc;
+	svc->s_user = user;
+	if (impl_size > 0) {
+		if ((svc->s_impl = malloc(impl_size)) == NULL) {
+			free(svc);
+			return (NNG_ENOMEM);
+		}
+		memcpy(svc->s_impl, impl, impl_size);
+	}
+	svcs = realloc(d->d_services, (d->d_n_services + 1) * sizeof(*svcs));
+	if (svcs == NULL) {
+		goto fail;
+	}
+	d->d_services = svcs;
+	ms = realloc(d->d_methods, (d->d_n_methods + n) * sizeof(*ms));
+	if (ms == NULL) {
+		goto fail;
+	}
+	d->d_methods = ms;
+	for (size_t i = 0; i < n; i++) {
+		method *m = &ms[d->d_n_methods + i];
+		size_t  len
+		    = strlen(desc->name) + strlen(desc->methods[i].name) + 3;
+		m->m_desc = &desc->methods[i];
+		m->m_fn = fns[i];
+		m->m_svc = svc;
+		if ((m->m_name = malloc(len)) == NULL) {
+			for (size_t j = 0; j < i; j++) {
+				free(ms[d->d_n_methods + j].m_name);
+			}
+			goto fail;
+		}
+		snprintf(m->m_name, len, "/%s/%s", desc->name,
+		    desc->methods[i].name);
+		if (find(d, m->m_name) != NULL) {
+			for (size_t j = 0; j <= i; j++) {
+				free(ms[d->d_n_methods + j].m_name);
+			}
+			free(svc->s_impl);
+			free(svc);
+			return (NNG_EEXIST);
+		}
+	}
+	/* protoc rejects duplicate method names within one service. */
+	d->d_n_methods += n;
+	d->d_services[d->d_n_services++] = svc;
+	/* Sorted after each service, so find() works in the loop above. */
+	qsort(d->d_methods, d->d_n_methods, sizeof(method), method_cmp);
+	return (0);
+
+fail:
+	free(svc->s_impl);
+	free(svc);
+	return (NNG_ENOMEM);
+}
+
+void
+nngrpc_dispatch_seal(nngrpc_dispatch *d)
+{
+	d->d_sealed = true;
+}
+
+size_t
+nngrpc_dispatch_count(const nngrpc_dispatch *d)
+{
+	return (d->d_n_methods);
+}
+
+/* Copies a client-supplied name for a status message: printable ASCII
+ * only, at most 120 characters. */
+static void
+printable(char *out, size_t outlen, const char *in)
+{
+	size_t n = 0;
+	for (; *in != '\0' && n + 4 < outlen && n < 120; in++) {
+		unsigned char ch = (unsigned char)*in;
+		out[n++] = isprint(ch) ? (char)ch : '?';
+	}
+	if (*in != '\0' && n + 4 < outlen) {
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+}
+
+static int64_t
+deadline_of(int64_t recv_ns, uint64_t timeout_us)
+{
+	if (timeout_us == 0
+	    || timeout_us > (uint64_t)(NNGRPC_NO_DEADLINE - recv_ns) / 1000) {
+		return (NNGRPC_NO_DEADLINE);
+	}
+	return (recv_ns + (int64_t)timeout_us * 1000);
+}
+
+/* Runs the call up to the handler's status; the output to encode, if any,
+ * goes to *outputp. */
+static nngrpc_status
+run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
+    size_t len, int64_t recv_ns, int64_t start_ns, ProtobufCMessage **outputp)
+{
+	Nngrpc__V1__Request *req;
+	const method        *m;
+	ProtobufCMessage    *input;
+	ProtobufCMessage    *output;
+	char                 name[128];
+	nngrpc_status        st;
+
+	req = nngrpc_envelope_decode(&call->c_arena, body, len);
+	if (req == NULL) {
+		return (nngrpc_call_error(call, NNGRPC_INTERNAL,
+		    "cannot decode the request envelope (%zu bytes): not a "
+		    "nngrpc.v1.Request",
+		    len));
+	}
+	call->c_req = req;
+	call->c_method = req->method;
+	call->c_deadline = deadline_of(recv_ns, req->timeout_us);
+	if (call->c_deadline <= start_ns) {
+		return (nngrpc_call_error(call, NNGRPC_DEADLINE_EXCEEDED,
+		    "deadline exceeded after %lld us in the server queue",
+		    (long long)((start_ns - recv_ns) / 1000)));
+	}
+	if ((m = find(d, req->method)) == NULL) {
+		printable(name, sizeof(name), req->method);
+		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
+		    "unknown method \"%s\"", name));
+	}
+	if (m->m_fn == NULL) {
+		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
+		    "method %s is not implemented by this server", m->m_name));
+	}
+	call->c_impl = m->m_svc->s_impl;
+	call->c_user = m->m_svc->s_user;
+	input = protobuf_c_message_unpack(m->m_desc->input,
+	    &call->c_arena.a_pb, req->payload.len, req->payload.data);
+	if (input == NULL) {
+		return (nngrpc_call_error(call, NNGRPC_INTERNAL,
+		    "cannot decode the request payload (%zu bytes) as %s",
+		    req->payload.len, m->m_desc->input->name));
+	}
+	output = nngrpc_call_alloc(call, m->m_desc->output->sizeof_message);
+	if (output == NULL) {
+		return (nngrpc_call_error(
+		    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory"));
+	}
+	m->m_desc->output->message_init(output);
+	st = m->m_fn(call, input, output);
+	if (!nngrpc_status_valid((int)st)) {
+		return (nngrpc_call_error(call, NNGRPC_UNKNOWN,
+		    "handler of %s returned status %d, which is not a status "
+		    "code",
+		    m->m_name, (int)st));
+	}
+	if (st == NNGRPC_OK) {
+		*outputp = output;
+	}
+	return (st);
+}
+
+int
+nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
+    int64_t recv_ns, int64_t start_ns, nng_msg **replyp)
+{
+	Nngrpc__V1__Response resp = NNGRPC__V1__RESPONSE__INIT;
+	ProtobufCMessage    *output = NULL;
+	nngrpc_call          call;
+	nngrpc_status        st;
+	int                  rv;
+
+	nngrpc_call_init(&call);
+	st = run(d, &call, body, len, recv_ns, start_ns, &output);
+	resp.code = (int32_t)st;
+	if (call.c_message != NULL) {
+		resp.message = (char *)call.c_message;
+	}
+	resp.trailers = call.c_trailers;
+	resp.n_trailers = call.c_n_trailers;
+	resp.queue_us = (uint64_t)(start_ns - recv_ns) / 1000;
+	resp.run_us = (uint64_t)(nngrpc_now_ns() - start_ns) / 1000;
+	rv = nngrpc_envelope_encode(&resp, output, replyp);
+	nngrpc_call_fini(&call);
+	return (rv);
+}

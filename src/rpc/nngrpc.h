@@ -1,0 +1,152 @@
+/*
+ * libnngrpc: serve protobuf-c services over NNG REQ/REP.
+ *
+ * A server owns one REP socket listening on one or more URLs, a bounded
+ * queue and a pool of worker threads. Services are registered before
+ * nngrpc_server_start(), usually through the typed glue that
+ * src/codegen/protoc-gen-nngrpc-c generates for a .proto file:
+ *
+ *   static nngrpc_status
+ *   echo(nngrpc_call *call, const Pkg__EchoRequest *req,
+ *       Pkg__EchoResponse *resp)
+ *   {
+ *           resp->payload = req->payload;   // borrowed, see below
+ *           return (NNGRPC_OK);
+ *   }
+ *   static const pkg_echo_impl impl = { .echo = echo };
+ *   pkg_echo_register(server, &impl, NULL);
+ *
+ * Handlers run on worker threads, any number at once: they must be
+ * thread-safe, and they may block (that is what the workers are for).
+ *
+ * Ownership in a handler: the input message and everything in it belong to
+ * the runtime and live until the call ends. The output message struct is
+ * the runtime's too, initialised before the handler runs; the handler fills
+ * its fields with pointers that must stay valid until the call ends: into
+ * the input, into memory from nngrpc_call_alloc() (freed with the call),
+ * or into data the handler keeps alive and releases in an
+ * nngrpc_call_defer() function. The runtime never frees an output field.
+ */
+#ifndef NNGRPC_NNGRPC_H
+#define NNGRPC_NNGRPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "status.h"
+
+typedef struct nngrpc_server nngrpc_server;
+typedef struct nngrpc_call   nngrpc_call;
+
+/* ---- server --------------------------------------------------------- */
+
+/* Defaults of nngrpc_server_config. */
+#define NNGRPC_DEFAULT_WORKERS           32
+#define NNGRPC_DEFAULT_QUEUE             256
+#define NNGRPC_DEFAULT_MAX_MESSAGE_BYTES (4 * 1024 * 1024)
+#define NNGRPC_MAX_LISTEN                16
+
+typedef struct nngrpc_server_config {
+	/* URLs to listen on (tcp://, ipc://); borrowed until start returns. */
+	const char *listen[NNGRPC_MAX_LISTEN];
+	size_t      n_listen;
+	/* Worker threads that run handlers. */
+	int workers;
+	/* Calls that may wait for a worker; one more gets
+	 * RESOURCE_EXHAUSTED at once. */
+	int queue;
+	/* Largest request accepted (NNG_OPT_RECVMAXSZ): NNG drops a larger
+	 * one without an answer, so clients check the size themselves. */
+	size_t max_message_bytes;
+} nngrpc_server_config;
+
+/* Fills *cfg with the defaults and no listen URL. */
+void nngrpc_server_config_init(nngrpc_server_config *cfg);
+
+/* Opens a server that is not yet listening. Returns new: *serverp, freed
+ * with nngrpc_server_close(). Returns 0 or an nng error code. */
+int nngrpc_server_open(
+    const nngrpc_server_config *cfg, nngrpc_server **serverp);
+
+/* Starts listening on every URL and starts the workers. On failure returns
+ * an nng error code and writes one line saying what failed into err (for
+ * example "tcp://127.0.0.1:5555: Address in use"); nothing is left
+ * listening. */
+int nngrpc_server_start(nngrpc_server *server, char *err, size_t errlen);
+
+/* Stops listening, answers every queued call with UNAVAILABLE, waits for
+ * running handlers to finish and their replies to be sent, and stops the
+ * workers. Idempotent. */
+void nngrpc_server_stop(nngrpc_server *server);
+
+/* Stops the server if needed and frees it. NULL is a no-op. */
+void nngrpc_server_close(nngrpc_server *server);
+
+/* ---- services --------------------------------------------------------- */
+
+/* A method handler in its generic form. The typed glue calls these;
+ * write typed handlers instead (see the top of this file). */
+typedef nngrpc_status (*nngrpc_method_fn)(nngrpc_call *call,
+    const ProtobufCMessage *input, ProtobufCMessage *output);
+
+/*
+ * Registers every method of a protobuf-c service. fns has
+ * desc->n_methods entries in desc's order; a NULL entry is answered
+ * UNIMPLEMENTED. impl (impl_size bytes, may be NULL/0) is copied and handed
+ * back to the handlers by nngrpc_call_impl(); user is borrowed and handed
+ * back by nngrpc_call_user(). Only before nngrpc_server_start().
+ * Returns 0, NNG_EBUSY when started, NNG_EEXIST when a method name is
+ * already registered, NNG_ENOMEM.
+ */
+int nngrpc_server_add_service(nngrpc_server *server,
+    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
+    const void *impl, size_t impl_size, void *user);
+
+/* ---- inside a handler ------------------------------------------------- */
+
+/* Full method name, "/package.Service/Method". Borrowed from the call. */
+const char *nngrpc_call_method(const nngrpc_call *call);
+
+/* The copy of impl made at registration, for the typed glue. */
+const void *nngrpc_call_impl(const nngrpc_call *call);
+
+/* The user pointer given at registration. */
+void *nngrpc_call_user(const nngrpc_call *call);
+
+/* Absolute deadline on CLOCK_MONOTONIC in ns (see clock.h), or
+ * NNGRPC_NO_DEADLINE. */
+int64_t nngrpc_call_deadline(const nngrpc_call *call);
+
+/* True when the deadline has passed: long handlers check it and stop. */
+bool nngrpc_call_expired(const nngrpc_call *call);
+
+/* Request metadata value for key, or NULL. Borrowed from the call. */
+const char *nngrpc_call_metadata(const nngrpc_call *call, const char *key);
+
+/* Adds a trailing metadata entry to the response; both strings are
+ * copied. Returns 0 or NNG_ENOMEM. */
+int nngrpc_call_set_trailer(
+    nngrpc_call *call, const char *key, const char *value);
+
+/* Returns new memory owned by the call, freed when the call ends, aligned
+ * for any type; NULL when out of memory. For output fields. */
+void *nngrpc_call_alloc(nngrpc_call *call, size_t size);
+
+/* Copies s into call-owned memory (see nngrpc_call_alloc). */
+char *nngrpc_call_strdup(nngrpc_call *call, const char *s);
+
+/* Runs fn(arg) when the call ends, after the reply is encoded, in the
+ * reverse order of registration: release here what output fields borrow.
+ * Returns 0, or NNG_ENOMEM, in which case fn(arg) has already run. */
+int nngrpc_call_defer(nngrpc_call *call, void (*fn)(void *), void *arg);
+
+/* Sets the status message (printf-style) and returns code, so a handler
+ * writes: return (nngrpc_call_error(call, NNGRPC_NOT_FOUND, "id %d", id));
+ */
+nngrpc_status nngrpc_call_error(nngrpc_call *call, nngrpc_status code,
+    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif /* NNGRPC_NNGRPC_H */

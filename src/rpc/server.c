@@ -1,0 +1,488 @@
+/*
+ * Server: one REP socket, receive contexts, a bounded queue, workers.
+ *
+ * DESIGN
+ * ------
+ * NNG runs aio callbacks on its own small thread pool and they must never
+ * block (nng#856), while handlers are slow. So each receive context (an
+ * nng_ctx with its own nng_aio) only takes a message and puts it on the
+ * queue; our worker threads run the calls. A context stays with its call
+ * until the reply is sent on it (REP replies go out on the context that
+ * received), then receives again:
+ *
+ *   RECV --message--> queued --worker--> SEND --sent--> RECV
+ *     \--queue full or stopping--> SEND (status reply at once)
+ *
+ * There are workers + queue + SPARE_CONTEXTS contexts, so when every
+ * worker is busy and the queue is full, spare contexts still receive and
+ * answer RESOURCE_EXHAUSTED at once instead of leaving calls unread in a
+ * silent backlog.
+ *
+ * Threads: ctx_cb runs on NNG's threads; workers are our pthreads, with
+ * every signal blocked (main owns signals). s_mtx guards the queue, the
+ * stopping flag and the send counter; it is never held across an NNG call
+ * that may call back.
+ *
+ * Stop: stop listening, let the workers finish what is queued and
+ * running (answered normally), answer anything received meanwhile with
+ * UNAVAILABLE, wait for the replies to be sent, then close the socket.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
+
+#include "clock.h"
+#include "dispatch.h"
+#include "envelope.h"
+#include "log.h"
+#include "nngrpc.h"
+
+#define SPARE_CONTEXTS 16
+/* How long stop waits for replies already handed to NNG to go out. */
+#define STOP_SEND_WAIT_NS (2 * 1000000000LL)
+
+typedef enum { CTX_IDLE, CTX_RECV, CTX_QUEUED, CTX_SEND } ctx_state;
+
+typedef struct work {
+	nngrpc_server *w_server;
+	nng_ctx        w_ctx;
+	nng_aio       *w_aio;
+	ctx_state      w_state;
+	nng_msg       *w_msg;     /* received request, while queued */
+	int64_t        w_recv_ns; /* when it was received */
+} work;
+
+struct nngrpc_server {
+	nngrpc_server_config s_cfg;
+	char                *s_urls[NNGRPC_MAX_LISTEN]; /* owned copies */
+	nngrpc_dispatch     *s_dispatch;
+	nng_socket           s_sock;
+	bool                 s_sock_open;
+	nng_listener         s_listeners[NNGRPC_MAX_LISTEN];
+	size_t               s_n_listeners;
+	work                *s_works;
+	size_t               s_n_works;
+	pthread_t           *s_workers;
+	size_t               s_n_workers; /* started */
+	bool                 s_started;
+
+	pthread_mutex_t s_mtx;
+	pthread_cond_t  s_cv;       /* queue not empty, or stopping */
+	pthread_cond_t  s_sent_cv;  /* s_sending dropped */
+	work          **s_queue;    /* ring, guarded by s_mtx */
+	size_t          s_q_head;   /* guarded by s_mtx */
+	size_t          s_q_len;    /* guarded by s_mtx */
+	bool            s_stopping; /* guarded by s_mtx */
+	size_t          s_sending;  /* replies in NNG, guarded by s_mtx */
+};
+
+void
+nngrpc_server_config_init(nngrpc_server_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->workers = NNGRPC_DEFAULT_WORKERS;
+	cfg->queue = NNGRPC_DEFAULT_QUEUE;
+	cfg->max_message_bytes = NNGRPC_DEFAULT_MAX_MESSAGE_BYTES;
+}
+
+int
+nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
+{
+	nngrpc_server *s;
+	int            rv;
+
+	if (cfg->workers < 1 || cfg->queue < 1 || cfg->n_listen == 0
+	    || cfg->n_listen > NNGRPC_MAX_LISTEN
+	    || cfg->max_message_bytes == 0) {
+		return (NNG_EINVAL);
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	pthread_mutex_init(&s->s_mtx, NULL);
+	pthread_cond_init(&s->s_cv, NULL);
+	pthread_cond_init(&s->s_sent_cv, NULL);
+	s->s_cfg = *cfg;
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		if ((s->s_urls[i] = strdup(cfg->listen[i])) == NULL) {
+			nngrpc_server_close(s);
+			return (NNG_ENOMEM);
+		}
+		s->s_cfg.listen[i] = s->s_urls[i];
+	}
+	s->s_queue = calloc((size_t)cfg->queue, sizeof(*s->s_queue));
+	if (s->s_queue == NULL) {
+		nngrpc_server_close(s);
+		return (NNG_ENOMEM);
+	}
+	if ((rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0) {
+		nngrpc_server_close(s);
+		return (rv);
+	}
+	*serverp = s;
+	return (0);
+}
+
+int
+nngrpc_server_add_service(nngrpc_server *s,
+    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
+    const void *impl, size_t impl_size, void *user)
+{
+	if (s->s_started) {
+		return (NNG_EBUSY);
+	}
+	return (nngrpc_dispatch_add_service(
+	    s->s_dispatch, desc, fns, impl, impl_size, user));
+}
+
+/* ---- contexts (NNG's threads) ----------------------------------------- */
+
+static void
+ctx_recv(work *w)
+{
+	w->w_state = CTX_RECV;
+	nng_ctx_recv(w->w_ctx, w->w_aio);
+}
+
+/* Hands a reply to NNG. Takes msg. */
+static void
+ctx_send(work *w, nng_msg *msg)
+{
+	nngrpc_server *s = w->w_server;
+
+	pthread_mutex_lock(&s->s_mtx);
+	s->s_sending++;
+	pthread_mutex_unlock(&s->s_mtx);
+	w->w_state = CTX_SEND;
+	nng_aio_set_msg(w->w_aio, msg);
+	nng_ctx_send(w->w_ctx, w->w_aio);
+}
+
+/* Answers a call with a status alone, or drops it if even that fails. */
+static void
+ctx_send_status(work *w, int code, const char *message)
+{
+	nng_msg *reply;
+
+	if (nngrpc_envelope_status(code, message, &reply) != 0) {
+		nngrpc_log(NNGRPC_LOG_ERROR, "out of memory answering a call");
+		ctx_recv(w); /* the client's deadline ends its wait */
+		return;
+	}
+	ctx_send(w, reply);
+}
+
+/* Queues a received call. Returns false when the queue is full or the
+ * server is stopping; *stoppingp says which. */
+static bool
+queue_push(nngrpc_server *s, work *w, bool *stoppingp)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&s->s_mtx);
+	*stoppingp = s->s_stopping;
+	if (!s->s_stopping && s->s_q_len < (size_t)s->s_cfg.queue) {
+		size_t tail
+		    = (s->s_q_head + s->s_q_len) % (size_t)s->s_cfg.queue;
+		s->s_queue[tail] = w;
+		s->s_q_len++;
+		w->w_state = CTX_QUEUED;
+		ok = true;
+		pthread_cond_signal(&s->s_cv);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+	return (ok);
+}
+
+static void
+ctx_cb(void *arg)
+{
+	work          *w = arg;
+	nngrpc_server *s = w->w_server;
+	bool           stopping;
+	int            rv = nng_aio_result(w->w_aio);
+
+	switch (w->w_state) {
+	case CTX_RECV:
+		if (rv != 0) {
+			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+				w->w_state = CTX_IDLE;
+				return;
+			}
+			/* A broken pipe mid-receive: keep receiving. */
+			ctx_recv(w);
+			return;
+		}
+		w->w_msg = nng_aio_get_msg(w->w_aio);
+		w->w_recv_ns = nngrpc_now_ns();
+		nng_aio_set_msg(w->w_aio, NULL);
+		if (!queue_push(s, w, &stopping)) {
+			nng_msg_free(w->w_msg);
+			w->w_msg = NULL;
+			if (stopping) {
+				ctx_send_status(w, NNGRPC_UNAVAILABLE,
+				    "server is shutting down");
+			} else {
+				ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED,
+				    "server queue is full: every worker is "
+				    "busy");
+			}
+		}
+		return;
+	case CTX_SEND:
+		if (rv != 0) {
+			/* Not sent (peer gone, socket closing): still ours. */
+			nng_msg_free(nng_aio_get_msg(w->w_aio));
+			nng_aio_set_msg(w->w_aio, NULL);
+		}
+		pthread_mutex_lock(&s->s_mtx);
+		if (--s->s_sending == 0) {
+			pthread_cond_broadcast(&s->s_sent_cv);
+		}
+		pthread_mutex_unlock(&s->s_mtx);
+		if (rv == NNG_ECLOSED) {
+			w->w_state = CTX_IDLE;
+			return;
+		}
+		/* Receive again even when stopping: what arrives before the
+		 * socket closes is answered UNAVAILABLE, not dropped. */
+		ctx_recv(w);
+		return;
+	default:
+		nngrpc_log(NNGRPC_LOG_ERROR, "context callback in state %d",
+		    (int)w->w_state);
+		abort(); /* a broken invariant, never input */
+	}
+}
+
+/* ---- workers (our threads) ------------------------------------------- */
+
+static void *
+worker_main(void *arg)
+{
+	nngrpc_server *s = arg;
+
+	for (;;) {
+		work    *w;
+		nng_msg *reply;
+
+		pthread_mutex_lock(&s->s_mtx);
+		while (s->s_q_len == 0 && !s->s_stopping) {
+			pthread_cond_wait(&s->s_cv, &s->s_mtx);
+		}
+		if (s->s_q_len == 0) {
+			pthread_mutex_unlock(&s->s_mtx);
+			return (NULL);
+		}
+		w = s->s_queue[s->s_q_head];
+		s->s_q_head = (s->s_q_head + 1) % (size_t)s->s_cfg.queue;
+		s->s_q_len--;
+		pthread_mutex_unlock(&s->s_mtx);
+
+		if (nngrpc_dispatch_call(s->s_dispatch, nng_msg_body(w->w_msg),
+		        nng_msg_len(w->w_msg), w->w_recv_ns, nngrpc_now_ns(),
+		        &reply)
+		    != 0) {
+			nng_msg_free(w->w_msg);
+			w->w_msg = NULL;
+			ctx_send_status(
+			    w, NNGRPC_RESOURCE_EXHAUSTED, "out of memory");
+			continue;
+		}
+		nng_msg_free(w->w_msg);
+		w->w_msg = NULL;
+		ctx_send(w, reply);
+	}
+}
+
+/* ---- start and stop ---------------------------------------------------- */
+
+static int
+start_fail(nngrpc_server *s, int rv, char *err, size_t errlen,
+    const char *what, const char *detail)
+{
+	snprintf(err, errlen, "%s: %s", what, detail);
+	nngrpc_server_stop(s);
+	return (rv);
+}
+
+static const char *
+listen_error(int rv)
+{
+	switch (rv) {
+	case NNG_EADDRINUSE:
+		return ("address already in use");
+	case NNG_EADDRINVAL:
+		return ("invalid address");
+	case NNG_ENOTSUP:
+		return ("unsupported transport (use tcp:// or ipc://)");
+	case NNG_EPERM:
+		return ("permission denied");
+	default:
+		return (nng_strerror(rv));
+	}
+}
+
+int
+nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
+{
+	sigset_t all, old;
+	size_t   n_works;
+	int      rv;
+
+	if (s->s_started) {
+		snprintf(err, errlen, "server already started");
+		return (NNG_EBUSY);
+	}
+	s->s_started = true;
+	nngrpc_dispatch_seal(s->s_dispatch);
+	if ((rv = nng_rep0_open(&s->s_sock)) != 0) {
+		return (start_fail(s, rv, err, errlen,
+		    "cannot open a REP socket", nng_strerror(rv)));
+	}
+	s->s_sock_open = true;
+	rv = nng_socket_set_size(
+	    s->s_sock, NNG_OPT_RECVMAXSZ, s->s_cfg.max_message_bytes);
+	if (rv != 0) {
+		return (start_fail(s, rv, err, errlen, "max message bytes",
+		    nng_strerror(rv)));
+	}
+
+	n_works = (size_t)s->s_cfg.workers + (size_t)s->s_cfg.queue
+	    + SPARE_CONTEXTS;
+	if ((s->s_works = calloc(n_works, sizeof(*s->s_works))) == NULL) {
+		return (start_fail(
+		    s, NNG_ENOMEM, err, errlen, "contexts", "out of memory"));
+	}
+	for (size_t i = 0; i < n_works; i++) {
+		work *w = &s->s_works[i];
+		w->w_server = s;
+		if ((rv = nng_ctx_open(&w->w_ctx, s->s_sock)) != 0
+		    || (rv = nng_aio_alloc(&w->w_aio, ctx_cb, w)) != 0) {
+			/* An opened ctx goes with the socket. */
+			return (start_fail(
+			    s, rv, err, errlen, "contexts", nng_strerror(rv)));
+		}
+		s->s_n_works = i + 1;
+	}
+
+	if ((s->s_workers
+	        = calloc((size_t)s->s_cfg.workers, sizeof(*s->s_workers)))
+	    == NULL) {
+		return (start_fail(
+		    s, NNG_ENOMEM, err, errlen, "workers", "out of memory"));
+	}
+	/* Workers inherit a mask with every signal blocked: main owns them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (int i = 0; i < s->s_cfg.workers; i++) {
+		if (pthread_create(&s->s_workers[i], NULL, worker_main, s)
+		    != 0) {
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			return (start_fail(s, NNG_ENOMEM, err, errlen,
+			    "workers", "cannot start a thread"));
+		}
+		pthread_setname_np(s->s_workers[i], "nngrpc-worker");
+		s->s_n_workers++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	for (size_t i = 0; i < s->s_n_works; i++) {
+		ctx_recv(&s->s_works[i]);
+	}
+	for (size_t i = 0; i < s->s_cfg.n_listen; i++) {
+		const char *url = s->s_cfg.listen[i];
+		rv = nng_listen(s->s_sock, url, &s->s_listeners[i], 0);
+		if (rv != 0) {
+			return (start_fail(
+			    s, rv, err, errlen, url, listen_error(rv)));
+		}
+		s->s_n_listeners++;
+		nngrpc_log(NNGRPC_LOG_INFO, "listening on %s", url);
+	}
+	return (0);
+}
+
+void
+nngrpc_server_stop(nngrpc_server *s)
+{
+	int64_t until;
+
+	pthread_mutex_lock(&s->s_mtx);
+	if (s->s_stopping) {
+		pthread_mutex_unlock(&s->s_mtx);
+		return;
+	}
+	s->s_stopping = true;
+	pthread_cond_broadcast(&s->s_cv);
+	pthread_mutex_unlock(&s->s_mtx);
+
+	for (size_t i = 0; i < s->s_n_listeners; i++) {
+		nng_listener_close(s->s_listeners[i]);
+	}
+	s->s_n_listeners = 0;
+	/* Workers drain the queue, then return. */
+	for (size_t i = 0; i < s->s_n_workers; i++) {
+		pthread_join(s->s_workers[i], NULL);
+	}
+	s->s_n_workers = 0;
+
+	/* Let replies already handed to NNG go out, but not forever: a peer
+	 * that stopped reading must not hold the process. */
+	until = nngrpc_now_ns() + STOP_SEND_WAIT_NS;
+	pthread_mutex_lock(&s->s_mtx);
+	while (s->s_sending > 0 && nngrpc_now_ns() < until) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&s->s_sent_cv, &s->s_mtx, &ts);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+
+	if (s->s_sock_open) {
+		nng_close(s->s_sock); /* aborts receives: callbacks go idle */
+		s->s_sock_open = false;
+	}
+	for (size_t i = 0; i < s->s_n_works; i++) {
+		work *w = &s->s_works[i];
+		nng_aio_free(w->w_aio); /* waits for its callback */
+		w->w_aio = NULL;
+		if (w->w_msg != NULL) {
+			nng_msg_free(w->w_msg);
+			w->w_msg = NULL;
+		}
+	}
+	s->s_n_works = 0;
+}
+
+void
+nngrpc_server_close(nngrpc_server *s)
+{
+	if (s == NULL) {
+		return;
+	}
+	if (s->s_started) {
+		nngrpc_server_stop(s);
+	}
+	pthread_mutex_destroy(&s->s_mtx);
+	pthread_cond_destroy(&s->s_cv);
+	pthread_cond_destroy(&s->s_sent_cv);
+	free(s->s_works);
+	free(s->s_workers);
+	free(s->s_queue);
+	nngrpc_dispatch_free(s->s_dispatch);
+	for (size_t i = 0; i < NNGRPC_MAX_LISTEN; i++) {
+		free(s->s_urls[i]);
+	}
+	free(s);
+}
