@@ -23,14 +23,17 @@ VENV_PY  := $(VENV)/bin/python
 ifeq ($(SAN),1)
 OBJ      := $(BUILD)/asan/obj
 BIN      := $(BUILD)/asan/bin
+TESTBIN  := $(BUILD)/asan/tests
+LIBDIR   := $(BUILD)/asan/lib
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer \
             -fno-sanitize-recover=undefined
 else
 OBJ      := $(BUILD)/obj
 BIN      := $(BUILD)/bin
+TESTBIN  := $(BUILD)/tests
+LIBDIR   := $(BUILD)/lib
 SANFLAGS :=
 endif
-LIBDIR   := $(BUILD)/lib
 GEN_C    := $(BUILD)/gen/c
 GEN_PY   := $(BUILD)/gen/python
 
@@ -38,7 +41,7 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -MMD -MP \
              -Isrc -Isrc/rpc -I$(GEN_C)
 LDLIBS_RPC := -lnng -lprotobuf-c -lpthread -lm
 
-.PHONY: all deps run test unit-test integration-test asan asan-test \
+.PHONY: all deps run test unit-tests asan asan-test \
         format format-check clean
 all:
 
@@ -109,12 +112,14 @@ $(BIN)/hoteld: $(SERVICE_OBJS) $(LIBDIR)/libnngrpc.a $(ENGINE_LIB)
 
 # ---- C unit tests (tests/unit/test_<module>.c, cmocka) ----------------------
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
-UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(TESTBIN)/%)
 
-$(BUILD)/tests/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
-		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o)
+$(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
+		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
+		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
 	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) -o $@ $^ -lcmocka $(LDLIBS_RPC)
+	$(CC) $(SANFLAGS) -o $@ $(filter %.o,$^) $(LIBDIR)/libnngrpc.a \
+		-lcmocka $(LDLIBS_RPC)
 
 # ---- Python (clients/python/python.mk defines PY_STAMP) ---------------------
 -include clients/python/python.mk
@@ -133,8 +138,11 @@ run: deps all
 test: deps all asan
 	@tests/run-all $(BUILD)
 
+# The same binaries and unit tests, built with ASan+UBSan.
 asan:
-	$(MAKE) SAN=1 $(BUILD)/asan/bin/hoteld
+	$(MAKE) SAN=1 $(BUILD)/asan/bin/hoteld unit-tests
+
+unit-tests: $(UNIT_TESTS) $(ENGINE_TESTS)
 
 asan-test: deps all asan
 	@tests/run-all $(BUILD) --asan-only

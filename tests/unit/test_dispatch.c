@@ -1,0 +1,427 @@
+/* Dispatch: method lookup, decoding, deadlines, handler results, and the
+ * typed glue's registration. Handlers here are generic nngrpc_method_fn
+ * over the Testing service's descriptor. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "dispatch.h"
+#include "nngrpc/testing/v1/testing.nngrpc.h"
+#include "nngrpc/v1/rpc.pb-c.h"
+
+static int handler_runs;
+static int deferred_runs;
+
+static void
+count_deferred(void *arg)
+{
+	(*(int *)arg)++;
+}
+
+/* Echo that also checks metadata, sets a trailer and defers a release. */
+static nngrpc_status
+echo_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	const Nngrpc__Testing__V1__EchoRequest *req = (const void *)in;
+	Nngrpc__Testing__V1__EchoResponse      *resp = (void *)out;
+	const char *who = nngrpc_call_metadata(call, "who");
+
+	handler_runs++;
+	assert_string_equal(
+	    nngrpc_call_method(call), "/nngrpc.testing.v1.Testing/Echo");
+	assert_int_equal(*(const int *)nngrpc_call_impl(call), 42);
+	assert_ptr_equal(nngrpc_call_user(call), &handler_runs);
+	assert_null(nngrpc_call_metadata(call, "absent"));
+	if (who != NULL) {
+		assert_int_equal(nngrpc_call_set_trailer(call, "saw", who), 0);
+	}
+	assert_int_equal(
+	    nngrpc_call_defer(call, count_deferred, &deferred_runs), 0);
+	resp->payload = req->payload;
+	return (NNGRPC_OK);
+}
+
+static nngrpc_status
+bad_status_fn(
+    nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	(void)call;
+	(void)in;
+	(void)out;
+	handler_runs++;
+	return ((nngrpc_status)99);
+}
+
+static nngrpc_status
+error_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	(void)in;
+	(void)out;
+	handler_runs++;
+	assert_false(nngrpc_call_expired(call));
+	return (nngrpc_call_error(call, NNGRPC_NOT_FOUND, "no hotel %d", 7));
+}
+
+static nngrpc_dispatch *
+make_dispatch(void)
+{
+	static const nngrpc_method_fn fns[3]
+	    = { echo_fn, bad_status_fn, NULL };
+	nngrpc_dispatch *d;
+	int              impl = 42;
+
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, fns,
+	                     &impl, sizeof(impl), &handler_runs),
+	    0);
+	nngrpc_dispatch_seal(d);
+	return (d);
+}
+
+/* Builds a request envelope; the caller frees *bufp. */
+static size_t
+make_request(const char *method, uint64_t timeout_us, const uint8_t *payload,
+    size_t len, const char *who, uint8_t **bufp)
+{
+	Nngrpc__V1__Request                req = NNGRPC__V1__REQUEST__INIT;
+	Nngrpc__V1__Request__MetadataEntry e
+	    = NNGRPC__V1__REQUEST__METADATA_ENTRY__INIT;
+	Nngrpc__V1__Request__MetadataEntry *ep = &e;
+
+	req.method = (char *)method;
+	req.timeout_us = timeout_us;
+	req.payload.data = (uint8_t *)payload;
+	req.payload.len = len;
+	if (who != NULL) {
+		e.key = "who";
+		e.value = (char *)who;
+		req.metadata = &ep;
+		req.n_metadata = 1;
+	}
+	*bufp = malloc(nngrpc__v1__request__get_packed_size(&req) + 1);
+	return (nngrpc__v1__request__pack(&req, *bufp));
+}
+
+static Nngrpc__V1__Response *
+call(nngrpc_dispatch *d, const char *method, uint64_t timeout_us,
+    const uint8_t *payload, size_t len, const char *who, int64_t queued_ns)
+{
+	uint8_t              *buf;
+	size_t                n;
+	nng_msg              *reply;
+	Nngrpc__V1__Response *resp;
+	int64_t               now = nngrpc_now_ns();
+
+	n = make_request(method, timeout_us, payload, len, who, &buf);
+	assert_int_equal(
+	    nngrpc_dispatch_call(d, buf, n, now - queued_ns, now, &reply), 0);
+	resp = nngrpc__v1__response__unpack(
+	    NULL, nng_msg_len(reply), nng_msg_body(reply));
+	assert_non_null(resp);
+	nng_msg_free(reply);
+	free(buf);
+	return (resp);
+}
+
+static void
+test_echo_round_trip(void **state)
+{
+	Nngrpc__Testing__V1__EchoRequest in
+	    = NNGRPC__TESTING__V1__ECHO_REQUEST__INIT;
+	nngrpc_dispatch *d = make_dispatch();
+	uint8_t          buf[64];
+	size_t           n;
+
+	(void)state;
+	handler_runs = 0;
+	deferred_runs = 0;
+	in.payload.data = (uint8_t *)"hello";
+	in.payload.len = 5;
+	n = nngrpc__testing__v1__echo_request__pack(&in, buf);
+	Nngrpc__V1__Response *r = call(d, "/nngrpc.testing.v1.Testing/Echo",
+	    1000000, buf, n, "alice", 5000);
+	assert_int_equal(r->code, NNGRPC_OK);
+	assert_int_equal(handler_runs, 1);
+	assert_int_equal(deferred_runs, 1);
+	assert_true(r->queue_us >= 5);
+	assert_int_equal(r->n_trailers, 1);
+	assert_string_equal(r->trailers[0]->key, "saw");
+	assert_string_equal(r->trailers[0]->value, "alice");
+	Nngrpc__Testing__V1__EchoResponse *out
+	    = nngrpc__testing__v1__echo_response__unpack(
+	        NULL, r->payload.len, r->payload.data);
+	assert_non_null(out);
+	assert_memory_equal(out->payload.data, "hello", 5);
+	nngrpc__testing__v1__echo_response__free_unpacked(out, NULL);
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_failures(void **state)
+{
+	static const struct {
+		const char *method;
+		const char *payload;
+		size_t      len;
+		uint64_t    timeout_us;
+		int64_t     queued_ns;
+		int         code;
+		const char *message_part;
+		int         runs;
+	} cases[] = {
+		{ "/nngrpc.testing.v1.Testing/Nope", "", 0, 0, 0,
+		    NNGRPC_UNIMPLEMENTED, "unknown method", 0 },
+		{ "", "", 0, 0, 0, NNGRPC_UNIMPLEMENTED, "unknown method", 0 },
+		{ "/nngrpc.testing.v1.Testing/Fail", "", 0, 0, 0,
+		    NNGRPC_UNIMPLEMENTED, "not implemented", 0 },
+		{ "/nngrpc.testing.v1.Testing/Echo", "\xff\xff\xff", 3, 0, 0,
+		    NNGRPC_INTERNAL, "cannot decode the request payload", 0 },
+		/* 1 ms allowed, 5 ms spent queued: never runs. */
+		{ "/nngrpc.testing.v1.Testing/Echo", "", 0, 1000, 5000000,
+		    NNGRPC_DEADLINE_EXCEEDED, "in the server queue", 0 },
+		{ "/nngrpc.testing.v1.Testing/Sleep", "", 0, 0, 0,
+		    NNGRPC_UNKNOWN, "not a status code", 1 },
+	};
+	nngrpc_dispatch *d = make_dispatch();
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		handler_runs = 0;
+		Nngrpc__V1__Response *r = call(d, cases[i].method,
+		    cases[i].timeout_us, (const uint8_t *)cases[i].payload,
+		    cases[i].len, NULL, cases[i].queued_ns);
+		assert_int_equal(r->code, cases[i].code);
+		assert_non_null(strstr(r->message, cases[i].message_part));
+		assert_int_equal(r->payload.len, 0);
+		assert_int_equal(handler_runs, cases[i].runs);
+		nngrpc__v1__response__free_unpacked(r, NULL);
+	}
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_garbage_envelope(void **state)
+{
+	static const uint8_t garbage[] = { 0xff, 0xff, 0xff, 0xff };
+	nngrpc_dispatch     *d = make_dispatch();
+	nng_msg             *reply;
+
+	(void)state;
+	int64_t now = nngrpc_now_ns();
+	assert_int_equal(nngrpc_dispatch_call(
+	                     d, garbage, sizeof(garbage), now, now, &reply),
+	    0);
+	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
+	    NULL, nng_msg_len(reply), nng_msg_body(reply));
+	assert_int_equal(r->code, NNGRPC_INTERNAL);
+	assert_non_null(strstr(r->message, "request envelope"));
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nng_msg_free(reply);
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_unprintable_method_name(void **state)
+{
+	char             name[300];
+	nngrpc_dispatch *d = make_dispatch();
+
+	(void)state;
+	memset(name, '\x01', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	Nngrpc__V1__Response *r = call(d, name, 0, NULL, 0, NULL, 0);
+	assert_int_equal(r->code, NNGRPC_UNIMPLEMENTED);
+	assert_true(strlen(r->message) < 200);
+	assert_null(strchr(r->message, '\x01'));
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_error_message(void **state)
+{
+	static const nngrpc_method_fn fns[3] = { error_fn, NULL, NULL };
+	nngrpc_dispatch              *d;
+
+	(void)state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	    0);
+	assert_int_equal(nngrpc_dispatch_count(d), 3);
+	nngrpc_dispatch_seal(d);
+	Nngrpc__V1__Response *r
+	    = call(d, "/nngrpc.testing.v1.Testing/Echo", 0, NULL, 0, NULL, 0);
+	assert_int_equal(r->code, NNGRPC_NOT_FOUND);
+	assert_string_equal(r->message, "no hotel 7");
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_registration_errors(void **state)
+{
+	static const nngrpc_method_fn fns[3] = { echo_fn, NULL, NULL };
+	nngrpc_dispatch              *d;
+
+	(void)state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	    0);
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	    NNG_EEXIST);
+	nngrpc_dispatch_seal(d);
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	    NNG_EBUSY);
+	nngrpc_dispatch_free(d);
+	nngrpc_dispatch_free(NULL);
+}
+
+static nngrpc_status
+typed_echo(nngrpc_call *c, const Nngrpc__Testing__V1__EchoRequest *req,
+    Nngrpc__Testing__V1__EchoResponse *resp)
+{
+	(void)c;
+	resp->payload = req->payload;
+	return (NNGRPC_OK);
+}
+
+static void
+test_typed_glue_and_server_lifecycle(void **state)
+{
+	static const Nngrpc__Testing__V1__Testing_Impl impl
+	    = { .echo = typed_echo };
+	nngrpc_server_config cfg;
+	nngrpc_server       *s;
+	char                 err[256];
+
+	(void)state;
+	nngrpc_server_config_init(&cfg);
+	assert_int_equal(
+	    nngrpc_server_open(&cfg, &s), NNG_EINVAL); /* no URL */
+	char url[64];
+	snprintf(
+	    url, sizeof(url), "ipc:///tmp/nngrpc-unit-%d.sock", (int)getpid());
+	cfg.listen[0] = url;
+	cfg.n_listen = 1;
+	cfg.workers = 0;
+	assert_int_equal(nngrpc_server_open(&cfg, &s), NNG_EINVAL);
+	cfg.workers = 2;
+	assert_int_equal(nngrpc_server_open(&cfg, &s), 0);
+	assert_int_equal(
+	    nngrpc__testing__v1__testing__register(s, &impl, NULL), 0);
+	assert_int_equal(
+	    nngrpc__testing__v1__testing__register(s, &impl, NULL),
+	    NNG_EEXIST);
+	assert_int_equal(nngrpc_server_start(s, err, sizeof(err)), 0);
+	assert_int_equal(
+	    nngrpc__testing__v1__testing__register(s, &impl, NULL), NNG_EBUSY);
+	assert_int_equal(nngrpc_server_start(s, err, sizeof(err)), NNG_EBUSY);
+	nngrpc_server_stop(s);
+	nngrpc_server_stop(s); /* idempotent */
+	nngrpc_server_close(s);
+	nngrpc_server_close(NULL);
+}
+
+static void
+test_listen_errors(void **state)
+{
+	static const struct {
+		const char *url;
+		const char *message_part;
+	} cases[] = {
+		{ "bogus://x", "unsupported transport" },
+		{ "tcp://300.1.1.1:1", "" },
+		{ "tcp://127.0.0.1:99999", "" },
+	};
+	nngrpc_server_config cfg;
+	nngrpc_server       *s;
+	char                 err[256];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		nngrpc_server_config_init(&cfg);
+		cfg.listen[0] = cases[i].url;
+		cfg.n_listen = 1;
+		cfg.workers = 1;
+		assert_int_equal(nngrpc_server_open(&cfg, &s), 0);
+		err[0] = '\0';
+		assert_int_not_equal(
+		    nngrpc_server_start(s, err, sizeof(err)), 0);
+		assert_non_null(strstr(err, cases[i].url));
+		assert_non_null(strstr(err, cases[i].message_part));
+		nngrpc_server_close(s);
+	}
+}
+
+static void
+test_port_in_use(void **state)
+{
+	nngrpc_server_config cfg;
+	nngrpc_server       *s;
+	struct sockaddr_in   sa = { .sin_family = AF_INET };
+	socklen_t            len = sizeof(sa);
+	char                 url[64];
+	char                 err[256];
+	int                  fd;
+
+	(void)state;
+	/* Hold a port with a plain socket, then ask the server for it. */
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 1), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
+
+	nngrpc_server_config_init(&cfg);
+	cfg.listen[0] = url;
+	cfg.n_listen = 1;
+	cfg.workers = 1;
+	assert_int_equal(nngrpc_server_open(&cfg, &s), 0);
+	assert_int_equal(
+	    nngrpc_server_start(s, err, sizeof(err)), NNG_EADDRINUSE);
+	assert_non_null(strstr(err, "address already in use"));
+	assert_non_null(strstr(err, url));
+	nngrpc_server_close(s);
+	close(fd);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_echo_round_trip),
+		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_garbage_envelope),
+		cmocka_unit_test(test_unprintable_method_name),
+		cmocka_unit_test(test_error_message),
+		cmocka_unit_test(test_registration_errors),
+		cmocka_unit_test(test_typed_glue_and_server_lifecycle),
+		cmocka_unit_test(test_listen_errors),
+		cmocka_unit_test(test_port_in_use),
+	};
+	return (cmocka_run_group_tests_name("dispatch", tests, NULL, NULL));
+}
