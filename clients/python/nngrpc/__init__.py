@@ -1,0 +1,36 @@
+"""nngrpc: gRPC-style calls to C services over NNG's REQ/REP protocol.
+
+    import nngrpc
+    from nngrpc.testing.v1 import testing_pb2, testing_nngrpc
+
+    with nngrpc.Channel("tcp://127.0.0.1:5555") as ch:
+        stub = testing_nngrpc.TestingStub(ch)
+        resp = stub.Echo(testing_pb2.EchoRequest(payload=b"hi"), timeout=1.0)
+
+The client speaks NNG's SP wire protocol itself on Python sockets (no
+libnng in the process), so it is fork-safe, releases the GIL while it
+waits, and Ctrl+C interrupts a waiting call.
+"""
+
+from nngrpc._channel import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+    Channel,
+    UnaryUnaryMultiCallable,
+)
+from nngrpc._errors import Call, Metadata, RpcError, TrailingMetadata
+from nngrpc._status_table import StatusCode
+from nngrpc._version import __version__
+
+__all__ = [
+    "Call",
+    "Channel",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_RECEIVE_MESSAGE_BYTES",
+    "Metadata",
+    "RpcError",
+    "StatusCode",
+    "TrailingMetadata",
+    "UnaryUnaryMultiCallable",
+    "__version__",
+]

@@ -1,0 +1,94 @@
+"""RpcError and Call: the outcome of one call, as grpcio shows it."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence, Tuple, Union
+
+from nngrpc._status_table import StatusCode
+
+#: Request metadata: a mapping or a sequence of (key, value) pairs.
+Metadata = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
+
+#: Trailing metadata as returned: (key, value) pairs, sorted by key.
+TrailingMetadata = Tuple[Tuple[str, str], ...]
+
+
+class Call:
+    """The status and server timings of one finished call.
+
+    ``queue_us`` and ``run_us`` are the server's own times (microseconds
+    waiting in its queue, and running the handler); both are 0 when the
+    answer did not come from the server (e.g. a client-side deadline).
+    """
+
+    __slots__ = ("_code", "_details", "_trailers", "queue_us", "run_us")
+
+    def __init__(
+        self,
+        code: StatusCode,
+        details: str = "",
+        trailing_metadata: TrailingMetadata = (),
+        queue_us: int = 0,
+        run_us: int = 0,
+    ) -> None:
+        self._code = code
+        self._details = details
+        self._trailers = trailing_metadata
+        self.queue_us = queue_us
+        self.run_us = run_us
+
+    def code(self) -> StatusCode:
+        """The status code of the call."""
+        return self._code
+
+    def details(self) -> str:
+        """The status message (empty on success)."""
+        return self._details
+
+    def trailing_metadata(self) -> TrailingMetadata:
+        """The trailers the handler set, as (key, value) pairs."""
+        return self._trailers
+
+    def __repr__(self) -> str:
+        return "<Call %s %r queue_us=%d run_us=%d>" % (
+            self._code.name,
+            self._details,
+            self.queue_us,
+            self.run_us,
+        )
+
+
+class RpcError(Exception):
+    """A call ended with a status other than OK.
+
+    Like grpc.RpcError it has ``code()``, ``details()`` and
+    ``trailing_metadata()``; ``call`` holds the whole outcome (with the
+    server's timings when the server answered).
+    """
+
+    def __init__(self, call: Call) -> None:
+        super().__init__(call.code(), call.details())
+        self.call = call
+
+    @classmethod
+    def of(cls, code: StatusCode, details: str) -> "RpcError":
+        """Returns an error made on the client side (no server timings)."""
+        return cls(Call(code, details))
+
+    def code(self) -> StatusCode:
+        """The status code."""
+        return self.call.code()
+
+    def details(self) -> str:
+        """The status message."""
+        return self.call.details()
+
+    def trailing_metadata(self) -> TrailingMetadata:
+        """The trailers the handler set, as (key, value) pairs."""
+        return self.call.trailing_metadata()
+
+    def __str__(self) -> str:
+        return "%s: %s" % (self.call.code().name, self.call.details())
+
+    def __repr__(self) -> str:
+        return "<RpcError %s %r>" % (self.call.code().name, self.call.details())
