@@ -49,8 +49,9 @@ all:
 # C: protoc-c messages (.pb-c.[ch]) and our typed service glue
 # (.nngrpc.[ch], from src/codegen/protoc-gen-nngrpc-c).
 RUNTIME_PROTOS := nngrpc/v1/rpc.proto nngrpc/testing/v1/testing.proto
-SERVICE_PROTOS := nngrpc/testing/v1/testing.proto
-PROTOS         := $(RUNTIME_PROTOS)
+# Protos with services that hoteld serves.
+SERVICE_PROTOS := nngrpc/testing/v1/testing.proto hotel/v1/hotel.proto
+PROTOS         := $(RUNTIME_PROTOS) hotel/v1/hotel.proto
 PB_C     = $(PROTOS:%.proto=$(GEN_C)/%.pb-c.c)
 GLUE_C   = $(SERVICE_PROTOS:%.proto=$(GEN_C)/%.nngrpc.c)
 
@@ -86,10 +87,13 @@ $(LIBDIR)/libnngrpc.a: $(RPC_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(LIBDIR)/libnngrpc.so: $(RPC_OBJS)
+$(LIBDIR)/libnngrpc.so.1: $(RPC_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) -shared $(SANFLAGS) -Wl,-soname,libnngrpc.so.1 -o $@ $^ \
 		$(LDLIBS_RPC)
+
+$(LIBDIR)/libnngrpc.so: $(LIBDIR)/libnngrpc.so.1
+	ln -sf libnngrpc.so.1 $@
 
 $(LIBDIR)/pkgconfig/nngrpc.pc: src/rpc/nngrpc.pc.in
 	@mkdir -p $(dir $@)
