@@ -29,6 +29,7 @@ closes it after any exception, since a late reply could still arrive.
 from __future__ import annotations
 
 import random
+import select
 import socket
 import struct
 import time
@@ -101,7 +102,7 @@ class ReqPipe:
     Borrows nothing: it owns sock and closes it in close().
     """
 
-    __slots__ = ("sock", "ipc", "max_recv", "_next_id", "_buf")
+    __slots__ = ("sock", "ipc", "max_recv", "_next_id", "_buf", "_poller")
 
     def __init__(self, sock: socket.socket, *, ipc: bool, max_recv: int) -> None:
         self.sock = sock
@@ -109,6 +110,7 @@ class ReqPipe:
         self.max_recv = max_recv
         self._next_id = random.getrandbits(31)
         self._buf = bytearray()
+        self._poller: Optional["select.poll"] = None
 
     # ---- deadlines ---------------------------------------------------------
     def _arm(self, deadline: Optional[float]) -> None:
@@ -217,20 +219,19 @@ class ReqPipe:
         return out
 
     def is_idle_and_open(self) -> bool:
-        """True if the peer has not closed the connection, nor sent anything.
+        """True if the peer has neither closed the connection nor sent
+        anything since the last reply.  Never blocks.
 
         Used before reusing a pooled connection: a server restart leaves
-        closed connections in the pool.  Never blocks.
+        closed connections in the pool.
         """
         if self._buf:
             return False
-        try:
-            data = self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return True
-        except OSError:
-            return False
-        return False  # b"" is EOF; data is an unexpected stale reply
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.sock, select.POLLIN)
+        # Readable while idle means EOF, an error, or a stray message.
+        return not self._poller.poll(0)
 
     def fileno(self) -> int:
         return self.sock.fileno()
