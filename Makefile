@@ -128,9 +128,14 @@ $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 # ---- Python (clients/python/python.mk defines PY_STAMP) ---------------------
 -include clients/python/python.mk
 
+# ---- benchmarks, fuzzing, container (fragments add TOOLS_BINS) -------------
+-include tests/bench/bench.mk
+-include tests/fuzz/fuzz.mk
+-include docker/docker.mk
+
 # ---- top-level targets ------------------------------------------------------
 all: $(LIBDIR)/libnngrpc.a $(LIBDIR)/libnngrpc.so $(LIBDIR)/pkgconfig/nngrpc.pc \
-     $(BIN)/hoteld $(UNIT_TESTS) $(ENGINE_TESTS) $(PY_STAMP)
+     $(BIN)/hoteld $(UNIT_TESTS) $(ENGINE_TESTS) $(PY_STAMP) $(TOOLS_BINS)
 
 deps:
 	@tools/install-deps
