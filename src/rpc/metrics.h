@@ -1,0 +1,98 @@
+/*
+ * Metrics: per-method call counters and latency histograms, byte counters,
+ * process gauges and gauges/counters read from elsewhere, rendered in the
+ * Prometheus text exposition format (version 0.0.4).
+ *
+ * Threads: methods, gauges and counter functions are registered on one
+ * thread before the server starts. After that nngrpc_metrics_call_done()
+ * is called from any number of worker threads at once and is lock-free
+ * (relaxed atomics only); nngrpc_metrics_render() may run on any thread at
+ * the same time. A render is not an atomic snapshot: a call recorded during
+ * a render may be counted in some families and not yet in others, but every
+ * histogram's _count always equals its +Inf bucket.
+ *
+ * Names: every family is prefixed nngrpc_ except the standard process_*
+ * gauges. Families:
+ *   nngrpc_calls_total{method,code}          counter, code by name ("OK")
+ *   nngrpc_call_queue_seconds{method}        histogram
+ *   nngrpc_call_run_seconds{method}          histogram
+ *   nngrpc_request_bytes_total{method}       counter
+ *   nngrpc_response_bytes_total{method}      counter
+ *   process_resident_memory_bytes, process_virtual_memory_bytes,
+ *   process_cpu_seconds_total, process_open_fds, process_start_time_seconds
+ *   and every gauge / counter function added.
+ * Calls whose method is unknown or undecodable carry method="unknown".
+ */
+#ifndef NNGRPC_METRICS_H
+#define NNGRPC_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct nngrpc_metrics nngrpc_metrics;
+
+/* Most methods one registry holds; nngrpc_metrics_add_method() fails
+ * beyond it. */
+#define NNGRPC_METRICS_MAX_METHODS 1024
+/* Most gauges plus counter functions one registry holds. */
+#define NNGRPC_METRICS_MAX_FNS 64
+
+/* The Content-Type of what nngrpc_metrics_render() produces. */
+#define NNGRPC_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+/* Returns new: *mp, freed with nngrpc_metrics_free(). 0 or NNG_ENOMEM.
+ * Records the process start time. */
+int nngrpc_metrics_alloc(nngrpc_metrics **mp);
+
+/* Frees the registry. NULL is a no-op. No thread may still use it. */
+void nngrpc_metrics_free(nngrpc_metrics *m);
+
+/*
+ * Registers a method before the server starts; returns its index (>= 0),
+ * or -1 when out of memory or when NNGRPC_METRICS_MAX_METHODS are already
+ * registered. Borrows full_name ("/pkg.Service/Method"; copied). Adding a
+ * name already registered returns its existing index.
+ */
+int nngrpc_metrics_add_method(nngrpc_metrics *m, const char *full_name);
+
+/* Index of a registered method, or -1. Thread-safe. */
+int nngrpc_metrics_find_method(const nngrpc_metrics *m, const char *full_name);
+
+/*
+ * One finished call, from any worker thread, lock-free (atomics).
+ * method: an index from nngrpc_metrics_add_method(), or -1 when the method
+ * is unknown/undecodable (label method="unknown"; so is any index out of
+ * range). code: a status code 0..16 (anything else counts as UNKNOWN).
+ * queue_ns, run_ns: time waiting for a worker and running; < 0 when not
+ * applicable (e.g. rejected before queueing), and then not observed.
+ * bytes_in, bytes_out: request and reply envelope sizes.
+ */
+void nngrpc_metrics_call_done(nngrpc_metrics *m, int method, int code,
+    int64_t queue_ns, int64_t run_ns, size_t bytes_in, size_t bytes_out);
+
+/*
+ * A gauge read at render time: fn(arg) returns the value; fn is called on
+ * the rendering thread and must be thread-safe and quick. Borrows name and
+ * help (static strings; name must be a valid Prometheus metric name, help
+ * one line). Before the server starts only. Returns 0, NNG_EINVAL for a bad
+ * name or NULL fn, NNG_EEXIST for a name already added, NNG_ENOMEM when
+ * NNGRPC_METRICS_MAX_FNS are already added.
+ */
+int nngrpc_metrics_add_gauge(nngrpc_metrics *m, const char *name,
+    const char *help, double (*fn)(void *), void *arg);
+
+/* Same as nngrpc_metrics_add_gauge() for a monotonically increasing
+ * counter read from elsewhere (e.g. dataset reloads); by Prometheus
+ * convention its name should end in _total. */
+int nngrpc_metrics_add_counter_fn(nngrpc_metrics *m, const char *name,
+    const char *help, double (*fn)(void *), void *arg);
+
+/*
+ * Renders every family in the Prometheus text exposition format 0.0.4
+ * (NNGRPC_METRICS_CONTENT_TYPE). Returns new: *textp (malloc'd,
+ * NUL-terminated, freed with free()) and its length without the NUL in
+ * *lenp. Returns 0 or NNG_ENOMEM. Thread-safe.
+ */
+int nngrpc_metrics_render(nngrpc_metrics *m, char **textp, size_t *lenp);
+
+#endif /* NNGRPC_METRICS_H */
