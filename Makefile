@@ -48,12 +48,16 @@ all:
 # ---- protobuf code generation ---------------------------------------------
 # C: protoc-c messages (.pb-c.[ch]) and our typed service glue
 # (.nngrpc.[ch], from src/codegen/protoc-gen-nngrpc-c).
-RUNTIME_PROTOS := nngrpc/v1/rpc.proto nngrpc/testing/v1/testing.proto
+# The library's own: the envelope and the built-in services.
+BUILTIN_PROTOS := nngrpc/health/v1/health.proto \
+                  nngrpc/reflection/v1/reflection.proto
+RUNTIME_PROTOS := nngrpc/v1/rpc.proto $(BUILTIN_PROTOS)
 # Protos with services that hoteld serves.
 SERVICE_PROTOS := nngrpc/testing/v1/testing.proto hotel/v1/hotel.proto
-PROTOS         := $(RUNTIME_PROTOS) hotel/v1/hotel.proto
+PROTOS         := $(RUNTIME_PROTOS) $(SERVICE_PROTOS)
 PB_C     = $(PROTOS:%.proto=$(GEN_C)/%.pb-c.c)
-GLUE_C   = $(SERVICE_PROTOS:%.proto=$(GEN_C)/%.nngrpc.c)
+GLUE_C   = $(BUILTIN_PROTOS:%.proto=$(GEN_C)/%.nngrpc.c) \
+           $(SERVICE_PROTOS:%.proto=$(GEN_C)/%.nngrpc.c)
 
 $(GEN_C)/%.pb-c.c $(GEN_C)/%.pb-c.h: proto/%.proto
 	@mkdir -p $(GEN_C)
@@ -73,7 +77,9 @@ GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h)
 
 # ---- libnngrpc --------------------------------------------------------------
 RPC_SRCS := $(wildcard src/rpc/*.c)
-RPC_OBJS := $(RPC_SRCS:%.c=$(OBJ)/%.o) $(OBJ)/gen/nngrpc/v1/rpc.pb-c.o
+RPC_OBJS := $(RPC_SRCS:%.c=$(OBJ)/%.o) \
+            $(RUNTIME_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
+            $(BUILTIN_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
 
 $(OBJ)/%.o: %.c | $(GEN_HEADERS)
 	@mkdir -p $(dir $@)

@@ -27,8 +27,8 @@ pb_alloc(void *data, size_t size)
 static void
 pb_free(void *data, void *ptr)
 {
-	(void)data; /* freed with the arena */
-	(void)ptr;
+	(void) data; /* freed with the arena */
+	(void) ptr;
 }
 
 void

@@ -5,6 +5,7 @@
  */
 #include "call.h"
 
+#include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -69,6 +70,51 @@ nngrpc_call_expired(const nngrpc_call *call)
 {
 	return (call->c_deadline != NNGRPC_NO_DEADLINE
 	    && nngrpc_now_ns() >= call->c_deadline);
+}
+
+const char *
+nngrpc_call_request_id(const nngrpc_call *call)
+{
+	return (call->c_request_id != NULL ? call->c_request_id : "");
+}
+
+const char *
+nngrpc_call_peer(nngrpc_call *call)
+{
+	nng_sockaddr sa;
+	char         buf[INET6_ADDRSTRLEN + 8];
+	char         ip[INET6_ADDRSTRLEN];
+
+	if (call->c_peer != NULL) {
+		return (call->c_peer);
+	}
+	call->c_peer = "unknown";
+	if (nng_pipe_id(call->c_pipe) <= 0
+	    || nng_pipe_get_addr(call->c_pipe, NNG_OPT_REMADDR, &sa) != 0) {
+		return (call->c_peer);
+	}
+	switch (sa.s_family) {
+	case NNG_AF_INET:
+		inet_ntop(AF_INET, &sa.s_in.sa_addr, ip, sizeof(ip));
+		snprintf(buf, sizeof(buf), "%s:%u", ip,
+		    (unsigned) ntohs(sa.s_in.sa_port));
+		break;
+	case NNG_AF_INET6:
+		inet_ntop(AF_INET6, sa.s_in6.sa_addr, ip, sizeof(ip));
+		snprintf(buf, sizeof(buf), "[%s]:%u", ip,
+		    (unsigned) ntohs(sa.s_in6.sa_port));
+		break;
+	case NNG_AF_IPC:
+		snprintf(buf, sizeof(buf), "ipc");
+		break;
+	default:
+		return (call->c_peer);
+	}
+	const char *copy = nngrpc_call_strdup(call, buf);
+	if (copy != NULL) {
+		call->c_peer = copy;
+	}
+	return (call->c_peer);
 }
 
 const char *

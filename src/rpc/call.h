@@ -8,6 +8,8 @@
 
 #include <stdint.h>
 
+#include <nng/nng.h>
+
 #include "arena.h"
 #include "nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"
@@ -17,6 +19,9 @@ typedef struct call_defer call_defer;
 struct nngrpc_call {
 	nngrpc_arena               c_arena;
 	const char                *c_method;
+	const char                *c_request_id; /* never NULL once decoded */
+	const char                *c_peer;       /* formatted lazily */
+	nng_pipe                   c_pipe;
 	int64_t                    c_deadline;
 	const void                *c_impl;
 	void                      *c_user;

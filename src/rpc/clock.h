@@ -15,7 +15,7 @@ nngrpc_now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+	return ((int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec);
 }
 
 #endif /* NNGRPC_CLOCK_H */

@@ -13,6 +13,7 @@
 #include "dispatch.h"
 
 #include <ctype.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,8 +24,11 @@
 
 typedef struct service {
 	const ProtobufCServiceDescriptor *s_desc;
+	const nngrpc_file_info           *s_file; /* borrowed, or NULL */
 	void                             *s_impl; /* owned copy */
 	void                             *s_user; /* borrowed */
+	bool                              s_open; /* no auth token needed */
+	atomic_bool                       s_serving;
 } service;
 
 typedef struct method {
@@ -35,11 +39,13 @@ typedef struct method {
 } method;
 
 struct nngrpc_dispatch {
-	method   *d_methods;
-	size_t    d_n_methods;
-	service **d_services;
-	size_t    d_n_services;
-	bool      d_sealed;
+	method     *d_methods;
+	size_t      d_n_methods;
+	service   **d_services; /* sorted by name once sealed */
+	size_t      d_n_services;
+	bool        d_sealed;
+	char       *d_auth;    /* "Bearer <token>", or NULL */
+	atomic_bool d_serving; /* the whole server */
 };
 
 int
@@ -49,6 +55,7 @@ nngrpc_dispatch_alloc(nngrpc_dispatch **dp)
 	if (d == NULL) {
 		return (NNG_ENOMEM);
 	}
+	atomic_init(&d->d_serving, true);
 	*dp = d;
 	return (0);
 }
@@ -68,6 +75,7 @@ nngrpc_dispatch_free(nngrpc_dispatch *d)
 	}
 	free(d->d_methods);
 	free(d->d_services);
+	free(d->d_auth);
 	free(d);
 }
 
@@ -93,14 +101,15 @@ find(const nngrpc_dispatch *d, const char *name)
 static int
 method_cmp(const void *a, const void *b)
 {
-	return (
-	    strcmp(((const method *)a)->m_name, ((const method *)b)->m_name));
+	return (strcmp(
+	    ((const method *) a)->m_name, ((const method *) b)->m_name));
 }
 
 int
 nngrpc_dispatch_add_service(nngrpc_dispatch *d,
-    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
-    const void *impl, size_t impl_size, void *user)
+    const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
+    const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
+    void *user)
 {
 	service  *svc;
 	service **svcs;
@@ -114,7 +123,9 @@ nngrpc_dispatch_add_service(nngrpc_dispatch *d,
 		return (NNG_ENOMEM);
 	}
 	svc->s_desc = desc;
+	svc->s_file = file;
 	svc->s_user = user;
+	atomic_init(&svc->s_serving, true);
 	if (impl_size > 0) {
 		if ((svc->s_impl = malloc(impl_size)) == NULL) {
 			free(svc);
@@ -169,10 +180,138 @@ fail:
 	return (NNG_ENOMEM);
 }
 
+static int
+service_cmp(const void *a, const void *b)
+{
+	return (strcmp((*(service *const *) a)->s_desc->name,
+	    (*(service *const *) b)->s_desc->name));
+}
+
 void
 nngrpc_dispatch_seal(nngrpc_dispatch *d)
 {
+	qsort(d->d_services, d->d_n_services, sizeof(service *), service_cmp);
 	d->d_sealed = true;
+}
+
+static service *
+find_service(const nngrpc_dispatch *d, const char *name)
+{
+	for (size_t i = 0; i < d->d_n_services; i++) {
+		if (strcmp(d->d_services[i]->s_desc->name, name) == 0) {
+			return (d->d_services[i]);
+		}
+	}
+	return (NULL);
+}
+
+int
+nngrpc_dispatch_set_open(nngrpc_dispatch *d, const char *name)
+{
+	service *svc = find_service(d, name);
+	if (svc == NULL) {
+		return (NNG_ENOENT);
+	}
+	svc->s_open = true;
+	return (0);
+}
+
+int
+nngrpc_dispatch_set_auth_token(nngrpc_dispatch *d, const char *token)
+{
+	char *auth = NULL;
+
+	if (token != NULL) {
+		size_t n = strlen("Bearer ") + strlen(token) + 1;
+		if ((auth = malloc(n)) == NULL) {
+			return (NNG_ENOMEM);
+		}
+		snprintf(auth, n, "Bearer %s", token);
+	}
+	free(d->d_auth);
+	d->d_auth = auth;
+	return (0);
+}
+
+int
+nngrpc_dispatch_set_serving(nngrpc_dispatch *d, const char *name, bool serving)
+{
+	service *svc;
+
+	if (name == NULL || name[0] == '\0') {
+		atomic_store(&d->d_serving, serving);
+		return (0);
+	}
+	if ((svc = find_service(d, name)) == NULL) {
+		return (NNG_ENOENT);
+	}
+	atomic_store(&svc->s_serving, serving);
+	return (0);
+}
+
+int
+nngrpc_dispatch_serving(
+    const nngrpc_dispatch *d, const char *name, bool *servingp)
+{
+	bool     all = atomic_load(&d->d_serving);
+	service *svc;
+
+	if (name == NULL || name[0] == '\0') {
+		*servingp = all;
+		return (0);
+	}
+	if ((svc = find_service(d, name)) == NULL) {
+		return (NNG_ENOENT);
+	}
+	*servingp = all && atomic_load(&svc->s_serving);
+	return (0);
+}
+
+size_t
+nngrpc_dispatch_service_count(const nngrpc_dispatch *d)
+{
+	return (d->d_n_services);
+}
+
+const char *
+nngrpc_dispatch_service_name(const nngrpc_dispatch *d, size_t i)
+{
+	return (i < d->d_n_services ? d->d_services[i]->s_desc->name : NULL);
+}
+
+const nngrpc_file_info *
+nngrpc_dispatch_find_symbol(const nngrpc_dispatch *d, const char *symbol)
+{
+	for (size_t i = 0; i < d->d_n_services; i++) {
+		const nngrpc_file_info *f = d->d_services[i]->s_file;
+		if (f == NULL) {
+			continue;
+		}
+		for (const char *const *sym = f->symbols; *sym != NULL;
+		     sym++) {
+			if (strcmp(*sym, symbol) == 0) {
+				return (f);
+			}
+		}
+	}
+	return (NULL);
+}
+
+/* Compares a presented credential with the expected one in time that
+ * depends only on the expected length, so response timing does not leak
+ * how many leading bytes were right. */
+static bool
+credential_equal(const char *expected, const char *given)
+{
+	size_t        n = strlen(expected);
+	size_t        m = given != NULL ? strlen(given) : 0;
+	unsigned char diff = (unsigned char) (n != m);
+
+	for (size_t i = 0; i < n; i++) {
+		unsigned char g = i < m ? (unsigned char) given[i] : 0;
+		diff |= (unsigned char) expected[i] ^ g;
+	}
+	return (diff == 0);
 }
 
 size_t
@@ -188,8 +327,8 @@ printable(char *out, size_t outlen, const char *in)
 {
 	size_t n = 0;
 	for (; *in != '\0' && n + 4 < outlen && n < 120; in++) {
-		unsigned char ch = (unsigned char)*in;
-		out[n++] = isprint(ch) ? (char)ch : '?';
+		unsigned char ch = (unsigned char) *in;
+		out[n++] = isprint(ch) ? (char) ch : '?';
 	}
 	if (*in != '\0' && n + 4 < outlen) {
 		memcpy(out + n, "...", 3);
@@ -202,10 +341,10 @@ static int64_t
 deadline_of(int64_t recv_ns, uint64_t timeout_us)
 {
 	if (timeout_us == 0
-	    || timeout_us > (uint64_t)(NNGRPC_NO_DEADLINE - recv_ns) / 1000) {
+	    || timeout_us > (uint64_t) (NNGRPC_NO_DEADLINE - recv_ns) / 1000) {
 		return (NNGRPC_NO_DEADLINE);
 	}
-	return (recv_ns + (int64_t)timeout_us * 1000);
+	return (recv_ns + (int64_t) timeout_us * 1000);
 }
 
 /* Runs the call up to the handler's status; the output to encode, if any,
@@ -230,16 +369,33 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	}
 	call->c_req = req;
 	call->c_method = req->method;
+	call->c_request_id = nngrpc_call_metadata(call, "nngrpc-request-id");
+	if (call->c_request_id == NULL) {
+		call->c_request_id = "";
+	}
 	call->c_deadline = deadline_of(recv_ns, req->timeout_us);
 	if (call->c_deadline <= start_ns) {
 		return (nngrpc_call_error(call, NNGRPC_DEADLINE_EXCEEDED,
 		    "deadline exceeded after %lld us in the server queue",
-		    (long long)((start_ns - recv_ns) / 1000)));
+		    (long long) ((start_ns - recv_ns) / 1000)));
 	}
 	if ((m = find(d, req->method)) == NULL) {
 		printable(name, sizeof(name), req->method);
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
 		    "unknown method \"%s\"", name));
+	}
+	if (d->d_auth != NULL && !m->m_svc->s_open
+	    && !credential_equal(
+	        d->d_auth, nngrpc_call_metadata(call, "authorization"))) {
+		return (nngrpc_call_error(call, NNGRPC_UNAUTHENTICATED,
+		    "missing or wrong \"authorization: Bearer <token>\" "
+		    "metadata"));
+	}
+	if (!atomic_load(&d->d_serving)
+	    || !atomic_load(&m->m_svc->s_serving)) {
+		return (nngrpc_call_error(call, NNGRPC_UNAVAILABLE,
+		    "%s is not serving (starting or draining)",
+		    m->m_svc->s_desc->name));
 	}
 	if (m->m_fn == NULL) {
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
@@ -261,11 +417,11 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	}
 	m->m_desc->output->message_init(output);
 	st = m->m_fn(call, input, output);
-	if (!nngrpc_status_valid((int)st)) {
+	if (!nngrpc_status_valid((int) st)) {
 		return (nngrpc_call_error(call, NNGRPC_UNKNOWN,
 		    "handler of %s returned status %d, which is not a status "
 		    "code",
-		    m->m_name, (int)st));
+		    m->m_name, (int) st));
 	}
 	if (st == NNGRPC_OK) {
 		*outputp = output;
@@ -275,7 +431,7 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 
 int
 nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
-    int64_t recv_ns, int64_t start_ns, nng_msg **replyp)
+    nng_pipe pipe, int64_t recv_ns, int64_t start_ns, nng_msg **replyp)
 {
 	Nngrpc__V1__Response resp = NNGRPC__V1__RESPONSE__INIT;
 	ProtobufCMessage    *output = NULL;
@@ -284,15 +440,16 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	int                  rv;
 
 	nngrpc_call_init(&call);
+	call.c_pipe = pipe;
 	st = run(d, &call, body, len, recv_ns, start_ns, &output);
-	resp.code = (int32_t)st;
+	resp.code = (int32_t) st;
 	if (call.c_message != NULL) {
-		resp.message = (char *)call.c_message;
+		resp.message = (char *) call.c_message;
 	}
 	resp.trailers = call.c_trailers;
 	resp.n_trailers = call.c_n_trailers;
-	resp.queue_us = (uint64_t)(start_ns - recv_ns) / 1000;
-	resp.run_us = (uint64_t)(nngrpc_now_ns() - start_ns) / 1000;
+	resp.queue_us = (uint64_t) (start_ns - recv_ns) / 1000;
+	resp.run_us = (uint64_t) (nngrpc_now_ns() - start_ns) / 1000;
 	rv = nngrpc_envelope_encode(&resp, output, replyp);
 	nngrpc_call_fini(&call);
 	return (rv);

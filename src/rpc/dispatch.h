@@ -9,6 +9,7 @@
 #ifndef NNGRPC_DISPATCH_H
 #define NNGRPC_DISPATCH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,8 +27,38 @@ void nngrpc_dispatch_free(nngrpc_dispatch *d);
 
 /* See nngrpc_server_add_service(). NNG_EBUSY once sealed. */
 int nngrpc_dispatch_add_service(nngrpc_dispatch *d,
-    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
-    const void *impl, size_t impl_size, void *user);
+    const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
+    const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
+    void *user);
+
+/* Lets calls to this registered service through without the auth token
+ * (health checks). Before sealing. Returns 0 or NNG_ENOENT. */
+int nngrpc_dispatch_set_open(nngrpc_dispatch *d, const char *service);
+
+/* Requires "authorization: Bearer <token>" on every call to a service
+ * not set open; NULL turns it off. Borrows token (copied). Before
+ * sealing. Returns 0 or NNG_ENOMEM. */
+int nngrpc_dispatch_set_auth_token(nngrpc_dispatch *d, const char *token);
+
+/* See nngrpc_server_set_serving(). Any thread. */
+int nngrpc_dispatch_set_serving(
+    nngrpc_dispatch *d, const char *service, bool serving);
+
+/* Health of a service ("" or NULL: the whole server). Returns 0 and sets
+ * *servingp, or NNG_ENOENT. A service is serving only while the whole
+ * server is too. Any thread. */
+int nngrpc_dispatch_serving(
+    const nngrpc_dispatch *d, const char *service, bool *servingp);
+
+/* Number of services, and the i-th one's full name (sorted by name after
+ * sealing). Borrowed from the descriptor. */
+size_t      nngrpc_dispatch_service_count(const nngrpc_dispatch *d);
+const char *nngrpc_dispatch_service_name(const nngrpc_dispatch *d, size_t i);
+
+/* The file that defines a full symbol name (service, "Service.Method",
+ * message, enum) among registered services' files, or NULL. */
+const nngrpc_file_info *nngrpc_dispatch_find_symbol(
+    const nngrpc_dispatch *d, const char *symbol);
 
 /* Makes the registry read-only and ready for lookups. */
 void nngrpc_dispatch_seal(nngrpc_dispatch *d);
@@ -36,7 +67,8 @@ void nngrpc_dispatch_seal(nngrpc_dispatch *d);
 size_t nngrpc_dispatch_count(const nngrpc_dispatch *d);
 
 /*
- * Runs one call. Borrows body (a request envelope of len bytes).
+ * Runs one call. Borrows body (a request envelope of len bytes) that
+ * arrived on pipe (for the peer's address; NNG_PIPE_INITIALIZER if none).
  * recv_ns is when the server received it, start_ns when a worker took it
  * (CLOCK_MONOTONIC); a call already past its deadline is answered
  * DEADLINE_EXCEEDED without running. Every failure becomes a status in the
@@ -44,6 +76,7 @@ size_t nngrpc_dispatch_count(const nngrpc_dispatch *d);
  * or NNG_ENOMEM when not even the reply could be built.
  */
 int nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body,
-    size_t len, int64_t recv_ns, int64_t start_ns, nng_msg **replyp);
+    size_t len, nng_pipe pipe, int64_t recv_ns, int64_t start_ns,
+    nng_msg **replyp);
 
 #endif /* NNGRPC_DISPATCH_H */

@@ -20,7 +20,7 @@ typedef struct {
 static void
 msg_buffer_append(ProtobufCBuffer *buf, size_t len, const uint8_t *data)
 {
-	msg_buffer *mb = (msg_buffer *)buf;
+	msg_buffer *mb = (msg_buffer *) buf;
 	if (mb->rv == 0) {
 		mb->rv = nng_msg_append(mb->msg, data, len);
 	}
@@ -37,10 +37,10 @@ put_varint(uint8_t *out, uint64_t v)
 {
 	size_t n = 0;
 	while (v >= 0x80) {
-		out[n++] = (uint8_t)(v | 0x80);
+		out[n++] = (uint8_t) (v | 0x80);
 		v >>= 7;
 	}
-	out[n++] = (uint8_t)v;
+	out[n++] = (uint8_t) v;
 	return (n);
 }
 
@@ -93,6 +93,6 @@ nngrpc_envelope_status(int code, const char *message, nng_msg **msgp)
 	Nngrpc__V1__Response resp = NNGRPC__V1__RESPONSE__INIT;
 
 	resp.code = code;
-	resp.message = (char *)(message != NULL ? message : "");
+	resp.message = (char *) (message != NULL ? message : "");
 	return (nngrpc_envelope_encode(&resp, NULL, msgp));
 }

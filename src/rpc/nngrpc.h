@@ -61,6 +61,12 @@ typedef struct nngrpc_server_config {
 	/* Largest request accepted (NNG_OPT_RECVMAXSZ): NNG drops a larger
 	 * one without an answer, so clients check the size themselves. */
 	size_t max_message_bytes;
+	/* When not NULL, every call but health checks must carry metadata
+	 * "authorization: Bearer <token>", else UNAUTHENTICATED. Copied. */
+	const char *auth_token;
+	/* Register nngrpc.health.v1.Health and nngrpc.reflection.v1
+	 * (default true). */
+	bool builtin_services;
 } nngrpc_server_config;
 
 /* Fills *cfg with the defaults and no listen URL. */
@@ -87,23 +93,60 @@ void nngrpc_server_close(nngrpc_server *server);
 
 /* ---- services --------------------------------------------------------- */
 
+/* A .proto file as reflection serves it; the C glue generator emits one
+ * per file (<file>__file_info), static, so the server only borrows it. */
+typedef struct nngrpc_file_info {
+	const char *name; /* "hotel/v1/hotel.proto" */
+	/* Serialized google.protobuf.FileDescriptorSet: the file and its
+	 * imports, imports first. */
+	const uint8_t *descriptor_set;
+	size_t         descriptor_set_len;
+	/* Full names the file defines (messages, enums, services, and
+	 * methods as "pkg.Service.Method"), NULL-terminated. */
+	const char *const *symbols;
+} nngrpc_file_info;
+
 /* A method handler in its generic form. The typed glue calls these;
  * write typed handlers instead (see the top of this file). */
 typedef nngrpc_status (*nngrpc_method_fn)(nngrpc_call *call,
     const ProtobufCMessage *input, ProtobufCMessage *output);
 
 /*
- * Registers every method of a protobuf-c service. fns has
+ * Registers every method of a protobuf-c service. file (borrowed, may be
+ * NULL) is what reflection answers for the service's symbols. fns has
  * desc->n_methods entries in desc's order; a NULL entry is answered
  * UNIMPLEMENTED. impl (impl_size bytes, may be NULL/0) is copied and handed
  * back to the handlers by nngrpc_call_impl(); user is borrowed and handed
- * back by nngrpc_call_user(). Only before nngrpc_server_start().
- * Returns 0, NNG_EBUSY when started, NNG_EEXIST when a method name is
- * already registered, NNG_ENOMEM.
+ * back by nngrpc_call_user(). A new service is SERVING. Only before
+ * nngrpc_server_start(). Returns 0, NNG_EBUSY when started, NNG_EEXIST
+ * when a method name is already registered, NNG_ENOMEM.
  */
 int nngrpc_server_add_service(nngrpc_server *server,
-    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
-    const void *impl, size_t impl_size, void *user);
+    const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
+    const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
+    void *user);
+
+/*
+ * Sets the health of one service (full name, "hotel.v1.HotelSearch") or,
+ * with NULL or "", of the whole server. Calls to a NOT_SERVING service, or
+ * to any service while the server is NOT_SERVING, are answered
+ * UNAVAILABLE; nngrpc.health.v1.Health/Check reports the state. Any thread,
+ * any time. Returns 0 or NNG_ENOENT for an unknown service.
+ */
+int nngrpc_server_set_serving(
+    nngrpc_server *server, const char *service, bool serving);
+
+/* True while the whole server is SERVING. Any thread. */
+bool nngrpc_server_serving(const nngrpc_server *server);
+
+/*
+ * Graceful drain: the server turns NOT_SERVING, new calls are answered
+ * UNAVAILABLE at once, and calls already received (queued or running)
+ * finish and are answered. Returns 0 once all are answered, or
+ * NNG_ETIMEDOUT when timeout_ms passes first (calls may still be running;
+ * the caller decides whether to wait in nngrpc_server_stop() or exit).
+ */
+int nngrpc_server_drain(nngrpc_server *server, int64_t timeout_ms);
 
 /* ---- inside a handler ------------------------------------------------- */
 
@@ -122,6 +165,14 @@ int64_t nngrpc_call_deadline(const nngrpc_call *call);
 
 /* True when the deadline has passed: long handlers check it and stop. */
 bool nngrpc_call_expired(const nngrpc_call *call);
+
+/* The caller's request id (metadata "nngrpc-request-id"), or "" when
+ * it gave none. Borrowed from the call. */
+const char *nngrpc_call_request_id(const nngrpc_call *call);
+
+/* The peer's address ("127.0.0.1:53122", "ipc"), formatted on first use
+ * into call memory; "unknown" when NNG cannot tell. */
+const char *nngrpc_call_peer(nngrpc_call *call);
 
 /* Request metadata value for key, or NULL. Borrowed from the call. */
 const char *nngrpc_call_metadata(const nngrpc_call *call, const char *key);

@@ -23,9 +23,10 @@
  * stopping flag and the send counter; it is never held across an NNG call
  * that may call back.
  *
- * Stop: stop listening, let the workers finish what is queued and
- * running (answered normally), answer anything received meanwhile with
- * UNAVAILABLE, wait for the replies to be sent, then close the socket.
+ * Drain and stop: new calls are answered UNAVAILABLE at once while the
+ * workers finish what is queued and running (answered normally); once the
+ * replies are sent the socket closes. Listeners stay open meanwhile,
+ * because closing a listener closes its pipes and the replies on them.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -37,6 +38,7 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 
+#include "builtin.h"
 #include "clock.h"
 #include "dispatch.h"
 #include "envelope.h"
@@ -74,11 +76,13 @@ struct nngrpc_server {
 
 	pthread_mutex_t s_mtx;
 	pthread_cond_t  s_cv;       /* queue not empty, or stopping */
-	pthread_cond_t  s_sent_cv;  /* s_sending dropped */
+	pthread_cond_t  s_idle_cv;  /* s_running or s_sending dropped */
 	work          **s_queue;    /* ring, guarded by s_mtx */
 	size_t          s_q_head;   /* guarded by s_mtx */
 	size_t          s_q_len;    /* guarded by s_mtx */
-	bool            s_stopping; /* guarded by s_mtx */
+	bool            s_draining; /* new calls: UNAVAILABLE; s_mtx */
+	bool            s_stopping; /* workers exit when idle; s_mtx */
+	size_t          s_running;  /* calls in handlers, guarded by s_mtx */
 	size_t          s_sending;  /* replies in NNG, guarded by s_mtx */
 };
 
@@ -89,6 +93,7 @@ nngrpc_server_config_init(nngrpc_server_config *cfg)
 	cfg->workers = NNGRPC_DEFAULT_WORKERS;
 	cfg->queue = NNGRPC_DEFAULT_QUEUE;
 	cfg->max_message_bytes = NNGRPC_DEFAULT_MAX_MESSAGE_BYTES;
+	cfg->builtin_services = true;
 }
 
 int
@@ -107,7 +112,7 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 	}
 	pthread_mutex_init(&s->s_mtx, NULL);
 	pthread_cond_init(&s->s_cv, NULL);
-	pthread_cond_init(&s->s_sent_cv, NULL);
+	pthread_cond_init(&s->s_idle_cv, NULL);
 	s->s_cfg = *cfg;
 	for (size_t i = 0; i < cfg->n_listen; i++) {
 		if ((s->s_urls[i] = strdup(cfg->listen[i])) == NULL) {
@@ -116,29 +121,50 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 		}
 		s->s_cfg.listen[i] = s->s_urls[i];
 	}
-	s->s_queue = calloc((size_t)cfg->queue, sizeof(*s->s_queue));
+	s->s_queue = calloc((size_t) cfg->queue, sizeof(*s->s_queue));
 	if (s->s_queue == NULL) {
 		nngrpc_server_close(s);
 		return (NNG_ENOMEM);
 	}
-	if ((rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0) {
+	if ((rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0
+	    || (rv = nngrpc_dispatch_set_auth_token(
+	            s->s_dispatch, cfg->auth_token))
+	        != 0
+	    || (cfg->builtin_services
+	        && (rv = nngrpc_builtin_register(s, s->s_dispatch)) != 0)) {
 		nngrpc_server_close(s);
 		return (rv);
 	}
+	s->s_cfg.auth_token = NULL; /* the dispatch keeps its own copy */
 	*serverp = s;
 	return (0);
 }
 
 int
 nngrpc_server_add_service(nngrpc_server *s,
-    const ProtobufCServiceDescriptor *desc, const nngrpc_method_fn *fns,
-    const void *impl, size_t impl_size, void *user)
+    const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
+    const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
+    void *user)
 {
 	if (s->s_started) {
 		return (NNG_EBUSY);
 	}
 	return (nngrpc_dispatch_add_service(
-	    s->s_dispatch, desc, fns, impl, impl_size, user));
+	    s->s_dispatch, desc, file, fns, impl, impl_size, user));
+}
+
+int
+nngrpc_server_set_serving(nngrpc_server *s, const char *service, bool serving)
+{
+	return (nngrpc_dispatch_set_serving(s->s_dispatch, service, serving));
+}
+
+bool
+nngrpc_server_serving(const nngrpc_server *s)
+{
+	bool serving = false;
+	nngrpc_dispatch_serving(s->s_dispatch, NULL, &serving);
+	return (serving);
 }
 
 /* ---- contexts (NNG's threads) ----------------------------------------- */
@@ -179,17 +205,17 @@ ctx_send_status(work *w, int code, const char *message)
 }
 
 /* Queues a received call. Returns false when the queue is full or the
- * server is stopping; *stoppingp says which. */
+ * server is draining; *drainingp says which. */
 static bool
-queue_push(nngrpc_server *s, work *w, bool *stoppingp)
+queue_push(nngrpc_server *s, work *w, bool *drainingp)
 {
 	bool ok = false;
 
 	pthread_mutex_lock(&s->s_mtx);
-	*stoppingp = s->s_stopping;
-	if (!s->s_stopping && s->s_q_len < (size_t)s->s_cfg.queue) {
+	*drainingp = s->s_draining;
+	if (!s->s_draining && s->s_q_len < (size_t) s->s_cfg.queue) {
 		size_t tail
-		    = (s->s_q_head + s->s_q_len) % (size_t)s->s_cfg.queue;
+		    = (s->s_q_head + s->s_q_len) % (size_t) s->s_cfg.queue;
 		s->s_queue[tail] = w;
 		s->s_q_len++;
 		w->w_state = CTX_QUEUED;
@@ -227,7 +253,8 @@ ctx_cb(void *arg)
 			w->w_msg = NULL;
 			if (stopping) {
 				ctx_send_status(w, NNGRPC_UNAVAILABLE,
-				    "server is shutting down");
+				    "server is draining: send calls "
+				    "elsewhere");
 			} else {
 				ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED,
 				    "server queue is full: every worker is "
@@ -243,7 +270,7 @@ ctx_cb(void *arg)
 		}
 		pthread_mutex_lock(&s->s_mtx);
 		if (--s->s_sending == 0) {
-			pthread_cond_broadcast(&s->s_sent_cv);
+			pthread_cond_broadcast(&s->s_idle_cv);
 		}
 		pthread_mutex_unlock(&s->s_mtx);
 		if (rv == NNG_ECLOSED) {
@@ -256,7 +283,7 @@ ctx_cb(void *arg)
 		return;
 	default:
 		nngrpc_log(NNGRPC_LOG_ERROR, "context callback in state %d",
-		    (int)w->w_state);
+		    (int) w->w_state);
 		abort(); /* a broken invariant, never input */
 	}
 }
@@ -281,23 +308,31 @@ worker_main(void *arg)
 			return (NULL);
 		}
 		w = s->s_queue[s->s_q_head];
-		s->s_q_head = (s->s_q_head + 1) % (size_t)s->s_cfg.queue;
+		s->s_q_head = (s->s_q_head + 1) % (size_t) s->s_cfg.queue;
 		s->s_q_len--;
+		s->s_running++;
 		pthread_mutex_unlock(&s->s_mtx);
 
 		if (nngrpc_dispatch_call(s->s_dispatch, nng_msg_body(w->w_msg),
-		        nng_msg_len(w->w_msg), w->w_recv_ns, nngrpc_now_ns(),
-		        &reply)
+		        nng_msg_len(w->w_msg), nng_msg_get_pipe(w->w_msg),
+		        w->w_recv_ns, nngrpc_now_ns(), &reply)
 		    != 0) {
 			nng_msg_free(w->w_msg);
 			w->w_msg = NULL;
 			ctx_send_status(
 			    w, NNGRPC_RESOURCE_EXHAUSTED, "out of memory");
-			continue;
+		} else {
+			nng_msg_free(w->w_msg);
+			w->w_msg = NULL;
+			ctx_send(w, reply);
 		}
-		nng_msg_free(w->w_msg);
-		w->w_msg = NULL;
-		ctx_send(w, reply);
+		/* Counted in s_sending before leaving s_running, so a drain
+		 * never sees the call as gone before its reply is. */
+		pthread_mutex_lock(&s->s_mtx);
+		if (--s->s_running == 0) {
+			pthread_cond_broadcast(&s->s_idle_cv);
+		}
+		pthread_mutex_unlock(&s->s_mtx);
 	}
 }
 
@@ -354,7 +389,7 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		    nng_strerror(rv)));
 	}
 
-	n_works = (size_t)s->s_cfg.workers + (size_t)s->s_cfg.queue
+	n_works = (size_t) s->s_cfg.workers + (size_t) s->s_cfg.queue
 	    + SPARE_CONTEXTS;
 	if ((s->s_works = calloc(n_works, sizeof(*s->s_works))) == NULL) {
 		return (start_fail(
@@ -373,7 +408,7 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 	}
 
 	if ((s->s_workers
-	        = calloc((size_t)s->s_cfg.workers, sizeof(*s->s_workers)))
+	        = calloc((size_t) s->s_cfg.workers, sizeof(*s->s_workers)))
 	    == NULL) {
 		return (start_fail(
 		    s, NNG_ENOMEM, err, errlen, "workers", "out of memory"));
@@ -409,6 +444,41 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 	return (0);
 }
 
+/* Waits on s_idle_cv with s_mtx held, 10 ms at most, so deadlines are
+ * checked even without a wakeup. */
+static void
+idle_wait(nngrpc_server *s)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += 10 * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&s->s_idle_cv, &s->s_mtx, &ts);
+}
+
+int
+nngrpc_server_drain(nngrpc_server *s, int64_t timeout_ms)
+{
+	int64_t until = nngrpc_now_ns() + timeout_ms * 1000000;
+	int     rv = 0;
+
+	nngrpc_server_set_serving(s, NULL, false);
+	pthread_mutex_lock(&s->s_mtx);
+	s->s_draining = true;
+	while (s->s_q_len > 0 || s->s_running > 0 || s->s_sending > 0) {
+		if (nngrpc_now_ns() >= until) {
+			rv = NNG_ETIMEDOUT;
+			break;
+		}
+		idle_wait(s);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+	return (rv);
+}
+
 void
 nngrpc_server_stop(nngrpc_server *s)
 {
@@ -420,14 +490,13 @@ nngrpc_server_stop(nngrpc_server *s)
 		return;
 	}
 	s->s_stopping = true;
+	s->s_draining = true;
 	pthread_cond_broadcast(&s->s_cv);
 	pthread_mutex_unlock(&s->s_mtx);
 
-	for (size_t i = 0; i < s->s_n_listeners; i++) {
-		nng_listener_close(s->s_listeners[i]);
-	}
-	s->s_n_listeners = 0;
-	/* Workers drain the queue, then return. */
+	/* Listeners stay open until the end: closing one closes its pipes,
+	 * and replies still to come would be lost. Meanwhile new calls are
+	 * answered UNAVAILABLE. Workers drain the queue, then return. */
 	for (size_t i = 0; i < s->s_n_workers; i++) {
 		pthread_join(s->s_workers[i], NULL);
 	}
@@ -438,20 +507,16 @@ nngrpc_server_stop(nngrpc_server *s)
 	until = nngrpc_now_ns() + STOP_SEND_WAIT_NS;
 	pthread_mutex_lock(&s->s_mtx);
 	while (s->s_sending > 0 && nngrpc_now_ns() < until) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&s->s_sent_cv, &s->s_mtx, &ts);
+		idle_wait(s);
 	}
 	pthread_mutex_unlock(&s->s_mtx);
 
 	if (s->s_sock_open) {
-		nng_close(s->s_sock); /* aborts receives: callbacks go idle */
+		/* Closes listeners, pipes and contexts; receives abort and
+		 * their callbacks go idle. */
+		nng_close(s->s_sock);
 		s->s_sock_open = false;
+		s->s_n_listeners = 0;
 	}
 	for (size_t i = 0; i < s->s_n_works; i++) {
 		work *w = &s->s_works[i];
@@ -476,7 +541,7 @@ nngrpc_server_close(nngrpc_server *s)
 	}
 	pthread_mutex_destroy(&s->s_mtx);
 	pthread_cond_destroy(&s->s_cv);
-	pthread_cond_destroy(&s->s_sent_cv);
+	pthread_cond_destroy(&s->s_idle_cv);
 	free(s->s_works);
 	free(s->s_workers);
 	free(s->s_queue);

@@ -132,14 +132,14 @@ static bool
 apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
     char *err, size_t errlen)
 {
-	void     *field = (char *)cfg + o->offset;
+	void     *field = (char *) cfg + o->offset;
 	long long n;
 
 	switch (o->kind) {
 	case OPT_URLS:
 		while (true) {
 			const char *comma = strchr(v, ',');
-			size_t len = comma ? (size_t)(comma - v) : strlen(v);
+			size_t len = comma ? (size_t) (comma - v) : strlen(v);
 			if (!add_url(cfg, v, len, err, errlen)) {
 				return (false);
 			}
@@ -159,11 +159,11 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 			return (false);
 		}
 		if (o->kind == OPT_INT) {
-			*(int *)field = (int)n;
+			*(int *) field = (int) n;
 		} else if (o->kind == OPT_SIZE) {
-			*(size_t *)field = (size_t)n;
+			*(size_t *) field = (size_t) n;
 		} else {
-			*(uint64_t *)field = (uint64_t)n;
+			*(uint64_t *) field = (uint64_t) n;
 		}
 		return (true);
 	case OPT_BOOL:
@@ -174,7 +174,7 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 		}
 		return (true);
 	case OPT_STR:
-		*(const char **)field = v;
+		*(const char **) field = v;
 		return (true);
 	case OPT_LEVEL:
 		if (!nngrpc_log_parse_level(v, field)) {
@@ -185,7 +185,7 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 		}
 		return (true);
 	case OPT_FLAG:
-		*(bool *)field = true;
+		*(bool *) field = true;
 		return (true);
 	}
 	return (false);
@@ -241,7 +241,7 @@ hoteld_config_parse(hoteld_config *cfg, int argc, char **argv, char **envp,
 		}
 		a += 2;
 		eq = strchr(a, '=');
-		o = find_flag(a, eq ? (size_t)(eq - a) : strlen(a));
+		o = find_flag(a, eq ? (size_t) (eq - a) : strlen(a));
 		if (o == NULL) {
 			snprintf(err, errlen,
 			    "unknown option '%s' (see --help)", argv[i]);

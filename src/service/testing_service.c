@@ -15,7 +15,7 @@ static nngrpc_status
 echo(nngrpc_call *call, const Nngrpc__Testing__V1__EchoRequest *req,
     Nngrpc__Testing__V1__EchoResponse *resp)
 {
-	(void)call;
+	(void) call;
 	resp->payload = req->payload;
 	return (NNGRPC_OK);
 }
@@ -25,7 +25,7 @@ sleep_for(nngrpc_call *call, const Nngrpc__Testing__V1__SleepRequest *req,
     Nngrpc__Testing__V1__SleepResponse *resp)
 {
 	int64_t start = nngrpc_now_ns();
-	int64_t until = start + (int64_t)req->ms * 1000000;
+	int64_t until = start + (int64_t) req->ms * 1000000;
 	int64_t deadline = nngrpc_call_deadline(call);
 	int64_t now;
 
@@ -35,7 +35,7 @@ sleep_for(nngrpc_call *call, const Nngrpc__Testing__V1__SleepRequest *req,
 			return (nngrpc_call_error(call,
 			    NNGRPC_DEADLINE_EXCEEDED,
 			    "deadline exceeded after sleeping %lld of %u ms",
-			    (long long)((now - start) / 1000000), req->ms));
+			    (long long) ((now - start) / 1000000), req->ms));
 		}
 		struct timespec ts = {
 			.tv_sec = (end - now) / 1000000000,
@@ -43,7 +43,7 @@ sleep_for(nngrpc_call *call, const Nngrpc__Testing__V1__SleepRequest *req,
 		};
 		nanosleep(&ts, NULL);
 	}
-	resp->slept_us = (uint64_t)(nngrpc_now_ns() - start) / 1000;
+	resp->slept_us = (uint64_t) (nngrpc_now_ns() - start) / 1000;
 	return (NNGRPC_OK);
 }
 
@@ -51,7 +51,7 @@ static nngrpc_status
 fail(nngrpc_call *call, const Nngrpc__Testing__V1__FailRequest *req,
     Nngrpc__Testing__V1__FailResponse *resp)
 {
-	(void)resp;
+	(void) resp;
 	if (!nngrpc_status_valid(req->code)) {
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
 		    "code: %d is not a status code (0..16)", req->code));
@@ -60,7 +60,7 @@ fail(nngrpc_call *call, const Nngrpc__Testing__V1__FailRequest *req,
 		return (NNGRPC_OK);
 	}
 	return (nngrpc_call_error(
-	    call, (nngrpc_status)req->code, "%s", req->message));
+	    call, (nngrpc_status) req->code, "%s", req->message));
 }
 
 int

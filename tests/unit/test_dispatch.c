@@ -21,27 +21,28 @@
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"
 
-static int handler_runs;
-static int deferred_runs;
+static const nng_pipe no_pipe = NNG_PIPE_INITIALIZER;
+static int            handler_runs;
+static int            deferred_runs;
 
 static void
 count_deferred(void *arg)
 {
-	(*(int *)arg)++;
+	(*(int *) arg)++;
 }
 
 /* Echo that also checks metadata, sets a trailer and defers a release. */
 static nngrpc_status
 echo_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	const Nngrpc__Testing__V1__EchoRequest *req = (const void *)in;
-	Nngrpc__Testing__V1__EchoResponse      *resp = (void *)out;
+	const Nngrpc__Testing__V1__EchoRequest *req = (const void *) in;
+	Nngrpc__Testing__V1__EchoResponse      *resp = (void *) out;
 	const char *who = nngrpc_call_metadata(call, "who");
 
 	handler_runs++;
 	assert_string_equal(
 	    nngrpc_call_method(call), "/nngrpc.testing.v1.Testing/Echo");
-	assert_int_equal(*(const int *)nngrpc_call_impl(call), 42);
+	assert_int_equal(*(const int *) nngrpc_call_impl(call), 42);
 	assert_ptr_equal(nngrpc_call_user(call), &handler_runs);
 	assert_null(nngrpc_call_metadata(call, "absent"));
 	if (who != NULL) {
@@ -57,18 +58,18 @@ static nngrpc_status
 bad_status_fn(
     nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	(void)call;
-	(void)in;
-	(void)out;
+	(void) call;
+	(void) in;
+	(void) out;
 	handler_runs++;
-	return ((nngrpc_status)99);
+	return ((nngrpc_status) 99);
 }
 
 static nngrpc_status
 error_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
-	(void)in;
-	(void)out;
+	(void) in;
+	(void) out;
 	handler_runs++;
 	assert_false(nngrpc_call_expired(call));
 	return (nngrpc_call_error(call, NNGRPC_NOT_FOUND, "no hotel %d", 7));
@@ -84,8 +85,8 @@ make_dispatch(void)
 
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
 	assert_int_equal(nngrpc_dispatch_add_service(d,
-	                     &nngrpc__testing__v1__testing__descriptor, fns,
-	                     &impl, sizeof(impl), &handler_runs),
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, &impl, sizeof(impl), &handler_runs),
 	    0);
 	nngrpc_dispatch_seal(d);
 	return (d);
@@ -101,13 +102,13 @@ make_request(const char *method, uint64_t timeout_us, const uint8_t *payload,
 	    = NNGRPC__V1__REQUEST__METADATA_ENTRY__INIT;
 	Nngrpc__V1__Request__MetadataEntry *ep = &e;
 
-	req.method = (char *)method;
+	req.method = (char *) method;
 	req.timeout_us = timeout_us;
-	req.payload.data = (uint8_t *)payload;
+	req.payload.data = (uint8_t *) payload;
 	req.payload.len = len;
 	if (who != NULL) {
 		e.key = "who";
-		e.value = (char *)who;
+		e.value = (char *) who;
 		req.metadata = &ep;
 		req.n_metadata = 1;
 	}
@@ -126,8 +127,9 @@ call(nngrpc_dispatch *d, const char *method, uint64_t timeout_us,
 	int64_t               now = nngrpc_now_ns();
 
 	n = make_request(method, timeout_us, payload, len, who, &buf);
-	assert_int_equal(
-	    nngrpc_dispatch_call(d, buf, n, now - queued_ns, now, &reply), 0);
+	assert_int_equal(nngrpc_dispatch_call(
+	                     d, buf, n, no_pipe, now - queued_ns, now, &reply),
+	    0);
 	resp = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
 	assert_non_null(resp);
@@ -145,10 +147,10 @@ test_echo_round_trip(void **state)
 	uint8_t          buf[64];
 	size_t           n;
 
-	(void)state;
+	(void) state;
 	handler_runs = 0;
 	deferred_runs = 0;
-	in.payload.data = (uint8_t *)"hello";
+	in.payload.data = (uint8_t *) "hello";
 	in.payload.len = 5;
 	n = nngrpc__testing__v1__echo_request__pack(&in, buf);
 	Nngrpc__V1__Response *r = call(d, "/nngrpc.testing.v1.Testing/Echo",
@@ -198,11 +200,11 @@ test_failures(void **state)
 	};
 	nngrpc_dispatch *d = make_dispatch();
 
-	(void)state;
+	(void) state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		handler_runs = 0;
 		Nngrpc__V1__Response *r = call(d, cases[i].method,
-		    cases[i].timeout_us, (const uint8_t *)cases[i].payload,
+		    cases[i].timeout_us, (const uint8_t *) cases[i].payload,
 		    cases[i].len, NULL, cases[i].queued_ns);
 		assert_int_equal(r->code, cases[i].code);
 		assert_non_null(strstr(r->message, cases[i].message_part));
@@ -220,10 +222,10 @@ test_garbage_envelope(void **state)
 	nngrpc_dispatch     *d = make_dispatch();
 	nng_msg             *reply;
 
-	(void)state;
+	(void) state;
 	int64_t now = nngrpc_now_ns();
-	assert_int_equal(nngrpc_dispatch_call(
-	                     d, garbage, sizeof(garbage), now, now, &reply),
+	assert_int_equal(nngrpc_dispatch_call(d, garbage, sizeof(garbage),
+	                     no_pipe, now, now, &reply),
 	    0);
 	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
@@ -240,7 +242,7 @@ test_unprintable_method_name(void **state)
 	char             name[300];
 	nngrpc_dispatch *d = make_dispatch();
 
-	(void)state;
+	(void) state;
 	memset(name, '\x01', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
 	Nngrpc__V1__Response *r = call(d, name, 0, NULL, 0, NULL, 0);
@@ -257,11 +259,11 @@ test_error_message(void **state)
 	static const nngrpc_method_fn fns[3] = { error_fn, NULL, NULL };
 	nngrpc_dispatch              *d;
 
-	(void)state;
+	(void) state;
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
-	assert_int_equal(
-	    nngrpc_dispatch_add_service(d,
-	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
 	    0);
 	assert_int_equal(nngrpc_dispatch_count(d), 3);
 	nngrpc_dispatch_seal(d);
@@ -279,20 +281,20 @@ test_registration_errors(void **state)
 	static const nngrpc_method_fn fns[3] = { echo_fn, NULL, NULL };
 	nngrpc_dispatch              *d;
 
-	(void)state;
+	(void) state;
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
-	assert_int_equal(
-	    nngrpc_dispatch_add_service(d,
-	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
 	    0);
-	assert_int_equal(
-	    nngrpc_dispatch_add_service(d,
-	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
 	    NNG_EEXIST);
 	nngrpc_dispatch_seal(d);
-	assert_int_equal(
-	    nngrpc_dispatch_add_service(d,
-	        &nngrpc__testing__v1__testing__descriptor, fns, NULL, 0, NULL),
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
 	    NNG_EBUSY);
 	nngrpc_dispatch_free(d);
 	nngrpc_dispatch_free(NULL);
@@ -302,7 +304,7 @@ static nngrpc_status
 typed_echo(nngrpc_call *c, const Nngrpc__Testing__V1__EchoRequest *req,
     Nngrpc__Testing__V1__EchoResponse *resp)
 {
-	(void)c;
+	(void) c;
 	resp->payload = req->payload;
 	return (NNGRPC_OK);
 }
@@ -316,13 +318,13 @@ test_typed_glue_and_server_lifecycle(void **state)
 	nngrpc_server       *s;
 	char                 err[256];
 
-	(void)state;
+	(void) state;
 	nngrpc_server_config_init(&cfg);
 	assert_int_equal(
 	    nngrpc_server_open(&cfg, &s), NNG_EINVAL); /* no URL */
 	char url[64];
-	snprintf(
-	    url, sizeof(url), "ipc:///tmp/nngrpc-unit-%d.sock", (int)getpid());
+	snprintf(url, sizeof(url), "ipc:///tmp/nngrpc-unit-%d.sock",
+	    (int) getpid());
 	cfg.listen[0] = url;
 	cfg.n_listen = 1;
 	cfg.workers = 0;
@@ -359,7 +361,7 @@ test_listen_errors(void **state)
 	nngrpc_server       *s;
 	char                 err[256];
 
-	(void)state;
+	(void) state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		nngrpc_server_config_init(&cfg);
 		cfg.listen[0] = cases[i].url;
@@ -386,14 +388,14 @@ test_port_in_use(void **state)
 	char                 err[256];
 	int                  fd;
 
-	(void)state;
+	(void) state;
 	/* Hold a port with a plain socket, then ask the server for it. */
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	assert_true(fd >= 0);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(bind(fd, (struct sockaddr *) &sa, sizeof(sa)), 0);
 	assert_int_equal(listen(fd, 1), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *) &sa, &len), 0);
 	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", ntohs(sa.sin_port));
 
 	nngrpc_server_config_init(&cfg);

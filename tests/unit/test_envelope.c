@@ -25,10 +25,10 @@ test_decode_request(void **state)
 	uint8_t                             buf[256];
 	size_t                              n;
 
-	(void)state;
+	(void) state;
 	req.method = "/a.B/C";
 	req.timeout_us = 1500;
-	req.payload.data = (uint8_t *)"xyz";
+	req.payload.data = (uint8_t *) "xyz";
 	req.payload.len = 3;
 	e.key = "k";
 	e.value = "v";
@@ -58,7 +58,7 @@ test_decode_garbage(void **state)
 	};
 	nngrpc_arena arena;
 
-	(void)state;
+	(void) state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		nngrpc_arena_init(&arena);
 		assert_null(nngrpc_envelope_decode(&arena, bad[i], 6));
@@ -89,10 +89,10 @@ test_encode_with_payload(void **state)
 	nng_msg              *msg;
 	size_t sizes[] = { 0, 1, 127, 128, 16383, 16384, 1024 * 1024 };
 
-	(void)state;
+	(void) state;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
 		uint8_t *data = malloc(sizes[i] + 1);
-		memset(data, 'a' + (int)i, sizes[i]);
+		memset(data, 'a' + (int) i, sizes[i]);
 		out.payload.data = data;
 		out.payload.len = sizes[i];
 		resp.queue_us = 12;
@@ -126,7 +126,7 @@ test_encode_status(void **state)
 	Nngrpc__V1__Response *got;
 	nng_msg              *msg;
 
-	(void)state;
+	(void) state;
 	assert_int_equal(nngrpc_envelope_status(8, "queue full", &msg), 0);
 	got = decode_reply(msg);
 	assert_non_null(got);
@@ -149,7 +149,7 @@ static void
 test_arena(void **state)
 {
 	nngrpc_arena arena;
-	(void)state;
+	(void) state;
 	nngrpc_arena_init(&arena);
 	char *small = nngrpc_arena_alloc(&arena, 10);
 	char *big = nngrpc_arena_alloc(&arena, 100000);
@@ -157,8 +157,8 @@ test_arena(void **state)
 	assert_non_null(small);
 	assert_non_null(big);
 	assert_non_null(after);
-	assert_int_equal((uintptr_t)small % _Alignof(max_align_t), 0);
-	assert_int_equal((uintptr_t)after % _Alignof(max_align_t), 0);
+	assert_int_equal((uintptr_t) small % _Alignof(max_align_t), 0);
+	assert_int_equal((uintptr_t) after % _Alignof(max_align_t), 0);
 	memset(small, 1, 10);
 	memset(big, 2, 100000);
 	assert_null(nngrpc_arena_alloc(&arena, SIZE_MAX - 8));

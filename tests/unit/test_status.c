@@ -35,7 +35,7 @@ static const struct {
 static void
 test_names_match_grpc(void **state)
 {
-	(void)state;
+	(void) state;
 	assert_int_equal(
 	    NNGRPC_STATUS_COUNT, sizeof(grpc_codes) / sizeof(grpc_codes[0]));
 	for (size_t i = 0; i < NNGRPC_STATUS_COUNT; i++) {
@@ -50,7 +50,7 @@ test_names_match_grpc(void **state)
 static void
 test_enum_values(void **state)
 {
-	(void)state;
+	(void) state;
 	assert_int_equal(NNGRPC_OK, 0);
 	assert_int_equal(NNGRPC_DEADLINE_EXCEEDED, 4);
 	assert_int_equal(NNGRPC_RESOURCE_EXHAUSTED, 8);
@@ -62,7 +62,7 @@ test_enum_values(void **state)
 static void
 test_out_of_range(void **state)
 {
-	(void)state;
+	(void) state;
 	int bad[] = { -1, 17, 100, INT32_MIN, INT32_MAX };
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_false(nngrpc_status_valid(bad[i]));
