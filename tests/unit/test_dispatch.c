@@ -411,6 +411,175 @@ test_port_in_use(void **state)
 	close(fd);
 }
 
+/* Calls Echo with an authorization value (NULL: none); returns the code. */
+static int
+echo_code(nngrpc_dispatch *d, const char *method, const char *auth)
+{
+	Nngrpc__V1__Request                req = NNGRPC__V1__REQUEST__INIT;
+	Nngrpc__V1__Request__MetadataEntry e
+	    = NNGRPC__V1__REQUEST__METADATA_ENTRY__INIT;
+	Nngrpc__V1__Request__MetadataEntry *ep = &e;
+	uint8_t                             buf[512];
+	nng_msg                            *reply;
+	int                                 code;
+
+	req.method = (char *) method;
+	if (auth != NULL) {
+		e.key = "authorization";
+		e.value = (char *) auth;
+		req.metadata = &ep;
+		req.n_metadata = 1;
+	}
+	size_t  n = nngrpc__v1__request__pack(&req, buf);
+	int64_t now = nngrpc_now_ns();
+	assert_int_equal(
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
+	    NULL, nng_msg_len(reply), nng_msg_body(reply));
+	code = r->code;
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nng_msg_free(reply);
+	return (code);
+}
+
+static nngrpc_status
+plain_echo(
+    nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	(void) call;
+	(void) in;
+	(void) out;
+	return (NNGRPC_OK);
+}
+
+static void
+test_auth_token(void **state)
+{
+	static const nngrpc_method_fn fns[3]
+	    = { plain_echo, plain_echo, NULL };
+	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
+	nngrpc_dispatch         *d;
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
+	    0);
+	assert_int_equal(nngrpc_dispatch_set_auth_token(d, "s3cret"), 0);
+	nngrpc_dispatch_seal(d);
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_UNAUTHENTICATED);
+	assert_int_equal(
+	    echo_code(d, echo, "Bearer s3cre"), NNGRPC_UNAUTHENTICATED);
+	assert_int_equal(
+	    echo_code(d, echo, "Bearer s3cret!"), NNGRPC_UNAUTHENTICATED);
+	assert_int_equal(echo_code(d, echo, "s3cret"), NNGRPC_UNAUTHENTICATED);
+	assert_int_equal(echo_code(d, echo, "Bearer s3cret"), NNGRPC_OK);
+	/* The method is looked up before the token is checked: a name says
+	 * nothing a caller could not learn from reflection. */
+	assert_int_equal(echo_code(d, "/x.Y/Z", NULL), NNGRPC_UNIMPLEMENTED);
+	/* An open service needs no token. */
+	nngrpc_dispatch_free(d);
+
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
+	    0);
+	assert_int_equal(nngrpc_dispatch_set_auth_token(d, "s3cret"), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_set_open(d, "nngrpc.testing.v1.Testing"), 0);
+	assert_int_equal(nngrpc_dispatch_set_open(d, "no.Such"), NNG_ENOENT);
+	assert_int_equal(nngrpc_dispatch_set_auth_token(d, NULL), 0);
+	assert_int_equal(nngrpc_dispatch_set_auth_token(d, "other"), 0);
+	nngrpc_dispatch_seal(d);
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_OK);
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_serving_state(void **state)
+{
+	static const nngrpc_method_fn fns[3]
+	    = { plain_echo, plain_echo, NULL };
+	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
+	nngrpc_dispatch         *d;
+	bool                     serving;
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
+	    0);
+	nngrpc_dispatch_seal(d);
+	assert_int_equal(nngrpc_dispatch_serving(d, "", &serving), 0);
+	assert_true(serving);
+	assert_int_equal(
+	    nngrpc_dispatch_serving(d, "nngrpc.testing.v1.Testing", &serving),
+	    0);
+	assert_true(serving);
+	assert_int_equal(
+	    nngrpc_dispatch_serving(d, "no.Such", &serving), NNG_ENOENT);
+
+	assert_int_equal(
+	    nngrpc_dispatch_set_serving(d, "nngrpc.testing.v1.Testing", false),
+	    0);
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_UNAVAILABLE);
+	assert_int_equal(nngrpc_dispatch_serving(d, NULL, &serving), 0);
+	assert_true(serving);
+	assert_int_equal(
+	    nngrpc_dispatch_set_serving(d, "nngrpc.testing.v1.Testing", true),
+	    0);
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_OK);
+
+	/* The whole server off: every service reports and answers so. */
+	assert_int_equal(nngrpc_dispatch_set_serving(d, NULL, false), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_serving(d, "nngrpc.testing.v1.Testing", &serving),
+	    0);
+	assert_false(serving);
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_UNAVAILABLE);
+	assert_int_equal(
+	    nngrpc_dispatch_set_serving(d, "no.Such", true), NNG_ENOENT);
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_reflection_lookup(void **state)
+{
+	static const nngrpc_method_fn fns[3] = { NULL, NULL, NULL };
+	nngrpc_dispatch              *d;
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor,
+	        &nngrpc__testing__v1__testing__file_info, fns, NULL, 0, NULL),
+	    0);
+	nngrpc_dispatch_seal(d);
+	assert_int_equal(nngrpc_dispatch_service_count(d), 1);
+	assert_string_equal(
+	    nngrpc_dispatch_service_name(d, 0), "nngrpc.testing.v1.Testing");
+	assert_null(nngrpc_dispatch_service_name(d, 1));
+	static const char *const found[]
+	    = { "nngrpc.testing.v1.Testing", "nngrpc.testing.v1.Testing.Sleep",
+		      "nngrpc.testing.v1.EchoRequest",
+		      "nngrpc.testing.v1.FailResponse" };
+	for (size_t i = 0; i < sizeof(found) / sizeof(found[0]); i++) {
+		const nngrpc_file_info *f
+		    = nngrpc_dispatch_find_symbol(d, found[i]);
+		assert_non_null(f);
+		assert_string_equal(
+		    f->name, "nngrpc/testing/v1/testing.proto");
+		assert_true(f->descriptor_set_len > 100);
+	}
+	assert_null(nngrpc_dispatch_find_symbol(d, "nngrpc.testing.v1"));
+	assert_null(nngrpc_dispatch_find_symbol(d, "nope.Nope"));
+	nngrpc_dispatch_free(d);
+}
+
 int
 main(void)
 {
@@ -424,6 +593,9 @@ main(void)
 		cmocka_unit_test(test_typed_glue_and_server_lifecycle),
 		cmocka_unit_test(test_listen_errors),
 		cmocka_unit_test(test_port_in_use),
+		cmocka_unit_test(test_auth_token),
+		cmocka_unit_test(test_serving_state),
+		cmocka_unit_test(test_reflection_lookup),
 	};
 	return (cmocka_run_group_tests_name("dispatch", tests, NULL, NULL));
 }
