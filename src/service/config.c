@@ -13,6 +13,7 @@
 #include <string.h>
 
 typedef enum {
+	OPT_SECONDS,
 	OPT_URLS,
 	OPT_INT,
 	OPT_SIZE,
@@ -55,6 +56,14 @@ static const option_def options[] = {
 	    "load hotels from this JSON Lines file instead of generating" },
 	{ "no-hotels", "NNGRPC_NO_HOTELS", OPT_BOOL, 0, 0, FIELD(no_hotels),
 	    "do not serve hotel.v1.HotelSearch" },
+	{ "auth-token-file", "NNGRPC_AUTH_TOKEN_FILE", OPT_STR, 0, 0,
+	    FIELD(auth_token_file),
+	    "require \"authorization: Bearer <token>\" metadata, the token "
+	    "read from this file (health checks stay open)" },
+	{ "drain-timeout", "NNGRPC_DRAIN_TIMEOUT", OPT_SECONDS, 0, 3600,
+	    FIELD(drain_timeout),
+	    "seconds SIGTERM waits for calls in flight before exiting "
+	    "anyway (default 10)" },
 	{ "log-level", "NNGRPC_LOG_LEVEL", OPT_LEVEL, 0, 0, FIELD(log_level),
 	    "error, warn, info or debug" },
 	{ "print-config", NULL, OPT_FLAG, 0, 0, FIELD(print_config),
@@ -166,6 +175,23 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 			*(uint64_t *) field = (uint64_t) n;
 		}
 		return (true);
+	case OPT_SECONDS: {
+		char  *end;
+		double d;
+		errno = 0;
+		d = strtod(v, &end);
+		if (errno != 0 || end == v || *end != '\0' || !(d >= o->min)
+		    || d > o->max) {
+			snprintf(err, errlen,
+			    "%s: must be a number of seconds from %lld to "
+			    "%lld, "
+			    "got '%s'",
+			    from, o->min, o->max, v);
+			return (false);
+		}
+		*(double *) field = d;
+		return (true);
+	}
 	case OPT_BOOL:
 		if (!parse_bool(v, field)) {
 			snprintf(err, errlen,
@@ -214,6 +240,7 @@ hoteld_config_parse(hoteld_config *cfg, int argc, char **argv, char **envp,
 	cfg->log_level = NNGRPC_LOG_INFO;
 	cfg->hotels = 100000;
 	cfg->seed = 1;
+	cfg->drain_timeout = 10;
 
 	for (char **e = envp; e != NULL && *e != NULL; e++) {
 		for (size_t i = 0; i < N_OPTIONS; i++) {
@@ -313,5 +340,8 @@ hoteld_config_print(const hoteld_config *cfg, FILE *out)
 	fprintf(out, "seed = %" PRIu64 "\n", cfg->seed);
 	fprintf(out, "data = %s\n", cfg->data ? cfg->data : "");
 	fprintf(out, "no-hotels = %s\n", cfg->no_hotels ? "true" : "false");
+	fprintf(out, "auth-token-file = %s\n",
+	    cfg->auth_token_file ? cfg->auth_token_file : "");
+	fprintf(out, "drain-timeout = %g\n", cfg->drain_timeout);
 	fprintf(out, "log-level = %s\n", levels[cfg->log_level]);
 }

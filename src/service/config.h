@@ -18,7 +18,12 @@ typedef struct hoteld_config {
 	bool                 testing; /* serve nngrpc.testing.v1.Testing */
 	nngrpc_log_level     log_level;
 	bool                 print_config;
-	bool                 help;
+	/* File whose first line is the token every call must carry (as
+	 * "authorization: Bearer <token>"), or NULL. */
+	const char *auth_token_file;
+	/* Seconds a SIGTERM drain waits for calls in flight. */
+	double drain_timeout;
+	bool   help;
 	/* The hotel service's dataset. */
 	uint64_t    hotels;
 	uint64_t    seed;

@@ -8,11 +8,13 @@
  * bad configuration or a listener that cannot start (bad URL, port in
  * use), always with one line on stderr saying why.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <nng/nng.h>
 
@@ -23,11 +25,73 @@
 
 extern char **environ;
 
+/* Reads the first line of path into buf as the auth token. Returns false
+ * with a message in err when the file is unreadable or the token empty. */
+static bool
+read_token(const char *path, char *buf, size_t len, char *err, size_t errlen)
+{
+	FILE  *f = fopen(path, "r");
+	size_t n;
+
+	if (f == NULL) {
+		snprintf(err, errlen, "--auth-token-file: cannot read %s: %s",
+		    path, strerror(errno));
+		return (false);
+	}
+	if (fgets(buf, (int) len, f) == NULL) {
+		buf[0] = '\0';
+	}
+	fclose(f);
+	n = strcspn(buf, "\r\n");
+	buf[n] = '\0';
+	if (n == 0) {
+		snprintf(
+		    err, errlen, "--auth-token-file: %s has no token", path);
+		return (false);
+	}
+	return (true);
+}
+
+/*
+ * Graceful drain after the first SIGINT or SIGTERM: health turns
+ * NOT_SERVING, new calls get UNAVAILABLE, calls already received finish.
+ * Waits in slices so a second signal, or the drain timeout, ends the
+ * process at once. Returns true when every call was answered.
+ */
+static bool
+drain(nngrpc_server *server, const sigset_t *stop_signals, double timeout_s)
+{
+	const struct timespec no_wait = { 0, 0 };
+	int64_t               left_ms = (int64_t) (timeout_s * 1000);
+
+	for (;;) {
+		int64_t slice = left_ms < 50 ? left_ms : 50;
+		if (nngrpc_server_drain(server, slice) == 0) {
+			return (true);
+		}
+		left_ms -= slice;
+		if (sigtimedwait(stop_signals, NULL, &no_wait) > 0) {
+			nngrpc_log(NNGRPC_LOG_WARN,
+			    "second signal: exiting without waiting for "
+			    "calls");
+			return (false);
+		}
+		if (left_ms <= 0) {
+			nngrpc_log(NNGRPC_LOG_WARN,
+			    "drain timeout (%g s): exiting with calls still "
+			    "running",
+			    timeout_s);
+			return (false);
+		}
+	}
+}
+
 int
 main(int argc, char **argv)
 {
 	hoteld_config  cfg;
 	nngrpc_server *server = NULL;
+	char           token[1024];
 	sigset_t       stop_signals;
 	char           err[512];
 	int            sig;
@@ -47,6 +111,14 @@ main(int argc, char **argv)
 		return (0);
 	}
 	nngrpc_log_set_level(cfg.log_level);
+	if (cfg.auth_token_file != NULL) {
+		if (!read_token(cfg.auth_token_file, token, sizeof(token), err,
+		        sizeof(err))) {
+			fprintf(stderr, "hoteld: %s\n", err);
+			return (2);
+		}
+		cfg.server.auth_token = token;
+	}
 
 	/* Block before any thread starts: they all inherit the mask. */
 	sigemptyset(&stop_signals);
@@ -77,8 +149,12 @@ main(int argc, char **argv)
 	    cfg.server.workers, cfg.server.queue);
 
 	sigwait(&stop_signals, &sig);
-	nngrpc_log(NNGRPC_LOG_INFO, "%s: stopping",
-	    sig == SIGINT ? "SIGINT" : "SIGTERM");
+	nngrpc_log(NNGRPC_LOG_INFO, "%s: draining (up to %g s)",
+	    sig == SIGINT ? "SIGINT" : "SIGTERM", cfg.drain_timeout);
+	if (!drain(server, &stop_signals, cfg.drain_timeout)) {
+		/* Handlers may still run: leave without joining them. */
+		_exit(1);
+	}
 	nngrpc_server_close(server);
 	nngrpc_log(NNGRPC_LOG_INFO, "stopped");
 	return (0);
