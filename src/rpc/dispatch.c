@@ -391,8 +391,9 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 		    "missing or wrong \"authorization: Bearer <token>\" "
 		    "metadata"));
 	}
-	if (!atomic_load(&d->d_serving)
-	    || !atomic_load(&m->m_svc->s_serving)) {
+	if (!m->m_svc->s_open
+	    && (!atomic_load(&d->d_serving)
+	        || !atomic_load(&m->m_svc->s_serving))) {
 		return (nngrpc_call_error(call, NNGRPC_UNAVAILABLE,
 		    "%s is not serving (starting or draining)",
 		    m->m_svc->s_desc->name));

@@ -31,8 +31,9 @@ int nngrpc_dispatch_add_service(nngrpc_dispatch *d,
     const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
     void *user);
 
-/* Lets calls to this registered service through without the auth token
- * (health checks). Before sealing. Returns 0 or NNG_ENOENT. */
+/* Lets calls to this registered service through without the auth token,
+ * and while the server is not serving (health checks). Before sealing.
+ * Returns 0 or NNG_ENOENT. */
 int nngrpc_dispatch_set_open(nngrpc_dispatch *d, const char *service);
 
 /* Requires "authorization: Bearer <token>" on every call to a service

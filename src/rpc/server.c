@@ -80,7 +80,6 @@ struct nngrpc_server {
 	work          **s_queue;    /* ring, guarded by s_mtx */
 	size_t          s_q_head;   /* guarded by s_mtx */
 	size_t          s_q_len;    /* guarded by s_mtx */
-	bool            s_draining; /* new calls: UNAVAILABLE; s_mtx */
 	bool            s_stopping; /* workers exit when idle; s_mtx */
 	size_t          s_running;  /* calls in handlers, guarded by s_mtx */
 	size_t          s_sending;  /* replies in NNG, guarded by s_mtx */
@@ -205,15 +204,17 @@ ctx_send_status(work *w, int code, const char *message)
 }
 
 /* Queues a received call. Returns false when the queue is full or the
- * server is draining; *drainingp says which. */
+ * workers are stopping; *drainingp says which. While draining, calls are
+ * still queued: dispatch answers them UNAVAILABLE, except health checks,
+ * which say NOT_SERVING. */
 static bool
 queue_push(nngrpc_server *s, work *w, bool *drainingp)
 {
 	bool ok = false;
 
 	pthread_mutex_lock(&s->s_mtx);
-	*drainingp = s->s_draining;
-	if (!s->s_draining && s->s_q_len < (size_t) s->s_cfg.queue) {
+	*drainingp = s->s_stopping;
+	if (!s->s_stopping && s->s_q_len < (size_t) s->s_cfg.queue) {
 		size_t tail
 		    = (s->s_q_head + s->s_q_len) % (size_t) s->s_cfg.queue;
 		s->s_queue[tail] = w;
@@ -467,7 +468,6 @@ nngrpc_server_drain(nngrpc_server *s, int64_t timeout_ms)
 
 	nngrpc_server_set_serving(s, NULL, false);
 	pthread_mutex_lock(&s->s_mtx);
-	s->s_draining = true;
 	while (s->s_q_len > 0 || s->s_running > 0 || s->s_sending > 0) {
 		if (nngrpc_now_ns() >= until) {
 			rv = NNG_ETIMEDOUT;
@@ -490,7 +490,6 @@ nngrpc_server_stop(nngrpc_server *s)
 		return;
 	}
 	s->s_stopping = true;
-	s->s_draining = true;
 	pthread_cond_broadcast(&s->s_cv);
 	pthread_mutex_unlock(&s->s_mtx);
 
