@@ -17,7 +17,7 @@ import nngrpc
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 from nngrpc.v1 import rpc_pb2
 
-from conftest import Server, free_port
+from hoteld_fixture import Server, free_port
 
 ECHO = "/nngrpc.testing.v1.Testing/Echo"
 LIMIT = nngrpc.DEFAULT_MAX_MESSAGE_BYTES

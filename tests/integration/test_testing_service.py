@@ -13,7 +13,7 @@ from nngrpc._transport import dial, parse_url
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 from nngrpc.v1 import rpc_pb2
 
-from conftest import Server
+from hoteld_fixture import Server
 
 ECHO = "/nngrpc.testing.v1.Testing/Echo"
 NON_OK = [c for c in nngrpc.StatusCode if c is not nngrpc.StatusCode.OK]

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PLUGIN, PROTO_DIR
+from _paths import PLUGIN, PROTO_DIR
 
 GOLDEN = Path(__file__).parent / "golden"
 OUTPUTS = ["testing_nngrpc.py", "testing_nngrpc.pyi"]

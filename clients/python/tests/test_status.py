@@ -8,7 +8,7 @@ import os
 import pytest
 
 import nngrpc
-from conftest import PY_DIR, ROOT
+from _paths import PY_DIR, ROOT
 
 GRPC_NAMES = [
     "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED",

@@ -1,0 +1,1 @@
+"""Unit tests of the nngrpc client package (helpers: _paths.py)."""
