@@ -4,9 +4,13 @@
  * SIGTERM and stops cleanly (exit 0). Every other thread is started with
  * those signals blocked, so only this thread ever sees them.
  *
+ * Unless --no-hotels, the hotel dataset (generated, or loaded from --data)
+ * is built before anything listens, so a server that answers is ready.
+ *
  * Exit codes: 0 after a clean stop, 1 on a failure at run time, 2 for a
- * bad configuration or a listener that cannot start (bad URL, port in
- * use), always with one line on stderr saying why.
+ * bad configuration, a dataset that cannot be built (bad --data file) or
+ * a listener that cannot start (bad URL, port in use), always with one
+ * line on stderr saying why.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -18,12 +22,47 @@
 
 #include <nng/nng.h>
 
+#include "clock.h"
 #include "config.h"
+#include "engine/hotel.h"
+#include "hotel_service.h"
 #include "log.h"
 #include "nngrpc.h"
 #include "testing_service.h"
 
 extern char **environ;
+
+/* Builds the hotel dataset and logs how long it took. Returns 0, or the
+ * exit code after one line on stderr. */
+static int
+open_hotels(const hoteld_config *cfg, hotel_service **svcp)
+{
+	hotel_service_options opts = {
+		.data = cfg->data,
+		.hotels = cfg->hotels,
+		.seed = cfg->seed,
+	};
+	int64_t start = nngrpc_now_ns();
+	char    err[512];
+	int     rv;
+
+	if ((rv = hotel_service_open(&opts, svcp, err, sizeof(err))) != 0) {
+		fprintf(stderr, "hoteld: %s\n", err);
+		return (rv == HOTEL_ENOMEM ? 1 : 2);
+	}
+	if (cfg->data != NULL) {
+		nngrpc_log(NNGRPC_LOG_INFO,
+		    "hotels: %zu loaded from %s in %lld ms",
+		    hotel_service_count(*svcp), cfg->data,
+		    (long long) ((nngrpc_now_ns() - start) / 1000000));
+	} else {
+		nngrpc_log(NNGRPC_LOG_INFO,
+		    "hotels: %zu generated (seed %llu) in %lld ms",
+		    hotel_service_count(*svcp), (unsigned long long) cfg->seed,
+		    (long long) ((nngrpc_now_ns() - start) / 1000000));
+	}
+	return (0);
+}
 
 /* Reads the first line of path into buf as the auth token. Returns false
  * with a message in err when the file is unreadable or the token empty. */
@@ -91,6 +130,7 @@ main(int argc, char **argv)
 {
 	hoteld_config  cfg;
 	nngrpc_server *server = NULL;
+	hotel_service *hotels = NULL;
 	char           token[1024];
 	sigset_t       stop_signals;
 	char           err[512];
@@ -127,9 +167,13 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
+	if (!cfg.no_hotels && (rv = open_hotels(&cfg, &hotels)) != 0) {
+		return (rv);
+	}
 	if ((rv = nngrpc_server_open(&cfg.server, &server)) != 0) {
 		fprintf(stderr, "hoteld: cannot create the server: %s\n",
 		    nng_strerror(rv));
+		hotel_service_close(hotels);
 		return (1);
 	}
 	if (cfg.testing && (rv = testing_service_register(server)) != 0) {
@@ -138,11 +182,22 @@ main(int argc, char **argv)
 		    "service: %s\n",
 		    nng_strerror(rv));
 		nngrpc_server_close(server);
+		hotel_service_close(hotels);
+		return (1);
+	}
+	if (hotels != NULL
+	    && (rv = hotel_service_register(hotels, server)) != 0) {
+		fprintf(stderr,
+		    "hoteld: cannot register the hotel service: %s\n",
+		    nng_strerror(rv));
+		nngrpc_server_close(server);
+		hotel_service_close(hotels);
 		return (1);
 	}
 	if ((rv = nngrpc_server_start(server, err, sizeof(err))) != 0) {
 		fprintf(stderr, "hoteld: %s\n", err);
 		nngrpc_server_close(server);
+		hotel_service_close(hotels);
 		return (2);
 	}
 	nngrpc_log(NNGRPC_LOG_INFO, "hoteld ready: %d workers, queue %d",
@@ -155,7 +210,9 @@ main(int argc, char **argv)
 		/* Handlers may still run: leave without joining them. */
 		_exit(1);
 	}
+	/* No handler runs once the server is closed: the engine can go. */
 	nngrpc_server_close(server);
+	hotel_service_close(hotels);
 	nngrpc_log(NNGRPC_LOG_INFO, "stopped");
 	return (0);
 }

@@ -1,0 +1,780 @@
+/*
+ * hotel.v1.HotelSearch handlers: proto messages to hotel engine calls and
+ * back.
+ *
+ * DESIGN. Handlers run on the server's worker threads, any number at once.
+ * The engine is thread-safe; the only state here is the engine pointer
+ * (set at open, read-only after) and reload_mtx, which lets one Reload
+ * build a dataset at a time so two concurrent reloads never hold three
+ * datasets in memory.
+ *
+ * Ownership in a handler. Every handler that answers with hotel data first
+ * acquires the current dataset and at once registers hotel_dataset_release
+ * with nngrpc_call_defer(): the reply's strings (names, cities,
+ * descriptions) then point straight into the dataset, with no copy, and
+ * stay valid until the runtime has packed the reply, after which the defer
+ * drops the reference. A Reload that swaps datasets meanwhile does not
+ * disturb the call: the old dataset is freed when its last reader
+ * releases it. Message structs and arrays come from the call's arena
+ * (nngrpc_call_alloc), freed with the call. Engine results (hotel_result,
+ * suggestions) are copied into those structs and freed before the handler
+ * returns, so nothing else outlives it. Stats and Reload copy their few
+ * strings into the arena and keep no reference.
+ *
+ * Validation happens here, before the engine runs, with messages that
+ * name the field as the proto spells it; the engine's own messages (page
+ * tokens, query words, file lines) are passed through.
+ */
+#include "hotel_service.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "engine/hotel.h"
+#include "hotel/v1/hotel.nngrpc.h"
+#include "log.h"
+
+#define PAGE_SIZE_DEFAULT 10
+#define PAGE_SIZE_MAX     100
+#define TOP_CITIES_MAX    100
+#define SUGGEST_DEFAULT   10
+#define SUGGEST_MAX       50
+#define RELOAD_COUNT_MAX  10000000
+#define ECHO_MAX          64 /* bytes of a caller's string in a message */
+#define ENGINE_ERR_MAX    256
+
+struct hotel_service {
+	hotel_engine   *s_engine;
+	pthread_mutex_t s_reload_mtx; /* held while a Reload builds */
+};
+
+/* The engine's deadline convention is the runtime's. */
+_Static_assert(HOTEL_DEADLINE_NONE == NNGRPC_NO_DEADLINE,
+    "engine and runtime disagree on 'no deadline'");
+
+/* ---- helpers ------------------------------------------------------------ */
+
+/* Copies at most ECHO_MAX bytes of a caller's string into buf for an error
+ * message: control bytes become '?', and a cut never splits a UTF-8
+ * sequence (the message is a proto string, which must be valid UTF-8). */
+static const char *
+echo_arg(char *buf, size_t len, const char *s)
+{
+	size_t n = strlen(s);
+	size_t max = len - 4 < ECHO_MAX ? len - 4 : ECHO_MAX;
+	bool   cut = false;
+
+	if (n > max) {
+		n = max;
+		while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80) {
+			n--;
+		}
+		cut = true;
+	}
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char) s[i];
+		buf[i] = (c < 0x20 || c == 0x7F) ? '?' : (char) c;
+	}
+	if (cut) {
+		memcpy(buf + n, "...", 3);
+		n += 3;
+	}
+	buf[n] = '\0';
+	return (buf);
+}
+
+/* Maps an engine error to a status, with the engine's message (or the
+ * error's description when it gave none). */
+static nngrpc_status
+engine_error(nngrpc_call *call, int rv, const char *msg)
+{
+	nngrpc_status st;
+
+	switch (rv) {
+	case HOTEL_EINVAL:
+	case HOTEL_EPARSE:
+		st = NNGRPC_INVALID_ARGUMENT;
+		break;
+	case HOTEL_EDEADLINE:
+		st = NNGRPC_DEADLINE_EXCEEDED;
+		break;
+	case HOTEL_ENOMEM:
+		st = NNGRPC_RESOURCE_EXHAUSTED;
+		break;
+	case HOTEL_ENOTFOUND:
+		st = NNGRPC_NOT_FOUND;
+		break;
+	case HOTEL_EIO:
+		st = NNGRPC_FAILED_PRECONDITION;
+		break;
+	default:
+		st = NNGRPC_INTERNAL;
+		break;
+	}
+	if (msg == NULL || msg[0] == '\0') {
+		msg = hotel_strerror(rv);
+	}
+	if (strncmp(msg, "text:", 5) == 0) {
+		/* The engine's name for SearchRequest.query. */
+		return (nngrpc_call_error(call, st, "query:%s", msg + 5));
+	}
+	return (nngrpc_call_error(call, st, "%s", msg));
+}
+
+/* "cannot read PATH: why" from the engine's HOTEL_EIO message, which may or
+ * may not start with the path. */
+static const char *
+io_message(char *buf, size_t len, const char *path, const char *msg)
+{
+	size_t n = strlen(path);
+
+	if (msg[0] == '\0') {
+		msg = hotel_strerror(HOTEL_EIO);
+	}
+	if (strncmp(msg, path, n) == 0 && msg[n] == ':') {
+		snprintf(buf, len, "cannot read %s", msg);
+	} else {
+		snprintf(buf, len, "cannot read %s: %s", path, msg);
+	}
+	return (buf);
+}
+
+static void
+release_dataset(void *arg)
+{
+	hotel_dataset_release(arg);
+}
+
+/* Acquires the current dataset for the rest of the call: it is released
+ * after the reply is packed. NULL when out of memory (status set). */
+static hotel_dataset *
+acquire_for_call(nngrpc_call *call, hotel_service *svc)
+{
+	hotel_dataset *ds = hotel_engine_acquire(svc->s_engine);
+
+	if (nngrpc_call_defer(call, release_dataset, ds) != 0) {
+		/* The defer already released it. */
+		nngrpc_call_error(
+		    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return (NULL);
+	}
+	return (ds);
+}
+
+static nngrpc_status
+out_of_memory(nngrpc_call *call)
+{
+	return (nngrpc_call_error(
+	    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory"));
+}
+
+static unsigned
+popcount32(uint32_t v)
+{
+	return ((unsigned) __builtin_popcount(v));
+}
+
+/* Fills a Hotel message from an engine hotel. Strings borrow from the
+ * dataset; amenity names are static; the names array is names (room for
+ * popcount(h->amenities) pointers). */
+static void
+fill_hotel(Hotel__V1__Hotel *m, const hotel *h, char **names)
+{
+	size_t n = 0;
+
+	hotel__v1__hotel__init(m);
+	m->id = h->id;
+	m->name = (char *) h->name;
+	m->city = (char *) h->city;
+	m->country = (char *) h->country;
+	m->description = (char *) (h->description ? h->description : "");
+	m->latitude = h->latitude;
+	m->longitude = h->longitude;
+	m->stars = (uint32_t) h->stars;
+	m->price_cents = h->price_cents;
+	m->rating = h->rating;
+	m->review_count = h->review_count;
+	for (int a = 0; a < HOTEL_AMENITY_COUNT; a++) {
+		if (h->amenities & HOTEL_AMENITY_BIT(a)) {
+			names[n++] = (char *) hotel_amenity_name(a);
+		}
+	}
+	m->n_amenities = n;
+	m->amenities = n > 0 ? names : NULL;
+}
+
+/* Stats' source in the contract's form, "generated:COUNT:SEED" or
+ * "file:PATH", from the engine's ("generate count=N seed=S" or
+ * "jsonl PATH"); anything else is passed as it is. Returns arena memory. */
+static char *
+source_string(nngrpc_call *call, const char *src)
+{
+	unsigned long long count, seed;
+	char              *out;
+	size_t             len;
+	int                used = 0;
+
+	if (src == NULL) {
+		return (nngrpc_call_strdup(call, ""));
+	}
+	if (sscanf(
+	        src, "generate count=%llu seed=%llu%n", &count, &seed, &used)
+	        == 2
+	    && src[used] == '\0') {
+		len = 64;
+		if ((out = nngrpc_call_alloc(call, len)) != NULL) {
+			snprintf(out, len, "generated:%llu:%llu", count, seed);
+		}
+		return (out);
+	}
+	if (strncmp(src, "jsonl ", 6) == 0) {
+		len = strlen(src + 6) + sizeof("file:");
+		if ((out = nngrpc_call_alloc(call, len)) != NULL) {
+			snprintf(out, len, "file:%s", src + 6);
+		}
+		return (out);
+	}
+	return (nngrpc_call_strdup(call, src));
+}
+
+/* Fills a StatsResponse from ds, copying its strings into the arena. */
+static nngrpc_status
+fill_stats(
+    nngrpc_call *call, const hotel_dataset *ds, Hotel__V1__StatsResponse *resp)
+{
+	hotel_stats st;
+
+	hotel_dataset_stats(ds, &st);
+	resp->hotel_count = st.hotel_count;
+	resp->load_ms = st.build_ms;
+	resp->loaded_at_unix_ms = st.loaded_at_unix_ms;
+	resp->index_bytes = st.memory_bytes;
+	resp->dataset_id = nngrpc_call_strdup(call, st.dataset_id);
+	resp->source = source_string(call, st.source);
+	if (resp->dataset_id == NULL || resp->source == NULL) {
+		return (out_of_memory(call));
+	}
+	return (NNGRPC_OK);
+}
+
+/* ---- Search ---------------------------------------------------------------
+ */
+
+/* Checks the request and fills *q. Returns OK or INVALID_ARGUMENT naming
+ * the field. q borrows from req. */
+static nngrpc_status
+search_query(
+    nngrpc_call *call, const Hotel__V1__SearchRequest *req, hotel_query *q)
+{
+	char echo[ECHO_MAX + 4];
+
+	memset(q, 0, sizeof(*q));
+	q->text = req->query;
+	q->page_size = PAGE_SIZE_DEFAULT;
+	if (req->page_size_present_case
+	    == HOTEL__V1__SEARCH_REQUEST__PAGE_SIZE_PRESENT_PAGE_SIZE) {
+		if (req->page_size < 1 || req->page_size > PAGE_SIZE_MAX) {
+			return (
+			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+			        "page_size: must be 1..%d, got %" PRIu32,
+			        PAGE_SIZE_MAX, req->page_size));
+		}
+		q->page_size = req->page_size;
+	}
+	if (req->geo != NULL) {
+		const Hotel__V1__GeoFilter *g = req->geo;
+		/* Written so that NaN fails every check. */
+		if (!(g->latitude >= -90.0 && g->latitude <= 90.0)) {
+			return (
+			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+			        "geo.latitude: must be -90..90, got %g",
+			        g->latitude));
+		}
+		if (!(g->longitude >= -180.0 && g->longitude <= 180.0)) {
+			return (
+			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+			        "geo.longitude: must be -180..180, got %g",
+			        g->longitude));
+		}
+		if (!(g->radius_km > 0.0 && isfinite(g->radius_km))) {
+			return (nngrpc_call_error(call,
+			    NNGRPC_INVALID_ARGUMENT,
+			    "geo.radius_km: must be a finite number > 0, got "
+			    "%g",
+			    g->radius_km));
+		}
+		q->has_geo = true;
+		q->lat = g->latitude;
+		q->lon = g->longitude;
+		q->radius_km = g->radius_km;
+	}
+	if (req->min_stars > 5) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "min_stars: must be 0..5, got %" PRIu32, req->min_stars));
+	}
+	q->min_stars = (int) req->min_stars;
+	if (req->max_price_cents < 0) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "max_price_cents: must be >= 0, got %" PRId64,
+		    req->max_price_cents));
+	}
+	q->max_price_cents = req->max_price_cents;
+	for (size_t i = 0; i < req->n_amenities; i++) {
+		int a = hotel_amenity_from_name(req->amenities[i]);
+		if (a < 0) {
+			return (nngrpc_call_error(call,
+			    NNGRPC_INVALID_ARGUMENT,
+			    "amenities: unknown amenity '%s'",
+			    echo_arg(echo, sizeof(echo), req->amenities[i])));
+		}
+		q->amenities_all |= HOTEL_AMENITY_BIT(a);
+	}
+	switch (req->sort) {
+	case HOTEL__V1__SORT_ORDER__SORT_RELEVANCE:
+		q->sort = HOTEL_SORT_RELEVANCE;
+		break;
+	case HOTEL__V1__SORT_ORDER__SORT_RATING:
+		q->sort = HOTEL_SORT_RATING;
+		break;
+	case HOTEL__V1__SORT_ORDER__SORT_PRICE:
+		q->sort = HOTEL_SORT_PRICE;
+		break;
+	case HOTEL__V1__SORT_ORDER__SORT_DISTANCE:
+		if (req->geo == NULL) {
+			return (
+			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+			        "sort: SORT_DISTANCE needs geo"));
+		}
+		q->sort = HOTEL_SORT_DISTANCE;
+		break;
+	default:
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "sort: unknown value %d", (int) req->sort));
+	}
+	if (req->top_cities > TOP_CITIES_MAX) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "top_cities: must be 0..%d, got %" PRIu32, TOP_CITIES_MAX,
+		    req->top_cities));
+	}
+	q->page_token = req->page_token;
+	q->facets = req->facets;
+	q->top_cities = req->top_cities;
+	q->deadline_ns = nngrpc_call_deadline(call);
+	return (NNGRPC_OK);
+}
+
+/* Copies the page of hits into arena messages. */
+static nngrpc_status
+search_hits(
+    nngrpc_call *call, const hotel_result *r, Hotel__V1__SearchResponse *resp)
+{
+	Hotel__V1__SearchHit **ptrs;
+	Hotel__V1__SearchHit  *hits;
+	Hotel__V1__Hotel      *hotels;
+	char                 **names = NULL;
+	size_t                 n_names = 0;
+	size_t                 n = r->n_hits;
+
+	if (n == 0) {
+		return (NNGRPC_OK);
+	}
+	for (size_t i = 0; i < n; i++) {
+		n_names += popcount32(r->hits[i].hotel->amenities);
+	}
+	ptrs = nngrpc_call_alloc(call, n * sizeof(*ptrs));
+	hits = nngrpc_call_alloc(call, n * sizeof(*hits));
+	hotels = nngrpc_call_alloc(call, n * sizeof(*hotels));
+	if (n_names > 0) {
+		names = nngrpc_call_alloc(call, n_names * sizeof(*names));
+	}
+	if (ptrs == NULL || hits == NULL || hotels == NULL
+	    || (n_names > 0 && names == NULL)) {
+		return (out_of_memory(call));
+	}
+	for (size_t i = 0; i < n; i++) {
+		const hotel_hit *h = &r->hits[i];
+
+		fill_hotel(&hotels[i], h->hotel, names);
+		names += hotels[i].n_amenities;
+		hotel__v1__search_hit__init(&hits[i]);
+		hits[i].hotel = &hotels[i];
+		hits[i].score = h->score;
+		hits[i].distance_km = h->distance_km;
+		ptrs[i] = &hits[i];
+	}
+	resp->hits = ptrs;
+	resp->n_hits = n;
+	return (NNGRPC_OK);
+}
+
+/* Copies the facets into arena messages. */
+static nngrpc_status
+search_facets(
+    nngrpc_call *call, const hotel_result *r, Hotel__V1__SearchResponse *resp)
+{
+	Hotel__V1__Facets     *f;
+	Hotel__V1__StarsCount *stars, **star_ptrs;
+	Hotel__V1__CityCount  *cities = NULL, **city_ptrs = NULL;
+	size_t                 nc = r->n_cities;
+
+	f = nngrpc_call_alloc(call, sizeof(*f));
+	stars = nngrpc_call_alloc(call, 5 * sizeof(*stars));
+	star_ptrs = nngrpc_call_alloc(call, 5 * sizeof(*star_ptrs));
+	if (nc > 0) {
+		cities = nngrpc_call_alloc(call, nc * sizeof(*cities));
+		city_ptrs = nngrpc_call_alloc(call, nc * sizeof(*city_ptrs));
+	}
+	if (f == NULL || stars == NULL || star_ptrs == NULL
+	    || (nc > 0 && (cities == NULL || city_ptrs == NULL))) {
+		return (out_of_memory(call));
+	}
+	hotel__v1__facets__init(f);
+	for (int s = 1; s <= 5; s++) {
+		hotel__v1__stars_count__init(&stars[s - 1]);
+		stars[s - 1].stars = (uint32_t) s;
+		stars[s - 1].count = r->stars_facet[s];
+		star_ptrs[s - 1] = &stars[s - 1];
+	}
+	for (size_t i = 0; i < nc; i++) {
+		hotel__v1__city_count__init(&cities[i]);
+		cities[i].city = (char *) r->cities[i].city;
+		cities[i].country = (char *) r->cities[i].country;
+		cities[i].count = r->cities[i].count;
+		city_ptrs[i] = &cities[i];
+	}
+	f->stars = star_ptrs;
+	f->n_stars = 5;
+	f->cities = city_ptrs;
+	f->n_cities = nc;
+	resp->facets = f;
+	return (NNGRPC_OK);
+}
+
+static nngrpc_status
+search(nngrpc_call *call, const Hotel__V1__SearchRequest *req,
+    Hotel__V1__SearchResponse *resp)
+{
+	hotel_service *svc = nngrpc_call_user(call);
+	hotel_dataset *ds;
+	hotel_result  *r;
+	hotel_query    q;
+	hotel_stats    st;
+	nngrpc_status  status;
+	char           err[ENGINE_ERR_MAX] = "";
+	int            rv;
+
+	if ((status = search_query(call, req, &q)) != NNGRPC_OK) {
+		return (status);
+	}
+	if ((ds = acquire_for_call(call, svc)) == NULL) {
+		return (NNGRPC_RESOURCE_EXHAUSTED);
+	}
+	if ((rv = hotel_search(ds, &q, &r, err, sizeof(err))) != HOTEL_OK) {
+		return (engine_error(call, rv, err));
+	}
+	/* The result's strings point into ds, kept until the call ends;
+	 * everything else is copied, so the result goes now. */
+	hotel_dataset_stats(ds, &st);
+	resp->total = r->total;
+	resp->dataset_id = nngrpc_call_strdup(call, st.dataset_id);
+	resp->next_page_token = nngrpc_call_strdup(call, r->next_page_token);
+	if (resp->dataset_id == NULL || resp->next_page_token == NULL) {
+		status = out_of_memory(call);
+	} else if ((status = search_hits(call, r, resp)) == NNGRPC_OK
+	    && r->has_facets) {
+		status = search_facets(call, r, resp);
+	}
+	hotel_result_free(r);
+	return (status);
+}
+
+/* ---- GetHotel -------------------------------------------------------------
+ */
+
+static nngrpc_status
+get_hotel(nngrpc_call *call, const Hotel__V1__GetHotelRequest *req,
+    Hotel__V1__Hotel *resp)
+{
+	hotel_service *svc = nngrpc_call_user(call);
+	hotel_dataset *ds;
+	const hotel   *h;
+	char         **names = NULL;
+	unsigned       n;
+
+	if (req->id == 0) {
+		return (nngrpc_call_error(
+		    call, NNGRPC_INVALID_ARGUMENT, "id: must be > 0"));
+	}
+	if ((ds = acquire_for_call(call, svc)) == NULL) {
+		return (NNGRPC_RESOURCE_EXHAUSTED);
+	}
+	if (hotel_get(ds, req->id, &h) != HOTEL_OK) {
+		return (nngrpc_call_error(call, NNGRPC_NOT_FOUND,
+		    "hotel %" PRIu64 " not found", req->id));
+	}
+	if ((n = popcount32(h->amenities)) > 0
+	    && (names = nngrpc_call_alloc(call, n * sizeof(*names))) == NULL) {
+		return (out_of_memory(call));
+	}
+	fill_hotel(resp, h, names);
+	return (NNGRPC_OK);
+}
+
+/* ---- Suggest --------------------------------------------------------------
+ */
+
+static nngrpc_status
+suggest(nngrpc_call *call, const Hotel__V1__SuggestRequest *req,
+    Hotel__V1__SuggestResponse *resp)
+{
+	hotel_service         *svc = nngrpc_call_user(call);
+	hotel_dataset         *ds;
+	hotel_suggestion      *s;
+	Hotel__V1__Suggestion *out, **ptrs;
+	size_t                 n, limit = req->limit;
+	char                   err[ENGINE_ERR_MAX] = "";
+	int                    rv;
+
+	if (req->prefix[0] == '\0') {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "prefix: must not be empty"));
+	}
+	if (limit == 0) {
+		limit = SUGGEST_DEFAULT;
+	} else if (limit > SUGGEST_MAX) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "limit: must be 0..%d, got %zu", SUGGEST_MAX, limit));
+	}
+	if ((ds = acquire_for_call(call, svc)) == NULL) {
+		return (NNGRPC_RESOURCE_EXHAUSTED);
+	}
+	rv = hotel_suggest(ds, req->prefix, limit, nngrpc_call_deadline(call),
+	    &s, &n, err, sizeof(err));
+	if (rv != HOTEL_OK) {
+		return (engine_error(call, rv, err));
+	}
+	if (n == 0) {
+		hotel_suggestions_free(s);
+		return (NNGRPC_OK);
+	}
+	out = nngrpc_call_alloc(call, n * sizeof(*out));
+	ptrs = nngrpc_call_alloc(call, n * sizeof(*ptrs));
+	if (out == NULL || ptrs == NULL) {
+		hotel_suggestions_free(s);
+		return (out_of_memory(call));
+	}
+	for (size_t i = 0; i < n; i++) {
+		hotel__v1__suggestion__init(&out[i]);
+		out[i].kind = s[i].kind == HOTEL_SUGGEST_HOTEL
+		    ? HOTEL__V1__SUGGESTION__KIND__KIND_HOTEL
+		    : HOTEL__V1__SUGGESTION__KIND__KIND_CITY;
+		out[i].text = (char *) s[i].text;
+		out[i].city = (char *) s[i].city;
+		out[i].country = (char *) s[i].country;
+		out[i].hotel_id = s[i].hotel_id;
+		out[i].review_count = s[i].weight;
+		ptrs[i] = &out[i];
+	}
+	resp->suggestions = ptrs;
+	resp->n_suggestions = n;
+	hotel_suggestions_free(s);
+	return (NNGRPC_OK);
+}
+
+/* ---- Stats and Reload -----------------------------------------------------
+ */
+
+static nngrpc_status
+stats(nngrpc_call *call, const Hotel__V1__StatsRequest *req,
+    Hotel__V1__StatsResponse *resp)
+{
+	hotel_service *svc = nngrpc_call_user(call);
+	hotel_dataset *ds = hotel_engine_acquire(svc->s_engine);
+	nngrpc_status  status;
+
+	(void) req;
+	status = fill_stats(call, ds, resp);
+	hotel_dataset_release(ds);
+	return (status);
+}
+
+static nngrpc_status
+reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
+    Hotel__V1__ReloadResponse *resp)
+{
+	hotel_service            *svc = nngrpc_call_user(call);
+	Hotel__V1__StatsResponse *st;
+	hotel_dataset            *ds;
+	nngrpc_status             status;
+	char                      err[ENGINE_ERR_MAX] = "";
+	char                      what[ENGINE_ERR_MAX];
+	char                      echo[ECHO_MAX + 4];
+	int64_t                   start = nngrpc_now_ns();
+	int                       rv;
+
+	switch (req->source_case) {
+	case HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH:
+		if (req->path[0] == '\0') {
+			return (
+			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+			        "path: must not be empty"));
+		}
+		snprintf(what, sizeof(what), "file %s",
+		    echo_arg(echo, sizeof(echo), req->path));
+		break;
+	case HOTEL__V1__RELOAD_REQUEST__SOURCE_GENERATE:
+		if (req->generate->count < 1
+		    || req->generate->count > RELOAD_COUNT_MAX) {
+			return (
+			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+			        "generate.count: must be 1..%d, got %" PRIu64,
+			        RELOAD_COUNT_MAX, req->generate->count));
+		}
+		snprintf(what, sizeof(what),
+		    "%" PRIu64 " generated (seed %" PRIu64 ")",
+		    req->generate->count, req->generate->seed);
+		break;
+	default:
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "source: set path or generate"));
+	}
+	if ((st = nngrpc_call_alloc(call, sizeof(*st))) == NULL) {
+		return (out_of_memory(call));
+	}
+	hotel__v1__stats_response__init(st);
+
+	/* One build at a time; the stats read under the lock are those of
+	 * the dataset this call swapped in. */
+	pthread_mutex_lock(&svc->s_reload_mtx);
+	if (req->source_case == HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH) {
+		rv = hotel_engine_reload_jsonl(
+		    svc->s_engine, req->path, err, sizeof(err));
+	} else {
+		rv = hotel_engine_reload_generate(svc->s_engine,
+		    (size_t) req->generate->count, req->generate->seed);
+	}
+	ds = rv == HOTEL_OK ? hotel_engine_acquire(svc->s_engine) : NULL;
+	pthread_mutex_unlock(&svc->s_reload_mtx);
+
+	if (rv != HOTEL_OK) {
+		nngrpc_log(NNGRPC_LOG_WARN,
+		    "reload: %s failed, still serving the old dataset: %s",
+		    what, err[0] ? err : hotel_strerror(rv));
+		if (rv == HOTEL_EIO) {
+			char why[ENGINE_ERR_MAX + 64];
+			/* Name the field, as every other message does. */
+			return (nngrpc_call_error(call,
+			    NNGRPC_FAILED_PRECONDITION, "path: %s",
+			    io_message(why, sizeof(why), req->path, err)));
+		}
+		return (engine_error(call, rv, err));
+	}
+	status = fill_stats(call, ds, st);
+	hotel_dataset_release(ds);
+	if (status == NNGRPC_OK) {
+		resp->stats = st;
+		nngrpc_log(NNGRPC_LOG_INFO,
+		    "reload: %s: %" PRIu64 " hotels in %lld ms, dataset %s",
+		    what, st->hotel_count,
+		    (long long) ((nngrpc_now_ns() - start) / 1000000),
+		    st->dataset_id);
+	}
+	return (status);
+}
+
+/* ---- service ---------------------------------------------------------------
+ */
+
+int
+hotel_service_open(const hotel_service_options *opts, hotel_service **svcp,
+    char *err, size_t errlen)
+{
+	hotel_service *svc;
+	hotel_dataset *ds = NULL;
+	char           msg[ENGINE_ERR_MAX] = "";
+	int            rv;
+
+	if (opts->data != NULL) {
+		rv = hotel_dataset_load_jsonl(
+		    opts->data, &ds, msg, sizeof(msg));
+		if (rv == HOTEL_EIO) {
+			char why[ENGINE_ERR_MAX + 64];
+			snprintf(err, errlen, "--data: %s",
+			    io_message(why, sizeof(why), opts->data, msg));
+			return (rv);
+		} else if (rv != HOTEL_OK) {
+			snprintf(err, errlen, "--data %s: %s", opts->data,
+			    msg[0] ? msg : hotel_strerror(rv));
+			return (rv);
+		}
+	} else {
+		if (opts->hotels < 1 || opts->hotels > HOTEL_GENERATE_MAX) {
+			snprintf(err, errlen,
+			    "--hotels: must be 1..%d, got %" PRIu64,
+			    HOTEL_GENERATE_MAX, opts->hotels);
+			return (HOTEL_EINVAL);
+		}
+		rv = hotel_dataset_generate(
+		    (size_t) opts->hotels, opts->seed, &ds);
+		if (rv != HOTEL_OK) {
+			snprintf(err, errlen,
+			    "cannot generate %" PRIu64 " hotels: %s",
+			    opts->hotels, hotel_strerror(rv));
+			return (rv);
+		}
+	}
+	if ((svc = calloc(1, sizeof(*svc))) == NULL) {
+		hotel_dataset_release(ds);
+		snprintf(err, errlen, "out of memory");
+		return (HOTEL_ENOMEM);
+	}
+	if ((rv = hotel_engine_open(ds, &svc->s_engine)) != HOTEL_OK) {
+		hotel_dataset_release(ds);
+		free(svc);
+		snprintf(err, errlen, "cannot open the engine: %s",
+		    hotel_strerror(rv));
+		return (rv);
+	}
+	pthread_mutex_init(&svc->s_reload_mtx, NULL);
+	*svcp = svc;
+	return (0);
+}
+
+size_t
+hotel_service_count(hotel_service *svc)
+{
+	hotel_dataset *ds = hotel_engine_acquire(svc->s_engine);
+	size_t         n = hotel_dataset_count(ds);
+
+	hotel_dataset_release(ds);
+	return (n);
+}
+
+int
+hotel_service_register(hotel_service *svc, nngrpc_server *server)
+{
+	static const Hotel__V1__HotelSearch_Impl impl = {
+		.search = search,
+		.get_hotel = get_hotel,
+		.suggest = suggest,
+		.stats = stats,
+		.reload = reload,
+	};
+	return (hotel__v1__hotel_search__register(server, &impl, svc));
+}
+
+void
+hotel_service_close(hotel_service *svc)
+{
+	if (svc == NULL) {
+		return;
+	}
+	hotel_engine_close(svc->s_engine);
+	pthread_mutex_destroy(&svc->s_reload_mtx);
+	free(svc);
+}
