@@ -50,7 +50,8 @@ typedef struct nngrpc_call   nngrpc_call;
 #define NNGRPC_MAX_LISTEN                16
 
 typedef struct nngrpc_server_config {
-	/* URLs to listen on (tcp://, ipc://); borrowed until start returns. */
+	/* URLs to listen on (tcp://, ipc://, tls+tcp://); borrowed until
+	 * start returns. */
 	const char *listen[NNGRPC_MAX_LISTEN];
 	size_t      n_listen;
 	/* Worker threads that run handlers. */
@@ -67,6 +68,13 @@ typedef struct nngrpc_server_config {
 	/* Register nngrpc.health.v1.Health and nngrpc.reflection.v1
 	 * (default true). */
 	bool builtin_services;
+	/* PEM files for tls+tcp:// listeners: the server's certificate
+	 * chain and private key (both required for TLS), and optionally a
+	 * CA bundle: when set, clients must present a certificate it signed.
+	 * Borrowed until start returns. */
+	const char *tls_cert;
+	const char *tls_key;
+	const char *tls_ca;
 } nngrpc_server_config;
 
 /* Fills *cfg with the defaults and no listen URL. */

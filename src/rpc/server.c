@@ -28,6 +28,7 @@
  * replies are sent the socket closes. Listeners stay open meanwhile,
  * because closing a listener closes its pipes and the replies on them.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -37,6 +38,7 @@
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
+#include <nng/supplemental/tls/tls.h>
 
 #include "builtin.h"
 #include "clock.h"
@@ -67,6 +69,7 @@ struct nngrpc_server {
 	nng_socket           s_sock;
 	bool                 s_sock_open;
 	nng_listener         s_listeners[NNGRPC_MAX_LISTEN];
+	nng_tls_config      *s_tls; /* for tls+tcp:// listeners, or NULL */
 	size_t               s_n_listeners;
 	work                *s_works;
 	size_t               s_n_works;
@@ -365,6 +368,101 @@ listen_error(int rv)
 	}
 }
 
+/* Reads a whole PEM file. Returns new: a NUL-terminated string to free(),
+ * or NULL with errno set. */
+static char *
+read_pem(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long  n;
+
+	if (f == NULL) {
+		return (NULL);
+	}
+	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0
+	    || fseek(f, 0, SEEK_SET) != 0
+	    || (buf = malloc((size_t) n + 1)) == NULL) {
+		fclose(f);
+		return (NULL);
+	}
+	if (fread(buf, 1, (size_t) n, f) != (size_t) n) {
+		free(buf);
+		fclose(f);
+		errno = EIO;
+		return (NULL);
+	}
+	buf[n] = '\0';
+	fclose(f);
+	return (buf);
+}
+
+/* Builds the server's TLS configuration once and applies it to listener
+ * l. On failure writes one line into err. */
+static int
+tls_setup(nngrpc_server *s, nng_listener l, char *err, size_t errlen)
+{
+	const nngrpc_server_config *c = &s->s_cfg;
+	char                       *cert, *key, *ca = NULL;
+	int                         rv;
+
+	if (s->s_tls == NULL) {
+		if (c->tls_cert == NULL || c->tls_key == NULL) {
+			snprintf(err, errlen,
+			    "tls+tcp:// listeners need a certificate and a "
+			    "key (--tls-cert, --tls-key)");
+			return (NNG_EINVAL);
+		}
+		if ((cert = read_pem(c->tls_cert)) == NULL) {
+			snprintf(err, errlen, "tls certificate %s: %s",
+			    c->tls_cert, strerror(errno));
+			return (NNG_EINVAL);
+		}
+		if ((key = read_pem(c->tls_key)) == NULL) {
+			snprintf(err, errlen, "tls key %s: %s", c->tls_key,
+			    strerror(errno));
+			free(cert);
+			return (NNG_EINVAL);
+		}
+		if (c->tls_ca != NULL && (ca = read_pem(c->tls_ca)) == NULL) {
+			snprintf(err, errlen, "tls CA %s: %s", c->tls_ca,
+			    strerror(errno));
+			free(cert);
+			free(key);
+			return (NNG_EINVAL);
+		}
+		rv = nng_tls_config_alloc(&s->s_tls, NNG_TLS_MODE_SERVER);
+		if (rv == 0
+		    && (rv = nng_tls_config_own_cert(
+		            s->s_tls, cert, key, NULL))
+		        != 0) {
+			snprintf(err, errlen,
+			    "tls certificate %s or key %s: %s", c->tls_cert,
+			    c->tls_key, nng_strerror(rv));
+		} else if (rv == 0 && ca != NULL
+		    && ((rv = nng_tls_config_ca_chain(s->s_tls, ca, NULL)) != 0
+		        || (rv = nng_tls_config_auth_mode(
+		                s->s_tls, NNG_TLS_AUTH_MODE_REQUIRED))
+		            != 0)) {
+			snprintf(err, errlen, "tls CA %s: %s", c->tls_ca,
+			    nng_strerror(rv));
+		} else if (rv != 0) {
+			snprintf(err, errlen, "tls: %s", nng_strerror(rv));
+		}
+		free(cert);
+		free(key);
+		free(ca);
+		if (rv != 0) {
+			return (rv);
+		}
+	}
+	if ((rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, s->s_tls))
+	    != 0) {
+		snprintf(err, errlen, "tls: %s", nng_strerror(rv));
+	}
+	return (rv);
+}
+
 int
 nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 {
@@ -433,9 +531,20 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		ctx_recv(&s->s_works[i]);
 	}
 	for (size_t i = 0; i < s->s_cfg.n_listen; i++) {
-		const char *url = s->s_cfg.listen[i];
-		rv = nng_listen(s->s_sock, url, &s->s_listeners[i], 0);
-		if (rv != 0) {
+		const char   *url = s->s_cfg.listen[i];
+		nng_listener *l = &s->s_listeners[i];
+		if ((rv = nng_listener_create(l, s->s_sock, url)) != 0) {
+			return (start_fail(
+			    s, rv, err, errlen, url, listen_error(rv)));
+		}
+		if (strncmp(url, "tls+", 4) == 0
+		    && (rv = tls_setup(s, *l, err, errlen)) != 0) {
+			nng_listener_close(*l);
+			nngrpc_server_stop(s);
+			return (rv);
+		}
+		if ((rv = nng_listener_start(*l, 0)) != 0) {
+			nng_listener_close(*l);
 			return (start_fail(
 			    s, rv, err, errlen, url, listen_error(rv)));
 		}
@@ -541,6 +650,9 @@ nngrpc_server_close(nngrpc_server *s)
 	pthread_mutex_destroy(&s->s_mtx);
 	pthread_cond_destroy(&s->s_cv);
 	pthread_cond_destroy(&s->s_idle_cv);
+	if (s->s_tls != NULL) {
+		nng_tls_config_free(s->s_tls);
+	}
 	free(s->s_works);
 	free(s->s_workers);
 	free(s->s_queue);

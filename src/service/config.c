@@ -56,6 +56,13 @@ static const option_def options[] = {
 	    "load hotels from this JSON Lines file instead of generating" },
 	{ "no-hotels", "NNGRPC_NO_HOTELS", OPT_BOOL, 0, 0, FIELD(no_hotels),
 	    "do not serve hotel.v1.HotelSearch" },
+	{ "tls-cert", "NNGRPC_TLS_CERT", OPT_STR, 0, 0, FIELD(server.tls_cert),
+	    "PEM certificate chain for tls+tcp:// listeners" },
+	{ "tls-key", "NNGRPC_TLS_KEY", OPT_STR, 0, 0, FIELD(server.tls_key),
+	    "PEM private key for tls+tcp:// listeners" },
+	{ "tls-ca", "NNGRPC_TLS_CA", OPT_STR, 0, 0, FIELD(server.tls_ca),
+	    "PEM CA bundle: when set, TLS clients must present a certificate "
+	    "it signed" },
 	{ "auth-token-file", "NNGRPC_AUTH_TOKEN_FILE", OPT_STR, 0, 0,
 	    FIELD(auth_token_file),
 	    "require \"authorization: Bearer <token>\" metadata, the token "
@@ -340,6 +347,9 @@ hoteld_config_print(const hoteld_config *cfg, FILE *out)
 	fprintf(out, "seed = %" PRIu64 "\n", cfg->seed);
 	fprintf(out, "data = %s\n", cfg->data ? cfg->data : "");
 	fprintf(out, "no-hotels = %s\n", cfg->no_hotels ? "true" : "false");
+	fprintf(out, "tls-cert = %s\n", sc->tls_cert ? sc->tls_cert : "");
+	fprintf(out, "tls-key = %s\n", sc->tls_key ? sc->tls_key : "");
+	fprintf(out, "tls-ca = %s\n", sc->tls_ca ? sc->tls_ca : "");
 	fprintf(out, "auth-token-file = %s\n",
 	    cfg->auth_token_file ? cfg->auth_token_file : "");
 	fprintf(out, "drain-timeout = %g\n", cfg->drain_timeout);
