@@ -115,6 +115,12 @@ class Channel:
     - ``deadline_grace``: how long past the deadline the client keeps
       waiting (seconds), so the server's own DEADLINE_EXCEEDED (with its
       timings) usually arrives first.
+
+    The channel speaks NNG's SP protocol itself on Python sockets; libnng is
+    never loaded, so NNG's REQ resend (NNG_OPT_REQ_RESENDTIME) does not
+    apply: a request is sent exactly once.  Retrying is left to the caller
+    (the generated stubs' NNGRPC_METHODS table says which methods are
+    idempotent).
     """
 
     def __init__(
