@@ -1,0 +1,560 @@
+/*
+ * Datasets: building, reference counting, lookups by id, stats.
+ *
+ * DESIGN
+ * ------
+ * A dataset is built by one thread: hotel__dataset_new(), then
+ * hotel__dataset_add() for each hotel (the generator and the loaders call
+ * it), then hotel__dataset_finish(), which sorts the hotels by id (so a
+ * document number is also the id order, and ties "by id" are ties by doc),
+ * builds the filter columns, the city table, the latitude order, the index
+ * and the suggestion tables, and hashes the content into the dataset id.
+ * From then on nothing in it changes and any number of threads read it
+ * without locks; the only shared mutable field is the atomic reference
+ * count. The last hotel_dataset_release() frees it.
+ *
+ * All memory the finished dataset holds is allocated through its hotel__mem
+ * counter (mem.h), which is what Stats reports. Build-time scratch (the
+ * city interning map) uses scratch_mem and is gone before publication.
+ *
+ * The one place a build uses a second thread: the index and the suggestion
+ * tables are built at the same time (they read the finished columns and
+ * write disjoint fields; the suggestion side counts into its own hotel__mem,
+ * added after the join).
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "dataset.h"
+
+int
+hotel__dataset_new(hotel_dataset **dsp, const char *fmt, ...)
+{
+	hotel_dataset *ds;
+	char           buf[512];
+	va_list        ap;
+
+	if ((ds = calloc(1, sizeof(*ds))) == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	ds->started_ns = hotel_now_ns();
+	ds->mem.bytes = sizeof(*ds);
+	atomic_init(&ds->refs, 1);
+	hotel__arena_init(&ds->strings, &ds->mem);
+	hotel__strmap_init(&ds->city_map, &ds->scratch_mem);
+	va_start(ap, fmt);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if ((ds->source = hotel__arena_strndup(&ds->strings, buf, strlen(buf)))
+	    == NULL) {
+		hotel__dataset_destroy(ds);
+		return (HOTEL_ENOMEM);
+	}
+	*dsp = ds;
+	return (HOTEL_OK);
+}
+
+void
+hotel__dataset_destroy(hotel_dataset *ds)
+{
+	if (ds == NULL) {
+		return;
+	}
+	hotel__strmap_fini(&ds->city_map);
+	hotel__index_fini(&ds->index, &ds->mem);
+	hotel__suggest_fini(&ds->suggest, &ds->mem);
+	hotel__free(&ds->mem, ds->hotels, ds->cap * sizeof(hotel));
+	hotel__free(&ds->mem, ds->city_of, ds->cap_city_of * sizeof(uint32_t));
+	hotel__free(&ds->mem, ds->stars, ds->n * sizeof(uint8_t));
+	hotel__free(&ds->mem, ds->amenities, ds->n * sizeof(uint32_t));
+	hotel__free(&ds->mem, ds->price, ds->n * sizeof(int64_t));
+	hotel__free(&ds->mem, ds->lat_order, ds->n * sizeof(uint32_t));
+	hotel__free(&ds->mem, ds->lat_sorted, ds->n * sizeof(double));
+	hotel__free(
+	    &ds->mem, ds->cities, ds->cap_cities * sizeof(hotel__city));
+	hotel__arena_fini(&ds->strings);
+	free(ds);
+}
+
+int
+hotel__hotel_check(const hotel *h, char *err, size_t errlen)
+{
+	if (h->id == 0) {
+		return (hotel__err(
+		    HOTEL_EINVAL, err, errlen, "id: must be greater than 0"));
+	}
+	if (h->name == NULL || h->name[0] == '\0') {
+		return (hotel__err(HOTEL_EINVAL, err, errlen, "name: empty"));
+	}
+	if (h->city == NULL || h->city[0] == '\0') {
+		return (hotel__err(HOTEL_EINVAL, err, errlen, "city: empty"));
+	}
+	if (h->country == NULL || h->country[0] == '\0') {
+		return (
+		    hotel__err(HOTEL_EINVAL, err, errlen, "country: empty"));
+	}
+	if (!(h->latitude >= -90.0 && h->latitude <= 90.0)) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "latitude: must be -90..90, got %g", h->latitude));
+	}
+	if (!(h->longitude >= -180.0 && h->longitude <= 180.0)) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "longitude: must be -180..180, got %g", h->longitude));
+	}
+	if (h->stars < 1 || h->stars > 5) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "stars: must be 1..5, got %d", h->stars));
+	}
+	if (h->price_cents < 0) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "priceCents: must be >= 0, got %lld",
+		    (long long) h->price_cents));
+	}
+	if (!(h->rating >= 0.0 && h->rating <= 10.0)) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "rating: must be 0..10, got %g", h->rating));
+	}
+	if ((h->amenities & ~(uint32_t) HOTEL_AMENITY_ALL) != 0) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "amenities: unknown bits 0x%x",
+		    (unsigned) (h->amenities
+		        & ~(uint32_t) HOTEL_AMENITY_ALL)));
+	}
+	return (HOTEL_OK);
+}
+
+static int
+intern_city(
+    hotel_dataset *ds, const char *city, const char *country, uint32_t *idp)
+{
+	size_t   lc = strlen(city), ln = strlen(country);
+	char     stackbuf[256];
+	char    *key = stackbuf;
+	uint32_t id;
+	bool     created;
+	int      rv = HOTEL_OK;
+
+	if (lc + ln + 1 > sizeof(stackbuf)
+	    && (key = malloc(lc + ln + 1)) == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	memcpy(key, city, lc);
+	key[lc] = '\0';
+	memcpy(key + lc + 1, country, ln);
+	if (hotel__strmap_get(&ds->city_map, key, lc + ln + 1, true,
+	        (uint32_t) ds->n_cities, &id, &created)
+	    != 0) {
+		rv = HOTEL_ENOMEM;
+		goto out;
+	}
+	if (created) {
+		hotel__city *c;
+		if (hotel__grow(&ds->mem, (void **) &ds->cities,
+		        &ds->cap_cities, ds->n_cities + 1, sizeof(hotel__city))
+		    != 0) {
+			rv = HOTEL_ENOMEM;
+			goto out;
+		}
+		c = &ds->cities[ds->n_cities];
+		c->name = hotel__arena_strndup(&ds->strings, city, lc);
+		c->country = hotel__arena_strndup(&ds->strings, country, ln);
+		c->reviews = 0;
+		c->hotels = 0;
+		if (c->name == NULL || c->country == NULL) {
+			rv = HOTEL_ENOMEM;
+			goto out;
+		}
+		ds->n_cities++;
+	}
+	*idp = id;
+out:
+	if (key != stackbuf) {
+		free(key);
+	}
+	return (rv);
+}
+
+int
+hotel__dataset_add(hotel_dataset *ds, const hotel *h)
+{
+	hotel   *d;
+	uint32_t city;
+	int      rv;
+
+	if (ds->n >= UINT32_MAX - 1) {
+		return (HOTEL_ENOMEM);
+	}
+	if (hotel__grow(&ds->mem, (void **) &ds->hotels, &ds->cap, ds->n + 1,
+	        sizeof(hotel))
+	        != 0
+	    || hotel__grow(&ds->mem, (void **) &ds->city_of, &ds->cap_city_of,
+	           ds->n + 1, sizeof(uint32_t))
+	        != 0) {
+		return (HOTEL_ENOMEM);
+	}
+	if ((rv = intern_city(ds, h->city, h->country, &city)) != HOTEL_OK) {
+		return (rv);
+	}
+	d = &ds->hotels[ds->n];
+	*d = *h;
+	d->city = ds->cities[city].name;
+	d->country = ds->cities[city].country;
+	d->name = hotel__arena_strndup(&ds->strings, h->name, strlen(h->name));
+	d->description = h->description == NULL
+	    ? ""
+	    : hotel__arena_strndup(
+	        &ds->strings, h->description, strlen(h->description));
+	if (d->name == NULL || d->description == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	ds->city_of[ds->n] = city;
+	ds->n++;
+	return (HOTEL_OK);
+}
+
+struct id_idx {
+	uint64_t id;
+	uint32_t idx;
+};
+
+static int
+id_idx_cmp(const void *a, const void *b)
+{
+	const struct id_idx *x = a, *y = b;
+	if (x->id != y->id) {
+		return (x->id < y->id ? -1 : 1);
+	}
+	return (x->idx < y->idx ? -1 : x->idx > y->idx);
+}
+
+/* Sorts hotels (and city_of) by id; duplicates are an error. */
+static int
+sort_by_id(hotel_dataset *ds, char *err, size_t errlen)
+{
+	struct id_idx *perm;
+	hotel         *h2;
+	uint32_t      *c2;
+	size_t         n = ds->n, i;
+	bool           sorted = true;
+
+	for (i = 1; i < n; i++) {
+		if (ds->hotels[i - 1].id >= ds->hotels[i].id) {
+			sorted = false;
+			break;
+		}
+	}
+	if (sorted) {
+		/* Shrink to fit. */
+		h2 = hotel__realloc(&ds->mem, ds->hotels,
+		    ds->cap * sizeof(hotel), n * sizeof(hotel));
+		if (h2 == NULL) {
+			return (HOTEL_ENOMEM);
+		}
+		ds->hotels = h2;
+		ds->cap = n;
+		c2 = hotel__realloc(&ds->mem, ds->city_of,
+		    ds->cap_city_of * sizeof(uint32_t), n * sizeof(uint32_t));
+		if (c2 == NULL) {
+			return (HOTEL_ENOMEM);
+		}
+		ds->city_of = c2;
+		ds->cap_city_of = n;
+		return (HOTEL_OK);
+	}
+	if ((perm = malloc((n ? n : 1) * sizeof(*perm))) == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	for (i = 0; i < n; i++) {
+		perm[i].id = ds->hotels[i].id;
+		perm[i].idx = (uint32_t) i;
+	}
+	qsort(perm, n, sizeof(*perm), id_idx_cmp);
+	for (i = 1; i < n; i++) {
+		if (perm[i].id == perm[i - 1].id) {
+			int rv = hotel__err(HOTEL_EINVAL, err, errlen,
+			    "hotel[%u]: id: duplicate id %llu (also "
+			    "hotel[%u])",
+			    (unsigned) perm[i].idx,
+			    (unsigned long long) perm[i].id,
+			    (unsigned) perm[i - 1].idx);
+			free(perm);
+			return (rv);
+		}
+	}
+	h2 = hotel__alloc(&ds->mem, n * sizeof(hotel));
+	c2 = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
+	if (h2 == NULL || c2 == NULL) {
+		hotel__free(&ds->mem, h2, n * sizeof(hotel));
+		hotel__free(&ds->mem, c2, n * sizeof(uint32_t));
+		free(perm);
+		return (HOTEL_ENOMEM);
+	}
+	for (i = 0; i < n; i++) {
+		h2[i] = ds->hotels[perm[i].idx];
+		c2[i] = ds->city_of[perm[i].idx];
+	}
+	free(perm);
+	hotel__free(&ds->mem, ds->hotels, ds->cap * sizeof(hotel));
+	hotel__free(&ds->mem, ds->city_of, ds->cap_city_of * sizeof(uint32_t));
+	ds->hotels = h2;
+	ds->city_of = c2;
+	ds->cap = n;
+	ds->cap_city_of = n;
+	return (HOTEL_OK);
+}
+
+struct lat_doc {
+	double   lat;
+	uint32_t doc;
+};
+
+static int
+lat_doc_cmp(const void *a, const void *b)
+{
+	const struct lat_doc *x = a, *y = b;
+	if (x->lat != y->lat) {
+		return (x->lat < y->lat ? -1 : 1);
+	}
+	return (x->doc < y->doc ? -1 : x->doc > y->doc);
+}
+
+static int
+build_columns(hotel_dataset *ds)
+{
+	size_t          n = ds->n;
+	struct lat_doc *ld;
+
+	ds->stars = hotel__alloc(&ds->mem, n * sizeof(uint8_t));
+	ds->amenities = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
+	ds->price = hotel__alloc(&ds->mem, n * sizeof(int64_t));
+	ds->lat_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
+	ds->lat_sorted = hotel__alloc(&ds->mem, n * sizeof(double));
+	ld = malloc((n ? n : 1) * sizeof(*ld));
+	if (ds->stars == NULL || ds->amenities == NULL || ds->price == NULL
+	    || ds->lat_order == NULL || ds->lat_sorted == NULL || ld == NULL) {
+		free(ld);
+		return (HOTEL_ENOMEM);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const hotel *h = &ds->hotels[i];
+		hotel__city *c = &ds->cities[ds->city_of[i]];
+		ds->stars[i] = (uint8_t) h->stars;
+		ds->amenities[i] = h->amenities;
+		ds->price[i] = h->price_cents;
+		ld[i].lat = h->latitude;
+		ld[i].doc = (uint32_t) i;
+		c->reviews += h->review_count;
+		c->hotels++;
+	}
+	qsort(ld, n, sizeof(*ld), lat_doc_cmp);
+	for (size_t i = 0; i < n; i++) {
+		ds->lat_sorted[i] = ld[i].lat;
+		ds->lat_order[i] = ld[i].doc;
+	}
+	free(ld);
+	return (HOTEL_OK);
+}
+
+static uint64_t
+hash_str(uint64_t h, const char *s)
+{
+	return (hotel__hash(s, strlen(s) + 1, h));
+}
+
+static uint64_t
+hash_double(uint64_t h, double d)
+{
+	uint64_t bits;
+	memcpy(&bits, &d, sizeof(bits));
+	return (hotel__hash_u64(h, bits));
+}
+
+static uint64_t
+content_hash(const hotel_dataset *ds)
+{
+	uint64_t h = hotel__hash_u64(UINT64_C(0x686f74656c), ds->n);
+
+	for (size_t i = 0; i < ds->n; i++) {
+		const hotel *x = &ds->hotels[i];
+		h = hotel__hash_u64(h, x->id);
+		h = hash_str(h, x->name);
+		h = hash_str(h, x->city);
+		h = hash_str(h, x->country);
+		h = hash_str(h, x->description);
+		h = hash_double(h, x->latitude);
+		h = hash_double(h, x->longitude);
+		h = hotel__hash_u64(h, (uint64_t) x->stars);
+		h = hotel__hash_u64(h, (uint64_t) x->price_cents);
+		h = hash_double(h, x->rating);
+		h = hotel__hash_u64(h, x->review_count);
+		h = hotel__hash_u64(h, x->amenities);
+	}
+	return (h);
+}
+
+typedef struct suggest_job {
+	hotel_dataset *ds;
+	hotel__mem     mem;
+	int            rv;
+} suggest_job;
+
+static void *
+suggest_thread(void *arg)
+{
+	suggest_job *sb = arg;
+	sb->rv = hotel__suggest_build(sb->ds, &sb->mem);
+	return (NULL);
+}
+
+int
+hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen)
+{
+	struct timespec now;
+	suggest_job     sb = { 0 };
+	pthread_t       tid;
+	bool            joined = true;
+	int             rv;
+
+	if ((rv = sort_by_id(ds, err, errlen)) != HOTEL_OK) {
+		return (rv);
+	}
+	hotel__strmap_fini(&ds->city_map);
+	if ((rv = build_columns(ds)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "out of memory"));
+	}
+	/* The index and the suggestions read the same finished columns and
+	 * write disjoint fields: build them on two threads. */
+	sb.ds = ds;
+	if (pthread_create(&tid, NULL, suggest_thread, &sb) != 0) {
+		suggest_thread(&sb); /* no thread: build it here */
+	} else {
+		joined = false;
+	}
+	rv = hotel__index_build(&ds->index, &ds->mem, ds->hotels, ds->n);
+	if (!joined) {
+		pthread_join(tid, NULL);
+	}
+	ds->mem.bytes += sb.mem.bytes;
+	if (rv == HOTEL_OK) {
+		rv = sb.rv;
+	}
+	if (rv != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "out of memory"));
+	}
+	ds->id_hash = content_hash(ds);
+	snprintf(ds->id_str, sizeof(ds->id_str), "%016llx",
+	    (unsigned long long) ds->id_hash);
+	ds->build_ms = (double) (hotel_now_ns() - ds->started_ns) / 1e6;
+	clock_gettime(CLOCK_REALTIME, &now);
+	ds->loaded_unix_ms
+	    = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+	return (HOTEL_OK);
+}
+
+int
+hotel_dataset_from_array(const hotel *hotels, size_t n, hotel_dataset **dsp,
+    char *err, size_t errlen)
+{
+	hotel_dataset *ds;
+	char           msg[256];
+	int            rv;
+
+	if (hotels == NULL && n > 0) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen, "hotels: NULL"));
+	}
+	if ((rv = hotel__dataset_new(&ds, "array n=%zu", n)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "out of memory"));
+	}
+	for (size_t i = 0; i < n; i++) {
+		if ((rv = hotel__hotel_check(&hotels[i], msg, sizeof(msg)))
+		    != HOTEL_OK) {
+			hotel__dataset_destroy(ds);
+			return (hotel__err(
+			    rv, err, errlen, "hotel[%zu]: %s", i, msg));
+		}
+		if ((rv = hotel__dataset_add(ds, &hotels[i])) != HOTEL_OK) {
+			hotel__dataset_destroy(ds);
+			return (hotel__err(rv, err, errlen, "out of memory"));
+		}
+	}
+	if ((rv = hotel__dataset_finish(ds, err, errlen)) != HOTEL_OK) {
+		hotel__dataset_destroy(ds);
+		return (rv);
+	}
+	*dsp = ds;
+	return (HOTEL_OK);
+}
+
+hotel_dataset *
+hotel_dataset_retain(hotel_dataset *ds)
+{
+	atomic_fetch_add_explicit(&ds->refs, 1, memory_order_relaxed);
+	return (ds);
+}
+
+void
+hotel_dataset_release(hotel_dataset *ds)
+{
+	if (ds == NULL) {
+		return;
+	}
+	/* acq_rel: the thread that frees sees every other reader's
+	 * accesses as done. */
+	if (atomic_fetch_sub_explicit(&ds->refs, 1, memory_order_acq_rel)
+	    == 1) {
+		hotel__dataset_destroy(ds);
+	}
+}
+
+size_t
+hotel_dataset_count(const hotel_dataset *ds)
+{
+	return (ds->n);
+}
+
+const hotel *
+hotel_dataset_at(const hotel_dataset *ds, size_t i)
+{
+	return (i < ds->n ? &ds->hotels[i] : NULL);
+}
+
+int
+hotel_get(const hotel_dataset *ds, uint64_t id, const hotel **hp)
+{
+	size_t lo = 0, hi = ds->n;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (ds->hotels[mid].id < id) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	if (lo == ds->n || ds->hotels[lo].id != id) {
+		return (HOTEL_ENOTFOUND);
+	}
+	*hp = &ds->hotels[lo];
+	return (HOTEL_OK);
+}
+
+void
+hotel_dataset_stats(const hotel_dataset *ds, hotel_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->hotel_count = ds->n;
+	memcpy(st->dataset_id, ds->id_str, sizeof(st->dataset_id));
+	st->build_ms = ds->build_ms;
+	st->loaded_at_unix_ms = ds->loaded_unix_ms;
+	st->memory_bytes = ds->mem.bytes;
+	st->index_bytes = ds->index.bytes;
+	st->term_count = ds->index.n_terms;
+	st->posting_count = ds->index.n_post;
+	st->city_count = ds->n_cities;
+	st->source = ds->source;
+}

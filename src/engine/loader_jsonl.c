@@ -1,0 +1,525 @@
+/*
+ * JSON Lines: the loader and the writer.
+ *
+ * DESIGN
+ * ------
+ * The loader reads one line at a time (getline), parses it with jansson,
+ * checks every field and adds the hotel to a dataset under construction;
+ * the first bad line stops the load, and the half-built dataset is thrown
+ * away, so a failed reload never touches the dataset being served. Ids are
+ * remembered with their line numbers in a small hash set, so a duplicate
+ * is reported on the line where it happens, naming the first one.
+ *
+ * The field names are proto3 JSON's (lowerCamelCase) with the proto names
+ * accepted too, and 64-bit integers may be strings, as json_format writes
+ * them. Fields that proto3 leaves out when zero are optional.
+ *
+ * The writer writes what the loader reads, numbers in their shortest form
+ * that reads back to the same double, so a round trip is exact.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+
+/* ---- id set ----------------------------------------------------------------
+ */
+
+typedef struct id_set {
+	struct id_line {
+		uint64_t id; /* 0 = empty (ids are > 0) */
+		size_t   line;
+	} * slots;
+	size_t n, cap; /* cap: power of two */
+} id_set;
+
+/* Adds id; if already there returns false with its line in *firstp.
+ * Returns -1 when out of memory. */
+static int
+id_set_add(id_set *s, uint64_t id, size_t line, size_t *firstp)
+{
+	size_t j;
+
+	if ((s->n + 1) * 2 > s->cap) {
+		size_t          cap = s->cap ? s->cap * 2 : 1024;
+		struct id_line *slots = calloc(cap, sizeof(*slots));
+		if (slots == NULL) {
+			return (-1);
+		}
+		for (size_t i = 0; i < s->cap; i++) {
+			if (s->slots[i].id != 0) {
+				j = hotel__mix64(s->slots[i].id) & (cap - 1);
+				while (slots[j].id != 0) {
+					j = (j + 1) & (cap - 1);
+				}
+				slots[j] = s->slots[i];
+			}
+		}
+		free(s->slots);
+		s->slots = slots;
+		s->cap = cap;
+	}
+	j = hotel__mix64(id) & (s->cap - 1);
+	while (s->slots[j].id != 0) {
+		if (s->slots[j].id == id) {
+			*firstp = s->slots[j].line;
+			return (0);
+		}
+		j = (j + 1) & (s->cap - 1);
+	}
+	s->slots[j].id = id;
+	s->slots[j].line = line;
+	s->n++;
+	return (1);
+}
+
+/* ---- fields
+ * ----------------------------------------------------------------- */
+
+enum {
+	F_ID,
+	F_NAME,
+	F_CITY,
+	F_COUNTRY,
+	F_LATITUDE,
+	F_LONGITUDE,
+	F_STARS,
+	F_PRICE,
+	F_RATING,
+	F_REVIEWS,
+	F_AMENITIES,
+	F_DESCRIPTION,
+	F_COUNT
+};
+
+static const struct {
+	const char *json;  /* proto3 JSON name */
+	const char *proto; /* proto field name */
+	bool        required;
+} fields[F_COUNT] = {
+	[F_ID] = { "id", "id", true },
+	[F_NAME] = { "name", "name", true },
+	[F_CITY] = { "city", "city", true },
+	[F_COUNTRY] = { "country", "country", true },
+	[F_LATITUDE] = { "latitude", "latitude", false },
+	[F_LONGITUDE] = { "longitude", "longitude", false },
+	[F_STARS] = { "stars", "stars", true },
+	[F_PRICE] = { "priceCents", "price_cents", false },
+	[F_RATING] = { "rating", "rating", false },
+	[F_REVIEWS] = { "reviewCount", "review_count", false },
+	[F_AMENITIES] = { "amenities", "amenities", false },
+	[F_DESCRIPTION] = { "description", "description", false },
+};
+
+/* Parses an integer given as a JSON integer, an integral real, or a
+ * decimal string (optional '-'), into [min, max] as int64 or, with
+ * is_u64, [0, UINT64_MAX]. On failure writes the problem into msg. */
+static bool
+get_int(json_t *v, bool is_u64, int64_t min, int64_t max, uint64_t *outp,
+    char *msg, size_t msglen)
+{
+	bool     neg = false;
+	uint64_t u = 0;
+
+	if (json_is_integer(v)) {
+		json_int_t i = json_integer_value(v);
+		neg = i < 0;
+		u = neg ? (uint64_t) 0 - (uint64_t) i : (uint64_t) i;
+	} else if (json_is_real(v)) {
+		double d = json_real_value(v);
+		if (d != floor(d) || fabs(d) >= 9.2e18) {
+			snprintf(msg, msglen, "must be an integer");
+			return (false);
+		}
+		neg = d < 0;
+		u = (uint64_t) fabs(d);
+	} else if (json_is_string(v)) {
+		const char *s = json_string_value(v);
+		if (*s == '-') {
+			neg = true;
+			s++;
+		}
+		if (*s == '\0') {
+			snprintf(msg, msglen, "not an integer: \"%s\"",
+			    json_string_value(v));
+			return (false);
+		}
+		for (; *s != '\0'; s++) {
+			if (*s < '0' || *s > '9'
+			    || u > (UINT64_MAX - (uint64_t) (*s - '0')) / 10) {
+				snprintf(msg, msglen,
+				    "not an integer in range: \"%.40s\"",
+				    json_string_value(v));
+				return (false);
+			}
+			u = u * 10 + (uint64_t) (*s - '0');
+		}
+	} else {
+		snprintf(msg, msglen, "must be an integer or a string");
+		return (false);
+	}
+	if (is_u64) {
+		if (neg && u != 0) {
+			snprintf(msg, msglen, "must be >= 0");
+			return (false);
+		}
+		*outp = u;
+		return (true);
+	}
+	if ((!neg && u > (uint64_t) max)
+	    || (neg && u > (uint64_t) 0 - (uint64_t) min)) {
+		snprintf(msg, msglen, "out of range");
+		return (false);
+	}
+	*outp = neg ? (uint64_t) 0 - u : u;
+	return (true);
+}
+
+/* Reads one line's object into *h (strings borrowed from root). */
+static bool
+parse_hotel(json_t *root, hotel *h, char *msg, size_t msglen)
+{
+	json_t     *vals[F_COUNT] = { 0 };
+	const char *key;
+	json_t     *v;
+	char        why[128];
+	uint64_t    u;
+
+	json_object_foreach(root, key, v)
+	{
+		int f;
+		for (f = 0; f < F_COUNT; f++) {
+			if (strcmp(key, fields[f].json) == 0
+			    || strcmp(key, fields[f].proto) == 0) {
+				break;
+			}
+		}
+		if (f == F_COUNT) {
+			snprintf(msg, msglen, "unknown field \"%.40s\"", key);
+			return (false);
+		}
+		if (vals[f] != NULL) {
+			snprintf(
+			    msg, msglen, "%s: given twice", fields[f].json);
+			return (false);
+		}
+		vals[f] = v;
+	}
+	for (int f = 0; f < F_COUNT; f++) {
+		if (fields[f].required && vals[f] == NULL) {
+			snprintf(msg, msglen, "%s: missing", fields[f].json);
+			return (false);
+		}
+	}
+	memset(h, 0, sizeof(*h));
+	h->description = "";
+
+#define BAD(f, ...)                                                           \
+	do {                                                                  \
+		int o_ = snprintf(msg, msglen, "%s: ", fields[f].json);       \
+		snprintf(msg + o_, msglen - (size_t) o_, __VA_ARGS__);        \
+		return (false);                                               \
+	} while (0)
+
+	if (!get_int(vals[F_ID], true, 0, 0, &u, why, sizeof(why))) {
+		BAD(F_ID, "%s", why);
+	}
+	h->id = u;
+	for (int f = F_NAME; f <= F_COUNTRY; f++) {
+		if (!json_is_string(vals[f])) {
+			BAD(f, "must be a string");
+		}
+	}
+	h->name = json_string_value(vals[F_NAME]);
+	h->city = json_string_value(vals[F_CITY]);
+	h->country = json_string_value(vals[F_COUNTRY]);
+	if (vals[F_DESCRIPTION] != NULL) {
+		if (!json_is_string(vals[F_DESCRIPTION])) {
+			BAD(F_DESCRIPTION, "must be a string");
+		}
+		h->description = json_string_value(vals[F_DESCRIPTION]);
+	}
+	if (vals[F_LATITUDE] != NULL) {
+		if (!json_is_number(vals[F_LATITUDE])) {
+			BAD(F_LATITUDE, "must be a number");
+		}
+		h->latitude = json_number_value(vals[F_LATITUDE]);
+	}
+	if (vals[F_LONGITUDE] != NULL) {
+		if (!json_is_number(vals[F_LONGITUDE])) {
+			BAD(F_LONGITUDE, "must be a number");
+		}
+		h->longitude = json_number_value(vals[F_LONGITUDE]);
+	}
+	if (!get_int(vals[F_STARS], false, INT32_MIN, INT32_MAX, &u, why,
+	        sizeof(why))) {
+		BAD(F_STARS, "%s", why);
+	}
+	h->stars = (int) (int64_t) u;
+	if (vals[F_PRICE] != NULL) {
+		if (!get_int(vals[F_PRICE], false, INT64_MIN, INT64_MAX, &u,
+		        why, sizeof(why))) {
+			BAD(F_PRICE, "%s", why);
+		}
+		h->price_cents = (int64_t) u;
+	}
+	if (vals[F_RATING] != NULL) {
+		if (!json_is_number(vals[F_RATING])) {
+			BAD(F_RATING, "must be a number");
+		}
+		h->rating = json_number_value(vals[F_RATING]);
+	}
+	if (vals[F_REVIEWS] != NULL) {
+		if (!get_int(vals[F_REVIEWS], false, 0, UINT32_MAX, &u, why,
+		        sizeof(why))) {
+			BAD(F_REVIEWS, "%s", why);
+		}
+		h->review_count = (uint32_t) u;
+	}
+	if (vals[F_AMENITIES] != NULL) {
+		size_t i;
+		if (!json_is_array(vals[F_AMENITIES])) {
+			BAD(F_AMENITIES, "must be an array of strings");
+		}
+		json_array_foreach(vals[F_AMENITIES], i, v)
+		{
+			int a;
+			if (!json_is_string(v)) {
+				BAD(F_AMENITIES,
+				    "must be an array of strings");
+			}
+			if ((a = hotel_amenity_from_name(json_string_value(v)))
+			    < 0) {
+				BAD(F_AMENITIES, "unknown amenity \"%.40s\"",
+				    json_string_value(v));
+			}
+			h->amenities |= HOTEL_AMENITY_BIT(a);
+		}
+	}
+#undef BAD
+	/* Ranges, with the same messages as hotel_dataset_from_array(). */
+	return (hotel__hotel_check(h, msg, msglen) == HOTEL_OK);
+}
+
+static bool
+blank(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r'
+		    && s[i] != '\n') {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+int
+hotel_dataset_read_jsonl(
+    FILE *f, const char *name, hotel_dataset **dsp, char *err, size_t errlen)
+{
+	hotel_dataset *ds;
+	id_set         ids = { 0 };
+	char          *line = NULL;
+	size_t         cap = 0, lineno = 0;
+	ssize_t        len;
+	char           msg[256];
+	int            rv;
+
+	if (f == NULL) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen, "NULL stream"));
+	}
+	if (name == NULL) {
+		name = "(stream)";
+	}
+	if ((rv = hotel__dataset_new(&ds, "jsonl %s", name)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "out of memory"));
+	}
+	while ((len = getline(&line, &cap, f)) >= 0) {
+		json_error_t jerr;
+		json_t      *root;
+		hotel        h;
+		size_t       first;
+		int          added;
+
+		lineno++;
+		if (blank(line, (size_t) len)) {
+			continue;
+		}
+		root = json_loadb(
+		    line, (size_t) len, JSON_REJECT_DUPLICATES, &jerr);
+		if (root == NULL) {
+			rv = hotel__err(HOTEL_EPARSE, err, errlen,
+			    "line %zu: bad JSON: %s (column %d)", lineno,
+			    jerr.text, jerr.column);
+			goto fail;
+		}
+		if (!json_is_object(root)) {
+			json_decref(root);
+			rv = hotel__err(HOTEL_EPARSE, err, errlen,
+			    "line %zu: not a JSON object", lineno);
+			goto fail;
+		}
+		if (!parse_hotel(root, &h, msg, sizeof(msg))) {
+			json_decref(root);
+			rv = hotel__err(HOTEL_EPARSE, err, errlen,
+			    "line %zu: %s", lineno, msg);
+			goto fail;
+		}
+		if ((added = id_set_add(&ids, h.id, lineno, &first)) <= 0) {
+			json_decref(root);
+			if (added < 0) {
+				rv = hotel__err(HOTEL_ENOMEM, err, errlen,
+				    "out of memory");
+			} else {
+				rv = hotel__err(HOTEL_EPARSE, err, errlen,
+				    "line %zu: id: duplicate id %llu (first "
+				    "on "
+				    "line %zu)",
+				    lineno, (unsigned long long) h.id, first);
+			}
+			goto fail;
+		}
+		rv = hotel__dataset_add(ds, &h);
+		json_decref(root);
+		if (rv != HOTEL_OK) {
+			rv = hotel__err(rv, err, errlen, "out of memory");
+			goto fail;
+		}
+	}
+	if (ferror(f)) {
+		rv = hotel__err(HOTEL_EIO, err, errlen,
+		    "%s: read error after line %zu", name, lineno);
+		goto fail;
+	}
+	free(line);
+	free(ids.slots);
+	line = NULL;
+	ids.slots = NULL;
+	if ((rv = hotel__dataset_finish(ds, err, errlen)) != HOTEL_OK) {
+		goto fail;
+	}
+	*dsp = ds;
+	return (HOTEL_OK);
+
+fail:
+	free(line);
+	free(ids.slots);
+	hotel__dataset_destroy(ds);
+	return (rv);
+}
+
+int
+hotel_dataset_load_jsonl(
+    const char *path, hotel_dataset **dsp, char *err, size_t errlen)
+{
+	FILE *f;
+	int   rv;
+
+	if (path == NULL) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen, "NULL path"));
+	}
+	if ((f = fopen(path, "r")) == NULL) {
+		return (hotel__err(
+		    HOTEL_EIO, err, errlen, "%s: %s", path, strerror(errno)));
+	}
+	rv = hotel_dataset_read_jsonl(f, path, dsp, err, errlen);
+	fclose(f);
+	return (rv);
+}
+
+/* ---- writer
+ * ----------------------------------------------------------------- */
+
+static void
+put_string(FILE *f, const char *s)
+{
+	putc('"', f);
+	for (; *s != '\0'; s++) {
+		unsigned char c = (unsigned char) *s;
+		switch (c) {
+		case '"':
+			fputs("\\\"", f);
+			break;
+		case '\\':
+			fputs("\\\\", f);
+			break;
+		case '\n':
+			fputs("\\n", f);
+			break;
+		case '\r':
+			fputs("\\r", f);
+			break;
+		case '\t':
+			fputs("\\t", f);
+			break;
+		default:
+			if (c < 0x20) {
+				fprintf(f, "\\u%04x", c);
+			} else {
+				putc(c, f);
+			}
+		}
+	}
+	putc('"', f);
+}
+
+/* The shortest %g form that reads back as d. */
+static void
+put_double(FILE *f, double d)
+{
+	char buf[32];
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, d);
+		if (strtod(buf, NULL) == d) {
+			break;
+		}
+	}
+	fputs(buf, f);
+}
+
+int
+hotel_dataset_write_jsonl(const hotel_dataset *ds, FILE *f)
+{
+	for (size_t i = 0; i < ds->n; i++) {
+		const hotel *h = &ds->hotels[i];
+		bool         first = true;
+
+		fprintf(f,
+		    "{\"id\":\"%llu\",\"name\":", (unsigned long long) h->id);
+		put_string(f, h->name);
+		fputs(",\"city\":", f);
+		put_string(f, h->city);
+		fputs(",\"country\":", f);
+		put_string(f, h->country);
+		fputs(",\"latitude\":", f);
+		put_double(f, h->latitude);
+		fputs(",\"longitude\":", f);
+		put_double(f, h->longitude);
+		fprintf(f, ",\"stars\":%d,\"priceCents\":\"%lld\",\"rating\":",
+		    h->stars, (long long) h->price_cents);
+		put_double(f, h->rating);
+		fprintf(f, ",\"reviewCount\":%u,\"amenities\":[",
+		    (unsigned) h->review_count);
+		for (int a = 0; a < HOTEL_AMENITY_COUNT; a++) {
+			if (h->amenities & HOTEL_AMENITY_BIT(a)) {
+				fprintf(f, "%s\"%s\"", first ? "" : ",",
+				    hotel_amenity_name(a));
+				first = false;
+			}
+		}
+		fputs("],\"description\":", f);
+		put_string(f, h->description);
+		fputs("}\n", f);
+		if (ferror(f)) {
+			return (HOTEL_EIO);
+		}
+	}
+	if (fflush(f) != 0 || ferror(f)) {
+		return (HOTEL_EIO);
+	}
+	return (HOTEL_OK);
+}

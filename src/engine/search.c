@@ -1,0 +1,887 @@
+/*
+ * Search: query words, filters, ranking, paging and facets over one
+ * dataset.
+ *
+ * DESIGN
+ * ------
+ * A query runs on the calling thread against an immutable dataset; all its
+ * state lives on the stack or in per-query allocations, so any number run
+ * at once. Plan:
+ *
+ *   1. Fold and split the text (text.c). All words but the last must be
+ *      exact terms (binary search in the dictionary), the last is a prefix
+ *      (a range of terms). A missing exact term or an empty range means no
+ *      hits.
+ *   2. The prefix's postings become one list sorted by doc with, per doc,
+ *      the best score of its expansions: the term's own list if the range
+ *      has one term; a k-way merge when the range's postings are few; a
+ *      dense score array over all documents when they are many.
+ *   3. The lists are intersected leapfrog-style, the shortest leading and
+ *      the others galloping (exponential then binary search) to its doc.
+ *      With no words, every document (or, with a geo filter, only those in
+ *      the latitude band, through the dataset's latitude order) is a
+ *      candidate.
+ *   4. Each candidate goes through the filters (stars, price, amenities,
+ *      then a latitude band test and the haversine distance), is counted
+ *      (total, facets) and offered to a bounded heap holding the best
+ *      offset + page_size hits in the requested order; the heap is sorted
+ *      at the end and the page cut from it. The order is total: every sort
+ *      key ends with the doc, which is the id order.
+ *
+ * The deadline is checked every 1024 documents or postings visited; when it
+ * has passed the query stops and fails with HOTEL_EDEADLINE.
+ *
+ * Page tokens: 16 hex digits of the query hash, 16 of the dataset id, then
+ * the offset in hex. Not signed: a client forging an offset only gets
+ * another page of its own query.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "text.h"
+
+#define CHECK_EVERY 1024
+
+_Static_assert(sizeof(hotel__posting) == 2 * sizeof(uint32_t),
+    "postings are read as pairs of uint32");
+
+/* One hit, keyed for the requested order: (k1, k2, doc) ascending. */
+typedef struct item {
+	uint64_t k1;
+	uint32_t k2;
+	uint32_t doc;
+	double   score;
+	double   dist;
+} item;
+
+typedef struct run {
+	const hotel_dataset *ds;
+	const hotel_query   *q;
+	/* Filters. */
+	int      min_stars;
+	int64_t  max_price;
+	uint32_t amen;
+	bool     has_geo;
+	double   dlat; /* latitude band half-width, degrees */
+	/* Collection. */
+	item     *heap; /* max-heap: root is the last in order */
+	size_t    n, cap;
+	uint64_t  total;
+	uint64_t  stars[6];
+	uint32_t *city_counts; /* with facets */
+	/* Deadline. */
+	int64_t  deadline;
+	uint32_t ticks;
+	bool     expired;
+} run;
+
+static inline bool
+item_before(const item *a, const item *b)
+{
+	if (a->k1 != b->k1) {
+		return (a->k1 < b->k1);
+	}
+	if (a->k2 != b->k2) {
+		return (a->k2 < b->k2);
+	}
+	return (a->doc < b->doc);
+}
+
+static int
+item_cmp(const void *a, const void *b)
+{
+	return (item_before(a, b) ? -1 : item_before(b, a) ? 1 : 0);
+}
+
+static inline uint64_t
+dbits(double d)
+{
+	uint64_t u;
+	memcpy(&u, &d, sizeof(u));
+	return (u);
+}
+
+/* True once the deadline has passed; reads the clock every CHECK_EVERY
+ * calls. */
+static inline bool
+tick(run *r)
+{
+	if ((++r->ticks & (CHECK_EVERY - 1)) == 0
+	    && r->deadline != HOTEL_DEADLINE_NONE
+	    && hotel_now_ns() >= r->deadline) {
+		r->expired = true;
+	}
+	return (r->expired);
+}
+
+static inline bool
+pass(const run *r, uint32_t doc, double *distp)
+{
+	const hotel_dataset *ds = r->ds;
+
+	if (ds->stars[doc] < r->min_stars
+	    || (r->max_price > 0 && ds->price[doc] > r->max_price)
+	    || (ds->amenities[doc] & r->amen) != r->amen) {
+		return (false);
+	}
+	if (r->has_geo) {
+		const hotel *h = &ds->hotels[doc];
+		double       d;
+		if (fabs(h->latitude - r->q->lat) > r->dlat) {
+			return (false);
+		}
+		d = hotel_distance_km(
+		    r->q->lat, r->q->lon, h->latitude, h->longitude);
+		if (d > r->q->radius_km) {
+			return (false);
+		}
+		*distp = d;
+	}
+	return (true);
+}
+
+static inline void
+heap_down(item *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && item_before(&h[m], &h[l])) {
+			m = l;
+		}
+		if (l + 1 < n && item_before(&h[m], &h[l + 1])) {
+			m = l + 1;
+		}
+		if (m == i) {
+			return;
+		}
+		item t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+static inline void
+collect(run *r, uint32_t doc, double score, double dist)
+{
+	const hotel_dataset *ds = r->ds;
+	item                 it;
+
+	r->total++;
+	if (r->city_counts != NULL) {
+		r->stars[ds->stars[doc]]++;
+		r->city_counts[ds->city_of[doc]]++;
+	}
+	if (r->cap == 0) {
+		return;
+	}
+	it.doc = doc;
+	it.score = score;
+	it.dist = dist;
+	it.k2 = 0;
+	switch (r->q->sort) {
+	case HOTEL_SORT_RATING:
+		it.k1 = ~dbits(ds->hotels[doc].rating);
+		it.k2 = ~ds->hotels[doc].review_count;
+		break;
+	case HOTEL_SORT_PRICE:
+		it.k1 = (uint64_t) ds->price[doc];
+		break;
+	case HOTEL_SORT_DISTANCE:
+		it.k1 = dbits(dist);
+		break;
+	default:
+		it.k1 = ~dbits(score);
+		break;
+	}
+	if (r->n < r->cap) {
+		size_t i = r->n++;
+		r->heap[i] = it;
+		while (i > 0) {
+			size_t p = (i - 1) / 2;
+			if (!item_before(&r->heap[p], &r->heap[i])) {
+				break;
+			}
+			item t = r->heap[p];
+			r->heap[p] = r->heap[i];
+			r->heap[i] = t;
+			i = p;
+		}
+	} else if (item_before(&it, &r->heap[0])) {
+		r->heap[0] = it;
+		heap_down(r->heap, r->n, 0);
+	}
+}
+
+/* ---- candidates with no words ------------------------------------------ */
+
+static void
+scan_all(run *r)
+{
+	const hotel_dataset *ds = r->ds;
+	double               dist = 0;
+
+	if (r->has_geo) {
+		/* Only the latitude band [lat - dlat, lat + dlat]. */
+		double lo = r->q->lat - r->dlat, hi = r->q->lat + r->dlat;
+		size_t a = 0, b = ds->n;
+		while (a < b) {
+			size_t mid = a + (b - a) / 2;
+			if (ds->lat_sorted[mid] < lo) {
+				a = mid + 1;
+			} else {
+				b = mid;
+			}
+		}
+		for (size_t i = a; i < ds->n && ds->lat_sorted[i] <= hi; i++) {
+			uint32_t doc = ds->lat_order[i];
+			if (tick(r)) {
+				return;
+			}
+			if (pass(r, doc, &dist)) {
+				collect(r, doc, 0.0, dist);
+			}
+		}
+		return;
+	}
+	for (size_t d = 0; d < ds->n; d++) {
+		if (tick(r)) {
+			return;
+		}
+		if (pass(r, (uint32_t) d, &dist)) {
+			collect(r, (uint32_t) d, 0.0, dist);
+		}
+	}
+}
+
+/* ---- candidates from words ---------------------------------------------- */
+
+/* A list of docs sorted ascending: a term's postings (stride 2, scored from
+ * post with idf) or a prefix union (stride 1, scores given). */
+typedef struct list {
+	const uint32_t       *docs;
+	size_t                stride;
+	size_t                n, pos;
+	const hotel__posting *post;
+	const double         *scores;
+	double                idf;
+} list;
+
+static inline uint32_t
+doc_at(const list *l, size_t i)
+{
+	return (l->docs[i * l->stride]);
+}
+
+/* First position >= pos whose doc is >= target (or l->n). */
+static inline size_t
+gallop(const list *l, size_t pos, uint32_t target)
+{
+	size_t step = 1, lo, hi;
+
+	if (pos >= l->n || doc_at(l, pos) >= target) {
+		return (pos);
+	}
+	lo = pos; /* doc_at(lo) < target */
+	while (lo + step < l->n && doc_at(l, lo + step) < target) {
+		lo += step;
+		step *= 2;
+	}
+	hi = lo + step < l->n ? lo + step : l->n;
+	lo++;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (doc_at(l, mid) < target) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	return (lo);
+}
+
+static void
+term_list(const hotel__index *ix, size_t t, list *l)
+{
+	size_t a = (size_t) ix->post_off[t], b = (size_t) ix->post_off[t + 1];
+
+	l->post = ix->post + a;
+	l->docs = &ix->post[a].doc;
+	l->stride = 2;
+	l->n = b - a;
+	l->pos = 0;
+	l->scores = NULL;
+	l->idf = hotel__idf(ix->n_docs, b - a);
+}
+
+/* A k-way merge cursor. */
+typedef struct cursor {
+	const hotel__posting *p, *end;
+	double                idf;
+} cursor;
+
+static inline bool
+cur_before(const cursor *a, const cursor *b)
+{
+	return (a->p->doc < b->p->doc);
+}
+
+static void
+cur_down(cursor *h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < n && cur_before(&h[l], &h[m])) {
+			m = l;
+		}
+		if (l + 1 < n && cur_before(&h[l + 1], &h[m])) {
+			m = l + 1;
+		}
+		if (m == i) {
+			return;
+		}
+		cursor t = h[i];
+		h[i] = h[m];
+		h[m] = t;
+		i = m;
+	}
+}
+
+/* Builds the union of terms [lo, hi) into l (docs and scores allocated
+ * into *bufp, which the caller frees). Returns HOTEL_OK, HOTEL_ENOMEM or
+ * HOTEL_EDEADLINE. */
+static int
+prefix_union(run *r, size_t lo, size_t hi, list *l, void **bufp)
+{
+	const hotel__index *ix = &r->ds->index;
+	size_t    total = (size_t) (ix->post_off[hi] - ix->post_off[lo]);
+	size_t    n_docs = ix->n_docs, k = 0;
+	size_t    cap = total < n_docs ? total : n_docs;
+	uint32_t *docs;
+	double   *scores;
+	char     *buf;
+
+	buf = malloc((cap ? cap : 1) * (sizeof(double) + sizeof(uint32_t)));
+	if (buf == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	*bufp = buf;
+	scores = (double *) buf;
+	docs = (uint32_t *) (buf + cap * sizeof(double));
+
+	if (total * 32 < n_docs) {
+		/* Few postings: merge the sorted lists. */
+		size_t  nc = 0;
+		cursor *h = malloc((hi - lo) * sizeof(cursor));
+		if (h == NULL) {
+			return (HOTEL_ENOMEM);
+		}
+		for (size_t t = lo; t < hi; t++) {
+			size_t a = (size_t) ix->post_off[t];
+			size_t b = (size_t) ix->post_off[t + 1];
+			if (a < b) {
+				h[nc].p = ix->post + a;
+				h[nc].end = ix->post + b;
+				h[nc].idf = hotel__idf(n_docs, b - a);
+				nc++;
+			}
+		}
+		for (size_t i = nc; i-- > 0;) {
+			cur_down(h, nc, i);
+		}
+		while (nc > 0) {
+			uint32_t doc = h[0].p->doc;
+			double   s = hotel__bm25f(ix, h[0].p, h[0].idf);
+			if (tick(r)) {
+				free(h);
+				return (HOTEL_EDEADLINE);
+			}
+			if (k > 0 && docs[k - 1] == doc) {
+				if (s > scores[k - 1]) {
+					scores[k - 1] = s;
+				}
+			} else {
+				docs[k] = doc;
+				scores[k] = s;
+				k++;
+			}
+			if (++h[0].p == h[0].end) {
+				h[0] = h[--nc];
+			}
+			cur_down(h, nc, 0);
+		}
+		free(h);
+	} else {
+		/* Many: a dense array of best scores over all documents. */
+		double  *acc = calloc(n_docs ? n_docs : 1, sizeof(double));
+		uint32_t mind = UINT32_MAX, maxd = 0;
+		if (acc == NULL) {
+			return (HOTEL_ENOMEM);
+		}
+		for (size_t t = lo; t < hi; t++) {
+			const hotel__posting *p = ix->post + ix->post_off[t];
+			const hotel__posting *end
+			    = ix->post + ix->post_off[t + 1];
+			double idf = hotel__idf(n_docs, (size_t) (end - p));
+			for (; p < end; p++) {
+				double s = hotel__bm25f(ix, p, idf);
+				if (tick(r)) {
+					free(acc);
+					return (HOTEL_EDEADLINE);
+				}
+				if (s > acc[p->doc]) {
+					acc[p->doc] = s;
+				}
+				mind = p->doc < mind ? p->doc : mind;
+				maxd = p->doc > maxd ? p->doc : maxd;
+			}
+		}
+		for (size_t d = mind; total > 0 && d <= maxd; d++) {
+			if (acc[d] > 0) {
+				docs[k] = (uint32_t) d;
+				scores[k] = acc[d];
+				k++;
+			}
+		}
+		free(acc);
+	}
+	l->docs = docs;
+	l->stride = 1;
+	l->n = k;
+	l->pos = 0;
+	l->post = NULL;
+	l->scores = scores;
+	l->idf = 0;
+	return (HOTEL_OK);
+}
+
+static int
+list_len_cmp(const void *a, const void *b)
+{
+	const list *x = a, *y = b;
+	return (x->n < y->n ? -1 : x->n > y->n);
+}
+
+static int
+search_words(
+    run *r, char words[][HOTEL__TOKEN_MAX], const size_t *lens, size_t nw)
+{
+	const hotel__index *ix = &r->ds->index;
+	list                lists[HOTEL_MAX_WORDS];
+	size_t              nl = 0, lo, hi;
+	void               *ubuf = NULL;
+	int                 rv = HOTEL_OK;
+	uint32_t            cand;
+	double              dist = 0;
+
+	/* Exact words, deduplicated. */
+	for (size_t i = 0; i + 1 < nw; i++) {
+		int64_t t = hotel__index_find(ix, words[i], lens[i]);
+		bool    dup = false;
+		if (t < 0) {
+			return (HOTEL_OK); /* no hits */
+		}
+		for (size_t j = 0; j < nl; j++) {
+			if (lists[j].post == ix->post + ix->post_off[t]) {
+				dup = true;
+			}
+		}
+		if (!dup) {
+			term_list(ix, (size_t) t, &lists[nl++]);
+		}
+	}
+	/* The last word, as a prefix. */
+	hotel__index_prefix(ix, words[nw - 1], lens[nw - 1], &lo, &hi);
+	if (lo == hi) {
+		return (HOTEL_OK);
+	}
+	if (hi - lo == 1) {
+		term_list(ix, lo, &lists[nl++]);
+	} else {
+		if ((rv = prefix_union(r, lo, hi, &lists[nl], &ubuf))
+		    != HOTEL_OK) {
+			free(ubuf);
+			return (rv);
+		}
+		nl++;
+	}
+	qsort(lists, nl, sizeof(list), list_len_cmp);
+	if (lists[0].n == 0) {
+		goto out;
+	}
+
+	cand = doc_at(&lists[0], 0);
+	for (;;) {
+		size_t j;
+		if (tick(r)) {
+			rv = HOTEL_EDEADLINE;
+			goto out;
+		}
+		for (j = 0; j < nl; j++) {
+			list    *l = &lists[j];
+			uint32_t d;
+			l->pos = gallop(l, l->pos, cand);
+			if (l->pos == l->n) {
+				goto out;
+			}
+			if ((d = doc_at(l, l->pos)) != cand) {
+				cand = d;
+				break;
+			}
+		}
+		if (j < nl) {
+			continue;
+		}
+		if (pass(r, cand, &dist)) {
+			double score = 0;
+			for (j = 0; j < nl; j++) {
+				const list *l = &lists[j];
+				score += l->scores != NULL
+				    ? l->scores[l->pos]
+				    : hotel__bm25f(
+				        ix, &l->post[l->pos], l->idf);
+			}
+			collect(r, cand, score, dist);
+		}
+		if (++lists[0].pos == lists[0].n) {
+			goto out;
+		}
+		cand = doc_at(&lists[0], lists[0].pos);
+	}
+out:
+	free(ubuf);
+	return (rv);
+}
+
+/* ---- the query -------------------------------------------------------------
+ */
+
+static uint64_t
+query_hash(const hotel_query *q, char words[][HOTEL__TOKEN_MAX],
+    const size_t *lens, size_t nw)
+{
+	uint64_t h = hotel__hash_u64(UINT64_C(0x7175657279), nw);
+
+	for (size_t i = 0; i < nw; i++) {
+		h = hotel__hash(words[i], lens[i], h);
+	}
+	h = hotel__hash_u64(h, q->has_geo);
+	if (q->has_geo) {
+		h = hotel__hash_u64(h, dbits(q->lat));
+		h = hotel__hash_u64(h, dbits(q->lon));
+		h = hotel__hash_u64(h, dbits(q->radius_km));
+	}
+	h = hotel__hash_u64(h, (uint64_t) q->min_stars);
+	h = hotel__hash_u64(h, (uint64_t) q->max_price_cents);
+	h = hotel__hash_u64(h, q->amenities_all);
+	h = hotel__hash_u64(h, (uint64_t) q->sort);
+	return (h);
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9') {
+		return (c - '0');
+	}
+	if (c >= 'a' && c <= 'f') {
+		return (c - 'a' + 10);
+	}
+	return (-1);
+}
+
+/* Parses hex digits s[0..n) into *vp (n <= 16). */
+static bool
+parse_hex(const char *s, size_t n, uint64_t *vp)
+{
+	uint64_t v = 0;
+	for (size_t i = 0; i < n; i++) {
+		int x = hexval(s[i]);
+		if (x < 0) {
+			return (false);
+		}
+		v = v << 4 | (uint64_t) x;
+	}
+	*vp = v;
+	return (true);
+}
+
+static int
+parse_token(const hotel_dataset *ds, const char *tok, uint64_t qhash,
+    uint64_t *offp, char *err, size_t errlen)
+{
+	size_t   len = strlen(tok);
+	uint64_t th, tds, off;
+
+	if (len < 33 || len > 40 || !parse_hex(tok, 16, &th)
+	    || !parse_hex(tok + 16, 16, &tds)
+	    || !parse_hex(tok + 32, len - 32, &off) || off == 0
+	    || off > UINT32_MAX) {
+		return (hotel__err(
+		    HOTEL_EINVAL, err, errlen, "page_token: malformed"));
+	}
+	if (th != qhash) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "page_token: from a different query"));
+	}
+	if (tds != ds->id_hash) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "page_token: stale, the dataset has been reloaded"));
+	}
+	*offp = off;
+	return (HOTEL_OK);
+}
+
+static int
+check_query(const hotel_query *q, char *err, size_t errlen)
+{
+	if (q->page_size < 1 || q->page_size > HOTEL_PAGE_SIZE_MAX) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "page_size: must be 1..%d, got %u", HOTEL_PAGE_SIZE_MAX,
+		    (unsigned) q->page_size));
+	}
+	if (q->min_stars < 0 || q->min_stars > 5) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "min_stars: must be 0..5, got %d", q->min_stars));
+	}
+	if (q->max_price_cents < 0) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "max_price_cents: must be >= 0, got %lld",
+		    (long long) q->max_price_cents));
+	}
+	if ((q->amenities_all & ~(uint32_t) HOTEL_AMENITY_ALL) != 0) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "amenities_all: unknown bits 0x%x",
+		    (unsigned) (q->amenities_all
+		        & ~(uint32_t) HOTEL_AMENITY_ALL)));
+	}
+	if ((unsigned) q->sort >= HOTEL_SORT_COUNT) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "sort: unknown value %d", (int) q->sort));
+	}
+	if (q->has_geo) {
+		if (!(q->lat >= -90.0 && q->lat <= 90.0)) {
+			return (hotel__err(HOTEL_EINVAL, err, errlen,
+			    "lat: must be -90..90, got %g", q->lat));
+		}
+		if (!(q->lon >= -180.0 && q->lon <= 180.0)) {
+			return (hotel__err(HOTEL_EINVAL, err, errlen,
+			    "lon: must be -180..180, got %g", q->lon));
+		}
+		if (!(q->radius_km > 0.0) || isinf(q->radius_km)) {
+			return (hotel__err(HOTEL_EINVAL, err, errlen,
+			    "radius_km: must be > 0, got %g", q->radius_km));
+		}
+	} else if (q->sort == HOTEL_SORT_DISTANCE) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "sort: DISTANCE needs a geo centre"));
+	}
+	if (q->top_cities > HOTEL_TOP_CITIES_MAX) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "top_cities: must be 0..%d, got %u", HOTEL_TOP_CITIES_MAX,
+		    (unsigned) q->top_cities));
+	}
+	return (HOTEL_OK);
+}
+
+typedef struct city_rank {
+	uint32_t           city;
+	uint32_t           count;
+	const hotel__city *c;
+} city_rank;
+
+static int
+city_rank_cmp(const void *a, const void *b)
+{
+	const city_rank *x = a, *y = b;
+	int              c;
+	if (x->count != y->count) {
+		return (x->count > y->count ? -1 : 1);
+	}
+	if ((c = strcmp(x->c->name, y->c->name)) != 0) {
+		return (c);
+	}
+	if ((c = strcmp(x->c->country, y->c->country)) != 0) {
+		return (c);
+	}
+	return (x->city < y->city ? -1 : x->city > y->city);
+}
+
+int
+hotel_search(const hotel_dataset *ds, const hotel_query *q,
+    hotel_result **resultp, char *err, size_t errlen)
+{
+	char             words[HOTEL_MAX_WORDS][HOTEL__TOKEN_MAX];
+	size_t           lens[HOTEL_MAX_WORDS], nw = 0, len;
+	hotel__tokenizer t;
+	run              r;
+	uint64_t         qhash, offset = 0;
+	size_t           n_page = 0, n_cities = 0, top;
+	city_rank       *ranks = NULL;
+	hotel_result    *res;
+	int              rv;
+
+	if (ds == NULL || q == NULL || resultp == NULL) {
+		return (
+		    hotel__err(HOTEL_EINVAL, err, errlen, "NULL argument"));
+	}
+	if ((rv = check_query(q, err, errlen)) != HOTEL_OK) {
+		return (rv);
+	}
+	memset(&r, 0, sizeof(r));
+	r.ds = ds;
+	r.q = q;
+	r.deadline
+	    = q->deadline_ns == 0 ? HOTEL_DEADLINE_NONE : q->deadline_ns;
+	if (r.deadline != HOTEL_DEADLINE_NONE
+	    && hotel_now_ns() >= r.deadline) {
+		return (hotel__err(
+		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
+	}
+	if (q->text != NULL) {
+		hotel__tok_init(&t, q->text, strlen(q->text));
+		while ((len = hotel__tok_next(&t,
+		            words[nw < HOTEL_MAX_WORDS ? nw
+		                                       : HOTEL_MAX_WORDS - 1]))
+		    > 0) {
+			if (nw == HOTEL_MAX_WORDS) {
+				return (hotel__err(HOTEL_EINVAL, err, errlen,
+				    "text: more than %d words",
+				    HOTEL_MAX_WORDS));
+			}
+			lens[nw++] = len;
+		}
+	}
+	qhash = query_hash(q, words, lens, nw);
+	if (q->page_token != NULL && q->page_token[0] != '\0'
+	    && (rv = parse_token(
+	            ds, q->page_token, qhash, &offset, err, errlen))
+	        != HOTEL_OK) {
+		return (rv);
+	}
+
+	r.min_stars = q->min_stars;
+	r.max_price = q->max_price_cents;
+	r.amen = q->amenities_all;
+	r.has_geo = q->has_geo;
+	/* Degrees of latitude spanned by the radius, with a little slack so
+	 * the band never cuts off a hotel the haversine accepts. */
+	r.dlat = q->radius_km / (HOTEL_EARTH_RADIUS_KM * M_PI / 180.0) * 1.001
+	    + 1e-9;
+	r.cap = (size_t) offset + q->page_size;
+	if (r.cap > ds->n) {
+		r.cap = ds->n;
+	}
+	if ((r.heap = malloc((r.cap ? r.cap : 1) * sizeof(item))) == NULL) {
+		return (
+		    hotel__err(HOTEL_ENOMEM, err, errlen, "out of memory"));
+	}
+	if (q->facets
+	    && (r.city_counts
+	           = calloc(ds->n_cities ? ds->n_cities : 1, sizeof(uint32_t)))
+	        == NULL) {
+		free(r.heap);
+		return (
+		    hotel__err(HOTEL_ENOMEM, err, errlen, "out of memory"));
+	}
+
+	if (nw == 0) {
+		scan_all(&r);
+		rv = r.expired ? HOTEL_EDEADLINE : HOTEL_OK;
+	} else {
+		rv = search_words(&r, words, lens, nw);
+	}
+	if (rv == HOTEL_OK && r.expired) {
+		rv = HOTEL_EDEADLINE;
+	}
+	if (rv != HOTEL_OK) {
+		goto fail;
+	}
+
+	/* The page. */
+	qsort(r.heap, r.n, sizeof(item), item_cmp);
+	if (offset < r.n) {
+		n_page = r.n - (size_t) offset;
+		n_page = n_page > q->page_size ? q->page_size : n_page;
+	}
+	/* The city facet. */
+	if (q->facets) {
+		top = q->top_cities ? q->top_cities : HOTEL_TOP_CITIES_DEF;
+		ranks = malloc(
+		    (ds->n_cities ? ds->n_cities : 1) * sizeof(city_rank));
+		if (ranks == NULL) {
+			rv = HOTEL_ENOMEM;
+			goto fail;
+		}
+		for (size_t i = 0; i < ds->n_cities; i++) {
+			if (r.city_counts[i] > 0) {
+				ranks[n_cities++] = (city_rank) { (uint32_t) i,
+					r.city_counts[i], &ds->cities[i] };
+			}
+		}
+		qsort(ranks, n_cities, sizeof(city_rank), city_rank_cmp);
+		n_cities = n_cities > top ? top : n_cities;
+	}
+
+	res = malloc(sizeof(*res) + n_page * sizeof(hotel_hit)
+	    + n_cities * sizeof(hotel_city_count));
+	if (res == NULL) {
+		rv = HOTEL_ENOMEM;
+		goto fail;
+	}
+	memset(res, 0, sizeof(*res));
+	res->hits = (hotel_hit *) (res + 1);
+	res->cities = (hotel_city_count *) (res->hits + n_page);
+	res->n_hits = n_page;
+	res->total = r.total;
+	for (size_t i = 0; i < n_page; i++) {
+		const item *it = &r.heap[offset + i];
+		res->hits[i].hotel = &ds->hotels[it->doc];
+		res->hits[i].score = it->score;
+		res->hits[i].distance_km = it->dist;
+	}
+	if (offset + n_page < r.total) {
+		snprintf(res->next_page_token, sizeof(res->next_page_token),
+		    "%016llx%016llx%llx", (unsigned long long) qhash,
+		    (unsigned long long) ds->id_hash,
+		    (unsigned long long) (offset + n_page));
+	}
+	if (q->facets) {
+		res->has_facets = true;
+		memcpy(res->stars_facet, r.stars, sizeof(r.stars));
+		res->n_cities = n_cities;
+		for (size_t i = 0; i < n_cities; i++) {
+			res->cities[i].city = ranks[i].c->name;
+			res->cities[i].country = ranks[i].c->country;
+			res->cities[i].count = ranks[i].count;
+		}
+	}
+	if (n_cities == 0) {
+		res->cities = NULL;
+	}
+	if (n_page == 0) {
+		res->hits = NULL;
+	}
+	free(ranks);
+	free(r.heap);
+	free(r.city_counts);
+	*resultp = res;
+	return (HOTEL_OK);
+
+fail:
+	free(ranks);
+	free(r.heap);
+	free(r.city_counts);
+	if (rv == HOTEL_EDEADLINE) {
+		return (hotel__err(rv, err, errlen, "deadline exceeded"));
+	}
+	return (hotel__err(rv, err, errlen, "out of memory"));
+}
+
+void
+hotel_result_free(hotel_result *result)
+{
+	free(result);
+}

@@ -1,0 +1,449 @@
+/*
+ * Suggest: prefix completion over city names and hotel names.
+ *
+ * DESIGN
+ * ------
+ * Built with the dataset, read-only afterwards. Every city (a city and
+ * country pair) and every distinct folded hotel name is an item; hotels
+ * whose names fold to the same text share one item, represented by the one
+ * with the most reviews (then the lowest id). An item's weight is its
+ * hotel's review count, or for a city the sum of the review counts of all
+ * its hotels (a sum, so a city with many well-reviewed hotels outranks a
+ * single famous one). Items are ranked once, globally: weight desc, folded
+ * text asc, cities before hotels, then city id or doc; a query then only
+ * compares these ranks.
+ *
+ * Folded texts ("hotel bellevue lisboa") sit in one pool. Each item has an
+ * entry per word start ("hotel bellevue lisboa", "bellevue lisboa",
+ * "lisboa"), and the entries are sorted by the text from there on, so the
+ * items with a word starting with the folded prefix form one contiguous
+ * range, found by binary search. A query keeps the best `limit` ranks of
+ * the range in a small heap, skipping an item already kept (an item can
+ * match at two word starts).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "dataset.h"
+#include "text.h"
+
+#define FOLD_MAX 1024
+
+typedef struct builder {
+	hotel_dataset *ds;
+	hotel__mem    *mem;
+	size_t         cap_items, cap_entries, cap_pool;
+} builder;
+
+static int
+pool_add(builder *b, const char *s, size_t len, uint32_t *offp)
+{
+	hotel__suggest *sg = &b->ds->suggest;
+
+	if (sg->pool_len + len + 1 > UINT32_MAX
+	    || hotel__grow(b->mem, (void **) &sg->pool, &b->cap_pool,
+	           sg->pool_len + len + 1, 1)
+	        != 0) {
+		return (HOTEL_ENOMEM);
+	}
+	memcpy(sg->pool + sg->pool_len, s, len + 1);
+	*offp = (uint32_t) sg->pool_len;
+	sg->pool_len += len + 1;
+	return (HOTEL_OK);
+}
+
+static int
+item_add(
+    builder *b, uint8_t kind, uint64_t weight, uint32_t ref, uint32_t folded)
+{
+	hotel__suggest *sg = &b->ds->suggest;
+
+	if (hotel__grow(b->mem, (void **) &sg->items, &b->cap_items,
+	        sg->n_items + 1, sizeof(hotel__sug_item))
+	    != 0) {
+		return (HOTEL_ENOMEM);
+	}
+	sg->items[sg->n_items++] = (hotel__sug_item) { .weight = weight,
+		.folded = folded,
+		.ref = ref,
+		.rank = 0,
+		.kind = kind };
+	return (HOTEL_OK);
+}
+
+/* For the sorts: the builder's pool. Build-local, passed through a struct
+ * array rather than a global so datasets may build concurrently. */
+typedef struct rank_key {
+	const hotel__sug_item *it;
+	const char            *text;
+	uint32_t               idx;
+} rank_key;
+
+static int
+rank_key_cmp(const void *a, const void *b)
+{
+	const rank_key *x = a, *y = b;
+	int             c;
+
+	if (x->it->weight != y->it->weight) {
+		return (x->it->weight > y->it->weight ? -1 : 1);
+	}
+	if ((c = strcmp(x->text, y->text)) != 0) {
+		return (c);
+	}
+	if (x->it->kind != y->it->kind) {
+		return (x->it->kind < y->it->kind ? -1 : 1);
+	}
+	return (x->it->ref < y->it->ref ? -1 : x->it->ref > y->it->ref);
+}
+
+/* pfx holds the text's first 8 bytes, big-endian and zero-padded, so most
+ * comparisons need no strcmp. */
+typedef struct entry_key {
+	uint64_t         pfx;
+	const char      *text;
+	hotel__sug_entry e;
+	uint32_t         rank;
+} entry_key;
+
+static int
+entry_key_cmp(const void *a, const void *b)
+{
+	const entry_key *x = a, *y = b;
+	int              c;
+
+	if (x->pfx != y->pfx) {
+		return (x->pfx < y->pfx ? -1 : 1);
+	}
+	/* Same first 8 bytes; if they include the NUL the texts are equal. */
+	if ((x->pfx & 0xff) != 0
+	    && (c = strcmp(x->text + 8, y->text + 8)) != 0) {
+		return (c);
+	}
+	return (x->rank < y->rank ? -1 : x->rank > y->rank);
+}
+
+static uint64_t
+prefix8(const char *s)
+{
+	uint64_t v = 0;
+	for (int k = 0; k < 8 && s[k] != '\0'; k++) {
+		v |= (uint64_t) (unsigned char) s[k] << (56 - 8 * k);
+	}
+	return (v);
+}
+
+int
+hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
+{
+	hotel__suggest *sg = &ds->suggest;
+	builder         b = { .ds = ds, .mem = mem };
+	hotel__mem      scratch = { 0 };
+	hotel__strmap   names;
+	rank_key       *rk = NULL;
+	entry_key      *ek = NULL;
+	char            buf[FOLD_MAX];
+	size_t          len, n_entries = 0;
+	int             rv = HOTEL_ENOMEM;
+
+	memset(sg, 0, sizeof(*sg));
+	hotel__strmap_init(&names, &scratch);
+
+	for (size_t i = 0; i < ds->n_cities; i++) {
+		uint32_t off;
+		len = hotel__fold_words(
+		    ds->cities[i].name, buf, sizeof(buf), NULL);
+		if (len == 0) {
+			continue;
+		}
+		if (pool_add(&b, buf, len, &off) != 0
+		    || item_add(&b, HOTEL_SUGGEST_CITY, ds->cities[i].reviews,
+		           (uint32_t) i, off)
+		        != 0) {
+			goto out;
+		}
+	}
+	for (size_t d = 0; d < ds->n; d++) {
+		const hotel *h = &ds->hotels[d];
+		uint32_t     idx, off;
+		bool         created;
+
+		len = hotel__fold_words(h->name, buf, sizeof(buf), NULL);
+		if (len == 0) {
+			continue;
+		}
+		if (hotel__strmap_get(&names, buf, len, true,
+		        (uint32_t) sg->n_items, &idx, &created)
+		    != 0) {
+			goto out;
+		}
+		if (!created) {
+			hotel__sug_item *it = &sg->items[idx];
+			if (h->review_count > it->weight) {
+				it->weight = h->review_count;
+				it->ref = (uint32_t) d;
+			}
+			continue;
+		}
+		if (pool_add(&b, buf, len, &off) != 0
+		    || item_add(&b, HOTEL_SUGGEST_HOTEL, h->review_count,
+		           (uint32_t) d, off)
+		        != 0) {
+			goto out;
+		}
+	}
+	hotel__strmap_fini(&names);
+
+	/* Global ranks. */
+	if ((rk = malloc((sg->n_items ? sg->n_items : 1) * sizeof(*rk)))
+	    == NULL) {
+		goto out;
+	}
+	for (size_t i = 0; i < sg->n_items; i++) {
+		rk[i].it = &sg->items[i];
+		rk[i].text = sg->pool + sg->items[i].folded;
+		rk[i].idx = (uint32_t) i;
+		for (const char *p = rk[i].text; *p != '\0'; p++) {
+			n_entries += *p == ' ';
+		}
+		n_entries++;
+	}
+	qsort(rk, sg->n_items, sizeof(*rk), rank_key_cmp);
+	for (size_t i = 0; i < sg->n_items; i++) {
+		sg->items[rk[i].idx].rank = (uint32_t) i;
+	}
+	free(rk);
+	rk = NULL;
+
+	/* Entries, one per word start, sorted by text. */
+	ek = malloc((n_entries ? n_entries : 1) * sizeof(*ek));
+	sg->entries = hotel__alloc(mem, n_entries * sizeof(hotel__sug_entry));
+	if (ek == NULL || sg->entries == NULL) {
+		goto out;
+	}
+	sg->n_entries = n_entries;
+	n_entries = 0;
+	for (size_t i = 0; i < sg->n_items; i++) {
+		uint32_t    off = sg->items[i].folded;
+		const char *text = sg->pool + off;
+		for (size_t k = 0; text[k] != '\0'; k++) {
+			if (k == 0 || text[k - 1] == ' ') {
+				ek[n_entries++] = (entry_key) {
+					prefix8(text + k), text + k,
+					{ off + (uint32_t) k, (uint32_t) i },
+					sg->items[i].rank
+				};
+			}
+		}
+	}
+	qsort(ek, n_entries, sizeof(*ek), entry_key_cmp);
+	for (size_t i = 0; i < n_entries; i++) {
+		sg->entries[i] = ek[i].e;
+	}
+	/* Shrink the growable arrays to fit, so the sizes are exact. */
+	if (b.cap_pool > sg->pool_len) {
+		char *p
+		    = hotel__realloc(mem, sg->pool, b.cap_pool, sg->pool_len);
+		if (p != NULL) {
+			sg->pool = p;
+			b.cap_pool = sg->pool_len;
+		}
+	}
+	if (b.cap_items > sg->n_items) {
+		hotel__sug_item *p = hotel__realloc(mem, sg->items,
+		    b.cap_items * sizeof(hotel__sug_item),
+		    sg->n_items * sizeof(hotel__sug_item));
+		if (p != NULL) {
+			sg->items = p;
+			b.cap_items = sg->n_items;
+		}
+	}
+	rv = HOTEL_OK;
+out:
+	free(rk);
+	free(ek);
+	hotel__strmap_fini(&names);
+	if (rv != HOTEL_OK) {
+		/* Sizes as allocated, for the counter. */
+		hotel__free(mem, sg->pool, b.cap_pool);
+		hotel__free(
+		    mem, sg->items, b.cap_items * sizeof(hotel__sug_item));
+		hotel__free(mem, sg->entries,
+		    sg->n_entries * sizeof(hotel__sug_entry));
+		memset(sg, 0, sizeof(*sg));
+	}
+	return (rv);
+}
+
+void
+hotel__suggest_fini(hotel__suggest *sg, hotel__mem *mem)
+{
+	hotel__free(mem, sg->pool, sg->pool_len);
+	hotel__free(mem, sg->items, sg->n_items * sizeof(hotel__sug_item));
+	hotel__free(
+	    mem, sg->entries, sg->n_entries * sizeof(hotel__sug_entry));
+	memset(sg, 0, sizeof(*sg));
+}
+
+int
+hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
+    int64_t deadline_ns, hotel_suggestion **sp, size_t *np, char *err,
+    size_t errlen)
+{
+	const hotel__suggest *sg = &ds->suggest;
+	char                  p[FOLD_MAX];
+	size_t                len, lo, hi, a, n = 0;
+	bool                  trailing;
+	uint64_t              best[HOTEL_SUGGEST_MAX]; /* rank << 32 | item */
+	hotel_suggestion     *out;
+	uint32_t              ticks = 0;
+
+	if (ds == NULL || prefix == NULL || sp == NULL || np == NULL) {
+		return (
+		    hotel__err(HOTEL_EINVAL, err, errlen, "NULL argument"));
+	}
+	if (limit < 1 || limit > HOTEL_SUGGEST_MAX) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "limit: must be 1..%d, got %zu", HOTEL_SUGGEST_MAX,
+		    limit));
+	}
+	if (deadline_ns == 0) {
+		deadline_ns = HOTEL_DEADLINE_NONE;
+	}
+	if (deadline_ns != HOTEL_DEADLINE_NONE
+	    && hotel_now_ns() >= deadline_ns) {
+		return (hotel__err(
+		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
+	}
+	len = hotel__fold_words(prefix, p, sizeof(p) - 1, &trailing);
+	if (len == 0) {
+		*sp = NULL;
+		*np = 0;
+		return (HOTEL_OK);
+	}
+	if (trailing) {
+		p[len++] = ' ';
+		p[len] = '\0';
+	}
+
+	/* The range of entries whose text starts with p. */
+	lo = 0;
+	hi = sg->n_entries;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strncmp(sg->pool + sg->entries[mid].off, p, len) < 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+	a = lo;
+	hi = sg->n_entries;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strncmp(sg->pool + sg->entries[mid].off, p, len) <= 0) {
+			lo = mid + 1;
+		} else {
+			hi = mid;
+		}
+	}
+
+	for (size_t i = a; i < lo; i++) {
+		uint32_t item = sg->entries[i].item;
+		uint64_t rank = (uint64_t) sg->items[item].rank << 32 | item;
+		bool     dup = false;
+
+		if ((++ticks & 1023) == 0 && deadline_ns != HOTEL_DEADLINE_NONE
+		    && hotel_now_ns() >= deadline_ns) {
+			return (hotel__err(HOTEL_EDEADLINE, err, errlen,
+			    "deadline exceeded"));
+		}
+		if (n == limit && rank >= best[0]) {
+			continue;
+		}
+		for (size_t k = 0; k < n; k++) {
+			if (best[k] == rank) {
+				dup = true;
+				break;
+			}
+		}
+		if (dup) {
+			continue;
+		}
+		if (n < limit) {
+			size_t k = n++;
+			best[k] = rank;
+			while (k > 0 && best[(k - 1) / 2] < best[k]) {
+				uint64_t t = best[(k - 1) / 2];
+				best[(k - 1) / 2] = best[k];
+				best[k] = t;
+				k = (k - 1) / 2;
+			}
+		} else {
+			size_t k = 0;
+			best[0] = rank;
+			for (;;) {
+				size_t l = 2 * k + 1, m = k;
+				if (l < n && best[l] > best[m]) {
+					m = l;
+				}
+				if (l + 1 < n && best[l + 1] > best[m]) {
+					m = l + 1;
+				}
+				if (m == k) {
+					break;
+				}
+				uint64_t t = best[k];
+				best[k] = best[m];
+				best[m] = t;
+				k = m;
+			}
+		}
+	}
+	if (n == 0) {
+		*sp = NULL;
+		*np = 0;
+		return (HOTEL_OK);
+	}
+	/* Ranks ascending: a small insertion sort. */
+	for (size_t i = 1; i < n; i++) {
+		uint64_t x = best[i];
+		size_t   j = i;
+		while (j > 0 && best[j - 1] > x) {
+			best[j] = best[j - 1];
+			j--;
+		}
+		best[j] = x;
+	}
+	if ((out = calloc(n, sizeof(*out))) == NULL) {
+		return (
+		    hotel__err(HOTEL_ENOMEM, err, errlen, "out of memory"));
+	}
+	for (size_t i = 0; i < n; i++) {
+		const hotel__sug_item *it = &sg->items[(uint32_t) best[i]];
+		out[i].kind = (hotel_suggest_kind) it->kind;
+		out[i].weight = it->weight;
+		if (it->kind == HOTEL_SUGGEST_CITY) {
+			const hotel__city *c = &ds->cities[it->ref];
+			out[i].text = c->name;
+			out[i].city = c->name;
+			out[i].country = c->country;
+			out[i].hotel_id = 0;
+		} else {
+			const hotel *h = &ds->hotels[it->ref];
+			out[i].text = h->name;
+			out[i].city = h->city;
+			out[i].country = h->country;
+			out[i].hotel_id = h->id;
+		}
+	}
+	*sp = out;
+	*np = n;
+	return (HOTEL_OK);
+}
+
+void
+hotel_suggestions_free(hotel_suggestion *s)
+{
+	free(s);
+}

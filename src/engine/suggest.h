@@ -1,0 +1,44 @@
+/*
+ * Suggestions: prefix completion over city names and hotel names.
+ */
+#ifndef ENGINE_SUGGEST_H
+#define ENGINE_SUGGEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hotel.h"
+#include "mem.h"
+
+typedef struct hotel__sug_item {
+	uint64_t weight;
+	uint32_t folded; /* offset of the folded text in the pool */
+	uint32_t ref;    /* city id (CITY) or document (HOTEL) */
+	uint32_t rank;   /* position in the global ranking order */
+	uint8_t  kind;   /* hotel_suggest_kind */
+} hotel__sug_item;
+
+/* One word start of one item: the item's folded text from that word on. */
+typedef struct hotel__sug_entry {
+	uint32_t off; /* into the pool */
+	uint32_t item;
+} hotel__sug_entry;
+
+typedef struct hotel__suggest {
+	hotel__sug_item  *items;
+	size_t            n_items;
+	hotel__sug_entry *entries; /* sorted by the text at off */
+	size_t            n_entries;
+	char             *pool; /* folded texts, NUL-terminated */
+	size_t            pool_len;
+} hotel__suggest;
+
+struct hotel_dataset;
+
+/* Builds ds->suggest for a dataset whose hotels, cities and city_of are
+ * set, reading nothing else and writing nothing else, so it may run on a
+ * thread of its own while the index builds. Counted in mem. */
+int  hotel__suggest_build(struct hotel_dataset *ds, hotel__mem *mem);
+void hotel__suggest_fini(hotel__suggest *sg, hotel__mem *mem);
+
+#endif /* ENGINE_SUGGEST_H */
