@@ -65,7 +65,8 @@ int nngrpc_metrics_find_method(const nngrpc_metrics *m, const char *full_name);
  * range). code: a status code 0..16 (anything else counts as UNKNOWN).
  * queue_ns, run_ns: time waiting for a worker and running; < 0 when not
  * applicable (e.g. rejected before queueing), and then not observed.
- * bytes_in, bytes_out: request and reply envelope sizes.
+ * bytes_in, bytes_out: request and reply envelope sizes. m NULL is a no-op,
+ * so a server without metrics needs no check.
  */
 void nngrpc_metrics_call_done(nngrpc_metrics *m, int method, int code,
     int64_t queue_ns, int64_t run_ns, size_t bytes_in, size_t bytes_out);

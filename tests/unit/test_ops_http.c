@@ -90,8 +90,8 @@ send_all(int fd, const char *s)
 static const char *
 header(const http_res *r, const char *name)
 {
-	static char value[512];
-	size_t      nl = strlen(name);
+	static _Thread_local char value[512]; /* client threads */
+	size_t                    nl = strlen(name);
 
 	for (const char *p = strstr(r->headers, "\r\n"); p != NULL;
 	     p = strstr(p, "\r\n")) {
