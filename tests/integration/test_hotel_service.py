@@ -641,6 +641,66 @@ def test_reload_rejects_bad_arguments(rstub: hotel_nngrpc.HotelSearchStub, req: 
     _assert_unchanged(rstub, before)
 
 
+def test_searches_during_reloads(rstub: hotel_nngrpc.HotelSearchStub, reloadable: Server) -> None:
+    """Searches in flight while datasets are swapped (and freed) under them:
+    every answer is whole and from one dataset; under ASan this also checks
+    that a reply never outlives the dataset its strings point into."""
+    import threading
+
+    a = _reset(rstub)
+    b = rstub.Reload(
+        hotel_pb2.ReloadRequest(generate=hotel_pb2.GeneratedDataset(count=500, seed=3)), timeout=TIMEOUT
+    ).stats
+    counts = {a.dataset_id: a.hotel_count, b.dataset_id: b.hotel_count}
+    stop = threading.Event()
+    errors: List[str] = []
+    seen: Dict[str, int] = {}
+
+    def searcher() -> None:
+        with nngrpc.Channel(reloadable.tcp) as ch:
+            s = hotel_nngrpc.HotelSearchStub(ch)
+            while not stop.is_set():
+                try:
+                    r = s.Search(hotel_pb2.SearchRequest(page_size=100, facets=True), timeout=TIMEOUT)
+                except nngrpc.RpcError as e:  # pragma: no cover - reported below
+                    errors.append("%s %s" % (e.code(), e.details()))
+                    return
+                if r.total != counts.get(r.dataset_id) or len(r.hits) != 100:
+                    errors.append("inconsistent page: %s %d" % (r.dataset_id, r.total))
+                if sum(c.count for c in r.facets.stars) != r.total:
+                    errors.append("facets do not add up")
+                if any(not h.hotel.name for h in r.hits):
+                    errors.append("empty hotel name")
+                seen[r.dataset_id] = seen.get(r.dataset_id, 0) + 1
+
+    threads = [threading.Thread(target=searcher) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(40):
+            g = hotel_pb2.GeneratedDataset(count=300, seed=1) if i % 2 else hotel_pb2.GeneratedDataset(count=500, seed=3)
+            rstub.Reload(hotel_pb2.ReloadRequest(generate=g), timeout=TIMEOUT)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:5]
+    assert set(seen) == set(counts), seen
+    _reset(rstub)
+
+
+def test_no_hotels_flag(request: pytest.FixtureRequest, tmp_path: Any) -> None:
+    server = start_server(_binary(request), str(tmp_path), ["--no-hotels"])
+    try:
+        for s in _stub_for(server):
+            with pytest.raises(nngrpc.RpcError) as e:
+                s.Stats(hotel_pb2.StatsRequest(), timeout=TIMEOUT)
+            assert e.value.code() == nngrpc.StatusCode.UNIMPLEMENTED
+    finally:
+        stop_server(server)
+    assert "hotels:" not in server.log()
+
+
 # ---- --data -----------------------------------------------------------------------
 
 
