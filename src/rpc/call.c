@@ -27,6 +27,7 @@ nngrpc_call_init(nngrpc_call *call)
 	memset(call, 0, sizeof(*call));
 	nngrpc_arena_init(&call->c_arena);
 	call->c_deadline = NNGRPC_NO_DEADLINE;
+	call->c_metric = -1;
 }
 
 void

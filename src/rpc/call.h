@@ -17,14 +17,15 @@
 typedef struct call_defer call_defer;
 
 struct nngrpc_call {
-	nngrpc_arena               c_arena;
-	const char                *c_method;
-	const char                *c_request_id; /* never NULL once decoded */
-	const char                *c_peer;       /* formatted lazily */
-	nng_pipe                   c_pipe;
-	int64_t                    c_deadline;
-	const void                *c_impl;
-	void                      *c_user;
+	nngrpc_arena c_arena;
+	const char  *c_method;
+	const char  *c_request_id; /* never NULL once decoded */
+	const char  *c_peer;       /* formatted lazily */
+	nng_pipe     c_pipe;
+	int          c_metric; /* method's metrics index, or -1 */
+	int64_t      c_deadline;
+	const void  *c_impl;
+	void        *c_user;
 	const Nngrpc__V1__Request *c_req;     /* in c_arena */
 	const char                *c_message; /* in c_arena, or NULL */
 	Nngrpc__V1__Response__TrailersEntry **c_trailers; /* in c_arena */

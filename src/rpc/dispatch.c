@@ -21,6 +21,7 @@
 #include "call.h"
 #include "clock.h"
 #include "envelope.h"
+#include "log.h"
 
 typedef struct service {
 	const ProtobufCServiceDescriptor *s_desc;
@@ -36,16 +37,18 @@ typedef struct method {
 	const ProtobufCMethodDescriptor *m_desc;
 	nngrpc_method_fn                 m_fn; /* NULL: unimplemented */
 	const service                   *m_svc;
+	int                              m_metric; /* metrics index */
 } method;
 
 struct nngrpc_dispatch {
-	method     *d_methods;
-	size_t      d_n_methods;
-	service   **d_services; /* sorted by name once sealed */
-	size_t      d_n_services;
-	bool        d_sealed;
-	char       *d_auth;    /* "Bearer <token>", or NULL */
-	atomic_bool d_serving; /* the whole server */
+	method         *d_methods;
+	size_t          d_n_methods;
+	service       **d_services; /* sorted by name once sealed */
+	size_t          d_n_services;
+	bool            d_sealed;
+	char           *d_auth;    /* "Bearer <token>", or NULL */
+	nngrpc_metrics *d_metrics; /* borrowed, or NULL */
+	atomic_bool     d_serving; /* the whole server */
 };
 
 int
@@ -191,6 +194,13 @@ void
 nngrpc_dispatch_seal(nngrpc_dispatch *d)
 {
 	qsort(d->d_services, d->d_n_services, sizeof(service *), service_cmp);
+	for (size_t i = 0; i < d->d_n_methods; i++) {
+		/* -1 when the registry is full: counted as "unknown". */
+		d->d_methods[i].m_metric = d->d_metrics == NULL
+		    ? -1
+		    : nngrpc_metrics_add_method(
+		        d->d_metrics, d->d_methods[i].m_name);
+	}
 	d->d_sealed = true;
 }
 
@@ -203,6 +213,12 @@ find_service(const nngrpc_dispatch *d, const char *name)
 		}
 	}
 	return (NULL);
+}
+
+void
+nngrpc_dispatch_set_metrics(nngrpc_dispatch *d, nngrpc_metrics *metrics)
+{
+	d->d_metrics = metrics;
 }
 
 int
@@ -372,6 +388,9 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	call->c_request_id = nngrpc_call_metadata(call, "nngrpc-request-id");
 	if (call->c_request_id == NULL) {
 		call->c_request_id = "";
+	} else {
+		/* Every line this worker logs for the call carries it. */
+		nngrpc_log_set_request_id(call->c_request_id);
 	}
 	call->c_deadline = deadline_of(recv_ns, req->timeout_us);
 	if (call->c_deadline <= start_ns) {
@@ -401,6 +420,10 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	if (m->m_fn == NULL) {
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
 		    "method %s is not implemented by this server", m->m_name));
+	}
+	call->c_metric = m->m_metric;
+	if (nngrpc_log_enabled(NNGRPC_LOG_DEBUG)) {
+		nngrpc_log(NNGRPC_LOG_DEBUG, "call %s", m->m_name);
 	}
 	call->c_impl = m->m_svc->s_impl;
 	call->c_user = m->m_svc->s_user;
@@ -438,6 +461,7 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	ProtobufCMessage    *output = NULL;
 	nngrpc_call          call;
 	nngrpc_status        st;
+	int64_t              end_ns;
 	int                  rv;
 
 	nngrpc_call_init(&call);
@@ -449,9 +473,22 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	}
 	resp.trailers = call.c_trailers;
 	resp.n_trailers = call.c_n_trailers;
+	end_ns = nngrpc_now_ns();
 	resp.queue_us = (uint64_t) (start_ns - recv_ns) / 1000;
-	resp.run_us = (uint64_t) (nngrpc_now_ns() - start_ns) / 1000;
+	resp.run_us = (uint64_t) (end_ns - start_ns) / 1000;
 	rv = nngrpc_envelope_encode(&resp, output, replyp);
+	nngrpc_metrics_call_done(d->d_metrics, call.c_metric, (int) st,
+	    start_ns - recv_ns, end_ns - start_ns, len,
+	    rv == 0 ? nng_msg_len(*replyp) : 0);
+	if (nngrpc_log_access_wanted()) {
+		nngrpc_log_access_line(
+		    call.c_method != NULL ? call.c_method : "", (int) st,
+		    (int64_t) resp.queue_us, (int64_t) resp.run_us,
+		    call.c_request_id, nngrpc_call_peer(&call));
+	}
+	if (call.c_request_id != NULL && call.c_request_id[0] != '\0') {
+		nngrpc_log_set_request_id(NULL);
+	}
 	nngrpc_call_fini(&call);
 	return (rv);
 }

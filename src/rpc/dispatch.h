@@ -15,6 +15,7 @@
 
 #include <nng/nng.h>
 
+#include "metrics.h"
 #include "nngrpc.h"
 
 typedef struct nngrpc_dispatch nngrpc_dispatch;
@@ -30,6 +31,10 @@ int nngrpc_dispatch_add_service(nngrpc_dispatch *d,
     const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
     const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
     void *user);
+
+/* Counts every call in metrics (borrowed; NULL: none). Before sealing,
+ * which registers the methods with it. */
+void nngrpc_dispatch_set_metrics(nngrpc_dispatch *d, nngrpc_metrics *metrics);
 
 /* Lets calls to this registered service through without the auth token,
  * and while the server is not serving (health checks). Before sealing.

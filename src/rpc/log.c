@@ -475,16 +475,29 @@ access_wanted(void)
 	}
 }
 
+bool
+nngrpc_log_access_wanted(void)
+{
+	return (access_wanted());
+}
+
 void
 nngrpc_log_access(const char *method, int code, int64_t queue_us,
+    int64_t run_us, const char *request_id, const char *peer)
+{
+	if (access_wanted()) {
+		nngrpc_log_access_line(
+		    method, code, queue_us, run_us, request_id, peer);
+	}
+}
+
+void
+nngrpc_log_access_line(const char *method, int code, int64_t queue_us,
     int64_t run_us, const char *request_id, const char *peer)
 {
 	line        l;
 	const char *status;
 
-	if (!access_wanted()) {
-		return;
-	}
 	if (request_id == NULL && tl_has_request_id) {
 		request_id = tl_request_id;
 	}

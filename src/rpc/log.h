@@ -105,4 +105,11 @@ bool nngrpc_log_parse_access(const char *name, nngrpc_access_mode *modep);
 void nngrpc_log_access(const char *method, int code, int64_t queue_us,
     int64_t run_us, const char *request_id, const char *peer);
 
+/* Draws whether the next call is logged (as nngrpc_log_access() does), so
+ * a caller can skip work only the line needs (formatting the peer), then
+ * write it with nngrpc_log_access_line(), which does not draw again. */
+bool nngrpc_log_access_wanted(void);
+void nngrpc_log_access_line(const char *method, int code, int64_t queue_us,
+    int64_t run_us, const char *request_id, const char *peer);
+
 #endif /* NNGRPC_LOG_H */

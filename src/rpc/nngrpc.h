@@ -75,6 +75,9 @@ typedef struct nngrpc_server_config {
 	const char *tls_cert;
 	const char *tls_key;
 	const char *tls_ca;
+	/* "HOST:PORT" of the ops HTTP endpoint (/healthz, /readyz,
+	 * /metrics), or NULL for none. Copied. */
+	const char *http;
 } nngrpc_server_config;
 
 /* Fills *cfg with the defaults and no listen URL. */
@@ -143,6 +146,11 @@ int nngrpc_server_add_service(nngrpc_server *server,
  */
 int nngrpc_server_set_serving(
     nngrpc_server *server, const char *service, bool serving);
+
+/* The server's metrics registry, for services to add their own gauges
+ * and counters (nngrpc_metrics_add_gauge() in metrics.h) before start.
+ * Borrowed from the server. */
+struct nngrpc_metrics *nngrpc_server_metrics(nngrpc_server *server);
 
 /* True while the whole server is SERVING. Any thread. */
 bool nngrpc_server_serving(const nngrpc_server *server);

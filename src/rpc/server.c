@@ -45,7 +45,9 @@
 #include "dispatch.h"
 #include "envelope.h"
 #include "log.h"
+#include "metrics.h"
 #include "nngrpc.h"
+#include "ops_http.h"
 
 #define SPARE_CONTEXTS 16
 /* How long stop waits for replies already handed to NNG to go out. */
@@ -66,6 +68,9 @@ struct nngrpc_server {
 	nngrpc_server_config s_cfg;
 	char                *s_urls[NNGRPC_MAX_LISTEN]; /* owned copies */
 	nngrpc_dispatch     *s_dispatch;
+	nngrpc_metrics      *s_metrics;
+	nngrpc_ops          *s_ops;  /* the --http endpoint, or NULL */
+	char                *s_http; /* its address, owned, or NULL */
 	nng_socket           s_sock;
 	bool                 s_sock_open;
 	nng_listener         s_listeners[NNGRPC_MAX_LISTEN];
@@ -98,6 +103,100 @@ nngrpc_server_config_init(nngrpc_server_config *cfg)
 	cfg->builtin_services = true;
 }
 
+/* ---- metrics gauges (read at /metrics time, from NNG's HTTP thread) --- */
+
+static double
+gauge_locked(nngrpc_server *s, int which)
+{
+	double v;
+	pthread_mutex_lock(&s->s_mtx);
+	switch (which) {
+	case 0:
+		v = (double) s->s_q_len;
+		break;
+	case 1:
+		v = (double) s->s_running;
+		break;
+	default:
+		v = (double) (s->s_q_len + s->s_running + s->s_sending);
+		break;
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+	return (v);
+}
+
+static double
+gauge_queue(void *arg)
+{
+	return (gauge_locked(arg, 0));
+}
+
+static double
+gauge_busy(void *arg)
+{
+	return (gauge_locked(arg, 1));
+}
+
+static double
+gauge_in_flight(void *arg)
+{
+	return (gauge_locked(arg, 2));
+}
+
+static double
+gauge_workers(void *arg)
+{
+	return ((double) ((nngrpc_server *) arg)->s_cfg.workers);
+}
+
+static double
+gauge_serving(void *arg)
+{
+	return (nngrpc_server_serving(arg) ? 1 : 0);
+}
+
+static int
+add_gauges(nngrpc_server *s)
+{
+	static const struct {
+		const char *name;
+		const char *help;
+		double (*fn)(void *);
+	} gauges[] = {
+		{ "nngrpc_queue_depth", "Calls waiting for a worker.",
+		    gauge_queue },
+		{ "nngrpc_busy_workers", "Workers running a call.",
+		    gauge_busy },
+		{ "nngrpc_in_flight_calls",
+		    "Calls received and not yet answered (queued, running or "
+		    "replying).",
+		    gauge_in_flight },
+		{ "nngrpc_workers", "Worker threads.", gauge_workers },
+		{ "nngrpc_serving", "1 while the server is SERVING.",
+		    gauge_serving },
+	};
+	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
+		int rv = nngrpc_metrics_add_gauge(s->s_metrics, gauges[i].name,
+		    gauges[i].help, gauges[i].fn, s);
+		if (rv != 0) {
+			return (rv);
+		}
+	}
+	return (0);
+}
+
+struct nngrpc_metrics *
+nngrpc_server_metrics(nngrpc_server *s)
+{
+	return (s->s_metrics);
+}
+
+static bool
+ops_serving(void *arg)
+{
+	return (nngrpc_server_serving(arg));
+}
+
 int
 nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 {
@@ -128,7 +227,14 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 		nngrpc_server_close(s);
 		return (NNG_ENOMEM);
 	}
-	if ((rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0
+	if (cfg->http != NULL && (s->s_http = strdup(cfg->http)) == NULL) {
+		nngrpc_server_close(s);
+		return (NNG_ENOMEM);
+	}
+	s->s_cfg.http = s->s_http;
+	if ((rv = nngrpc_metrics_alloc(&s->s_metrics)) != 0
+	    || (rv = add_gauges(s)) != 0
+	    || (rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0
 	    || (rv = nngrpc_dispatch_set_auth_token(
 	            s->s_dispatch, cfg->auth_token))
 	        != 0
@@ -138,6 +244,7 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 		return (rv);
 	}
 	s->s_cfg.auth_token = NULL; /* the dispatch keeps its own copy */
+	nngrpc_dispatch_set_metrics(s->s_dispatch, s->s_metrics);
 	*serverp = s;
 	return (0);
 }
@@ -253,8 +360,13 @@ ctx_cb(void *arg)
 		w->w_recv_ns = nngrpc_now_ns();
 		nng_aio_set_msg(w->w_aio, NULL);
 		if (!queue_push(s, w, &stopping)) {
+			size_t len = nng_msg_len(w->w_msg);
 			nng_msg_free(w->w_msg);
 			w->w_msg = NULL;
+			nngrpc_metrics_call_done(s->s_metrics, -1,
+			    stopping ? NNGRPC_UNAVAILABLE
+			             : NNGRPC_RESOURCE_EXHAUSTED,
+			    -1, -1, len, 0);
 			if (stopping) {
 				ctx_send_status(w, NNGRPC_UNAVAILABLE,
 				    "server is draining: send calls "
@@ -551,6 +663,23 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		s->s_n_listeners++;
 		nngrpc_log(NNGRPC_LOG_INFO, "listening on %s", url);
 	}
+	if (s->s_http != NULL) {
+		nngrpc_ops_hooks hooks = {
+			.serving = ops_serving,
+			.ready = ops_serving,
+			.metrics = s->s_metrics,
+			.arg = s,
+		};
+		if ((rv = nngrpc_ops_start(
+		         s->s_http, &hooks, &s->s_ops, err, errlen))
+		    != 0) {
+			nngrpc_server_stop(s);
+			return (rv);
+		}
+		nngrpc_log(NNGRPC_LOG_INFO,
+		    "ops endpoint on http://%s (port %d)", s->s_http,
+		    nngrpc_ops_port(s->s_ops));
+	}
 	return (0);
 }
 
@@ -619,6 +748,8 @@ nngrpc_server_stop(nngrpc_server *s)
 	}
 	pthread_mutex_unlock(&s->s_mtx);
 
+	nngrpc_ops_stop(s->s_ops);
+	s->s_ops = NULL;
 	if (s->s_sock_open) {
 		/* Closes listeners, pipes and contexts; receives abort and
 		 * their callbacks go idle. */
@@ -657,6 +788,8 @@ nngrpc_server_close(nngrpc_server *s)
 	free(s->s_workers);
 	free(s->s_queue);
 	nngrpc_dispatch_free(s->s_dispatch);
+	nngrpc_metrics_free(s->s_metrics);
+	free(s->s_http);
 	for (size_t i = 0; i < NNGRPC_MAX_LISTEN; i++) {
 		free(s->s_urls[i]);
 	}

@@ -14,6 +14,9 @@
 
 typedef enum {
 	OPT_SECONDS,
+	OPT_FRACTION,
+	OPT_FORMAT,
+	OPT_ACCESS,
 	OPT_URLS,
 	OPT_INT,
 	OPT_SIZE,
@@ -71,6 +74,18 @@ static const option_def options[] = {
 	    FIELD(drain_timeout),
 	    "seconds SIGTERM waits for calls in flight before exiting "
 	    "anyway (default 10)" },
+	{ "http", "NNGRPC_HTTP", OPT_STR, 0, 0, FIELD(server.http),
+	    "HOST:PORT of the ops HTTP endpoint (/healthz, /readyz, "
+	    "/metrics); off unless set" },
+	{ "log-format", "NNGRPC_LOG_FORMAT", OPT_FORMAT, 0, 0,
+	    FIELD(log_format), "text or json (one JSON object a line)" },
+	{ "access-log", "NNGRPC_ACCESS_LOG", OPT_ACCESS, 0, 0,
+	    FIELD(access_log),
+	    "one line per call: off (default), all, or sampled" },
+	{ "access-log-sample", "NNGRPC_ACCESS_LOG_SAMPLE", OPT_FRACTION, 0, 1,
+	    FIELD(access_sample),
+	    "with --access-log sampled: the share of calls logged, 0..1 "
+	    "(default 0.01)" },
 	{ "log-level", "NNGRPC_LOG_LEVEL", OPT_LEVEL, 0, 0, FIELD(log_level),
 	    "error, warn, info or debug" },
 	{ "print-config", NULL, OPT_FLAG, 0, 0, FIELD(print_config),
@@ -182,7 +197,8 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 			*(uint64_t *) field = (uint64_t) n;
 		}
 		return (true);
-	case OPT_SECONDS: {
+	case OPT_SECONDS:
+	case OPT_FRACTION: {
 		char  *end;
 		double d;
 		errno = 0;
@@ -190,10 +206,10 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 		if (errno != 0 || end == v || *end != '\0' || !(d >= o->min)
 		    || d > o->max) {
 			snprintf(err, errlen,
-			    "%s: must be a number of seconds from %lld to "
-			    "%lld, "
-			    "got '%s'",
-			    from, o->min, o->max, v);
+			    "%s: must be a number%s from %lld to %lld, got "
+			    "'%s'",
+			    from, o->kind == OPT_SECONDS ? " of seconds" : "",
+			    o->min, o->max, v);
 			return (false);
 		}
 		*(double *) field = d;
@@ -214,6 +230,21 @@ apply(hoteld_config *cfg, const option_def *o, const char *v, const char *from,
 			snprintf(err, errlen,
 			    "%s: must be error, warn, info or debug, got '%s'",
 			    from, v);
+			return (false);
+		}
+		return (true);
+	case OPT_FORMAT:
+		if (!nngrpc_log_parse_format(v, field)) {
+			snprintf(err, errlen,
+			    "%s: must be text or json, got '%s'", from, v);
+			return (false);
+		}
+		return (true);
+	case OPT_ACCESS:
+		if (!nngrpc_log_parse_access(v, field)) {
+			snprintf(err, errlen,
+			    "%s: must be off, all or sampled, got '%s'", from,
+			    v);
 			return (false);
 		}
 		return (true);
@@ -248,6 +279,7 @@ hoteld_config_parse(hoteld_config *cfg, int argc, char **argv, char **envp,
 	cfg->hotels = 100000;
 	cfg->seed = 1;
 	cfg->drain_timeout = 10;
+	cfg->access_sample = 0.01;
 
 	for (char **e = envp; e != NULL && *e != NULL; e++) {
 		for (size_t i = 0; i < N_OPTIONS; i++) {
@@ -353,5 +385,13 @@ hoteld_config_print(const hoteld_config *cfg, FILE *out)
 	fprintf(out, "auth-token-file = %s\n",
 	    cfg->auth_token_file ? cfg->auth_token_file : "");
 	fprintf(out, "drain-timeout = %g\n", cfg->drain_timeout);
+	fprintf(out, "http = %s\n", sc->http ? sc->http : "");
 	fprintf(out, "log-level = %s\n", levels[cfg->log_level]);
+	fprintf(out, "log-format = %s\n",
+	    cfg->log_format == NNGRPC_LOG_JSON ? "json" : "text");
+	fprintf(out, "access-log = %s\n",
+	    cfg->access_log == NNGRPC_ACCESS_ALL           ? "all"
+	        : cfg->access_log == NNGRPC_ACCESS_SAMPLED ? "sampled"
+	                                                   : "off");
+	fprintf(out, "access-log-sample = %g\n", cfg->access_sample);
 }

@@ -17,6 +17,9 @@ typedef struct hoteld_config {
 	nngrpc_server_config server;
 	bool                 testing; /* serve nngrpc.testing.v1.Testing */
 	nngrpc_log_level     log_level;
+	nngrpc_log_format    log_format;
+	nngrpc_access_mode   access_log;
+	double               access_sample; /* with NNGRPC_ACCESS_SAMPLED */
 	bool                 print_config;
 	/* File whose first line is the token every call must carry (as
 	 * "authorization: Bearer <token>"), or NULL. */

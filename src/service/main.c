@@ -151,6 +151,8 @@ main(int argc, char **argv)
 		return (0);
 	}
 	nngrpc_log_set_level(cfg.log_level);
+	nngrpc_log_set_format(cfg.log_format);
+	nngrpc_log_set_access(cfg.access_log, cfg.access_sample);
 	if (cfg.auth_token_file != NULL) {
 		if (!read_token(cfg.auth_token_file, token, sizeof(token), err,
 		        sizeof(err))) {
