@@ -88,10 +88,36 @@ echo_arg(char *buf, size_t len, const char *s)
 	return (buf);
 }
 
+/* Drops an incomplete UTF-8 sequence from the end of s, left there when the
+ * engine cut a long message (a path, say) to fit its buffer: the status
+ * message must be valid UTF-8 or a client cannot decode the reply. */
+static void
+trim_utf8(char *s)
+{
+	size_t n = strlen(s);
+	size_t i = n;
+	size_t need;
+
+	while (
+	    i > 0 && n - i < 4 && ((unsigned char) s[i - 1] & 0xC0) == 0x80) {
+		i--;
+	}
+	if (i == 0 || ((unsigned char) s[i - 1] & 0x80) == 0) {
+		return; /* ASCII last, or only continuation bytes: leave it */
+	}
+	i--; /* s[i] leads the last sequence */
+	need = ((unsigned char) s[i] & 0xE0) == 0xC0 ? 2
+	    : ((unsigned char) s[i] & 0xF0) == 0xE0  ? 3
+	                                             : 4;
+	if (n - i < need) {
+		s[i] = '\0';
+	}
+}
+
 /* Maps an engine error to a status, with the engine's message (or the
  * error's description when it gave none). */
 static nngrpc_status
-engine_error(nngrpc_call *call, int rv, const char *msg)
+engine_error(nngrpc_call *call, int rv, char *msg)
 {
 	nngrpc_status st;
 
@@ -116,8 +142,11 @@ engine_error(nngrpc_call *call, int rv, const char *msg)
 		st = NNGRPC_INTERNAL;
 		break;
 	}
+	if (msg != NULL) {
+		trim_utf8(msg);
+	}
 	if (msg == NULL || msg[0] == '\0') {
-		msg = hotel_strerror(rv);
+		msg = (char *) hotel_strerror(rv);
 	}
 	if (strncmp(msg, "text:", 5) == 0) {
 		/* The engine's name for SearchRequest.query. */
@@ -129,18 +158,21 @@ engine_error(nngrpc_call *call, int rv, const char *msg)
 /* "cannot read PATH: why" from the engine's HOTEL_EIO message, which may or
  * may not start with the path. */
 static const char *
-io_message(char *buf, size_t len, const char *path, const char *msg)
+io_message(char *buf, size_t len, const char *path, char *msg)
 {
-	size_t n = strlen(path);
+	const char *why = msg;
+	size_t      n = strlen(path);
 
-	if (msg[0] == '\0') {
-		msg = hotel_strerror(HOTEL_EIO);
+	trim_utf8(msg);
+	if (why[0] == '\0') {
+		why = hotel_strerror(HOTEL_EIO);
 	}
-	if (strncmp(msg, path, n) == 0 && msg[n] == ':') {
-		snprintf(buf, len, "cannot read %s", msg);
+	if (strncmp(why, path, n) == 0 && why[n] == ':') {
+		snprintf(buf, len, "cannot read %s", why);
 	} else {
-		snprintf(buf, len, "cannot read %s: %s", path, msg);
+		snprintf(buf, len, "cannot read %s: %s", path, why);
 	}
+	trim_utf8(buf);
 	return (buf);
 }
 

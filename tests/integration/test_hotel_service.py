@@ -598,6 +598,18 @@ def test_reload_missing_file_keeps_old_dataset(rstub: hotel_nngrpc.HotelSearchSt
     _assert_unchanged(rstub, before)
 
 
+@pytest.mark.parametrize("odd", [0, 1])
+def test_reload_long_non_ascii_path(rstub: hotel_nngrpc.HotelSearchStub, tmp_path: Any, odd: int) -> None:
+    # Messages cut to fit a buffer must still be valid UTF-8.
+    before = _reset(rstub)
+    missing = str(tmp_path) + "/" + "x" * odd + ("é" * 100 + "/") * 4 + "h.jsonl"
+    with pytest.raises(nngrpc.RpcError) as e:
+        rstub.Reload(hotel_pb2.ReloadRequest(path=missing), timeout=TIMEOUT)
+    assert e.value.code() == nngrpc.StatusCode.FAILED_PRECONDITION
+    assert e.value.details().startswith("path: cannot read " + str(tmp_path))
+    _assert_unchanged(rstub, before)
+
+
 @pytest.mark.parametrize(
     "lines,line_no,what",
     [
