@@ -74,6 +74,8 @@ hotel__dataset_destroy(hotel_dataset *ds)
 	hotel__free(&ds->mem, ds->amenities, ds->n * sizeof(uint32_t));
 	hotel__free(&ds->mem, ds->price, ds->n * sizeof(int64_t));
 	hotel__free(&ds->mem, ds->lat_order, ds->n * sizeof(uint32_t));
+	hotel__free(&ds->mem, ds->rating_order, ds->n * sizeof(uint32_t));
+	hotel__free(&ds->mem, ds->price_order, ds->n * sizeof(uint32_t));
 	hotel__free(&ds->mem, ds->lat_sorted, ds->n * sizeof(double));
 	hotel__free(
 	    &ds->mem, ds->cities, ds->cap_cities * sizeof(hotel__city));
@@ -323,6 +325,61 @@ lat_doc_cmp(const void *a, const void *b)
 	return (x->doc < y->doc ? -1 : x->doc > y->doc);
 }
 
+/* Sort keys for the precomputed orders: (k1, k2, doc) ascending, as
+ * search.c orders hits. */
+struct order_key {
+	uint64_t k1;
+	uint32_t k2;
+	uint32_t doc;
+};
+
+static int
+order_key_cmp(const void *a, const void *b)
+{
+	const struct order_key *x = a, *y = b;
+	if (x->k1 != y->k1) {
+		return (x->k1 < y->k1 ? -1 : 1);
+	}
+	if (x->k2 != y->k2) {
+		return (x->k2 < y->k2 ? -1 : 1);
+	}
+	return (x->doc < y->doc ? -1 : x->doc > y->doc);
+}
+
+static int
+build_orders(hotel_dataset *ds)
+{
+	size_t            n = ds->n;
+	struct order_key *k = malloc((n ? n : 1) * sizeof(*k));
+
+	ds->rating_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
+	ds->price_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
+	if (k == NULL || ds->rating_order == NULL || ds->price_order == NULL) {
+		free(k);
+		return (HOTEL_ENOMEM);
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint64_t bits;
+		memcpy(&bits, &ds->hotels[i].rating, sizeof(bits));
+		k[i].k1 = ~bits; /* ratings are >= 0: bits order as values */
+		k[i].k2 = ~ds->hotels[i].review_count;
+		k[i].doc = (uint32_t) i;
+	}
+	qsort(k, n, sizeof(*k), order_key_cmp);
+	for (size_t i = 0; i < n; i++) {
+		ds->rating_order[i] = k[i].doc;
+		k[i].k1 = (uint64_t) ds->price[i];
+		k[i].k2 = 0;
+		k[i].doc = (uint32_t) i;
+	}
+	qsort(k, n, sizeof(*k), order_key_cmp);
+	for (size_t i = 0; i < n; i++) {
+		ds->price_order[i] = k[i].doc;
+	}
+	free(k);
+	return (HOTEL_OK);
+}
+
 static int
 build_columns(hotel_dataset *ds)
 {
@@ -424,7 +481,8 @@ hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen)
 		return (rv);
 	}
 	hotel__strmap_fini(&ds->city_map);
-	if ((rv = build_columns(ds)) != HOTEL_OK) {
+	if ((rv = build_columns(ds)) != HOTEL_OK
+	    || (rv = build_orders(ds)) != HOTEL_OK) {
 		return (hotel__err(rv, err, errlen, "out of memory"));
 	}
 	/* The index and the suggestions read the same finished columns and

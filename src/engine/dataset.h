@@ -41,6 +41,10 @@ struct hotel_dataset {
 	hotel__city *cities;
 	size_t       n_cities, cap_cities;
 
+	/* Docs in RATING and PRICE order, for queries with no words. */
+	uint32_t *rating_order;
+	uint32_t *price_order;
+
 	/* Docs sorted by latitude, for geo queries with no words. */
 	uint32_t *lat_order;
 	double   *lat_sorted;

@@ -66,7 +66,8 @@ typedef struct run {
 	bool     has_geo;
 	double   dlat; /* latitude band half-width, degrees */
 	/* Collection. */
-	item     *heap; /* max-heap: root is the last in order */
+	item     *heap;    /* max-heap: root is the last in order */
+	bool      ordered; /* hits come in result order: heap is a list */
 	size_t    n, cap;
 	uint64_t  total;
 	uint64_t  stars[6];
@@ -246,12 +247,29 @@ scan_all(run *r)
 		}
 		return;
 	}
-	for (size_t d = 0; d < ds->n; d++) {
+	/* Walk the documents in the requested order (id order is doc
+	 * order), so the first cap that pass are the page: no heap. With no
+	 * filters and no facets the total is known and the walk stops at the
+	 * page. */
+	const uint32_t *order = r->q->sort == HOTEL_SORT_RATING
+	    ? ds->rating_order
+	    : r->q->sort == HOTEL_SORT_PRICE ? ds->price_order
+	                                     : NULL;
+	bool            unfiltered = r->min_stars <= 1 && r->max_price == 0
+	    && r->amen == 0 && r->city_counts == NULL;
+
+	r->ordered = true;
+	for (size_t i = 0; i < ds->n; i++) {
+		uint32_t d = order != NULL ? order[i] : (uint32_t) i;
+		if (unfiltered && r->n == r->cap) {
+			r->total = ds->n;
+			return;
+		}
 		if (tick(r)) {
 			return;
 		}
-		if (pass(r, (uint32_t) d, &dist)) {
-			collect(r, (uint32_t) d, 0.0, dist);
+		if (pass(r, d, &dist)) {
+			collect(r, d, 0.0, dist);
 		}
 	}
 }
