@@ -22,6 +22,7 @@
  * write disjoint fields; the suggestion side counts into its own hotel__mem,
  * added after the join).
  */
+#include <assert.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -80,6 +81,8 @@ hotel__dataset_destroy(hotel_dataset *ds)
 	hotel__free(
 	    &ds->mem, ds->cities, ds->cap_cities * sizeof(hotel__city));
 	hotel__arena_fini(&ds->strings);
+	/* Every counted byte was given back: the counter is exact. */
+	assert(ds->mem.bytes == sizeof(*ds));
 	free(ds);
 }
 

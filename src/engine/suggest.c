@@ -32,7 +32,6 @@
 typedef struct builder {
 	hotel_dataset *ds;
 	hotel__mem    *mem;
-	size_t         cap_items, cap_entries, cap_pool;
 } builder;
 
 static int
@@ -41,7 +40,7 @@ pool_add(builder *b, const char *s, size_t len, uint32_t *offp)
 	hotel__suggest *sg = &b->ds->suggest;
 
 	if (sg->pool_len + len + 1 > UINT32_MAX
-	    || hotel__grow(b->mem, (void **) &sg->pool, &b->cap_pool,
+	    || hotel__grow(b->mem, (void **) &sg->pool, &sg->cap_pool,
 	           sg->pool_len + len + 1, 1)
 	        != 0) {
 		return (HOTEL_ENOMEM);
@@ -58,7 +57,7 @@ item_add(
 {
 	hotel__suggest *sg = &b->ds->suggest;
 
-	if (hotel__grow(b->mem, (void **) &sg->items, &b->cap_items,
+	if (hotel__grow(b->mem, (void **) &sg->items, &sg->cap_items,
 	        sg->n_items + 1, sizeof(hotel__sug_item))
 	    != 0) {
 		return (HOTEL_ENOMEM);
@@ -240,22 +239,23 @@ hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
 	for (size_t i = 0; i < n_entries; i++) {
 		sg->entries[i] = ek[i].e;
 	}
-	/* Shrink the growable arrays to fit, so the sizes are exact. */
-	if (b.cap_pool > sg->pool_len) {
-		char *p
-		    = hotel__realloc(mem, sg->pool, b.cap_pool, sg->pool_len);
+	/* Shrink the growable arrays to fit (if that fails they stay as they
+	 * are, which is just as good: their capacities are kept). */
+	if (sg->cap_pool > sg->pool_len) {
+		char *p = hotel__realloc(
+		    mem, sg->pool, sg->cap_pool, sg->pool_len);
 		if (p != NULL) {
 			sg->pool = p;
-			b.cap_pool = sg->pool_len;
+			sg->cap_pool = sg->pool_len;
 		}
 	}
-	if (b.cap_items > sg->n_items) {
+	if (sg->cap_items > sg->n_items) {
 		hotel__sug_item *p = hotel__realloc(mem, sg->items,
-		    b.cap_items * sizeof(hotel__sug_item),
+		    sg->cap_items * sizeof(hotel__sug_item),
 		    sg->n_items * sizeof(hotel__sug_item));
 		if (p != NULL) {
 			sg->items = p;
-			b.cap_items = sg->n_items;
+			sg->cap_items = sg->n_items;
 		}
 	}
 	rv = HOTEL_OK;
@@ -264,13 +264,7 @@ out:
 	free(ek);
 	hotel__strmap_fini(&names);
 	if (rv != HOTEL_OK) {
-		/* Sizes as allocated, for the counter. */
-		hotel__free(mem, sg->pool, b.cap_pool);
-		hotel__free(
-		    mem, sg->items, b.cap_items * sizeof(hotel__sug_item));
-		hotel__free(mem, sg->entries,
-		    sg->n_entries * sizeof(hotel__sug_entry));
-		memset(sg, 0, sizeof(*sg));
+		hotel__suggest_fini(sg, mem);
 	}
 	return (rv);
 }
@@ -278,8 +272,8 @@ out:
 void
 hotel__suggest_fini(hotel__suggest *sg, hotel__mem *mem)
 {
-	hotel__free(mem, sg->pool, sg->pool_len);
-	hotel__free(mem, sg->items, sg->n_items * sizeof(hotel__sug_item));
+	hotel__free(mem, sg->pool, sg->cap_pool);
+	hotel__free(mem, sg->items, sg->cap_items * sizeof(hotel__sug_item));
 	hotel__free(
 	    mem, sg->entries, sg->n_entries * sizeof(hotel__sug_entry));
 	memset(sg, 0, sizeof(*sg));
@@ -290,7 +284,7 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
     int64_t deadline_ns, hotel_suggestion **sp, size_t *np, char *err,
     size_t errlen)
 {
-	const hotel__suggest *sg = &ds->suggest;
+	const hotel__suggest *sg;
 	char                  p[FOLD_MAX];
 	size_t                len, lo, hi, a, n = 0;
 	bool                  trailing;
@@ -302,6 +296,7 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 		return (
 		    hotel__err(HOTEL_EINVAL, err, errlen, "NULL argument"));
 	}
+	sg = &ds->suggest;
 	if (limit < 1 || limit > HOTEL_SUGGEST_MAX) {
 		return (hotel__err(HOTEL_EINVAL, err, errlen,
 		    "limit: must be 1..%d, got %zu", HOTEL_SUGGEST_MAX,

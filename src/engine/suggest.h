@@ -31,6 +31,7 @@ typedef struct hotel__suggest {
 	size_t            n_entries;
 	char             *pool; /* folded texts, NUL-terminated */
 	size_t            pool_len;
+	size_t            cap_items, cap_pool; /* as allocated */
 } hotel__suggest;
 
 struct hotel_dataset;
