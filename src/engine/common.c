@@ -89,9 +89,28 @@ hotel__err(int rv, char *err, size_t errlen, const char *fmt, ...)
 {
 	if (err != NULL && errlen > 0) {
 		va_list ap;
+		int     n;
 		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
+		n = vsnprintf(err, errlen, fmt, ap);
 		va_end(ap);
+		if (n >= 0 && (size_t) n >= errlen) {
+			/* Cut: never leave half a UTF-8 sequence. */
+			size_t len = errlen - 1, i = len;
+			while (i > 0
+			    && ((unsigned char) err[i - 1] & 0xC0) == 0x80) {
+				i--;
+			}
+			if (i > 0 && (unsigned char) err[i - 1] >= 0xC0) {
+				unsigned char lead
+				    = (unsigned char) err[i - 1];
+				size_t need = lead >= 0xF0 ? 4
+				    : lead >= 0xE0         ? 3
+				                           : 2;
+				if (len - (i - 1) < need) {
+					err[i - 1] = '\0';
+				}
+			}
+		}
 	}
 	return (rv);
 }

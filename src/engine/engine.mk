@@ -56,8 +56,9 @@ engine-test: $(ENGINE_TESTS)
 engine-asan:
 	$(MAKE) SAN=1 engine-test
 
-# ---- ThreadSanitizer: the reload test, built from source with -fsanitize=thread
-ENGINE_TSAN_DIR   := $(BUILD)/tsan
+# ---- ThreadSanitizer: the reload test, built from source with
+# -fsanitize=thread under $(BUILD)/tsan/tests, where tests/run-all finds it
+ENGINE_TSAN_DIR   := $(BUILD)/tsan/tests/engine
 ENGINE_TSAN_TESTS := $(ENGINE_TSAN_DIR)/test_engine_reload
 
 $(ENGINE_TSAN_DIR)/test_engine_reload: tests/unit/engine/test_engine_reload.c \

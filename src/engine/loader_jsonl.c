@@ -77,6 +77,23 @@ id_set_add(id_set *s, uint64_t id, size_t line, size_t *firstp)
 	return (1);
 }
 
+/* The length of at most max bytes of s that ends on a UTF-8 boundary, for
+ * quoting input in messages. */
+static int
+cut(const char *s, int max)
+{
+	int n = 0;
+	while (n < max && s[n] != '\0') {
+		n++;
+	}
+	if (s[n] != '\0') {
+		while (n > 0 && ((unsigned char) s[n] & 0xC0) == 0x80) {
+			n--;
+		}
+	}
+	return (n);
+}
+
 /* ---- fields
  * ----------------------------------------------------------------- */
 
@@ -144,7 +161,8 @@ get_int(json_t *v, bool is_u64, int64_t min, int64_t max, uint64_t *outp,
 			s++;
 		}
 		if (*s == '\0') {
-			snprintf(msg, msglen, "not an integer: \"%s\"",
+			snprintf(msg, msglen, "not an integer: \"%.*s\"",
+			    cut(json_string_value(v), 40),
 			    json_string_value(v));
 			return (false);
 		}
@@ -152,7 +170,8 @@ get_int(json_t *v, bool is_u64, int64_t min, int64_t max, uint64_t *outp,
 			if (*s < '0' || *s > '9'
 			    || u > (UINT64_MAX - (uint64_t) (*s - '0')) / 10) {
 				snprintf(msg, msglen,
-				    "not an integer in range: \"%.40s\"",
+				    "not an integer in range: \"%.*s\"",
+				    cut(json_string_value(v), 40),
 				    json_string_value(v));
 				return (false);
 			}
@@ -199,7 +218,8 @@ parse_hotel(json_t *root, hotel *h, char *msg, size_t msglen)
 			}
 		}
 		if (f == F_COUNT) {
-			snprintf(msg, msglen, "unknown field \"%.40s\"", key);
+			snprintf(msg, msglen, "unknown field \"%.*s\"",
+			    cut(key, 40), key);
 			return (false);
 		}
 		if (vals[f] != NULL) {
@@ -294,7 +314,8 @@ parse_hotel(json_t *root, hotel *h, char *msg, size_t msglen)
 			}
 			if ((a = hotel_amenity_from_name(json_string_value(v)))
 			    < 0) {
-				BAD(F_AMENITIES, "unknown amenity \"%.40s\"",
+				BAD(F_AMENITIES, "unknown amenity \"%.*s\"",
+				    cut(json_string_value(v), 40),
 				    json_string_value(v));
 			}
 			h->amenities |= HOTEL_AMENITY_BIT(a);

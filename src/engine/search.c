@@ -64,7 +64,9 @@ typedef struct run {
 	int64_t  max_price;
 	uint32_t amen;
 	bool     has_geo;
-	double   dlat; /* latitude band half-width, degrees */
+	double   dlat;      /* latitude band half-width, degrees */
+	bool     lon_check; /* dlon is usable (the band misses the poles) */
+	double   dlon;      /* longitude half-width, degrees, over the band */
 	/* Collection. */
 	item     *heap;    /* max-heap: root is the last in order */
 	bool      ordered; /* hits come in result order: heap is a list */
@@ -132,6 +134,15 @@ pass(const run *r, uint32_t doc, double *distp)
 		double       d;
 		if (fabs(h->latitude - r->q->lat) > r->dlat) {
 			return (false);
+		}
+		if (r->lon_check) {
+			double dl = fabs(h->longitude - r->q->lon);
+			if (dl > 180.0) {
+				dl = 360.0 - dl; /* across the antimeridian */
+			}
+			if (dl > r->dlon) {
+				return (false);
+			}
 		}
 		d = hotel_distance_km(
 		    r->q->lat, r->q->lon, h->latitude, h->longitude);
@@ -788,6 +799,17 @@ hotel_search(const hotel_dataset *ds, const hotel_query *q,
 	 * the band never cuts off a hotel the haversine accepts. */
 	r.dlat = q->radius_km / (HOTEL_EARTH_RADIUS_KM * M_PI / 180.0) * 1.001
 	    + 1e-9;
+	/* Longitude slack: at latitude m a km spans 1/cos(m) times more
+	 * degrees; m is the band's edge nearest a pole, which bounds it for
+	 * every point in the band (and, for a circle, over-covers asin(sin(d)
+	 * / cos(lat))). Near a pole, no longitude test. */
+	if (q->has_geo) {
+		double m = fabs(q->lat) + r.dlat;
+		if (m < 89.0) {
+			r.dlon = r.dlat / cos(m * M_PI / 180.0) * 1.01 + 1e-9;
+			r.lon_check = r.dlon < 180.0;
+		}
+	}
 	r.cap = (size_t) offset + q->page_size;
 	if (r.cap > ds->n) {
 		r.cap = ds->n;

@@ -285,6 +285,46 @@ test_bad_lines(void **state)
 	    "id: duplicate id 2 (first on line 3)");
 }
 
+/* Messages quote input, cut on a UTF-8 boundary, and are cut whole when the
+ * caller's buffer is small. */
+static void
+test_messages_stay_utf8(void **state)
+{
+	char           content[512], err[16];
+	hotel_dataset *ds;
+	const char    *path;
+	(void) state;
+
+	/* 39 ASCII bytes then "é": the 40-byte cut falls inside it. */
+	snprintf(content, sizeof(content), H(", \"amenities\": [\"%s\"]") "\n",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\xc3\xa9");
+	path = write_file("utf8.jsonl", content);
+	{
+		char big[256];
+		assert_int_equal(
+		    hotel_dataset_load_jsonl(path, &ds, big, sizeof(big)),
+		    HOTEL_EPARSE);
+		assert_non_null(strstr(big, "aaa\""));
+		assert_null(strstr(big, "\xc3"));
+	}
+	/* "line 1: name: empty"? No: a 16-byte buffer cuts "é" whole. */
+	snprintf(content, sizeof(content),
+	    "{\"id\": 1, \"name\": \"N\", \"city\": \"C\", "
+	    "\"country\": \"K\", \"stars\": 3, \"éé\": 1}\n");
+	path = write_file("utf8b.jsonl", content);
+	assert_int_equal(hotel_dataset_load_jsonl(path, &ds, err, sizeof(err)),
+	    HOTEL_EPARSE);
+	/* "line 1: unknown field \"éé\"" cut to 15 bytes. */
+	for (size_t i = 0; err[i]; i++) {
+		unsigned char c = (unsigned char) err[i];
+		if (c >= 0xC0) {
+			assert_true(
+			    (((unsigned char) err[i + 1]) & 0xC0) == 0x80);
+		}
+	}
+	assert_true(strlen(err) <= 15);
+}
+
 static void
 test_io_errors(void **state)
 {
@@ -356,6 +396,7 @@ main(void)
 		cmocka_unit_test(test_write_error),
 		cmocka_unit_test(test_good_file),
 		cmocka_unit_test(test_bad_lines),
+		cmocka_unit_test(test_messages_stay_utf8),
 		cmocka_unit_test(test_io_errors),
 		cmocka_unit_test(test_failed_reload_keeps_serving),
 	};

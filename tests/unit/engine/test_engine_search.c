@@ -221,6 +221,62 @@ test_filters(void **state)
 	hotel_dataset_release(ds);
 }
 
+/* The geo pre-filters (latitude band, longitude window) never drop a hotel
+ * the haversine keeps: compare with brute force, around the antimeridian,
+ * near a pole and at large radii. */
+static void
+test_geo_against_brute_force(void **state)
+{
+	static hotel   h[400];
+	hotel_dataset *ds;
+	char           names[400][16];
+	char           err[128];
+	(void) state;
+
+	for (int i = 0; i < 400; i++) {
+		snprintf(names[i], sizeof(names[i]), "H%d", i);
+		h[i] = small_world_hotels[0];
+		h[i].id = (uint64_t) i + 1;
+		h[i].name = names[i];
+		/* A grid: latitudes -88..88, longitudes around +-180. */
+		h[i].latitude = -88.0 + (i % 20) * 9.2;
+		h[i].longitude = (i / 20) % 2 ? 179.0 + (i / 40) * 0.1
+		                              : -179.9 + (i / 40) * 0.1;
+	}
+	assert_int_equal(
+	    hotel_dataset_from_array(h, 400, &ds, err, sizeof(err)), HOTEL_OK);
+	const double centres[][2] = { { 0, 180 }, { 0, -180 }, { 10.4, 179.5 },
+		{ 85, 0 }, { -88, 90 }, { 60, -179.95 }, { 45, 100 } };
+	const double radii[] = { 1, 50, 300, 1500, 5000, 12000, 20100 };
+	for (size_t c = 0; c < sizeof(centres) / sizeof(centres[0]); c++) {
+		for (size_t k = 0; k < sizeof(radii) / sizeof(radii[0]); k++) {
+			hotel_query q = query(NULL);
+			uint64_t    total, want = 0;
+			q.has_geo = true;
+			q.lat = centres[c][0];
+			q.lon = centres[c][1];
+			q.radius_km = radii[k];
+			for (int i = 0; i < 400; i++) {
+				want += hotel_distance_km(q.lat, q.lon,
+				            h[i].latitude, h[i].longitude)
+				    <= radii[k];
+			}
+			run_ids(ds, &q, NULL, 0, &total);
+			if (total != want) {
+				fail_msg(
+				    "centre %g,%g radius %g: %llu, want %llu",
+				    q.lat, q.lon, q.radius_km,
+				    (unsigned long long) total,
+				    (unsigned long long) want);
+			}
+			q.text = "h"; /* the same through the word path */
+			run_ids(ds, &q, NULL, 0, &total);
+			assert_int_equal(total, want);
+		}
+	}
+	hotel_dataset_release(ds);
+}
+
 static void
 test_sorts(void **state)
 {
@@ -644,6 +700,7 @@ main(void)
 		cmocka_unit_test(test_words_and_prefix),
 		cmocka_unit_test(test_empty_query_matches_all_by_id),
 		cmocka_unit_test(test_filters),
+		cmocka_unit_test(test_geo_against_brute_force),
 		cmocka_unit_test(test_sorts),
 		cmocka_unit_test(test_paging),
 		cmocka_unit_test(test_page_tokens_rejected),
