@@ -90,5 +90,18 @@ nngrpc_builtin_register(nngrpc_server *server, nngrpc_dispatch *d)
 	        != 0) {
 		return (rv);
 	}
+	/* Inline: health checks answer even while every worker is busy. */
+	if ((rv = nngrpc_dispatch_set_inline(
+	         d, "/nngrpc.health.v1.Health/Check", true))
+	        != 0
+	    || (rv = nngrpc_dispatch_set_inline(
+	            d, "/nngrpc.reflection.v1.Reflection/ListServices", true))
+	        != 0
+	    || (rv = nngrpc_dispatch_set_inline(d,
+	            "/nngrpc.reflection.v1.Reflection/FileContainingSymbol",
+	            true))
+	        != 0) {
+		return (rv);
+	}
 	return (nngrpc_dispatch_set_open(d, "nngrpc.health.v1.Health"));
 }

@@ -38,6 +38,7 @@ typedef struct method {
 	nngrpc_method_fn                 m_fn; /* NULL: unimplemented */
 	const service                   *m_svc;
 	int                              m_metric; /* metrics index */
+	bool                             m_inline; /* never blocks */
 } method;
 
 struct nngrpc_dispatch {
@@ -82,13 +83,25 @@ nngrpc_dispatch_free(nngrpc_dispatch *d)
 	free(d);
 }
 
+/* Compares name (len bytes, not NUL-terminated) with a NUL-terminated
+ * string as strcmp() would. */
+static int
+name_cmp(const char *name, size_t len, const char *s)
+{
+	int c = strncmp(name, s, len);
+	if (c != 0) {
+		return (c);
+	}
+	return (s[len] == '\0' ? 0 : -1);
+}
+
 static const method *
-find(const nngrpc_dispatch *d, const char *name)
+find_n(const nngrpc_dispatch *d, const char *name, size_t len)
 {
 	size_t lo = 0, hi = d->d_n_methods;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		int    c = strcmp(name, d->d_methods[mid].m_name);
+		int    c = name_cmp(name, len, d->d_methods[mid].m_name);
 		if (c == 0) {
 			return (&d->d_methods[mid]);
 		}
@@ -99,6 +112,12 @@ find(const nngrpc_dispatch *d, const char *name)
 		}
 	}
 	return (NULL);
+}
+
+static const method *
+find(const nngrpc_dispatch *d, const char *name)
+{
+	return (find_n(d, name, strlen(name)));
 }
 
 static int
@@ -219,6 +238,49 @@ void
 nngrpc_dispatch_set_metrics(nngrpc_dispatch *d, nngrpc_metrics *metrics)
 {
 	d->d_metrics = metrics;
+}
+
+int
+nngrpc_dispatch_set_inline(nngrpc_dispatch *d, const char *name, bool on)
+{
+	method *m = (method *) find(d, name);
+	if (d->d_sealed) {
+		return (NNG_EBUSY);
+	}
+	if (m == NULL) {
+		return (NNG_ENOENT);
+	}
+	m->m_inline = on;
+	return (0);
+}
+
+bool
+nngrpc_dispatch_peek_inline(
+    const nngrpc_dispatch *d, const uint8_t *body, size_t len)
+{
+	const method *m;
+	size_t        n = 0;
+	int           shift = 0;
+	size_t        i = 1;
+
+	/* Field 1 (method), length-delimited, first: protobuf writers emit
+	 * fields in number order, so this is the common case; anything
+	 * else just takes the queue. */
+	if (len < 2 || body[0] != 0x0a) {
+		return (false);
+	}
+	for (; i < len && i < 4; i++) {
+		n |= (size_t) (body[i] & 0x7f) << shift;
+		shift += 7;
+		if ((body[i] & 0x80) == 0) {
+			break;
+		}
+	}
+	if (i >= len || i >= 4 || n > len - i - 1) {
+		return (false);
+	}
+	m = find_n(d, (const char *) body + i + 1, n);
+	return (m != NULL && m->m_inline);
 }
 
 int

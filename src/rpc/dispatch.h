@@ -32,6 +32,18 @@ int nngrpc_dispatch_add_service(nngrpc_dispatch *d,
     const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
     void *user);
 
+/* Marks a method ("/pkg.Service/Method") as one whose handler never
+ * blocks and takes microseconds: the server runs it on the receiving
+ * thread instead of handing it to a worker. Before sealing. Returns 0,
+ * NNG_ENOENT or NNG_EBUSY. */
+int nngrpc_dispatch_set_inline(
+    nngrpc_dispatch *d, const char *method, bool on);
+
+/* True when a request envelope names an inline method, found by reading
+ * only its first field. Borrows body. Any thread after sealing. */
+bool nngrpc_dispatch_peek_inline(
+    const nngrpc_dispatch *d, const uint8_t *body, size_t len);
+
 /* Counts every call in metrics (borrowed; NULL: none). Before sealing,
  * which registers the methods with it. */
 void nngrpc_dispatch_set_metrics(nngrpc_dispatch *d, nngrpc_metrics *metrics);

@@ -138,6 +138,17 @@ int nngrpc_server_add_service(nngrpc_server *server,
     void *user);
 
 /*
+ * Marks a method ("/pkg.Service/Method") whose handler never blocks and
+ * takes microseconds: the server then runs it on the thread that received
+ * it (one of NNG's), skipping the hand-off to a worker. Wrong for anything
+ * that can block or run long: NNG's threads are few and shared. Health
+ * checks and reflection are inline. Before start. Returns 0, NNG_ENOENT
+ * (not registered) or NNG_EBUSY.
+ */
+int nngrpc_server_set_inline(
+    nngrpc_server *server, const char *method, bool on);
+
+/*
  * Sets the health of one service (full name, "hotel.v1.HotelSearch") or,
  * with NULL or "", of the whole server. Calls to a NOT_SERVING service, or
  * to any service while the server is NOT_SERVING, are answered

@@ -263,6 +263,15 @@ nngrpc_server_add_service(nngrpc_server *s,
 }
 
 int
+nngrpc_server_set_inline(nngrpc_server *s, const char *method, bool on)
+{
+	if (s->s_started) {
+		return (NNG_EBUSY);
+	}
+	return (nngrpc_dispatch_set_inline(s->s_dispatch, method, on));
+}
+
+int
 nngrpc_server_set_serving(nngrpc_server *s, const char *service, bool serving)
 {
 	return (nngrpc_dispatch_set_serving(s->s_dispatch, service, serving));
@@ -337,6 +346,54 @@ queue_push(nngrpc_server *s, work *w, bool *drainingp)
 	return (ok);
 }
 
+/* Runs a call on the worker's behalf and hands its reply to NNG; consumes
+ * w->w_msg. Called by workers, and by ctx_cb for inline methods. */
+static void
+run_call(work *w, int64_t start_ns)
+{
+	nngrpc_server *s = w->w_server;
+	nng_msg       *reply;
+
+	if (nngrpc_dispatch_call(s->s_dispatch, nng_msg_body(w->w_msg),
+	        nng_msg_len(w->w_msg), nng_msg_get_pipe(w->w_msg),
+	        w->w_recv_ns, start_ns, &reply)
+	    != 0) {
+		nng_msg_free(w->w_msg);
+		w->w_msg = NULL;
+		ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
+	nng_msg_free(w->w_msg);
+	w->w_msg = NULL;
+	ctx_send(w, reply);
+}
+
+/* Ends a call that was counted in s_running. Counted in s_sending before
+ * leaving s_running, so a drain never sees it gone before its reply. */
+static void
+call_ended(nngrpc_server *s)
+{
+	pthread_mutex_lock(&s->s_mtx);
+	if (--s->s_running == 0) {
+		pthread_cond_broadcast(&s->s_idle_cv);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+}
+
+/* An inline method (never blocks, microseconds): run it right here on
+ * NNG's thread, saving the hand-off to a worker and its wake-up. */
+static void
+run_inline(work *w)
+{
+	nngrpc_server *s = w->w_server;
+
+	pthread_mutex_lock(&s->s_mtx);
+	s->s_running++;
+	pthread_mutex_unlock(&s->s_mtx);
+	run_call(w, w->w_recv_ns);
+	call_ended(s);
+}
+
 static void
 ctx_cb(void *arg)
 {
@@ -359,6 +416,11 @@ ctx_cb(void *arg)
 		w->w_msg = nng_aio_get_msg(w->w_aio);
 		w->w_recv_ns = nngrpc_now_ns();
 		nng_aio_set_msg(w->w_aio, NULL);
+		if (nngrpc_dispatch_peek_inline(s->s_dispatch,
+		        nng_msg_body(w->w_msg), nng_msg_len(w->w_msg))) {
+			run_inline(w);
+			return;
+		}
 		if (!queue_push(s, w, &stopping)) {
 			size_t len = nng_msg_len(w->w_msg);
 			nng_msg_free(w->w_msg);
@@ -412,8 +474,7 @@ worker_main(void *arg)
 	nngrpc_server *s = arg;
 
 	for (;;) {
-		work    *w;
-		nng_msg *reply;
+		work *w;
 
 		pthread_mutex_lock(&s->s_mtx);
 		while (s->s_q_len == 0 && !s->s_stopping) {
@@ -429,26 +490,8 @@ worker_main(void *arg)
 		s->s_running++;
 		pthread_mutex_unlock(&s->s_mtx);
 
-		if (nngrpc_dispatch_call(s->s_dispatch, nng_msg_body(w->w_msg),
-		        nng_msg_len(w->w_msg), nng_msg_get_pipe(w->w_msg),
-		        w->w_recv_ns, nngrpc_now_ns(), &reply)
-		    != 0) {
-			nng_msg_free(w->w_msg);
-			w->w_msg = NULL;
-			ctx_send_status(
-			    w, NNGRPC_RESOURCE_EXHAUSTED, "out of memory");
-		} else {
-			nng_msg_free(w->w_msg);
-			w->w_msg = NULL;
-			ctx_send(w, reply);
-		}
-		/* Counted in s_sending before leaving s_running, so a drain
-		 * never sees the call as gone before its reply is. */
-		pthread_mutex_lock(&s->s_mtx);
-		if (--s->s_running == 0) {
-			pthread_cond_broadcast(&s->s_idle_cv);
-		}
-		pthread_mutex_unlock(&s->s_mtx);
+		run_call(w, nngrpc_now_ns());
+		call_ended(s);
 	}
 }
 

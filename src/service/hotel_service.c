@@ -30,6 +30,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,7 @@
 #include "engine/hotel.h"
 #include "hotel/v1/hotel.nngrpc.h"
 #include "log.h"
+#include "metrics.h"
 
 #define PAGE_SIZE_DEFAULT 10
 #define PAGE_SIZE_MAX     100
@@ -49,8 +51,11 @@
 #define ENGINE_ERR_MAX    256
 
 struct hotel_service {
-	hotel_engine   *s_engine;
-	pthread_mutex_t s_reload_mtx; /* held while a Reload builds */
+	/* NULL until hotel_service_load(); atomic because the server may
+	 * already run (health, metrics) while main loads the dataset. */
+	hotel_engine *_Atomic s_engine;
+	atomic_uint_fast64_t  s_reloads;    /* successful Reloads */
+	pthread_mutex_t       s_reload_mtx; /* held while a Reload builds */
 };
 
 /* The engine's deadline convention is the runtime's. */
@@ -691,6 +696,9 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 		    (size_t) req->generate->count, req->generate->seed);
 	}
 	ds = rv == HOTEL_OK ? hotel_engine_acquire(svc->s_engine) : NULL;
+	if (rv == HOTEL_OK) {
+		atomic_fetch_add(&svc->s_reloads, 1);
+	}
 	pthread_mutex_unlock(&svc->s_reload_mtx);
 
 	if (rv != HOTEL_OK) {
@@ -723,11 +731,44 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
  */
 
 int
+hotel_service_alloc(hotel_service **svcp)
+{
+	hotel_service *svc = calloc(1, sizeof(*svc));
+
+	if (svc == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	pthread_mutex_init(&svc->s_reload_mtx, NULL);
+	atomic_init(&svc->s_reloads, 0);
+	*svcp = svc;
+	return (0);
+}
+
+int
 hotel_service_open(const hotel_service_options *opts, hotel_service **svcp,
     char *err, size_t errlen)
 {
 	hotel_service *svc;
+	int            rv;
+
+	if ((rv = hotel_service_alloc(&svc)) != 0) {
+		snprintf(err, errlen, "out of memory");
+		return (rv);
+	}
+	if ((rv = hotel_service_load(svc, opts, err, errlen)) != 0) {
+		hotel_service_close(svc);
+		return (rv);
+	}
+	*svcp = svc;
+	return (0);
+}
+
+int
+hotel_service_load(hotel_service *svc, const hotel_service_options *opts,
+    char *err, size_t errlen)
+{
 	hotel_dataset *ds = NULL;
+	hotel_engine  *engine;
 	char           msg[ENGINE_ERR_MAX] = "";
 	int            rv;
 
@@ -760,27 +801,28 @@ hotel_service_open(const hotel_service_options *opts, hotel_service **svcp,
 			return (rv);
 		}
 	}
-	if ((svc = calloc(1, sizeof(*svc))) == NULL) {
-		hotel_dataset_release(ds);
-		snprintf(err, errlen, "out of memory");
-		return (HOTEL_ENOMEM);
+	if (svc->s_engine != NULL) {
+		hotel_engine_swap(svc->s_engine, ds);
+		return (0);
 	}
-	if ((rv = hotel_engine_open(ds, &svc->s_engine)) != HOTEL_OK) {
+	if ((rv = hotel_engine_open(ds, &engine)) != HOTEL_OK) {
 		hotel_dataset_release(ds);
-		free(svc);
 		snprintf(err, errlen, "cannot open the engine: %s",
 		    hotel_strerror(rv));
 		return (rv);
 	}
-	pthread_mutex_init(&svc->s_reload_mtx, NULL);
-	*svcp = svc;
+	svc->s_engine = engine; /* published: handlers may now use it */
 	return (0);
 }
 
 size_t
 hotel_service_count(hotel_service *svc)
 {
-	hotel_dataset *ds = hotel_engine_acquire(svc->s_engine);
+	hotel_engine *engine = svc->s_engine;
+	if (engine == NULL) {
+		return (0);
+	}
+	hotel_dataset *ds = hotel_engine_acquire(engine);
 	size_t         n = hotel_dataset_count(ds);
 
 	hotel_dataset_release(ds);
@@ -800,13 +842,65 @@ hotel_service_register(hotel_service *svc, nngrpc_server *server)
 	return (hotel__v1__hotel_search__register(server, &impl, svc));
 }
 
+static double
+gauge_hotels(void *arg)
+{
+	return ((double) hotel_service_count(arg));
+}
+
+static double
+gauge_index_bytes(void *arg)
+{
+	hotel_service *svc = arg;
+	hotel_engine  *engine = svc->s_engine;
+	hotel_stats    st;
+
+	if (engine == NULL) {
+		return (0);
+	}
+	hotel_dataset *ds = hotel_engine_acquire(engine);
+	hotel_dataset_stats(ds, &st);
+	hotel_dataset_release(ds);
+	return ((double) st.memory_bytes);
+}
+
+static double
+counter_reloads(void *arg)
+{
+	return ((double) atomic_load(&((hotel_service *) arg)->s_reloads));
+}
+
+int
+hotel_service_add_metrics(hotel_service *svc, nngrpc_metrics *metrics)
+{
+	int rv;
+
+	if ((rv = nngrpc_metrics_add_gauge(metrics, "hotel_dataset_hotels",
+	         "Hotels in the dataset being served.", gauge_hotels, svc))
+	        != 0
+	    || (rv = nngrpc_metrics_add_gauge(metrics,
+	            "hotel_dataset_memory_bytes",
+	            "Bytes held by the dataset and its index.",
+	            gauge_index_bytes, svc))
+	        != 0
+	    || (rv = nngrpc_metrics_add_counter_fn(metrics,
+	            "hotel_dataset_reloads_total", "Successful Reload calls.",
+	            counter_reloads, svc))
+	        != 0) {
+		return (rv);
+	}
+	return (0);
+}
+
 void
 hotel_service_close(hotel_service *svc)
 {
 	if (svc == NULL) {
 		return;
 	}
-	hotel_engine_close(svc->s_engine);
+	if (svc->s_engine != NULL) {
+		hotel_engine_close(svc->s_engine);
+	}
 	pthread_mutex_destroy(&svc->s_reload_mtx);
 	free(svc);
 }

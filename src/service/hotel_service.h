@@ -32,7 +32,25 @@ typedef struct hotel_service_options {
 int hotel_service_open(const hotel_service_options *opts, hotel_service **svcp,
     char *err, size_t errlen);
 
-/* Number of hotels being served. */
+/* Allocates a service with no dataset yet: register it, start the
+ * server with it NOT_SERVING, then hotel_service_load(). Handlers must
+ * not run before the load (the server's serving state keeps them out).
+ * Returns new: *svcp, freed with hotel_service_close(). 0 or
+ * HOTEL_ENOMEM. */
+int hotel_service_alloc(hotel_service **svcp);
+
+/* Builds the dataset opts describes and serves it (swapping out any
+ * previous one). Errors as hotel_service_open(). Not thread-safe against
+ * itself. */
+int hotel_service_load(hotel_service *svc, const hotel_service_options *opts,
+    char *err, size_t errlen);
+
+/* Adds the dataset's gauges (hotels, memory) and the reload counter to the
+ * server's metrics. Before the server starts. 0 or an nng error. */
+int hotel_service_add_metrics(
+    hotel_service *svc, struct nngrpc_metrics *metrics);
+
+/* Number of hotels being served (0 before the load). */
 size_t hotel_service_count(hotel_service *svc);
 
 /* Registers hotel.v1.HotelSearch on server, before it starts. Borrows svc

@@ -35,7 +35,7 @@ extern char **environ;
 /* Builds the hotel dataset and logs how long it took. Returns 0, or the
  * exit code after one line on stderr. */
 static int
-open_hotels(const hoteld_config *cfg, hotel_service **svcp)
+load_hotels(const hoteld_config *cfg, hotel_service *svc)
 {
 	hotel_service_options opts = {
 		.data = cfg->data,
@@ -46,20 +46,67 @@ open_hotels(const hoteld_config *cfg, hotel_service **svcp)
 	char    err[512];
 	int     rv;
 
-	if ((rv = hotel_service_open(&opts, svcp, err, sizeof(err))) != 0) {
+	if ((rv = hotel_service_load(svc, &opts, err, sizeof(err))) != 0) {
 		fprintf(stderr, "hoteld: %s\n", err);
 		return (rv == HOTEL_ENOMEM ? 1 : 2);
 	}
 	if (cfg->data != NULL) {
 		nngrpc_log(NNGRPC_LOG_INFO,
 		    "hotels: %zu loaded from %s in %lld ms",
-		    hotel_service_count(*svcp), cfg->data,
+		    hotel_service_count(svc), cfg->data,
 		    (long long) ((nngrpc_now_ns() - start) / 1000000));
 	} else {
 		nngrpc_log(NNGRPC_LOG_INFO,
 		    "hotels: %zu generated (seed %llu) in %lld ms",
-		    hotel_service_count(*svcp), (unsigned long long) cfg->seed,
+		    hotel_service_count(svc), (unsigned long long) cfg->seed,
 		    (long long) ((nngrpc_now_ns() - start) / 1000000));
+	}
+	return (0);
+}
+
+/* Methods that never block and take microseconds: run on the receiving
+ * thread (see nngrpc_server_set_inline()). Search and Reload stay on the
+ * workers: they can take milliseconds or seconds. */
+static const char *const inline_methods[] = {
+	"/nngrpc.testing.v1.Testing/Echo",
+	"/nngrpc.testing.v1.Testing/Fail",
+	"/hotel.v1.HotelSearch/GetHotel",
+	"/hotel.v1.HotelSearch/Stats",
+};
+
+/* Registers the services; returns 0 or the exit code after a line on
+ * stderr. */
+static int
+register_services(
+    const hoteld_config *cfg, nngrpc_server *server, hotel_service *hotels)
+{
+	int rv;
+
+	if (cfg->testing && (rv = testing_service_register(server)) != 0) {
+		fprintf(stderr,
+		    "hoteld: cannot register the testing service: %s\n",
+		    nng_strerror(rv));
+		return (1);
+	}
+	if (hotels != NULL
+	    && ((rv = hotel_service_register(hotels, server)) != 0
+	        || (rv = hotel_service_add_metrics(
+	                hotels, nngrpc_server_metrics(server)))
+	            != 0)) {
+		fprintf(stderr,
+		    "hoteld: cannot register the hotel service: %s\n",
+		    nng_strerror(rv));
+		return (1);
+	}
+	for (size_t i = 0;
+	     i < sizeof(inline_methods) / sizeof(inline_methods[0]); i++) {
+		/* NNG_ENOENT: that service is not served this time. */
+		rv = nngrpc_server_set_inline(server, inline_methods[i], true);
+		if (rv != 0 && rv != NNG_ENOENT) {
+			fprintf(stderr, "hoteld: %s: %s\n", inline_methods[i],
+			    nng_strerror(rv));
+			return (1);
+		}
 	}
 	return (0);
 }
@@ -169,8 +216,9 @@ main(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	if (!cfg.no_hotels && (rv = open_hotels(&cfg, &hotels)) != 0) {
-		return (rv);
+	if (!cfg.no_hotels && hotel_service_alloc(&hotels) != 0) {
+		fprintf(stderr, "hoteld: out of memory\n");
+		return (1);
 	}
 	if ((rv = nngrpc_server_open(&cfg.server, &server)) != 0) {
 		fprintf(stderr, "hoteld: cannot create the server: %s\n",
@@ -178,29 +226,30 @@ main(int argc, char **argv)
 		hotel_service_close(hotels);
 		return (1);
 	}
-	if (cfg.testing && (rv = testing_service_register(server)) != 0) {
-		fprintf(stderr,
-		    "hoteld: cannot register the testing "
-		    "service: %s\n",
-		    nng_strerror(rv));
+	if ((rv = register_services(&cfg, server, hotels)) != 0) {
 		nngrpc_server_close(server);
 		hotel_service_close(hotels);
-		return (1);
+		return (rv);
 	}
-	if (hotels != NULL
-	    && (rv = hotel_service_register(hotels, server)) != 0) {
-		fprintf(stderr,
-		    "hoteld: cannot register the hotel service: %s\n",
-		    nng_strerror(rv));
-		nngrpc_server_close(server);
-		hotel_service_close(hotels);
-		return (1);
+	/* Listen first, then build the dataset: meanwhile health checks
+	 * answer NOT_SERVING and calls UNAVAILABLE, as gRPC servers do while
+	 * they start. */
+	if (hotels != NULL) {
+		nngrpc_server_set_serving(server, NULL, false);
 	}
 	if ((rv = nngrpc_server_start(server, err, sizeof(err))) != 0) {
 		fprintf(stderr, "hoteld: %s\n", err);
 		nngrpc_server_close(server);
 		hotel_service_close(hotels);
 		return (2);
+	}
+	if (hotels != NULL) {
+		if ((rv = load_hotels(&cfg, hotels)) != 0) {
+			nngrpc_server_close(server);
+			hotel_service_close(hotels);
+			return (rv);
+		}
+		nngrpc_server_set_serving(server, NULL, true);
 	}
 	nngrpc_log(NNGRPC_LOG_INFO, "hoteld ready: %d workers, queue %d",
 	    cfg.server.workers, cfg.server.queue);
