@@ -138,6 +138,7 @@ $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 -include tests/bench/bench.mk
 -include tests/fuzz/fuzz.mk
 -include docker/docker.mk
+-include tests/fault/fault.mk
 
 # ---- top-level targets ------------------------------------------------------
 all: $(LIBDIR)/libnngrpc.a $(LIBDIR)/libnngrpc.so $(LIBDIR)/pkgconfig/nngrpc.pc \
