@@ -151,7 +151,7 @@ run: deps all
 	@echo "hoteld: call it from Python with build/venv/bin/python examples/search.py"
 	$(BIN)/hoteld $(RUN_ARGS)
 
-test: deps all asan
+test: deps all asan $(ENGINE_TSAN_TESTS)
 	@tests/run-all $(BUILD)
 
 # The same binaries and unit tests, built with ASan+UBSan.
@@ -160,7 +160,7 @@ asan:
 
 unit-tests: $(UNIT_TESTS) $(ENGINE_TESTS)
 
-asan-test: deps all asan
+asan-test: deps all asan $(ENGINE_TSAN_TESTS)
 	@tests/run-all $(BUILD) --asan-only
 
 C_SOURCES = $(shell find src tests -name '*.[ch]' -not -path '*/fuzz/corpus/*')
