@@ -207,6 +207,11 @@ hotel__dataset_add(hotel_dataset *ds, const hotel *h)
 	}
 	d = &ds->hotels[ds->n];
 	*d = *h;
+	/* -0.0 passes the range checks; store +0.0, so that sort keys on
+	 * the bits, the dataset id and the writer's output see one zero. */
+	d->latitude = h->latitude + 0.0;
+	d->longitude = h->longitude + 0.0;
+	d->rating = h->rating + 0.0;
 	d->city = ds->cities[city].name;
 	d->country = ds->cities[city].country;
 	d->name = hotel__arena_strndup(&ds->strings, h->name, strlen(h->name));

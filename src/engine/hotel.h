@@ -427,8 +427,8 @@ typedef struct hotel_suggestion {
  * "Grandview"). Results are deduplicated: one per city (a city and country
  * pair) and one per distinct folded hotel name (the one with the most
  * reviews, then the lowest id, stands for all); ranked by weight desc, then
- * folded text, cities before hotels, then id. A prefix with no words gives
- * no suggestions.
+ * cities before hotels, then folded text, then id. A prefix with no words
+ * gives no suggestions.
  *
  * limit is 1..HOTEL_SUGGEST_MAX. Borrows ds and prefix. Returns new: *sp
  * (NULL when *np is 0), freed with hotel_suggestions_free(); it points into

@@ -24,8 +24,10 @@
  * per field f, tf_f is normalised by 1 - b + b * len_f / avglen_f and
  * weighted by w_f; the sum is saturated once with k1, and multiplied by one
  * idf per term computed from its document frequency over all fields.
- * Precomputing w_f / norm_f per document (norm[]) makes a term's score four
- * multiply-adds and a division.
+ * A term's score in a document depends only on the document and the term
+ * (its idf is over the whole dataset), so it is computed once, at build
+ * time, and stored in the posting in place of the term frequencies: a query
+ * only adds up floats, and the per-document norms are build-time scratch.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -48,6 +50,13 @@ hotel__idf(size_t n, size_t df)
 	return (
 	    log(1.0 + ((double) n - (double) df + 0.5) / ((double) df + 0.5)));
 }
+
+/* A document's term with its frequency per field, between the pass over
+ * the text and the scatter. */
+typedef struct tmp_pair {
+	uint32_t tid;
+	uint8_t  tf[HOTEL__NFIELDS]; /* saturating at 255 */
+} tmp_pair;
 
 /* Scratch for one document: (term << 2 | field) per token. */
 typedef struct occ_buf {
@@ -143,10 +152,12 @@ hotel__index_build(
 	occ_buf         occ = { 0 };
 	uint32_t       *df = NULL, *order = NULL, *rank = NULL;
 	uint64_t       *cursor = NULL;
-	hotel__posting *tmp = NULL; /* doc field holds the term id here */
+	tmp_pair       *tmp = NULL;
+	float          *norm = NULL; /* per doc and field, see below */
 	size_t          tmp_cap = 0, n_tmp = 0;
 	uint64_t       *doc_start = NULL;
 	struct key_tid *kt = NULL;
+	double         *idf = NULL;
 	size_t          df_cap = 0, df_n = 0, nt = 0, i;
 	double          total[HOTEL__NFIELDS] = { 0 };
 	uint32_t        lens[HOTEL__NFIELDS];
@@ -156,9 +167,9 @@ hotel__index_build(
 	memset(ix, 0, sizeof(*ix));
 	ix->n_docs = n;
 	hotel__strmap_init(&map, &scratch);
-	ix->norm = hotel__alloc(mem, n * HOTEL__NFIELDS * sizeof(float));
+	norm = hotel__alloc(&scratch, n * HOTEL__NFIELDS * sizeof(float));
 	doc_start = hotel__alloc(&scratch, (n + 1) * sizeof(uint64_t));
-	if (ix->norm == NULL || doc_start == NULL) {
+	if (norm == NULL || doc_start == NULL) {
 		goto out;
 	}
 
@@ -170,7 +181,7 @@ hotel__index_build(
 		           sizeof(uint32_t))
 		        != 0
 		    || hotel__grow(&scratch, (void **) &tmp, &tmp_cap,
-		           n_tmp + occ.n, sizeof(hotel__posting))
+		           n_tmp + occ.n, sizeof(tmp_pair))
 		        != 0) {
 			goto out;
 		}
@@ -179,9 +190,9 @@ hotel__index_build(
 		}
 		doc_start[d] = n_tmp;
 		for (i = 0; i < occ.n;) {
-			uint32_t        tid = (uint32_t) (occ.v[i] >> 2);
-			hotel__posting *p = &tmp[n_tmp++];
-			p->doc = tid;
+			uint32_t  tid = (uint32_t) (occ.v[i] >> 2);
+			tmp_pair *p = &tmp[n_tmp++];
+			p->tid = tid;
 			memset(p->tf, 0, sizeof(p->tf));
 			for (; i < occ.n && (uint32_t) (occ.v[i] >> 2) == tid;
 			     i++) {
@@ -196,7 +207,7 @@ hotel__index_build(
 			total[f] += lens[f];
 			/* The length for now; the norm once avglen is known.
 			 */
-			ix->norm[d * HOTEL__NFIELDS + f] = (float) lens[f];
+			norm[d * HOTEL__NFIELDS + f] = (float) lens[f];
 		}
 	}
 	doc_start[n] = n_tmp;
@@ -254,33 +265,51 @@ hotel__index_build(
 	}
 	hotel__strmap_fini(&map);
 
-	/* Scatter each document's pairs to its terms' lists: documents in
-	 * increasing order, so every list comes out sorted. */
-	ix->post = hotel__alloc(mem, ix->n_post * sizeof(hotel__posting));
-	if (ix->post == NULL) {
-		goto out;
-	}
-	for (size_t d = 0; d < n; d++) {
-		for (uint64_t k = doc_start[d]; k < doc_start[d + 1]; k++) {
-			hotel__posting *p
-			    = &ix->post[cursor[rank[tmp[k].doc]]++];
-			p->doc = (uint32_t) d;
-			memcpy(p->tf, tmp[k].tf, sizeof(p->tf));
-		}
-	}
+	/* Norms: norm[d][f] = w_f / (1 - b + b * len_f / avglen_f), so a
+	 * document's pseudo term frequency is sum_f tf_f * norm_f. */
 	for (int f = 0; f < HOTEL__NFIELDS; f++) {
 		ix->avglen[f] = n > 0 ? total[f] / (double) n : 0.0;
 	}
 	for (size_t d = 0; d < n; d++) {
 		for (int f = 0; f < HOTEL__NFIELDS; f++) {
-			float *x = &ix->norm[d * HOTEL__NFIELDS + f];
-			double norm = 1.0;
+			float *x = &norm[d * HOTEL__NFIELDS + f];
+			double b = 1.0;
 			if (ix->avglen[f] > 0) {
-				norm = 1.0 - HOTEL__BM25_B
+				b = 1.0 - HOTEL__BM25_B
 				    + HOTEL__BM25_B * (double) *x
 				        / ix->avglen[f];
 			}
-			*x = (float) (hotel__field_weight[f] / norm);
+			*x = (float) (hotel__field_weight[f] / b);
+		}
+	}
+	/* idf per term, by rank. */
+	idf = hotel__alloc(&scratch, (nt ? nt : 1) * sizeof(double));
+	if (idf == NULL) {
+		goto out;
+	}
+	for (i = 0; i < nt; i++) {
+		idf[i] = hotel__idf(
+		    n, (size_t) (ix->post_off[i + 1] - ix->post_off[i]));
+	}
+
+	/* Scatter each document's pairs to its terms' lists, scored:
+	 * documents in increasing order, so every list comes out sorted. */
+	ix->post = hotel__alloc(mem, ix->n_post * sizeof(hotel__posting));
+	if (ix->post == NULL) {
+		goto out;
+	}
+	for (size_t d = 0; d < n; d++) {
+		const float *nm = norm + d * HOTEL__NFIELDS;
+		for (uint64_t k = doc_start[d]; k < doc_start[d + 1]; k++) {
+			uint32_t        r = rank[tmp[k].tid];
+			hotel__posting *p = &ix->post[cursor[r]++];
+			double          tf = tmp[k].tf[0] * (double) nm[0]
+			    + tmp[k].tf[1] * (double) nm[1]
+			    + tmp[k].tf[2] * (double) nm[2]
+			    + tmp[k].tf[3] * (double) nm[3];
+			p->doc = (uint32_t) d;
+			p->score = (float) (idf[r] * tf * (HOTEL__BM25_K1 + 1)
+			    / (HOTEL__BM25_K1 + tf));
 		}
 	}
 	ix->bytes = mem->bytes - before;
@@ -288,7 +317,9 @@ hotel__index_build(
 
 out:
 	free(kt);
-	hotel__free(&scratch, tmp, tmp_cap * sizeof(hotel__posting));
+	hotel__free(&scratch, tmp, tmp_cap * sizeof(tmp_pair));
+	hotel__free(&scratch, norm, n * HOTEL__NFIELDS * sizeof(float));
+	hotel__free(&scratch, idf, (nt ? nt : 1) * sizeof(double));
 	hotel__free(&scratch, doc_start, (n + 1) * sizeof(uint64_t));
 	hotel__free(&scratch, occ.v, occ.cap * sizeof(uint64_t));
 	hotel__free(&scratch, df, df_cap * sizeof(uint32_t));
@@ -309,8 +340,6 @@ hotel__index_fini(hotel__index *ix, hotel__mem *mem)
 	hotel__free(mem, ix->term_pool, ix->pool_len);
 	hotel__free(mem, ix->post_off, (ix->n_terms + 1) * sizeof(uint64_t));
 	hotel__free(mem, ix->post, ix->n_post * sizeof(hotel__posting));
-	hotel__free(
-	    mem, ix->norm, ix->n_docs * HOTEL__NFIELDS * sizeof(float));
 	memset(ix, 0, sizeof(*ix));
 }
 

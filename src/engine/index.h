@@ -1,7 +1,7 @@
 /*
  * The inverted index: token -> posting list of (document, per-field term
  * frequencies), with a sorted term dictionary for exact and prefix lookups
- * and per-document BM25F length norms.
+ * and BM25F scores precomputed per posting.
  */
 #ifndef ENGINE_INDEX_H
 #define ENGINE_INDEX_H
@@ -12,7 +12,7 @@
 #include "hotel.h"
 #include "mem.h"
 
-/* Fields, in the order of posting tf[] and norm[]. */
+/* Fields, in the order of hotel__field_weight[]. */
 enum {
 	HOTEL__F_NAME,
 	HOTEL__F_CITY,
@@ -28,10 +28,12 @@ enum {
 extern const double hotel__field_weight[HOTEL__NFIELDS];
 
 /* One document in one term's list. Documents are indices into the
- * dataset's id-sorted hotel array, so doc order is id order. */
+ * dataset's id-sorted hotel array, so doc order is id order. A term's BM25F
+ * score in a document depends on nothing in the query, so it is computed at
+ * build time and stored in place of the term frequencies. */
 typedef struct hotel__posting {
 	uint32_t doc;
-	uint8_t  tf[HOTEL__NFIELDS]; /* occurrences per field, saturating */
+	float    score; /* BM25F of this term in this document */
 } hotel__posting;
 
 typedef struct hotel__index {
@@ -48,10 +50,7 @@ typedef struct hotel__index {
 	uint64_t       *post_off; /* n_terms + 1 */
 	hotel__posting *post;
 	size_t          n_post;
-	/* norm[doc * NFIELDS + f] = weight_f / (1 - b + b * len_f / avglen_f),
-	 * so a document's pseudo term frequency is sum_f tf_f * norm_f. */
-	float *norm;
-	double avglen[HOTEL__NFIELDS];
+	double          avglen[HOTEL__NFIELDS];
 	size_t bytes; /* counted in the dataset's mem, reported apart */
 } hotel__index;
 
@@ -72,15 +71,5 @@ void hotel__index_prefix(const hotel__index *ix, const char *p, size_t len,
 /* BM25 idf of a term in df documents out of n:
  * ln(1 + (n - df + 0.5) / (df + 0.5)), always positive. */
 double hotel__idf(size_t n, size_t df);
-
-/* BM25F score of a term with idf in the document of posting p. */
-static inline double
-hotel__bm25f(const hotel__index *ix, const hotel__posting *p, double idf)
-{
-	const float *nm = ix->norm + (size_t) p->doc * HOTEL__NFIELDS;
-	double       tf = p->tf[0] * (double) nm[0] + p->tf[1] * (double) nm[1]
-	    + p->tf[2] * (double) nm[2] + p->tf[3] * (double) nm[3];
-	return (idf * tf * (HOTEL__BM25_K1 + 1) / (HOTEL__BM25_K1 + tf));
-}
 
 #endif /* ENGINE_INDEX_H */

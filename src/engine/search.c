@@ -287,15 +287,14 @@ scan_all(run *r)
 
 /* ---- candidates from words ---------------------------------------------- */
 
-/* A list of docs sorted ascending: a term's postings (stride 2, scored from
- * post with idf) or a prefix union (stride 1, scores given). */
+/* A list of docs sorted ascending: a term's postings (stride 2, scores in
+ * the postings) or a prefix union (stride 1, scores beside). */
 typedef struct list {
 	const uint32_t       *docs;
 	size_t                stride;
 	size_t                n, pos;
 	const hotel__posting *post;
 	const double         *scores;
-	double                idf;
 } list;
 
 static inline uint32_t
@@ -342,13 +341,11 @@ term_list(const hotel__index *ix, size_t t, list *l)
 	l->n = b - a;
 	l->pos = 0;
 	l->scores = NULL;
-	l->idf = hotel__idf(ix->n_docs, b - a);
 }
 
 /* A k-way merge cursor. */
 typedef struct cursor {
 	const hotel__posting *p, *end;
-	double                idf;
 } cursor;
 
 static inline bool
@@ -413,7 +410,6 @@ prefix_union(run *r, size_t lo, size_t hi, list *l, void **bufp)
 			if (a < b) {
 				h[nc].p = ix->post + a;
 				h[nc].end = ix->post + b;
-				h[nc].idf = hotel__idf(n_docs, b - a);
 				nc++;
 			}
 		}
@@ -422,7 +418,7 @@ prefix_union(run *r, size_t lo, size_t hi, list *l, void **bufp)
 		}
 		while (nc > 0) {
 			uint32_t doc = h[0].p->doc;
-			double   s = hotel__bm25f(ix, h[0].p, h[0].idf);
+			double   s = h[0].p->score;
 			if (tick(r)) {
 				free(h);
 				return (HOTEL_EDEADLINE);
@@ -453,9 +449,8 @@ prefix_union(run *r, size_t lo, size_t hi, list *l, void **bufp)
 			const hotel__posting *p = ix->post + ix->post_off[t];
 			const hotel__posting *end
 			    = ix->post + ix->post_off[t + 1];
-			double idf = hotel__idf(n_docs, (size_t) (end - p));
 			for (; p < end; p++) {
-				double s = hotel__bm25f(ix, p, idf);
+				double s = p->score;
 				if (tick(r)) {
 					free(acc);
 					return (HOTEL_EDEADLINE);
@@ -482,7 +477,6 @@ prefix_union(run *r, size_t lo, size_t hi, list *l, void **bufp)
 	l->pos = 0;
 	l->post = NULL;
 	l->scores = scores;
-	l->idf = 0;
 	return (HOTEL_OK);
 }
 
@@ -569,8 +563,7 @@ search_words(
 				const list *l = &lists[j];
 				score += l->scores != NULL
 				    ? l->scores[l->pos]
-				    : hotel__bm25f(
-				        ix, &l->post[l->pos], l->idf);
+				    : (double) l->post[l->pos].score;
 			}
 			collect(r, cand, score, dist);
 		}

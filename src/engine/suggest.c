@@ -9,9 +9,11 @@
  * with the most reviews (then the lowest id). An item's weight is its
  * hotel's review count, or for a city the sum of the review counts of all
  * its hotels (a sum, so a city with many well-reviewed hotels outranks a
- * single famous one). Items are ranked once, globally: weight desc, folded
- * text asc, cities before hotels, then city id or doc; a query then only
- * compares these ranks.
+ * single famous one). Items are ranked once, globally: weight desc, cities
+ * before hotels, folded text asc, then city id or doc; a query then only
+ * compares these ranks. A trailing separator in the prefix ends its last
+ * word: "paris " keeps the entries where "paris" is followed by a space or
+ * the end of the text.
  *
  * Folded texts ("hotel bellevue lisboa") sit in one pool. Each item has an
  * entry per word start ("hotel bellevue lisboa", "bellevue lisboa",
@@ -87,11 +89,11 @@ rank_key_cmp(const void *a, const void *b)
 	if (x->it->weight != y->it->weight) {
 		return (x->it->weight > y->it->weight ? -1 : 1);
 	}
-	if ((c = strcmp(x->text, y->text)) != 0) {
-		return (c);
-	}
 	if (x->it->kind != y->it->kind) {
 		return (x->it->kind < y->it->kind ? -1 : 1);
+	}
+	if ((c = strcmp(x->text, y->text)) != 0) {
+		return (c);
 	}
 	return (x->it->ref < y->it->ref ? -1 : x->it->ref > y->it->ref);
 }
@@ -310,15 +312,11 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 		return (hotel__err(
 		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
 	}
-	len = hotel__fold_words(prefix, p, sizeof(p) - 1, &trailing);
+	len = hotel__fold_words(prefix, p, sizeof(p), &trailing);
 	if (len == 0) {
 		*sp = NULL;
 		*np = 0;
 		return (HOTEL_OK);
-	}
-	if (trailing) {
-		p[len++] = ' ';
-		p[len] = '\0';
 	}
 
 	/* The range of entries whose text starts with p. */
@@ -340,6 +338,24 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 			lo = mid + 1;
 		} else {
 			hi = mid;
+		}
+	}
+	/* A trailing separator ends the word: keep the entries where it is
+	 * followed by the end or a space. In [a, lo) the byte after p is NUL,
+	 * a space or a token byte (all > ' '), in that order, so those entries
+	 * come first. */
+	if (trailing) {
+		size_t end = lo;
+		lo = a;
+		hi = end;
+		while (lo < hi) {
+			size_t      mid = lo + (hi - lo) / 2;
+			const char *t = sg->pool + sg->entries[mid].off;
+			if ((unsigned char) t[len] <= ' ') {
+				lo = mid + 1;
+			} else {
+				hi = mid;
+			}
 		}
 	}
 

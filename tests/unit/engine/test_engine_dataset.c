@@ -406,7 +406,7 @@ test_suggest(void **state)
 		assert_int_equal(s[0].hotel_id, 0);
 		hotel_suggestions_free(s);
 	}
-	/* Equal weights (800): by folded text, so the city comes first. */
+	/* Equal weights (800): the city comes first. */
 	{
 		const char *const t[] = { "Zürich", "Zürich Lake Inn" };
 		const hotel_suggest_kind k[]
@@ -433,12 +433,17 @@ test_suggest(void **state)
 		check_suggest(ds, "grand ", 10, 1, t, k);
 		check_suggest(ds, "palace", 10, 1, t, k);
 		check_suggest(ds, "gran ", 10, 0, NULL, NULL);
-		/* Both weigh 300: by folded text, "pousada sao paulo" <
-		 * "sao paulo". */
+		/* Both weigh 300: the city first. */
 		check_suggest(ds, "sao p", 10, 2,
-		    (const char *const[]) { "Pousada São Paulo", "São Paulo" },
+		    (const char *const[]) { "São Paulo", "Pousada São Paulo" },
 		    (const hotel_suggest_kind[]) {
-		        HOTEL_SUGGEST_HOTEL, HOTEL_SUGGEST_CITY });
+		        HOTEL_SUGGEST_CITY, HOTEL_SUGGEST_HOTEL });
+		/* A trailing separator ends the word, which may end the
+		 * name. */
+		check_suggest(ds, "tokyo ", 10, 2,
+		    (const char *const[]) { "Tokyo", "Grand Palace Tokyo" },
+		    (const hotel_suggest_kind[]) {
+		        HOTEL_SUGGEST_CITY, HOTEL_SUGGEST_HOTEL });
 	}
 	check_suggest(ds, "xyz", 10, 0, NULL, NULL);
 	/* No words: nothing, not an error. */
