@@ -78,6 +78,7 @@ hotel__dataset_destroy(hotel_dataset *ds)
 	hotel__free(&ds->mem, ds->rating_order, ds->n * sizeof(uint32_t));
 	hotel__free(&ds->mem, ds->price_order, ds->n * sizeof(uint32_t));
 	hotel__free(&ds->mem, ds->lat_sorted, ds->n * sizeof(double));
+	hotel__free(&ds->mem, ds->lon_by_lat, ds->n * sizeof(double));
 	hotel__free(
 	    &ds->mem, ds->cities, ds->cap_cities * sizeof(hotel__city));
 	hotel__arena_fini(&ds->strings);
@@ -399,9 +400,11 @@ build_columns(hotel_dataset *ds)
 	ds->price = hotel__alloc(&ds->mem, n * sizeof(int64_t));
 	ds->lat_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
 	ds->lat_sorted = hotel__alloc(&ds->mem, n * sizeof(double));
+	ds->lon_by_lat = hotel__alloc(&ds->mem, n * sizeof(double));
 	ld = malloc((n ? n : 1) * sizeof(*ld));
 	if (ds->stars == NULL || ds->amenities == NULL || ds->price == NULL
-	    || ds->lat_order == NULL || ds->lat_sorted == NULL || ld == NULL) {
+	    || ds->lat_order == NULL || ds->lat_sorted == NULL
+	    || ds->lon_by_lat == NULL || ld == NULL) {
 		free(ld);
 		return (HOTEL_ENOMEM);
 	}
@@ -420,6 +423,7 @@ build_columns(hotel_dataset *ds)
 	for (size_t i = 0; i < n; i++) {
 		ds->lat_sorted[i] = ld[i].lat;
 		ds->lat_order[i] = ld[i].doc;
+		ds->lon_by_lat[i] = ds->hotels[ld[i].doc].longitude;
 	}
 	free(ld);
 	return (HOTEL_OK);

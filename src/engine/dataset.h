@@ -48,6 +48,7 @@ struct hotel_dataset {
 	/* Docs sorted by latitude, for geo queries with no words. */
 	uint32_t *lat_order;
 	double   *lat_sorted;
+	double   *lon_by_lat; /* longitude of lat_order[i] */
 
 	hotel__index   index;
 	hotel__suggest suggest;

@@ -252,6 +252,15 @@ scan_all(run *r)
 			if (tick(r)) {
 				return;
 			}
+			/* The longitude window from the band's own array,
+			 * before touching the hotel. */
+			if (r->lon_check) {
+				double dl
+				    = fabs(ds->lon_by_lat[i] - r->q->lon);
+				if ((dl > 180.0 ? 360.0 - dl : dl) > r->dlon) {
+					continue;
+				}
+			}
 			if (pass(r, doc, &dist)) {
 				collect(r, doc, 0.0, dist);
 			}
