@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Smoke client: calls every hoteld replica through ONE nngrpc.Channel.
+
+    smoke_client.py [--calls N | --duration S] [--threads T] [URL ...]
+
+The URLs (default $NNGRPC_TARGETS, comma-separated, else tcp://hoteld1:5555,
+tcp://hoteld2:5555, tcp://hoteld3:5555) all go into one
+``nngrpc.Channel([...])``, which spreads calls round-robin over the replicas
+that are up and skips one that refuses connections.  T threads share the
+channel.  It prints how many calls each replica answered, then one line
+
+    RESULT {"calls": ..., "ok": ..., "errors": {...}, "replicas": {...}}
+
+(JSON: per replica its count, the Unix time of its last answer, and its
+answers per half second) for scripts, and exits 1 when more than --max-errors calls failed or fewer than
+--min-replicas replicas answered.
+
+Method: ``--method auto`` (the default) calls hotel.v1.HotelSearch/Search
+and Stats when the server has the hotel service, else the built-in
+/nngrpc.health.v1.Health/Check, so it works with any hoteld.
+
+Which replica answered: the channel's connection pool knows the endpoint a
+call went out on; a Channel subclass records it per thread (see
+``CountingChannel``): the public client API has no per-call peer yet.
+
+Calls answered UNAVAILABLE (a replica draining) are sent again, --retries
+times: every method called is NO_SIDE_EFFECTS.  A Channel that retries
+idempotent calls by itself makes this a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import nngrpc
+
+DEFAULT_TARGETS = "tcp://hoteld1:5555,tcp://hoteld2:5555,tcp://hoteld3:5555"
+HEALTH_CHECK = "/nngrpc.health.v1.Health/Check"
+UNKNOWN_PEER = "?"
+
+
+class CountingChannel(nngrpc.Channel):
+    """nngrpc.Channel that remembers, per thread, the endpoint of the last
+    connection it checked out: the replica that answered that thread's last
+    call (a retried call's attempts run one after another on the caller's
+    thread, so the last checkout is the attempt that answered).
+
+    The public API has no per-call peer yet, so this wraps the pool's
+    private _checkout() whatever its arguments, and counts a call under "?"
+    when that method or its (endpoint, connection) result changes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._last = threading.local()
+
+    def _checkout(self, *args: Any, **kwargs: Any) -> Any:
+        got = super()._checkout(*args, **kwargs)  # type: ignore[misc]
+        try:
+            self._last.url = str(got[0].addr.url)
+        except (AttributeError, IndexError, TypeError):
+            self._last.url = UNKNOWN_PEER
+        return got
+
+    def last_peer(self) -> str:
+        return str(getattr(self._last, "url", UNKNOWN_PEER))
+
+
+def _health_status(payload: bytes) -> int:
+    """Field 1 (varint) of nngrpc.health.v1.HealthCheckResponse; 0 if absent.
+    Decoded by hand: the health proto's Python module is not in the
+    nngrpc package."""
+    i = 0
+    while i < len(payload):
+        key = payload[i]
+        i += 1
+        if key == 0x08:
+            value = shift = 0
+            while True:
+                b = payload[i]
+                i += 1
+                value |= (b & 0x7F) << shift
+                shift += 7
+                if not b & 0x80:
+                    return value
+        break  # anything else: not what Check sends
+    return 0
+
+
+def make_calls(ch: nngrpc.Channel, method: str) -> Tuple[str, List[Callable[[float], Any]]]:
+    """The calls one iteration makes, and the method's display name."""
+    health: nngrpc.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(HEALTH_CHECK)
+
+    def check(timeout: float) -> None:
+        status = _health_status(health(b"", timeout=timeout))
+        if status != 1:
+            raise RuntimeError("health status %d, not SERVING" % status)
+
+    if method == "health":
+        return "Health/Check", [check]
+    try:
+        from hotel.v1 import hotel_nngrpc, hotel_pb2  # type: ignore[import-not-found]
+    except ImportError:
+        if method != "auto":
+            raise
+        return "Health/Check (no hotel stubs)", [check]
+    stub = hotel_nngrpc.HotelSearchStub(ch)
+
+    def search(timeout: float) -> None:
+        stub.Search(hotel_pb2.SearchRequest(query="hotel", page_size=5), timeout=timeout)
+
+    def stats(timeout: float) -> None:
+        if stub.Stats(hotel_pb2.StatsRequest(), timeout=timeout).hotel_count == 0:
+            raise RuntimeError("Stats: empty dataset")
+
+    if method == "auto":
+        try:
+            stats(5.0)
+        except nngrpc.RpcError as e:
+            if e.code() is not nngrpc.StatusCode.UNIMPLEMENTED:
+                raise
+            return "Health/Check (server has no hotel service)", [check]
+    return "HotelSearch Search+Stats", [search, stats]
+
+
+def wait_for_first_answer(ch: nngrpc.Channel, limit: float) -> None:
+    """Replicas may still be starting: poll Health until one answers."""
+    health: nngrpc.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(HEALTH_CHECK)
+    end = time.monotonic() + limit
+    while True:
+        try:
+            if _health_status(health(b"", timeout=1.0)) == 1:
+                return
+        except nngrpc.RpcError as e:
+            if time.monotonic() > end:
+                raise SystemExit("smoke: no replica answered within %.0f s: %s" % (limit, e))
+        time.sleep(0.2)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("targets", nargs="*", help="replica URLs (default $NNGRPC_TARGETS)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--calls", type=int, default=None, help="total calls (default 300)")
+    g.add_argument("--duration", type=float, default=None, help="call for this many seconds")
+    p.add_argument("--threads", type=int, default=4, help="threads sharing the channel")
+    p.add_argument("--interval", type=float, default=0.0,
+                   help="pause between a thread's calls (seconds)")
+    p.add_argument("--timeout", type=float, default=2.0, help="deadline of each call (s)")
+    p.add_argument("--method", choices=("auto", "hotel", "health"), default="auto")
+    p.add_argument("--wait", type=float, default=60.0,
+                   help="wait up to this long for a first answer (s)")
+    p.add_argument("--report-every", type=float, default=0.0,
+                   help="print per-replica counts every S seconds")
+    p.add_argument("--min-replicas", type=int, default=None,
+                   help="replicas that must answer (default: all targets)")
+    p.add_argument("--max-errors", type=int, default=0, help="failed calls allowed")
+    p.add_argument("--retries", type=int, default=1,
+                   help="times a call answered UNAVAILABLE is sent again (default 1)")
+    a = p.parse_args(argv)
+
+    targets = a.targets or os.environ.get("NNGRPC_TARGETS", DEFAULT_TARGETS).split(",")
+    targets = [t.strip() for t in targets if t.strip()]
+    min_replicas = len(targets) if a.min_replicas is None else a.min_replicas
+    if a.calls is None and a.duration is None:
+        a.calls = 300
+
+    # Short backoff: a stopped replica is retried soon after it comes back.
+    ch = CountingChannel(targets, connect_timeout=1.0, backoff=0.5, backoff_max=2.0)
+    wait_for_first_answer(ch, a.wait)
+    label, calls = make_calls(ch, a.method)
+    print("smoke: %s through one Channel(%s), %d threads"
+          % (label, ", ".join(targets), a.threads), flush=True)
+
+    lock = threading.Lock()
+    bucket = 0.5  # seconds per timeline slot
+    timeline: Dict[str, List[int]] = {u: [] for u in targets}
+    wall_start = time.time()
+    counts: Counter[str] = Counter()
+    last_ok: Dict[str, float] = {}
+    errors: Counter[str] = Counter()
+    retried: Counter[str] = Counter()
+    first_errors: List[str] = []
+    issued = [0]
+    start = time.monotonic()
+    stop_at = start + a.duration if a.duration is not None else None
+
+    def take_ticket() -> bool:
+        with lock:
+            if a.calls is not None:
+                if issued[0] >= a.calls:
+                    return False
+            elif stop_at is not None and time.monotonic() >= stop_at:
+                return False
+            issued[0] += 1
+            return True
+
+    def call_once(fn: Callable[[float], Any]) -> bool:
+        """One logical call: True when it succeeded (and counted)."""
+        for attempt in range(a.retries + 1):
+            try:
+                fn(a.timeout)
+                break
+            except nngrpc.RpcError as e:
+                text = "%s: %s" % (e.code().name, e.details())
+                # Every method called here is NO_SIDE_EFFECTS, so a call
+                # answered UNAVAILABLE (a replica draining, a connection
+                # lost) may be sent again: the channel takes the next
+                # replica. (Until nngrpc.Channel retries by itself.)
+                if e.code() is nngrpc.StatusCode.UNAVAILABLE and attempt < a.retries:
+                    with lock:
+                        retried[text] += 1
+                    continue
+                key = e.code().name
+            except RuntimeError as e:
+                key, text = "BAD_ANSWER", str(e)
+            with lock:
+                errors[key] += 1
+                if len(first_errors) < 5:
+                    first_errors.append("%.2fs %s" % (time.monotonic() - start, text))
+            return False
+        peer = ch.last_peer()
+        now = time.time()
+        slot = int((now - wall_start) / bucket)
+        with lock:
+            counts[peer] += 1
+            last_ok[peer] = now
+            row = timeline.setdefault(peer, [])
+            row.extend([0] * (slot + 1 - len(row)))
+            row[slot] += 1
+        return True
+
+    def worker() -> None:
+        i = 0
+        while take_ticket():
+            call_once(calls[i % len(calls)])
+            i += 1
+            if a.interval:
+                time.sleep(a.interval)
+
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(a.threads)]
+    for t in threads:
+        t.start()
+    if a.report_every > 0:
+        prev: Counter[str] = Counter()
+        while True:
+            for t in threads:
+                t.join(max(0.0, a.report_every - (time.monotonic() - start) % a.report_every))
+                if t.is_alive():
+                    break
+            if not any(t.is_alive() for t in threads):
+                break
+            with lock:
+                now, errs, again = Counter(counts), sum(errors.values()), sum(retried.values())
+            delta = {u: now[u] - prev[u] for u in targets}
+            print("smoke: t=%5.1fs  %s  errors=%d sent-again=%d" % (
+                time.monotonic() - start,
+                "  ".join("%s=%d" % (u.split("//")[-1], delta[u]) for u in targets),
+                errs, again), flush=True)
+            prev = now
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    ch.close()
+
+    ok = sum(counts.values())
+    n_err = sum(errors.values())
+    for u in targets + sorted(set(counts) - set(targets)):
+        print("smoke: %-24s %6d calls" % (u, counts[u]))
+    print("smoke: %d ok, %d failed in %.2f s (%.0f calls/s)"
+          % (ok, n_err, elapsed, (ok + n_err) / elapsed if elapsed else 0))
+    for line in first_errors:
+        print("smoke: error at %s" % line)
+    for text, n in sorted(retried.items()):
+        print("smoke: sent again after %d answer(s) %s" % (n, text))
+    answered = [u for u in targets if counts[u] > 0]
+    print("RESULT " + json.dumps({
+        "method": label,
+        "calls": ok + n_err,
+        "ok": ok,
+        "errors": dict(errors),
+        "retried": dict(retried),
+        "seconds": round(elapsed, 3),
+        "replicas": {u: {"calls": counts[u], "last_ok": last_ok.get(u, 0.0)} for u in targets},
+        # Answers per replica in consecutive slots of `bucket` seconds
+        # from Unix time `start`.
+        "timeline": {"start": wall_start, "bucket": bucket, "replicas": timeline},
+    }, sort_keys=True), flush=True)
+    if n_err > a.max_errors:
+        print("smoke: FAIL: %d calls failed (allowed %d)" % (n_err, a.max_errors))
+        return 1
+    if len(answered) < min_replicas:
+        print("smoke: FAIL: %d of %d replicas answered (need %d)"
+              % (len(answered), len(targets), min_replicas))
+        return 1
+    print("smoke: OK: %d of %d replicas answered" % (len(answered), len(targets)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+# shellcheck shell=bash
+# docker/lib.sh: shared by docker/build.sh and docker/test.sh (sourced,
+# from the repository root).
+
+# The classic builder: the docker CLI here has no buildx, and the
+# Dockerfiles need nothing from BuildKit.
+export DOCKER_BUILDKIT=0
+export COMPOSE_DOCKER_CLI_BUILD=0
+
+NNGRPC_IMAGE=${NNGRPC_IMAGE:-nngrpc/hoteld:dev}
+NNGRPC_CLIENT_IMAGE=${NNGRPC_CLIENT_IMAGE:-nngrpc/smoke-client:dev}
+export NNGRPC_IMAGE NNGRPC_CLIENT_IMAGE
+BASE_IMAGE=debian:bookworm-slim
+
+# Makes `docker` work. On the project's build machines no engine runs and
+# no registry is reachable: there ../shared/tools/docker-up (beside the
+# repository; $DOCKER_UP overrides the path) starts one and builds the
+# base image locally. It runs only when the engine does not answer or the
+# base image is missing, and only where that script exists; on any other
+# machine the normal engine and registry are used unchanged.
+ensure_docker() {
+	local up=${DOCKER_UP:-../shared/tools/docker-up}
+	local engine=yes base=yes
+	docker info >/dev/null 2>&1 || engine=no
+	if [ $engine = yes ]; then
+		docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base=no
+	fi
+	if [ $engine = yes ] && [ $base = yes ]; then
+		return 0
+	fi
+	if [ -x "$up" ]; then
+		echo "docker: engine answers: $engine, $BASE_IMAGE present: $base;" \
+			"running $up" >&2
+		"$up" || {
+			echo "docker: $up failed (it needs root)" >&2
+			return 1
+		}
+		return 0
+	fi
+	if [ $engine = no ]; then
+		echo "docker: no Docker engine answers ('docker info' fails) and" \
+			"there is no $up to start one: start Docker (or put the" \
+			"project's shared/ directory beside the repository)" >&2
+		return 1
+	fi
+	# Engine up, base image missing: `docker build` pulls it.
+	return 0
+}
+
+# build_image DOCKERFILE TAG: builds from the repository root, quietly
+# unless it fails (then the whole log). Prints the seconds it took.
+build_image() {
+	local file=$1 tag=$2 log start rc
+	log=$(mktemp)
+	start=$(date +%s.%N)
+	rc=0
+	docker build -f "$file" -t "$tag" . >"$log" 2>&1 || rc=$?
+	if [ $rc != 0 ]; then
+		cat "$log" >&2
+		rm -f "$log"
+		echo "docker: building $tag from $file failed" >&2
+		return $rc
+	fi
+	rm -f "$log"
+	/usr/bin/python3 -c 'import sys, time; print("%.1f" % (time.time() - float(sys.argv[1])))' "$start"
+}
+
+# image_mb TAG: the image's size in MB (10^6 bytes, as `docker images`).
+image_mb() {
+	docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.1f", $1 / 1e6}'
+}
