@@ -17,10 +17,11 @@
  * counter (mem.h), which is what Stats reports. Build-time scratch (the
  * city interning map) uses scratch_mem and is gone before publication.
  *
- * The one place a build uses a second thread: the index and the suggestion
- * tables are built at the same time (they read the finished columns and
- * write disjoint fields; the suggestion side counts into its own hotel__mem,
- * added after the join).
+ * The one place a build uses a second thread: while the index builds, a
+ * second thread sorts the latitude, rating and price orders, builds the
+ * suggestion tables and hashes the content (they all read the finished
+ * hotels and columns and write disjoint fields; that side counts into its
+ * own hotel__mem, added after the join).
  */
 #include <assert.h>
 #include <math.h>
@@ -356,13 +357,13 @@ order_key_cmp(const void *a, const void *b)
 }
 
 static int
-build_orders(hotel_dataset *ds)
+build_orders(hotel_dataset *ds, hotel__mem *mem)
 {
 	size_t            n = ds->n;
 	struct order_key *k = malloc((n ? n : 1) * sizeof(*k));
 
-	ds->rating_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
-	ds->price_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
+	ds->rating_order = hotel__alloc(mem, n * sizeof(uint32_t));
+	ds->price_order = hotel__alloc(mem, n * sizeof(uint32_t));
 	if (k == NULL || ds->rating_order == NULL || ds->price_order == NULL) {
 		free(k);
 		return (HOTEL_ENOMEM);
@@ -392,20 +393,12 @@ build_orders(hotel_dataset *ds)
 static int
 build_columns(hotel_dataset *ds)
 {
-	size_t          n = ds->n;
-	struct lat_doc *ld;
+	size_t n = ds->n;
 
 	ds->stars = hotel__alloc(&ds->mem, n * sizeof(uint8_t));
 	ds->amenities = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
 	ds->price = hotel__alloc(&ds->mem, n * sizeof(int64_t));
-	ds->lat_order = hotel__alloc(&ds->mem, n * sizeof(uint32_t));
-	ds->lat_sorted = hotel__alloc(&ds->mem, n * sizeof(double));
-	ds->lon_by_lat = hotel__alloc(&ds->mem, n * sizeof(double));
-	ld = malloc((n ? n : 1) * sizeof(*ld));
-	if (ds->stars == NULL || ds->amenities == NULL || ds->price == NULL
-	    || ds->lat_order == NULL || ds->lat_sorted == NULL
-	    || ds->lon_by_lat == NULL || ld == NULL) {
-		free(ld);
+	if (ds->stars == NULL || ds->amenities == NULL || ds->price == NULL) {
 		return (HOTEL_ENOMEM);
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -414,10 +407,29 @@ build_columns(hotel_dataset *ds)
 		ds->stars[i] = (uint8_t) h->stars;
 		ds->amenities[i] = h->amenities;
 		ds->price[i] = h->price_cents;
-		ld[i].lat = h->latitude;
-		ld[i].doc = (uint32_t) i;
 		c->reviews += h->review_count;
 		c->hotels++;
+	}
+	return (HOTEL_OK);
+}
+
+static int
+build_lat_order(hotel_dataset *ds, hotel__mem *mem)
+{
+	size_t          n = ds->n;
+	struct lat_doc *ld = malloc((n ? n : 1) * sizeof(*ld));
+
+	ds->lat_order = hotel__alloc(mem, n * sizeof(uint32_t));
+	ds->lat_sorted = hotel__alloc(mem, n * sizeof(double));
+	ds->lon_by_lat = hotel__alloc(mem, n * sizeof(double));
+	if (ds->lat_order == NULL || ds->lat_sorted == NULL
+	    || ds->lon_by_lat == NULL || ld == NULL) {
+		free(ld);
+		return (HOTEL_ENOMEM);
+	}
+	for (size_t i = 0; i < n; i++) {
+		ld[i].lat = ds->hotels[i].latitude;
+		ld[i].doc = (uint32_t) i;
 	}
 	qsort(ld, n, sizeof(*ld), lat_doc_cmp);
 	for (size_t i = 0; i < n; i++) {
@@ -466,17 +478,27 @@ content_hash(const hotel_dataset *ds)
 	return (h);
 }
 
-typedef struct suggest_job {
+/* The second build thread's work: everything but the columns and the
+ * index. It reads the hotels and the columns, writes fields nothing else
+ * writes, and counts into its own mem until the join. */
+typedef struct side_job {
 	hotel_dataset *ds;
 	hotel__mem     mem;
 	int            rv;
-} suggest_job;
+} side_job;
 
 static void *
-suggest_thread(void *arg)
+side_thread(void *arg)
 {
-	suggest_job *sb = arg;
-	sb->rv = hotel__suggest_build(sb->ds, &sb->mem);
+	side_job      *sb = arg;
+	hotel_dataset *ds = sb->ds;
+
+	if ((sb->rv = build_lat_order(ds, &sb->mem)) != HOTEL_OK
+	    || (sb->rv = build_orders(ds, &sb->mem)) != HOTEL_OK
+	    || (sb->rv = hotel__suggest_build(ds, &sb->mem)) != HOTEL_OK) {
+		return (NULL);
+	}
+	ds->id_hash = content_hash(ds);
 	return (NULL);
 }
 
@@ -484,7 +506,7 @@ int
 hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen)
 {
 	struct timespec now;
-	suggest_job     sb = { 0 };
+	side_job        sb = { 0 };
 	pthread_t       tid;
 	bool            joined = true;
 	int             rv;
@@ -493,15 +515,15 @@ hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen)
 		return (rv);
 	}
 	hotel__strmap_fini(&ds->city_map);
-	if ((rv = build_columns(ds)) != HOTEL_OK
-	    || (rv = build_orders(ds)) != HOTEL_OK) {
+	if ((rv = build_columns(ds)) != HOTEL_OK) {
 		return (hotel__err(rv, err, errlen, "out of memory"));
 	}
-	/* The index and the suggestions read the same finished columns and
-	 * write disjoint fields: build them on two threads. */
+	/* The index on this thread; the orders, the suggestions and the
+	 * content hash on another (they read the same finished columns and
+	 * write disjoint fields). */
 	sb.ds = ds;
-	if (pthread_create(&tid, NULL, suggest_thread, &sb) != 0) {
-		suggest_thread(&sb); /* no thread: build it here */
+	if (pthread_create(&tid, NULL, side_thread, &sb) != 0) {
+		side_thread(&sb); /* no thread: do it here */
 	} else {
 		joined = false;
 	}
@@ -516,7 +538,6 @@ hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen)
 	if (rv != HOTEL_OK) {
 		return (hotel__err(rv, err, errlen, "out of memory"));
 	}
-	ds->id_hash = content_hash(ds);
 	snprintf(ds->id_str, sizeof(ds->id_str), "%016llx",
 	    (unsigned long long) ds->id_hash);
 	ds->build_ms = (double) (hotel_now_ns() - ds->started_ns) / 1e6;
