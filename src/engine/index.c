@@ -5,11 +5,11 @@
  * ------
  * Built once per dataset by one thread, read by any number afterwards. The
  * layout is a handful of flat arrays (no per-term allocations): a sorted
- * term dictionary (offsets into one string pool), one posting array with
- * every term's list laid out in dictionary order, and per-document BM25F
- * norms. Because both the dictionary and the postings are in term order, a
- * prefix is one binary-searched range of terms and one contiguous slice of
- * postings.
+ * term dictionary (offsets into one string pool) and one posting array
+ * with every term's list laid out in dictionary order, each posting a
+ * document and that term's BM25F score in it. Because both the dictionary and
+ * the postings are in term order, a prefix is one binary-searched range of
+ * terms and one contiguous slice of postings.
  *
  * The build tokenises each document once, interning tokens (hotel__strmap)
  * and appending the document's (term, tf per field) pairs to a scratch
