@@ -25,11 +25,13 @@ LIMIT = nngrpc.DEFAULT_MAX_MESSAGE_BYTES
 
 def echo_payload_for_message_size(total: int) -> bytes:
     """Returns an EchoRequest whose SP message (4-byte id + envelope, no
-    timeout) is exactly total bytes."""
+    timeout, the channel's 16-digit nngrpc-request-id) is exactly total
+    bytes."""
     n = total - 64
+    md = {"nngrpc-request-id": "0" * 16}
     while True:
         payload = testing_pb2.EchoRequest(payload=b"x" * n).SerializeToString()
-        size = 4 + rpc_pb2.Request(method=ECHO, payload=payload).ByteSize()
+        size = 4 + rpc_pb2.Request(method=ECHO, payload=payload, metadata=md).ByteSize()
         if size == total:
             return payload
         n += total - size

@@ -9,7 +9,10 @@
 
 The client speaks NNG's SP wire protocol itself on Python sockets (no
 libnng in the process), so it is fork-safe, releases the GIL while it
-waits, and Ctrl+C interrupts a waiting call.
+waits, and Ctrl+C interrupts a waiting call.  ``nngrpc.aio`` is the
+asyncio client (many calls multiplexed over a few connections); idempotent
+calls are retried (``RetryPolicy``); ``tls+tcp://`` endpoints take a
+``TlsConfig``.
 """
 
 from nngrpc._channel import (
@@ -18,8 +21,10 @@ from nngrpc._channel import (
     Channel,
     UnaryUnaryMultiCallable,
 )
-from nngrpc._errors import Call, Metadata, RpcError, TrailingMetadata
+from nngrpc._errors import REQUEST_ID_KEY, Call, Metadata, RpcError, TrailingMetadata
+from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from nngrpc._status_table import StatusCode
+from nngrpc._tls import TlsConfig
 from nngrpc._version import __version__
 
 __all__ = [
@@ -27,9 +32,13 @@ __all__ = [
     "Channel",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_RECEIVE_MESSAGE_BYTES",
+    "DEFAULT_RETRY_POLICY",
     "Metadata",
+    "REQUEST_ID_KEY",
+    "RetryPolicy",
     "RpcError",
     "StatusCode",
+    "TlsConfig",
     "TrailingMetadata",
     "UnaryUnaryMultiCallable",
     "__version__",

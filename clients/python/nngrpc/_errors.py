@@ -13,15 +13,33 @@ Metadata = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
 TrailingMetadata = Tuple[Tuple[str, str], ...]
 
 
+#: The request metadata key that carries a call's request id.  The channel
+#: sets it to a fresh random id unless the caller's metadata has one; the
+#: server logs it with the call.
+REQUEST_ID_KEY = "nngrpc-request-id"
+
+
 class Call:
     """The status and server timings of one finished call.
 
     ``queue_us`` and ``run_us`` are the server's own times (microseconds
     waiting in its queue, and running the handler); both are 0 when the
     answer did not come from the server (e.g. a client-side deadline).
+    ``request_id`` is the call's ``nngrpc-request-id`` metadata (the
+    caller's, or the one the channel generated), the key to the server's
+    log lines about it; ``attempts`` is how many times the request was sent
+    (or tried to be: more than 1 only when the channel retried it).
     """
 
-    __slots__ = ("_code", "_details", "_trailers", "queue_us", "run_us")
+    __slots__ = (
+        "_code",
+        "_details",
+        "_trailers",
+        "queue_us",
+        "run_us",
+        "request_id",
+        "attempts",
+    )
 
     def __init__(
         self,
@@ -30,12 +48,16 @@ class Call:
         trailing_metadata: TrailingMetadata = (),
         queue_us: int = 0,
         run_us: int = 0,
+        request_id: str = "",
+        attempts: int = 1,
     ) -> None:
         self._code = code
         self._details = details
         self._trailers = trailing_metadata
         self.queue_us = queue_us
         self.run_us = run_us
+        self.request_id = request_id
+        self.attempts = attempts
 
     def code(self) -> StatusCode:
         """The status code of the call."""
@@ -50,11 +72,12 @@ class Call:
         return self._trailers
 
     def __repr__(self) -> str:
-        return "<Call %s %r queue_us=%d run_us=%d>" % (
+        return "<Call %s %r queue_us=%d run_us=%d request_id=%s>" % (
             self._code.name,
             self._details,
             self.queue_us,
             self.run_us,
+            self.request_id or "-",
         )
 
 
@@ -86,6 +109,12 @@ class RpcError(Exception):
     def trailing_metadata(self) -> TrailingMetadata:
         """The trailers the handler set, as (key, value) pairs."""
         return self.call.trailing_metadata()
+
+    @property
+    def request_id(self) -> str:
+        """The call's request id (``nngrpc-request-id``), as the server
+        logged it; empty for an error raised before a request was built."""
+        return self.call.request_id
 
     def __str__(self) -> str:
         return "%s: %s" % (self.call.code().name, self.call.details())

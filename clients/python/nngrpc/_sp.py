@@ -14,9 +14,14 @@ tcp.c, src/sp/transport/ipc/ipc.c, src/sp/protocol/reqrep0/req.c, rep.c):
   A reply with another id is stale (an earlier, abandoned request) and is
   discarded.
 
-This module does no socket setup (see _transport.py): ReqPipe works on any
-connected stream socket with ``sendall``, ``recv``, ``recv_into`` and
-``settimeout`` (socket.socket, and ssl.SSLSocket for tls+tcp later).
+This module does no socket setup (see _transport.py).  ReqPipe owns a
+connected stream socket, puts it in non-blocking mode and waits for it with
+poll(2): a call costs one poll(0) (is the pooled connection still open?),
+one send, one poll until the reply (or the deadline) and one recv, where a
+socket with a Python timeout would add a poll before the send and an
+ioctl(FIONBIO) per settimeout.  Every wait is a poll that releases the GIL
+and is interrupted by signals (Ctrl+C raises KeyboardInterrupt, PEP 475).
+_tls.TlsReqPipe does the same over ssl.SSLSocket.
 
 libnng's REQ resends a request whose reply is late (NNG_OPT_REQ_RESENDTIME,
 which runs a slow call twice, nng#913).  ReqPipe never resends: a request is
@@ -24,10 +29,13 @@ sent exactly once, and retrying is the caller's decision.
 
 A ReqPipe is not thread-safe: it carries one call at a time.  Its caller
 closes it after any exception, since a late reply could still arrive.
+(The asyncio client, _aio_pipe.py, multiplexes many calls on one
+connection instead; the framing is the same.)
 """
 
 from __future__ import annotations
 
+import math
 import random
 import select
 import socket
@@ -48,8 +56,11 @@ _ID = struct.Struct(">I")
 
 # Below this a request is joined to its header and sent in one write; above
 # it the two are written separately rather than copying the body.
-_JOIN_MAX = 64 * 1024
+JOIN_MAX = 64 * 1024
 _RECV_CHUNK = 64 * 1024
+
+POLLIN = select.POLLIN
+POLLOUT = select.POLLOUT
 
 
 class ProtocolError(Exception):
@@ -85,6 +96,11 @@ def parse_handshake(header: bytes) -> int:
         raise ProtocolError("SP handshake must be 8 bytes, got %d" % len(header))
     magic, proto, reserved = _HANDSHAKE.unpack(header)
     if magic != _SP_MAGIC or reserved != 0:
+        if header[0] in (0x15, 0x16) and header[1] == 0x03:
+            # A TLS record (alert or handshake): a tls+tcp:// listener.
+            raise ProtocolError(
+                "peer answered with TLS, not SP: dial it with a tls+tcp:// URL"
+            )
         raise ProtocolError("peer did not send an SP header: %r" % header)
     return int(proto)
 
@@ -96,42 +112,113 @@ def encode_message(body: bytes, *, ipc: bool) -> bytes:
     return _TCP_LEN.pack(len(body)) + body
 
 
+def next_request_id(rid: int) -> int:
+    """Returns the request id after rid (31-bit counter, top bit set)."""
+    return 0x80000000 | ((rid + 1) & 0x7FFFFFFF)
+
+
+def first_request_id() -> int:
+    """Returns a random first request id for a new connection."""
+    return 0x80000000 | random.getrandbits(31)
+
+
+def request_head(rid: int, size: int, *, ipc: bool) -> bytes:
+    """Returns the frame header of a request whose envelope is size bytes."""
+    if ipc:
+        return _IPC_HEAD.pack(1, size + 4, rid)
+    return _TCP_HEAD.pack(size + 4, rid)
+
+
 class ReqPipe:
     """One REQ conversation on a connected stream socket (not thread-safe).
 
-    Borrows nothing: it owns sock and closes it in close().
+    Takes sock (and makes it non-blocking); close() closes it.
     """
 
-    __slots__ = ("sock", "ipc", "max_recv", "_next_id", "_buf", "_poller")
+    __slots__ = ("sock", "ipc", "max_recv", "_rid", "_buf", "_poller", "_fd")
 
     def __init__(self, sock: socket.socket, *, ipc: bool, max_recv: int) -> None:
+        sock.setblocking(False)
         self.sock = sock
         self.ipc = ipc
         self.max_recv = max_recv
-        self._next_id = random.getrandbits(31)
+        self._rid = first_request_id()
         self._buf = bytearray()
-        self._poller: Optional["select.poll"] = None
+        self._fd = sock.fileno()
+        self._poller = select.poll()
+        self._poller.register(self._fd, POLLIN)
 
-    # ---- deadlines ---------------------------------------------------------
-    def _arm(self, deadline: Optional[float]) -> None:
-        """Sets the socket timeout to what is left until deadline.
+    # ---- waiting -------------------------------------------------------------
+    def _wait(self, events: int, deadline: Optional[float]) -> None:
+        """Polls until the socket is ready for events (POLLIN or POLLOUT).
 
-        Raises TimeoutError when the deadline has passed.
+        Raises TimeoutError when the deadline passes first.  A signal
+        handler's exception (KeyboardInterrupt) propagates from poll.
         """
-        if deadline is None:
-            self.sock.settimeout(None)
-            return
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("deadline passed")
-        self.sock.settimeout(left)
+        poller = self._poller
+        if events != POLLIN:
+            poller.modify(self._fd, events)
+        try:
+            while True:
+                if deadline is None:
+                    ms = -1
+                else:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError("deadline passed")
+                    ms = math.ceil(left * 1000)
+                if poller.poll(ms):
+                    return
+        finally:
+            if events != POLLIN:
+                poller.modify(self._fd, POLLIN)
+
+    # ---- raw I/O (overridden for TLS) -------------------------------------------
+    def _send_all(self, data: Union[bytes, memoryview], deadline: Optional[float]) -> None:
+        """Sends all of data, waiting for room as needed."""
+        sock = self.sock
+        view = memoryview(data)
+        while view:
+            try:
+                n = sock.send(view)
+            except BlockingIOError:
+                self._wait(POLLOUT, deadline)
+                continue
+            view = view[n:]
+
+    def _recv(self, deadline: Optional[float], wait_first: bool) -> bytes:
+        """Returns the next bytes received (at most _RECV_CHUNK); raises
+        PeerClosed at EOF.  wait_first: poll before the first recv (a
+        reply that was just asked for is never there yet)."""
+        if wait_first:
+            self._wait(POLLIN, deadline)
+        while True:
+            try:
+                chunk = self.sock.recv(_RECV_CHUNK)
+            except BlockingIOError:
+                self._wait(POLLIN, deadline)
+                continue
+            if not chunk:
+                raise PeerClosed("connection closed by the server")
+            return chunk
+
+    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
+        """Receives into view; returns the count (> 0) or raises PeerClosed."""
+        while True:
+            try:
+                got = self.sock.recv_into(view)
+            except BlockingIOError:
+                self._wait(POLLIN, deadline)
+                continue
+            if not got:
+                raise PeerClosed("connection closed by the server")
+            return got
 
     # ---- handshake ---------------------------------------------------------
     def handshake(self, deadline: Optional[float]) -> None:
         """Exchanges SP headers; raises ProtocolError unless the peer is REP."""
-        self._arm(deadline)
-        self.sock.sendall(handshake_header(PROTO_REQ))
-        peer = parse_handshake(self._read_exact(8, deadline))
+        self._send_all(handshake_header(PROTO_REQ), deadline)
+        peer = parse_handshake(self._read_exact(8, deadline, True))
         if peer != PROTO_REP:
             raise ProtocolError(
                 "peer speaks SP protocol 0x%x, not REP (0x%x)" % (peer, PROTO_REP)
@@ -140,19 +227,13 @@ class ReqPipe:
     # ---- one call ------------------------------------------------------------
     def send_request(self, envelope: bytes, deadline: Optional[float]) -> int:
         """Sends one request; returns its request id (top bit set)."""
-        rid = 0x80000000 | self._next_id
-        self._next_id = (self._next_id + 1) & 0x7FFFFFFF
-        size = len(envelope) + 4
-        if self.ipc:
-            head = _IPC_HEAD.pack(1, size, rid)
+        rid = self._rid = next_request_id(self._rid)
+        head = request_head(rid, len(envelope), ipc=self.ipc)
+        if len(envelope) <= JOIN_MAX:
+            self._send_all(head + envelope, deadline)
         else:
-            head = _TCP_HEAD.pack(size, rid)
-        self._arm(deadline)
-        if len(envelope) <= _JOIN_MAX:
-            self.sock.sendall(head + envelope)
-        else:
-            self.sock.sendall(head)
-            self.sock.sendall(envelope)
+            self._send_all(head, deadline)
+            self._send_all(envelope, deadline)
         return rid
 
     def recv_reply(self, rid: int, deadline: Optional[float]) -> memoryview:
@@ -162,8 +243,10 @@ class ReqPipe:
         MessageTooLarge, ProtocolError, PeerClosed or TimeoutError.
         """
         want = _ID.pack(rid)
+        wait_first = True
         while True:
-            body = self.recv_message(deadline)
+            body = self.recv_message(deadline, wait_first)
+            wait_first = False
             if len(body) < 4:
                 raise ProtocolError("reply of %d bytes has no request id" % len(body))
             if body[:4] == want:
@@ -174,19 +257,23 @@ class ReqPipe:
         return self.recv_reply(self.send_request(envelope, deadline), deadline)
 
     # ---- framing -------------------------------------------------------------
-    def recv_message(self, deadline: Optional[float]) -> Union[bytes, bytearray]:
+    def recv_message(
+        self, deadline: Optional[float], wait_first: bool = False
+    ) -> Union[bytes, bytearray]:
         """Returns the body of the next message (request id included)."""
         if self.ipc:
-            kind, size = _IPC_LEN.unpack(self._read_exact(9, deadline))
+            kind, size = _IPC_LEN.unpack(self._read_exact(9, deadline, wait_first))
             if kind != 1:
                 raise ProtocolError("ipc message type %d, expected 1" % kind)
         else:
-            (size,) = _TCP_LEN.unpack(self._read_exact(8, deadline))
+            (size,) = _TCP_LEN.unpack(self._read_exact(8, deadline, wait_first))
         if size > self.max_recv:
             raise MessageTooLarge(size, self.max_recv)
-        return self._read_exact(size, deadline)
+        return self._read_exact(size, deadline, False)
 
-    def _read_exact(self, n: int, deadline: Optional[float]) -> Union[bytes, bytearray]:
+    def _read_exact(
+        self, n: int, deadline: Optional[float], wait_first: bool
+    ) -> Union[bytes, bytearray]:
         """Returns exactly n bytes from the connection (buffered)."""
         buf = self._buf
         have = len(buf)
@@ -194,26 +281,23 @@ class ReqPipe:
             out = bytes(buf[:n])
             del buf[:n]
             return out
+        if have:
+            wait_first = False
         if n - have > _RECV_CHUNK:
             # Large message: read straight into its final buffer.
             big = bytearray(n)
             big[:have] = buf
             buf.clear()
             view = memoryview(big)
+            if wait_first:
+                self._wait(POLLIN, deadline)
             while have < n:
-                self._arm(deadline)
-                got = self.sock.recv_into(view[have:])
-                if got == 0:
-                    raise PeerClosed("connection closed by the server")
-                have += got
+                have += self._recv_into(view[have:], deadline)
             view.release()
             return big
         while len(buf) < n:
-            self._arm(deadline)
-            chunk = self.sock.recv(_RECV_CHUNK)
-            if not chunk:
-                raise PeerClosed("connection closed by the server")
-            buf += chunk
+            buf += self._recv(deadline, wait_first)
+            wait_first = False
         out = bytes(buf[:n])
         del buf[:n]
         return out
@@ -227,14 +311,20 @@ class ReqPipe:
         """
         if self._buf:
             return False
-        if self._poller is None:
-            self._poller = select.poll()
-            self._poller.register(self.sock, select.POLLIN)
         # Readable while idle means EOF, an error, or a stray message.
         return not self._poller.poll(0)
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return self._fd
+
+    def shutdown(self) -> None:
+        """Wakes a call blocked on this pipe in another thread (it then
+        fails with PeerClosed).  Only for Channel.close(): a forked process
+        sharing the descriptor would see it."""
+        try:
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def close(self) -> None:
         """Closes the socket (close(2) only: never shutdown, which a forked

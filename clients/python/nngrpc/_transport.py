@@ -1,9 +1,11 @@
 """Endpoint URLs and dialing: the socket setup under the SP framing.
 
 Supported: ``tcp://host:port`` (also ``tcp4://``, ``tcp6://``; an IPv6 host
-in brackets, ``tcp://[::1]:5555``) and ``ipc:///absolute/path`` (or
-``ipc://relative/path``), as NNG writes them.  ``tls+tcp://`` will wrap the
-connected socket with ``ssl`` here; the framing in _sp.py stays the same.
+in brackets, ``tcp://[::1]:5555``), ``tls+tcp://host:port`` (also
+``tls+tcp4://``, ``tls+tcp6://``: the TCP connection wrapped with ``ssl``,
+see _tls.py) and ``ipc:///absolute/path`` (or ``ipc://relative/path``), as
+NNG writes them.  The SP framing (_sp.py) is the same on all of them but
+for ipc's type byte.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ from __future__ import annotations
 import socket
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
 from nngrpc._sp import ReqPipe
+
+if TYPE_CHECKING:
+    import ssl
 
 _TCP_FAMILIES = {
     "tcp": socket.AF_UNSPEC,
@@ -32,6 +37,7 @@ class Address:
     host: str = ""
     port: int = 0
     path: str = ""
+    tls: bool = False
 
 
 def parse_url(url: str) -> Address:
@@ -43,7 +49,9 @@ def parse_url(url: str) -> Address:
         if not rest:
             raise ValueError("ipc URL without a path: %r" % url)
         return Address(url=url, ipc=True, family=socket.AF_UNIX, path=rest)
-    if scheme in _TCP_FAMILIES:
+    tls = scheme.startswith("tls+")
+    family = _TCP_FAMILIES.get(scheme[4:] if tls else scheme)
+    if family is not None:
         if rest.startswith("["):
             host, bracket, tail = rest[1:].partition("]")
             if not bracket or not tail.startswith(":"):
@@ -62,9 +70,9 @@ def parse_url(url: str) -> Address:
         if not 0 < port < 65536:
             raise ValueError("port out of range in %r" % url)
         return Address(
-            url=url, ipc=False, family=_TCP_FAMILIES[scheme], host=host, port=port
+            url=url, ipc=False, family=family, host=host, port=port, tls=tls
         )
-    if scheme in ("tls+tcp", "ws", "wss"):
+    if scheme in ("ws", "wss"):
         raise ValueError("%s:// is not supported by this client yet: %r" % (scheme, url))
     raise ValueError("unknown transport %r in %r" % (scheme, url))
 
@@ -78,10 +86,19 @@ def _left(deadline: Optional[float]) -> Optional[float]:
     return left
 
 
-def _connect_tcp(addr: Address, deadline: Optional[float]) -> socket.socket:
-    infos = socket.getaddrinfo(
+#: One getaddrinfo answer: (family, type, proto, canonname, sockaddr).
+AddrInfo = Tuple[int, int, int, str, Tuple[Any, ...]]
+
+
+def resolve(addr: Address) -> List[AddrInfo]:
+    """Returns getaddrinfo's answer for a tcp Address."""
+    return socket.getaddrinfo(  # type: ignore[return-value]
         addr.host, addr.port, addr.family, socket.SOCK_STREAM, socket.IPPROTO_TCP
     )
+
+
+def _connect_tcp(addr: Address, deadline: Optional[float]) -> socket.socket:
+    infos = resolve(addr)
     errors: List[str] = []
     for family, kind, proto, _, sockaddr in infos:
         sock = socket.socket(family, kind, proto)
@@ -111,18 +128,38 @@ def _connect_ipc(addr: Address, deadline: Optional[float]) -> socket.socket:
     return sock
 
 
-def dial(addr: Address, deadline: Optional[float], max_recv: int) -> ReqPipe:
-    """Connects to addr and completes the SP handshake as REQ.
+def dial(
+    addr: Address,
+    deadline: Optional[float],
+    max_recv: int,
+    tls_context: "Optional[ssl.SSLContext]" = None,
+    server_hostname: Optional[str] = None,
+) -> ReqPipe:
+    """Connects to addr and completes the SP handshake as REQ (after the
+    TLS handshake for tls+tcp, with tls_context, which it then needs).
 
     Returns new: a ReqPipe the caller owns.  Raises OSError (connection
-    refused, no such path, ...), TimeoutError, or _sp.ProtocolError if the
-    peer is not an SP REP socket.
+    refused, no such path, ssl.SSLError for a failed TLS handshake, ...),
+    TimeoutError, or _sp.ProtocolError if the peer is not an SP REP socket.
     """
+    pipe: ReqPipe
     if addr.ipc:
-        sock = _connect_ipc(addr, deadline)
-    else:
+        pipe = ReqPipe(_connect_ipc(addr, deadline), ipc=True, max_recv=max_recv)
+    elif addr.tls:
+        from nngrpc import _tls
+
+        if tls_context is None:
+            raise ValueError("%s needs a TLS context" % addr.url)
         sock = _connect_tcp(addr, deadline)
-    pipe = ReqPipe(sock, ipc=addr.ipc, max_recv=max_recv)
+        pipe = _tls.wrap(
+            sock,
+            tls_context,
+            server_hostname or addr.host,
+            max_recv=max_recv,
+            deadline=deadline,
+        )
+    else:
+        pipe = ReqPipe(_connect_tcp(addr, deadline), ipc=False, max_recv=max_recv)
     try:
         pipe.handshake(deadline)
     except BaseException:

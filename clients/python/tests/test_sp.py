@@ -131,7 +131,10 @@ def test_request_framing(echo_server: FakeServer) -> None:
     assert rid1 & 0x80000000
     assert rid2 == 0x80000000 | ((rid1 + 1) & 0x7FFFFFFF)
     req = rpc_pb2.Request.FromString(first[4:])
-    assert req.method == "/a/B" and req.payload == b"hello" and dict(req.metadata) == {"k": "v"}
+    rid = req.metadata["nngrpc-request-id"]
+    assert len(rid) == 16 and int(rid, 16) >= 0
+    assert req.method == "/a/B" and req.payload == b"hello"
+    assert dict(req.metadata) == {"k": "v", "nngrpc-request-id": rid}
     assert 1_900_000 < req.timeout_us <= 2_000_000
     assert rpc_pb2.Request.FromString(second[4:]).timeout_us == 0
 
@@ -236,7 +239,11 @@ def test_urls() -> None:
     a = parse_url("tcp://[::1]:5555")
     assert (a.host, a.port, a.ipc) == ("::1", 5555, False)
     assert parse_url("ipc:///tmp/x.sock").path == "/tmp/x.sock"
-    for bad in ["localhost:5", "tcp://host", "tcp://*:5", "tcp://h:0", "udp://h:1", "tls+tcp://h:1"]:
+    t = parse_url("tls+tcp://127.0.0.1:5556")
+    assert (t.host, t.port, t.tls, t.ipc) == ("127.0.0.1", 5556, True, False)
+    assert not parse_url("tcp://h:1").tls
+    for bad in ["localhost:5", "tcp://host", "tcp://*:5", "tcp://h:0", "udp://h:1", "ws://h:1",
+                "tls+ipc:///x", "tls+tcp://h"]:
         with pytest.raises(ValueError):
             parse_url(bad)
     with pytest.raises(ValueError):

@@ -1,0 +1,224 @@
+"""TLS for ``tls+tcp://`` endpoints: TlsConfig and the TLS flavour of ReqPipe.
+
+hoteld serves ``tls+tcp://`` with ``--tls-cert``/``--tls-key`` (NNG's TLS
+transport: TLS over TCP, then the same SP handshake and framing as tcp).
+The client wraps its TCP connection with Python's ``ssl`` module:
+
+    ch = nngrpc.Channel(
+        "tls+tcp://127.0.0.1:5556",
+        tls=nngrpc.TlsConfig(ca_file="ca.pem",            # trust anchor
+                             cert_file="client.pem",      # when the server
+                             key_file="client.key"),      # verifies clients
+    )
+
+The server's certificate is always verified (against ``ca_file``, else the
+system's CAs) and must name the host dialled (a DNS name, or an IP address
+in its subjectAltName), unless ``server_hostname`` names another.  A failed
+handshake fails the call with UNAVAILABLE and says why (for example
+"certificate verify failed").  The handshake is bounded by the channel's
+``connect_timeout`` (and the call's deadline), so a peer that never answers
+cannot hang a call.
+
+This module imports ``ssl`` only when a TLS connection is made, so plain
+tcp/ipc users do not pay for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional, Union
+
+from nngrpc._sp import POLLIN, POLLOUT, PeerClosed, ReqPipe
+
+if TYPE_CHECKING:
+    import socket
+    import ssl
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    """Client TLS settings for ``tls+tcp://`` endpoints.
+
+    - ``ca_file``: PEM bundle of the CAs that may sign the server's
+      certificate (None: the system's default CAs).
+    - ``cert_file``, ``key_file``: the client's certificate chain and key
+      (PEM), for a server started with ``--tls-ca`` (client verification);
+      ``key_file`` may be omitted when ``cert_file`` holds the key too.
+    - ``server_hostname``: the name the server's certificate must carry
+      (None: the host of each endpoint's URL).
+    - ``context``: a ready ``ssl.SSLContext`` to use instead of building one
+      from the files (the other fields but ``server_hostname`` are then
+      ignored).
+    """
+
+    ca_file: Optional[str] = None
+    cert_file: Optional[str] = None
+    key_file: Optional[str] = None
+    server_hostname: Optional[str] = None
+    context: Optional["ssl.SSLContext"] = None
+
+    def __post_init__(self) -> None:
+        if self.key_file is not None and self.cert_file is None:
+            raise ValueError("TlsConfig: key_file given without cert_file")
+
+    def make_context(self) -> "ssl.SSLContext":
+        """Returns new: the SSLContext for these settings (the given one if
+        any).  Raises OSError/ssl.SSLError for unreadable or bad files."""
+        if self.context is not None:
+            return self.context
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, checks names
+        if self.ca_file is not None:
+            ctx.load_verify_locations(cafile=self.ca_file)
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
+        if self.cert_file is not None:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+
+def describe_tls_error(e: BaseException) -> str:
+    """Returns a readable reason for a failed TLS handshake."""
+    import ssl
+
+    if isinstance(e, ssl.SSLCertVerificationError):
+        return "TLS handshake failed: certificate verify failed: %s" % (
+            e.verify_message or e.reason or e
+        )
+    if isinstance(e, ssl.SSLError):
+        reason = e.reason or ""
+        text = str(e.args[1]) if len(e.args) > 1 else str(e)
+        if "ALERT" in reason.upper() or "alert" in text:
+            return "TLS handshake failed: the server refused it (%s)" % (reason or text)
+        return "TLS handshake failed: %s" % (reason or text)
+    if isinstance(e, PeerClosed) or isinstance(e, ConnectionError):
+        return "TLS handshake failed: connection closed by the server (%s)" % e
+    return "TLS handshake failed: %s" % e
+
+
+class TlsReqPipe(ReqPipe):
+    """ReqPipe over a non-blocking ssl.SSLSocket.
+
+    SSL reads can need writes and writes reads, decrypted bytes can wait
+    inside the SSL object while the socket is not readable (pending()), and
+    a readable socket may hold only TLS records that carry no data.
+    """
+
+    __slots__ = ()
+
+    sock: "ssl.SSLSocket"
+
+    def tls_handshake(self, deadline: Optional[float]) -> None:
+        """Runs the TLS handshake; raises ssl.SSLError (certificate verify
+        failed, alert from the server), PeerClosed, or TimeoutError."""
+        import ssl
+
+        while True:
+            try:
+                self.sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                self._wait(POLLIN, deadline)
+            except ssl.SSLWantWriteError:
+                self._wait(POLLOUT, deadline)
+            except ssl.SSLEOFError as e:
+                raise PeerClosed("connection closed by the server") from e
+
+    def _send_all(self, data: Union[bytes, memoryview], deadline: Optional[float]) -> None:
+        import ssl
+
+        sock = self.sock
+        view = memoryview(data)
+        while view:
+            try:
+                n = sock.send(view)
+            except ssl.SSLWantWriteError:
+                self._wait(POLLOUT, deadline)
+                continue
+            except ssl.SSLWantReadError:
+                self._wait(POLLIN, deadline)
+                continue
+            view = view[n:]
+
+    def _recv(self, deadline: Optional[float], wait_first: bool) -> bytes:
+        import ssl
+
+        sock = self.sock
+        if wait_first and not sock.pending():
+            self._wait(POLLIN, deadline)
+        while True:
+            try:
+                chunk = sock.recv(65536)
+            except ssl.SSLWantReadError:
+                self._wait(POLLIN, deadline)
+                continue
+            except ssl.SSLWantWriteError:
+                self._wait(POLLOUT, deadline)
+                continue
+            if not chunk:
+                raise PeerClosed("connection closed by the server")
+            return chunk
+
+    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
+        import ssl
+
+        sock = self.sock
+        while True:
+            try:
+                got = sock.recv_into(view)
+            except ssl.SSLWantReadError:
+                self._wait(POLLIN, deadline)
+                continue
+            except ssl.SSLWantWriteError:
+                self._wait(POLLOUT, deadline)
+                continue
+            if not got:
+                raise PeerClosed("connection closed by the server")
+            return got
+
+    def is_idle_and_open(self) -> bool:
+        if self._buf or self.sock.pending():
+            return False
+        if not self._poller.poll(0):
+            return True
+        # Readable: EOF, an error, a stray message, or TLS records with no
+        # data in them.  Read what is there without blocking.
+        import ssl
+
+        try:
+            data = self.sock.recv(65536)
+        except ssl.SSLWantReadError:
+            return not self.sock.pending()  # only TLS housekeeping
+        except (OSError, ssl.SSLError):
+            return False
+        if data:
+            self._buf += data
+        return False
+
+
+def wrap(
+    sock: "socket.socket",
+    context: "ssl.SSLContext",
+    server_hostname: str,
+    *,
+    max_recv: int,
+    deadline: Optional[float],
+) -> TlsReqPipe:
+    """Takes a connected TCP socket; returns new: a TlsReqPipe that
+    finished its TLS handshake (not yet the SP one).  Closes sock and
+    raises on failure."""
+    try:
+        ssock = context.wrap_socket(
+            sock, server_hostname=server_hostname, do_handshake_on_connect=False
+        )
+    except BaseException:
+        sock.close()
+        raise
+    pipe = TlsReqPipe(ssock, ipc=False, max_recv=max_recv)
+    try:
+        pipe.tls_handshake(deadline)
+    except BaseException:
+        pipe.close()
+        raise
+    return pipe
