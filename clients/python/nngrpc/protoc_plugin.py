@@ -1,8 +1,10 @@
 """protoc plugin: client stubs for nngrpc.
 
-For each .proto file with services, writes ``<name>_nngrpc.py`` (a
-``<Service>Stub`` class per service, binding each method to
-``channel.unary_unary``; a table of the methods' idempotency levels) and
+For each .proto file with services, writes ``<name>_nngrpc.py`` (per
+service a ``<Service>Stub`` class for nngrpc.Channel and a
+``<Service>AsyncStub`` class for nngrpc.aio.Channel, each binding every
+method with ``channel.unary_unary``, idempotent methods marked so the
+channel may retry them; a table of the methods' idempotency levels) and
 ``<name>_nngrpc.pyi`` (precise types for the stubs).
 
     protoc -Iproto --python_out=OUT --pyi_out=OUT \\
@@ -145,6 +147,10 @@ def docstring(text: str, indent: str) -> List[str]:
 
 
 # ---- rendering -----------------------------------------------------------------
+#: Idempotency levels whose calls may run twice, hence be retried.
+RETRYABLE_LEVELS = ("NO_SIDE_EFFECTS", "IDEMPOTENT")
+
+
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
@@ -153,6 +159,11 @@ class MethodInfo:
     response: TypeRef
     idempotency: str  # a MethodOptions.IdempotencyLevel name
     doc: str
+
+    @property
+    def idempotent(self) -> bool:
+        """True if a failed call may be sent again."""
+        return self.idempotency in RETRYABLE_LEVELS
 
 
 @dataclass(frozen=True)
@@ -237,17 +248,24 @@ def _methods_table(services: Sequence[ServiceInfo]) -> List[str]:
     return out
 
 
-def render_stub_class(service: ServiceInfo) -> List[str]:
-    """Returns the lines of one <Service>Stub class."""
-    out = ["class %sStub:" % service.name]
-    out += docstring(service.doc, "    ")
+def render_stub_class(service: ServiceInfo, *, aio: bool = False) -> List[str]:
+    """Returns the lines of one <Service>Stub class (<Service>AsyncStub,
+    for nngrpc.aio.Channel, when aio)."""
+    if aio:
+        out = ["class %sAsyncStub:" % service.name]
+        out += docstring(service.doc + "\n\nasyncio stub: await each method.", "    ")
+        channel_type, channel_doc = '"nngrpc.aio.Channel"', "A nngrpc.aio.Channel."
+    else:
+        out = ["class %sStub:" % service.name]
+        out += docstring(service.doc, "    ")
+        channel_type, channel_doc = "nngrpc.Channel", "A nngrpc.Channel."
     out += [
         "",
-        "    def __init__(self, channel: nngrpc.Channel) -> None:",
+        "    def __init__(self, channel: %s) -> None:" % channel_type,
         '        """Binds every method of %s to channel.' % service.name,
         "",
         "        Args:",
-        "            channel: A nngrpc.Channel.",
+        "            channel: %s" % channel_doc,
         '        """',
     ]
     if not service.methods:
@@ -258,6 +276,7 @@ def render_stub_class(service: ServiceInfo) -> List[str]:
             "            %r," % m.path,
             "            request_serializer=%s.SerializeToString," % m.request.expr(),
             "            response_deserializer=%s.FromString," % m.response.expr(),
+            "            idempotent=%r," % m.idempotent,
             "        )",
         ]
         out += docstring(m.doc, "        ")
@@ -295,6 +314,8 @@ def render_module(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[Ser
     for s in services:
         out += ["", ""]
         out += render_stub_class(s)
+        out += ["", ""]
+        out += render_stub_class(s, aio=True)
     out.append("")
     return "\n".join(out)
 
@@ -302,7 +323,7 @@ def render_module(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[Ser
 def render_pyi(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[ServiceInfo]) -> str:
     """Returns the text of <name>_nngrpc.pyi."""
     out = _header(fd)
-    out += ["import typing", "", "import nngrpc", ""]
+    out += ["import typing", "", "import nngrpc", "import nngrpc.aio", ""]
     out += _imports(services)
     out += [
         "",
@@ -310,17 +331,21 @@ def render_pyi(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[Servic
         "NNGRPC_METHODS: typing.Dict[str, str]",
     ]
     for s in services:
-        out += ["", "class %sStub:" % s.name]
-        out += docstring(s.doc, "    ")
-        out += ["    def __init__(self, channel: nngrpc.Channel) -> None: ..."]
-        for m in s.methods:
-            out += [
-                "    %s: nngrpc.UnaryUnaryMultiCallable[" % m.name,
-                "        %s," % m.request.expr(),
-                "        %s," % m.response.expr(),
-                "    ]",
-            ]
-            out += docstring(m.doc, "    ")
+        for stub, doc, module in (
+            ("Stub", s.doc, "nngrpc"),
+            ("AsyncStub", s.doc + "\n\nasyncio stub: await each method.", "nngrpc.aio"),
+        ):
+            out += ["", "class %s%s:" % (s.name, stub)]
+            out += docstring(doc, "    ")
+            out += ["    def __init__(self, channel: %s.Channel) -> None: ..." % module]
+            for m in s.methods:
+                out += [
+                    "    %s: %s.UnaryUnaryMultiCallable[" % (m.name, module),
+                    "        %s," % m.request.expr(),
+                    "        %s," % m.response.expr(),
+                    "    ]",
+                ]
+                out += docstring(m.doc, "    ")
     out.append("")
     return "\n".join(out)
 

@@ -117,15 +117,22 @@ def test_generated_module_binds_methods() -> None:
     calls = []
 
     class Chan:
-        def unary_unary(self, method, request_serializer, response_deserializer):  # type: ignore[no-untyped-def]
-            calls.append((method, request_serializer, response_deserializer))
+        def unary_unary(self, method, request_serializer, response_deserializer, *, idempotent):  # type: ignore[no-untyped-def]
+            calls.append((method, request_serializer, response_deserializer, idempotent))
             return method
 
     stub = ns["ShopStub"](Chan())
     assert stub.Buy == "/shop.v1.Shop/Buy"
-    assert [c[0] for c in calls] == ["/shop.v1.Shop/Buy", "/shop.v1.Shop/Look"]
+    # Only the method marked IDEMPOTENT may be retried.
+    assert [(c[0], c[3]) for c in calls] == [("/shop.v1.Shop/Buy", True), ("/shop.v1.Shop/Look", False)]
     assert ns["EmptyStub"](Chan()) is not None
     assert ns["NNGRPC_METHODS"]["/shop.v1.Shop/Buy"] == "IDEMPOTENT"
+    # The asyncio stub binds the same methods the same way.
+    calls.clear()
+    astub = ns["ShopAsyncStub"](Chan())
+    assert astub.Look == "/shop.v1.Shop/Look"
+    assert [(c[0], c[3]) for c in calls] == [("/shop.v1.Shop/Buy", True), ("/shop.v1.Shop/Look", False)]
+    assert ns["EmptyAsyncStub"](Chan()) is not None
 
 
 def test_streaming_is_an_error() -> None:
@@ -165,6 +172,7 @@ def test_pyi_gives_precise_types(tmp_path: Path) -> None:
         textwrap.dedent(
             """
             import nngrpc
+            import nngrpc.aio
             from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 
             def use(ch: nngrpc.Channel) -> None:
@@ -173,6 +181,13 @@ def test_pyi_gives_precise_types(tmp_path: Path) -> None:
                 resp, call = stub.Sleep.with_call(testing_pb2.SleepRequest(ms=1))
                 reveal_type(resp)
                 reveal_type(call.code())
+                reveal_type(call.request_id)
+
+            async def use_aio(ch: nngrpc.aio.Channel) -> None:
+                stub = testing_nngrpc.TestingAsyncStub(ch)
+                reveal_type(await stub.Fail(testing_pb2.FailRequest(), timeout=1.0))
+                resp, call = await stub.Echo.with_call(testing_pb2.EchoRequest())
+                reveal_type(resp)
             """
         )
     )
@@ -186,6 +201,9 @@ def test_pyi_gives_precise_types(tmp_path: Path) -> None:
     assert 'Revealed type is "nngrpc.testing.v1.testing_pb2.EchoResponse"' in out, out
     assert 'Revealed type is "nngrpc.testing.v1.testing_pb2.SleepResponse"' in out, out
     assert 'Revealed type is "nngrpc._status_table.StatusCode"' in out, out
+    assert 'Revealed type is "builtins.str"' in out, out
+    assert 'Revealed type is "nngrpc.testing.v1.testing_pb2.FailResponse"' in out, out
+    assert out.count('Revealed type is "nngrpc.testing.v1.testing_pb2.EchoResponse"') == 2, out
     # Debian ships no protobuf stubs (types-protobuf), so message classes
     # derive from Any and mypy cannot tell one message type from another.
     assert "Success: no issues found" in out, out

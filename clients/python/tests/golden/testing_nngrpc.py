@@ -48,12 +48,14 @@ class TestingStub:
             '/nngrpc.testing.v1.Testing/Echo',
             request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoRequest.SerializeToString,
             response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse.FromString,
+            idempotent=True,
         )
         """Returns the bytes it got."""
         self.Sleep = channel.unary_unary(
             '/nngrpc.testing.v1.Testing/Sleep',
             request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest.SerializeToString,
             response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepResponse.FromString,
+            idempotent=True,
         )
         """Sleeps in a worker thread for the asked time, but stops at the call's
         deadline and then answers DEADLINE_EXCEEDED.
@@ -62,6 +64,46 @@ class TestingStub:
             '/nngrpc.testing.v1.Testing/Fail',
             request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailRequest.SerializeToString,
             response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailResponse.FromString,
+            idempotent=True,
+        )
+        """Answers with the status code and message it is asked for. An out of
+        range code gives INVALID_ARGUMENT.
+        """
+
+
+class TestingAsyncStub:
+    """Runtime diagnostics.
+
+    asyncio stub: await each method.
+    """
+
+    def __init__(self, channel: "nngrpc.aio.Channel") -> None:
+        """Binds every method of Testing to channel.
+
+        Args:
+            channel: A nngrpc.aio.Channel.
+        """
+        self.Echo = channel.unary_unary(
+            '/nngrpc.testing.v1.Testing/Echo',
+            request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoRequest.SerializeToString,
+            response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse.FromString,
+            idempotent=True,
+        )
+        """Returns the bytes it got."""
+        self.Sleep = channel.unary_unary(
+            '/nngrpc.testing.v1.Testing/Sleep',
+            request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest.SerializeToString,
+            response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepResponse.FromString,
+            idempotent=True,
+        )
+        """Sleeps in a worker thread for the asked time, but stops at the call's
+        deadline and then answers DEADLINE_EXCEEDED.
+        """
+        self.Fail = channel.unary_unary(
+            '/nngrpc.testing.v1.Testing/Fail',
+            request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailRequest.SerializeToString,
+            response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailResponse.FromString,
+            idempotent=True,
         )
         """Answers with the status code and message it is asked for. An out of
         range code gives INVALID_ARGUMENT.

@@ -5,6 +5,7 @@
 import typing
 
 import nngrpc
+import nngrpc.aio
 
 import nngrpc.testing.v1.testing_pb2 as nngrpc_dot_testing_dot_v1_dot_testing__pb2
 
@@ -27,6 +28,32 @@ class TestingStub:
     deadline and then answers DEADLINE_EXCEEDED.
     """
     Fail: nngrpc.UnaryUnaryMultiCallable[
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailRequest,
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailResponse,
+    ]
+    """Answers with the status code and message it is asked for. An out of
+    range code gives INVALID_ARGUMENT.
+    """
+
+class TestingAsyncStub:
+    """Runtime diagnostics.
+
+    asyncio stub: await each method.
+    """
+    def __init__(self, channel: nngrpc.aio.Channel) -> None: ...
+    Echo: nngrpc.aio.UnaryUnaryMultiCallable[
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoRequest,
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse,
+    ]
+    """Returns the bytes it got."""
+    Sleep: nngrpc.aio.UnaryUnaryMultiCallable[
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest,
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepResponse,
+    ]
+    """Sleeps in a worker thread for the asked time, but stops at the call's
+    deadline and then answers DEADLINE_EXCEEDED.
+    """
+    Fail: nngrpc.aio.UnaryUnaryMultiCallable[
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailRequest,
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailResponse,
     ]
