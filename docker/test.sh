@@ -335,7 +335,9 @@ else
 fi
 
 step "compose: stop hoteld2, then start it, while a client calls through the one Channel"
-"${COMPOSE[@]}" run --rm -T client --duration 16 --interval 0.01 --threads 4 \
+# Long enough for: 3 s, the stop (1-4 s under load), 3 s stopped, the
+# restart (1-3 s) and the channel's reconnect backoff (<= 2.4 s), with room.
+"${COMPOSE[@]}" run --rm -T client --duration 22 --interval 0.01 --threads 4 \
 	--report-every 2 --min-replicas 3 >"$LOGDIR/failover.log" 2>&1 &
 client=$!
 for _ in $(seq 120); do
@@ -347,7 +349,7 @@ t_stop=$(now)
 "${COMPOSE[@]}" stop -t 15 hoteld2 >/dev/null 2>&1
 t_stopped=$(now)
 echo "       t=+0.0 s: docker-compose stop hoteld2 (took $(elapsed "$t_stop") s)"
-sleep 4
+sleep 3
 c2=$("${COMPOSE[@]}" ps -q hoteld2)
 state2=$(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$c2")
 check "hoteld2 drained, exited 0 and stays stopped (unless-stopped): $state2" \
@@ -355,6 +357,9 @@ check "hoteld2 drained, exited 0 and stays stopped (unless-stopped): $state2" \
 t_start=$(now)
 echo "       t=+$(/usr/bin/python3 -c "print('%.1f' % ($t_start - $t_stopped))") s: docker-compose start hoteld2"
 "${COMPOSE[@]}" start hoteld2 >/dev/null 2>&1
+if secs=$(wait_healthy "$c2"); then
+	echo "       hoteld2 healthy again ${secs} s after docker-compose start"
+fi
 wait $client
 rc=$?
 grep -Ev '^(RESULT|Creating)' "$LOGDIR/failover.log" | sed 's/^/       /'
