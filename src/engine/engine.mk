@@ -45,7 +45,12 @@ ENGINE_TESTS     := $(ENGINE_TEST_SRCS:tests/unit/engine/%.c=$(ENGINE_TEST_DIR)/
 
 $(ENGINE_TEST_DIR)/%: $(OBJ)/tests/unit/engine/%.o $(ENGINE_LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) -o $@ $< $(ENGINE_LIB) -lcmocka $(ENGINE_LDLIBS)
+	$(CC) $(SANFLAGS) $(ENGINE_TEST_LDFLAGS) -o $@ $< $(ENGINE_LIB) \
+		-lcmocka $(ENGINE_LDLIBS)
+
+# The allocation-failure test sees the engine's malloc/calloc/realloc.
+$(ENGINE_TEST_DIR)/test_engine_oom: \
+	ENGINE_TEST_LDFLAGS := -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
 
 .PHONY: engine engine-test engine-asan engine-tsan engine-bench
 engine: $(ENGINE_LIB) $(ENGINE_TESTS)

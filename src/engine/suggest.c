@@ -219,10 +219,12 @@ hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
 	/* Entries, one per word start, sorted by text. */
 	ek = malloc((n_entries ? n_entries : 1) * sizeof(*ek));
 	sg->entries = hotel__alloc(mem, n_entries * sizeof(hotel__sug_entry));
+	if (sg->entries != NULL) {
+		sg->n_entries = n_entries; /* its size, for the free */
+	}
 	if (ek == NULL || sg->entries == NULL) {
 		goto out;
 	}
-	sg->n_entries = n_entries;
 	n_entries = 0;
 	for (size_t i = 0; i < sg->n_items; i++) {
 		uint32_t    off = sg->items[i].folded;
