@@ -199,6 +199,53 @@ nngrpc_call_defer(nngrpc_call *call, void (*fn)(void *), void *arg)
 	return (0);
 }
 
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing past U+10FFFF), or 0 when it is not one. */
+static size_t
+utf8_len(const unsigned char *s)
+{
+	if (s[0] < 0x80) {
+		return (1);
+	}
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		return ((s[1] & 0xc0) == 0x80 ? 2 : 0);
+	}
+	if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		unsigned char lo = s[0] == 0xe0 ? 0xa0 : 0x80;
+		unsigned char hi = s[0] == 0xed ? 0x9f : 0xbf;
+		return (
+		    s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0);
+	}
+	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		unsigned char lo = s[0] == 0xf0 ? 0x90 : 0x80;
+		unsigned char hi = s[0] == 0xf4 ? 0x8f : 0xbf;
+		return (s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80
+		            && (s[3] & 0xc0) == 0x80
+		        ? 4
+		        : 0);
+	}
+	return (0);
+}
+
+/* Makes buf valid UTF-8 in place: each byte that does not start a valid
+ * sequence becomes '?'. The status message is a proto3 string, and a
+ * client's parser rejects the whole reply when it is not valid UTF-8;
+ * messages echo client input and may be cut mid-character. (The checks
+ * above stop at the NUL, which is never a continuation byte.) */
+static void
+utf8_sanitize(char *buf)
+{
+	unsigned char *s = (unsigned char *) buf;
+	while (*s != '\0') {
+		size_t n = utf8_len(s);
+		if (n == 0) {
+			*s = '?';
+			n = 1;
+		}
+		s += n;
+	}
+}
+
 nngrpc_status
 nngrpc_call_error(nngrpc_call *call, nngrpc_status code, const char *fmt, ...)
 {
@@ -208,6 +255,7 @@ nngrpc_call_error(nngrpc_call *call, nngrpc_status code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	utf8_sanitize(buf);
 	/* Out of memory leaves the message empty; the code still goes out. */
 	call->c_message = nngrpc_call_strdup(call, buf);
 	return (code);
