@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "engine/hotel.h"
 
@@ -32,6 +33,24 @@ rss_kb(void)
 	}
 	fclose(f);
 	return (kb);
+}
+
+/* CPU seconds (user + system) of the process so far, all threads. */
+static double
+cpu_s(void)
+{
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec
+	    + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+}
+
+static double
+load1(void)
+{
+	double l[1] = { -1 };
+	getloadavg(l, 1);
+	return (l[0]);
 }
 
 static int
@@ -76,6 +95,7 @@ bench(size_t count)
 	hotel_stats             st;
 	long                    rss0 = rss_kb(), rss1;
 	int64_t                 t0 = hotel_now_ns(), t1;
+	double                  c0 = cpu_s(), c1;
 	const hotel_world_city *cities;
 	size_t                  n_cities;
 	static int64_t          lat[RUNS];
@@ -87,11 +107,13 @@ bench(size_t count)
 		exit(1);
 	}
 	t1 = hotel_now_ns();
+	c1 = cpu_s();
 	rss1 = rss_kb();
 	hotel_dataset_stats(ds, &st);
 	printf("\n== %zu hotels (seed 42)\n", count);
-	printf("generate + build: %.0f ms wall (Stats build_ms %.0f)\n",
-	    (t1 - t0) / 1e6, st.build_ms);
+	printf("generate + build: %.0f ms wall (Stats build_ms %.0f), %.0f ms "
+	       "CPU; load average %.1f\n",
+	    (t1 - t0) / 1e6, st.build_ms, (c1 - c0) * 1e3, load1());
 	printf(
 	    "memory: Stats %.1f MiB (index %.1f MiB), RSS growth %.1f MiB\n",
 	    st.memory_bytes / 1048576.0, st.index_bytes / 1048576.0,
