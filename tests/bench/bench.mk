@@ -5,12 +5,14 @@
 #
 #   make nngrpc-bench        build/bin/nngrpc-bench
 #   make bench               install the anchors' Debian packages, build
-#                            everything, run every scenario (~10 minutes);
+#                            everything, run the smoke tests, then every
+#                            scenario (~6-10 minutes);
 #                            the table goes to stdout and to
 #                            build/bench/results.{md,json}
 #   make bench QUICK=1       the same, shorter (< 2 minutes; CI)
 #   make bench-smoke         pytest tests/bench (nngrpc-bench for 1 s)
-#   make bench BENCH_ARGS='--only latency,loadgen'   a subset
+#   make bench BENCH_ONLY=latency,loadgen   a subset of the scenarios:
+#                            latency throughput sleep loadgen search rss
 #
 # The anchors are built here from Debian packages (tests/bench/install-deps)
 # into $(BENCH_DIR): a raw NNG echo server, a C++ gRPC sync echo server
@@ -19,6 +21,8 @@
 
 BENCH_SRC := tests/bench
 BENCH_DIR := $(BUILD)/bench
+# The anchors build in parallel (the C++ gRPC server is the slow one).
+BENCH_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BENCH_GEN := $(BENCH_DIR)/gen
 
 # ---- nngrpc-bench (part of `make`) ------------------------------------------
@@ -60,11 +64,24 @@ $(BENCH_GRPC_CC) &: $(BENCH_PROTO)
 		--grpc_out=$(BENCH_GEN)/cpp \
 		--plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin $<
 
-$(BENCH_DIR)/grpc_echo_server: $(BENCH_SRC)/anchors/grpc_echo_server.cc \
+BENCH_CXXFLAGS = -std=c++17 -O2 -g -Wall -Wextra -I$(BENCH_GEN)/cpp \
+                 $$(pkg-config --cflags grpc++ protobuf)
+BENCH_GRPC_OBJS := $(BENCH_DIR)/obj/grpc_echo_server.o \
+                   $(BENCH_DIR)/obj/bench_echo.pb.o \
+                   $(BENCH_DIR)/obj/bench_echo.grpc.pb.o
+
+$(BENCH_DIR)/obj/grpc_echo_server.o: $(BENCH_SRC)/anchors/grpc_echo_server.cc \
 		$(BENCH_GRPC_CC)
-	g++ -std=c++17 -O2 -g -Wall -Wextra -I$(BENCH_GEN)/cpp -o $@ \
-		$(BENCH_SRC)/anchors/grpc_echo_server.cc $(BENCH_GRPC_CC) \
-		$$(pkg-config --cflags --libs grpc++ protobuf) -lpthread
+	@mkdir -p $(dir $@)
+	g++ $(BENCH_CXXFLAGS) -c -o $@ $<
+
+$(BENCH_DIR)/obj/%.o: $(BENCH_GEN)/cpp/%.cc $(BENCH_GRPC_CC)
+	@mkdir -p $(dir $@)
+	g++ $(BENCH_CXXFLAGS) -c -o $@ $<
+
+$(BENCH_DIR)/grpc_echo_server: $(BENCH_GRPC_OBJS)
+	g++ -o $@ $(BENCH_GRPC_OBJS) $$(pkg-config --libs grpc++ protobuf) \
+		-lpthread
 
 # Python stubs for grpcio (Debian's grpc_python_plugin: python3-grpc-tools
 # is too old for Debian's protoc).
@@ -95,11 +112,16 @@ bench-build: all $(BENCH_ANCHORS)
 # Dependencies first (the anchors need their packages before make can
 # even compute their flags), then a fresh make for the build.
 bench: bench-deps
-	@$(MAKE) --no-print-directory bench-build
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(BENCH_JOBS) $(BENCH_ANCHORS)
+	$(VENV_PY) -m pytest -q -p no:cacheprovider $(BENCH_SRC) \
+		--bench-build $(BUILD)
 	$(VENV_PY) $(BENCH_SRC)/run_bench.py --build $(BUILD) \
-		$(if $(filter 1 yes true,$(QUICK)),--quick) $(BENCH_ARGS)
+		$(if $(filter 1 yes true,$(QUICK)),--quick) \
+		$(if $(BENCH_ONLY),--only $(BENCH_ONLY))
 
 bench-smoke: bench-deps
-	@$(MAKE) --no-print-directory bench-build
+	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory -j$(BENCH_JOBS) $(BENCH_ANCHORS)
 	$(VENV_PY) -m pytest -q -p no:cacheprovider $(BENCH_SRC) \
 		--bench-build $(BUILD)

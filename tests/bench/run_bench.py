@@ -414,17 +414,39 @@ class HttpClient(Client):
 
 class RawSpClient(Client):
     """The Python-side floor: a minimal SP REQ client on a blocking socket
-    (no envelope, no protobuf, no pool) against the raw NNG echo server."""
+    (no protobuf, no pool, no deadline bookkeeping) against the raw NNG
+    echo server.  With envelope=True it sends a Request envelope built once
+    to hoteld instead: the same client, so the difference to the NNG echo
+    server is hoteld's own cost, and the difference to the nngrpc client is
+    the nngrpc client's cost."""
 
     name = "raw SP Python"
     server = "NNG echo server"
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, envelope: bool = False) -> None:
         self.port = port
+        self.envelope = envelope
+        if envelope:
+            self.name = "raw SP Python, envelope built once"
+            self.server = "hoteld --testing"
         self._socks: List[socket.socket] = []
         self._lock = threading.Lock()
 
+    def _message(self, payload: bytes) -> bytes:
+        if not self.envelope:
+            return payload
+        from nngrpc.testing.v1 import testing_pb2
+        from nngrpc.v1 import rpc_pb2
+
+        return rpc_pb2.Request(
+            method="/nngrpc.testing.v1.Testing/Echo", timeout_us=int(CALL_TIMEOUT * 1e6),
+            payload=testing_pb2.EchoRequest(payload=payload).SerializeToString(),
+        ).SerializeToString()
+
     def echo(self, payload: bytes) -> Callable[[], None]:
+        message = self._message(payload)
+        envelope = self.envelope
+        tail = payload[-16:]
         sock = socket.create_connection(("127.0.0.1", self.port), timeout=CALL_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
@@ -434,21 +456,25 @@ class RawSpClient(Client):
             raise BenchFailure("raw SP: the peer is not a REP socket")
         rid = [random.getrandbits(31)]
         head = struct.Struct(">QI")
-        size = len(payload) + 4
+        size = len(message) + 4
 
         def call() -> None:
             rid[0] = (rid[0] + 1) & 0x7FFFFFFF
             want = rid[0] | 0x80000000
-            if len(payload) <= 64 * KIB:
-                sock.sendall(head.pack(size, want) + payload)
+            if len(message) <= 64 * KIB:
+                sock.sendall(head.pack(size, want) + message)
             else:
                 sock.sendall(head.pack(size, want))
-                sock.sendall(payload)
+                sock.sendall(message)
             (n,) = struct.unpack(">Q", _recv_exact(sock, 8))
             body = _recv_exact(sock, n)
             if struct.unpack(">I", body[:4])[0] != want:
                 raise BenchFailure("raw SP: reply to another request")
-            _check_echo(body[4:], payload, self.name)
+            if envelope:  # a Response with code 0 (absent) carrying the bytes
+                if body[4:5] == b"\x08" or tail not in body:
+                    raise BenchFailure("raw SP: hoteld did not echo: %r" % body[:64])
+            else:
+                _check_echo(body[4:], payload, self.name)
 
         return call
 
@@ -714,6 +740,7 @@ class Bench:
             "grpc": GrpcClient(gp),
             "http": HttpClient(mp),
             "rawsp": RawSpClient(ep),
+            "rawsp_env": RawSpClient(hp, envelope=True),
             "gil": GilHoldClient(),
         }
         # A real call through each before anything is measured.
@@ -731,7 +758,7 @@ class Bench:
     # -- 1. latency --
     def latency(self) -> None:
         s = self.s
-        order = ["nngrpc", "grpc", "http", "rawsp", "gil"]
+        order = ["nngrpc", "grpc", "http", "rawsp", "rawsp_env", "gil"]
         sizes = (64, 16 * KIB)
         samples: Dict[Tuple[str, int], List[float]] = {}
         for size in sizes:
