@@ -120,6 +120,11 @@ static const char usage_text[]
       "  --quiet              no progress line on stderr\n"
       "  --help               this text\n"
       "\n"
+      "JSON fields: calls, ok, errors (in the measured time), calls_started\n"
+      "(every call sent, warmup included), calls_per_s, latency_us {p50,\n"
+      "p90, p99, p999, max, mean}, server_us {queue_mean, run_mean},\n"
+      "errors_by_code {name: count}, and the options used.\n"
+      "\n"
       "Latency runs from handing the request to NNG to having the reply,\n"
       "for successful calls (percentiles within 1 %). Errors are counted\n"
       "by status name (RESOURCE_EXHAUSTED, ...), \"nng: <error>\" for\n"
@@ -372,7 +377,7 @@ typedef struct bench {
 	_Atomic uint64_t b_lat_max_ns;
 	_Atomic uint64_t b_queue_us; /* server's own timings, summed */
 	_Atomic uint64_t b_run_us;
-	_Atomic uint64_t b_started; /* all calls, window or not */
+	_Atomic uint64_t b_started; /* calls sent, warmup and drain included */
 
 	pthread_mutex_t b_mtx;
 	pthread_cond_t  b_cv;
@@ -985,6 +990,8 @@ print_json(const bench *b, const results *r)
 	printf(", \"calls\": %" PRIu64 ", \"ok\": %" PRIu64
 	       ", \"errors\": %" PRIu64,
 	    r->ok + r->errors, r->ok, r->errors);
+	printf(", \"calls_started\": %" PRIu64,
+	    (uint64_t) atomic_load(&b->b_started));
 	printf(", \"calls_per_s\": %.1f", r->rate);
 	printf(", \"latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": "
 	       "%.1f, \"p999\": %.1f, \"max\": %.1f, \"mean\": %.1f}",
