@@ -1525,6 +1525,11 @@ def write_results(bench: Bench, started: float, meta: Dict[str, Any]) -> str:
            "/".join("%.1f" % x for x in meta["loadavg_end"])),
         "Every figure's ratio (×) is to its section's anchor, measured in this same run.",
     ]
+    busy = max(meta["loadavg_start"][0], meta["loadavg_end"][0])
+    if busy > 0.5 * (meta.get("cpus") or 1):
+        head.append("**The machine was busy (load average %.1f on %s CPUs): absolute figures "
+                    "are noisy; compare ratios, and rerun on a quiet machine to judge the "
+                    "goals.**" % (busy, meta.get("cpus")))
     md = "\n".join(head) + "\n" + "\n".join(rep.md) + "\n\n" + goals_md + "\n"
     with open(os.path.join(bench.dir, "results.md"), "w") as f:
         f.write(md)
