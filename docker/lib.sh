@@ -49,12 +49,14 @@ ensure_docker() {
 
 # build_image DOCKERFILE TAG: builds from the repository root, quietly
 # unless it fails (then the whole log). Prints the seconds it took.
+# $DOCKER_BUILD_FLAGS adds flags (e.g. --no-cache, --pull).
 build_image() {
 	local file=$1 tag=$2 log start rc
 	log=$(mktemp)
 	start=$(date +%s.%N)
 	rc=0
-	docker build -f "$file" -t "$tag" . >"$log" 2>&1 || rc=$?
+	# shellcheck disable=SC2086 # flags, split on purpose
+	docker build ${DOCKER_BUILD_FLAGS:-} -f "$file" -t "$tag" . >"$log" 2>&1 || rc=$?
 	if [ $rc != 0 ]; then
 		cat "$log" >&2
 		rm -f "$log"

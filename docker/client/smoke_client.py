@@ -12,7 +12,8 @@ channel.  It prints how many calls each replica answered, then one line
     RESULT {"calls": ..., "ok": ..., "errors": {...}, "replicas": {...}}
 
 (JSON: per replica its count, the Unix time of its last answer, and its
-answers per half second) for scripts, and exits 1 when more than --max-errors calls failed or fewer than
+answers per half second) for scripts, also when SIGTERM or SIGINT ends a
+--duration run early, and exits 1 when more than --max-errors calls failed or fewer than
 --min-replicas replicas answered.
 
 Method: ``--method auto`` (the default) calls hotel.v1.HotelSearch/Search
@@ -33,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -190,8 +192,15 @@ def main(argv: Optional[List[str]] = None) -> int:
     issued = [0]
     start = time.monotonic()
     stop_at = start + a.duration if a.duration is not None else None
+    # SIGTERM or SIGINT (`docker kill -s TERM`, Ctrl+C) ends the run early,
+    # with the report. Python as PID 1 of a container needs the handler.
+    stop_now = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop_now.set())
 
     def take_ticket() -> bool:
+        if stop_now.is_set():
+            return False
         with lock:
             if a.calls is not None:
                 if issued[0] >= a.calls:
