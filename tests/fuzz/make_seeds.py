@@ -132,7 +132,8 @@ def rpc_seeds(m):
                           payload=req.SerializeToString())
         env.metadata[AUTH[0]] = AUTH[1]
         env.metadata["nngrpc-request-id"] = "seed-" + name
-        write("fuzz_dispatch", name + ".bin", env.SerializeToString())
+        write("fuzz_dispatch", name + ".bin",
+              env.SerializeToString(deterministic=True))
     special = {
         "no-auth": rpc.Request(method="/nngrpc.testing.v1.Testing/Echo"),
         "unknown-method": rpc.Request(method="/x.Y/Z", timeout_us=1),
@@ -142,7 +143,8 @@ def rpc_seeds(m):
             method="/hotel.v1.HotelSearch/Search", payload=b"\x0a\xff\xff"),
     }
     for name, env in special.items():
-        write("fuzz_dispatch", name + ".bin", env.SerializeToString())
+        write("fuzz_dispatch", name + ".bin",
+              env.SerializeToString(deterministic=True))
 
     # fuzz_payload: method index, flags, payload. Indexes are the
     # registration order fuzz_rpc.c uses.
