@@ -16,8 +16,13 @@ PY_PLUGIN   := $(PY_DIR)/protoc-gen-nngrpc_python
 PY_SRCS     := $(shell find $(PY_DIR)/nngrpc -name '*.py' -o -name 'py.typed') \
                $(PY_DIR)/pyproject.toml $(PY_DIR)/gen_status.py $(PY_PLUGIN)
 # Protos whose code lives inside the nngrpc package (proto package
-# nngrpc.v1 -> Python package nngrpc.v1).
-PY_RUNTIME_PROTOS := nngrpc/v1/rpc.proto nngrpc/testing/v1/testing.proto
+# nngrpc.v1 -> Python package nngrpc.v1): the envelope, the diagnostics
+# service and the built-in health and reflection services (their Python
+# packages' __init__.py, with nngrpc.health.check and the reflection
+# client, are in the source tree).
+PY_RUNTIME_PROTOS := nngrpc/v1/rpc.proto nngrpc/testing/v1/testing.proto \
+                     nngrpc/health/v1/health.proto \
+                     nngrpc/reflection/v1/reflection.proto
 # User-service protos, generated into $(GEN_PY) (may not exist yet).
 PY_USER_PROTOS ?= $(patsubst proto/%,%,$(wildcard proto/hotel/v1/*.proto))
 PY_PROTOC    = protoc -Iproto --python_out=$(1) --pyi_out=$(1) \
@@ -54,7 +59,9 @@ $(PY_STAMP): $(PY_INSTALLED) $(PY_PLUGIN) $(addprefix proto/,$(PY_USER_PROTOS))
 	$(VENV_PY) -c 'import sysconfig, sys; \
 		open(sysconfig.get_paths()["purelib"] + "/nngrpc-gen.pth", "w").write(sys.argv[1] + "\n")' \
 		$(abspath $(GEN_PY))
-	$(VENV_PY) -c 'import nngrpc, nngrpc.testing.v1.testing_nngrpc'
+	$(VENV_PY) -c 'import nngrpc, nngrpc.testing.v1.testing_nngrpc, \
+		nngrpc.health.v1.health_nngrpc, nngrpc.reflection.v1.reflection_nngrpc, \
+		nngrpc.health, nngrpc.reflection'
 	touch $@
 
 .PHONY: python python-test
