@@ -83,6 +83,7 @@ from nngrpc._retry import (
 )
 from nngrpc._sp import MessageTooLarge, PeerClosed, ProtocolError, ReqPipe
 from nngrpc._status_table import StatusCode
+from nngrpc._tls import TlsHandshakeError
 from nngrpc._transport import Address, dial, parse_url
 from nngrpc.v1 import rpc_pb2
 
@@ -607,13 +608,8 @@ def _retry_delay(
 
 def _dial_error(addr: Address, e: BaseException) -> str:
     """Returns why a dial failed, readably."""
-    if addr.tls and not isinstance(e, ProtocolError):
-        from nngrpc._tls import describe_tls_error
-
-        import ssl
-
-        if isinstance(e, ssl.SSLError):
-            return describe_tls_error(e)
+    if isinstance(e, TlsHandshakeError):
+        return str(e)
     if isinstance(e, PeerClosed):
         return "connection closed by the server during the handshake%s" % (
             "" if addr.tls or addr.ipc else " (a tls+tcp:// listener?)"

@@ -78,22 +78,38 @@ class TlsConfig:
         return ctx
 
 
+class TlsHandshakeError(ConnectionError):
+    """The TLS handshake failed; str() says why, readably."""
+
+
 def describe_tls_error(e: BaseException) -> str:
     """Returns a readable reason for a failed TLS handshake."""
     import ssl
 
+    closed = (
+        "TLS handshake failed: the server closed the connection (is it a"
+        " tls+tcp:// listener? One that verifies clients, hoteld --tls-ca,"
+        " closes it when no certificate it trusts is sent:"
+        " TlsConfig(cert_file=..., key_file=...))"
+    )
     if isinstance(e, ssl.SSLCertVerificationError):
         return "TLS handshake failed: certificate verify failed: %s" % (
             e.verify_message or e.reason or e
         )
+    if isinstance(e, (ssl.SSLZeroReturnError, ssl.SSLEOFError)):
+        return closed
     if isinstance(e, ssl.SSLError):
         reason = e.reason or ""
+        if reason in ("WRONG_VERSION_NUMBER", "UNKNOWN_PROTOCOL", "PACKET_LENGTH_TOO_LONG"):
+            return "TLS handshake failed: the server does not speak TLS (%s: a tcp:// listener?)" % (
+                reason
+            )
         text = str(e.args[1]) if len(e.args) > 1 else str(e)
         if "ALERT" in reason.upper() or "alert" in text:
             return "TLS handshake failed: the server refused it (%s)" % (reason or text)
         return "TLS handshake failed: %s" % (reason or text)
-    if isinstance(e, PeerClosed) or isinstance(e, ConnectionError):
-        return "TLS handshake failed: connection closed by the server (%s)" % e
+    if isinstance(e, ConnectionError):
+        return closed
     return "TLS handshake failed: %s" % e
 
 
@@ -111,7 +127,7 @@ class TlsReqPipe(ReqPipe):
 
     def tls_handshake(self, deadline: Optional[float]) -> None:
         """Runs the TLS handshake; raises ssl.SSLError (certificate verify
-        failed, alert from the server), PeerClosed, or TimeoutError."""
+        failed, alert from the server, EOF), OSError, or TimeoutError."""
         import ssl
 
         while True:
@@ -122,8 +138,6 @@ class TlsReqPipe(ReqPipe):
                 self._wait(POLLIN, deadline)
             except ssl.SSLWantWriteError:
                 self._wait(POLLOUT, deadline)
-            except ssl.SSLEOFError as e:
-                raise PeerClosed("connection closed by the server") from e
 
     def _send_all(self, data: Union[bytes, memoryview], deadline: Optional[float]) -> None:
         import ssl
@@ -207,7 +221,7 @@ def wrap(
 ) -> TlsReqPipe:
     """Takes a connected TCP socket; returns new: a TlsReqPipe that
     finished its TLS handshake (not yet the SP one).  Closes sock and
-    raises on failure."""
+    raises on failure: TlsHandshakeError, TimeoutError."""
     try:
         ssock = context.wrap_socket(
             sock, server_hostname=server_hostname, do_handshake_on_connect=False
@@ -218,6 +232,12 @@ def wrap(
     pipe = TlsReqPipe(ssock, ipc=False, max_recv=max_recv)
     try:
         pipe.tls_handshake(deadline)
+    except TimeoutError:
+        pipe.close()
+        raise
+    except OSError as e:
+        pipe.close()
+        raise TlsHandshakeError(describe_tls_error(e)) from e
     except BaseException:
         pipe.close()
         raise

@@ -89,6 +89,7 @@ from nngrpc._errors import Call, Metadata, RpcError
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy, connect_backoff, order_endpoints
 from nngrpc._sp import MessageTooLarge, ProtocolError
 from nngrpc._status_table import StatusCode
+from nngrpc._tls import TlsHandshakeError, describe_tls_error
 from nngrpc._transport import AddrInfo, Address, parse_url, resolve
 
 if TYPE_CHECKING:
@@ -265,6 +266,11 @@ class Channel:
             return
         self._closed = True
         _CHANNELS.discard(self)
+        if self._loop is None or self._loop.is_closed():
+            self._forget_connections()  # nothing can run on that loop
+            return
+        if self._loop is not asyncio.get_running_loop():
+            raise RuntimeError("close this nngrpc.aio.Channel from its own event loop")
         lost: List["asyncio.Future[None]"] = []
         for ep in self._endpoints:
             if ep.dialing is not None:
@@ -613,12 +619,15 @@ async def _open_pipe(
             if addr.tls:
                 if tls_context is None:
                     raise ValueError("%s needs a TLS context" % addr.url)
-                transport, pipe = await loop.create_connection(
-                    factory,
-                    sock=sock,
-                    ssl=tls_context,
-                    server_hostname=tls_hostname or addr.host,
-                )
+                try:
+                    transport, pipe = await loop.create_connection(
+                        factory,
+                        sock=sock,
+                        ssl=tls_context,
+                        server_hostname=tls_hostname or addr.host,
+                    )
+                except OSError as e:
+                    raise TlsHandshakeError(describe_tls_error(e)) from e
             else:
                 transport, pipe = await loop.create_connection(factory, sock=sock)
         except BaseException:
