@@ -36,6 +36,7 @@
  * another page of its own query.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -303,7 +304,7 @@ typedef struct list {
 	size_t                stride;
 	size_t                n, pos;
 	const hotel__posting *post;
-	const double         *scores;
+	const float          *scores;
 } list;
 
 static inline uint32_t
@@ -384,108 +385,192 @@ cur_down(cursor *h, size_t n, size_t i)
 	}
 }
 
-/* Builds the union of terms [lo, hi) into l (docs and scores allocated
- * into *bufp, which the caller frees). Returns HOTEL_OK, HOTEL_ENOMEM or
- * HOTEL_EDEADLINE. */
+/* ---- per-thread scratch --------------------------------------------------
+ *
+ * A prefix union needs arrays as large as the dataset. Allocated per query,
+ * they come back from the kernel every time (mmap, page faults, zeroing),
+ * which cost more than the query; so each thread keeps one of each, up to
+ * SCRATCH_KEEP bytes (bigger ones are allocated per query), freed when the
+ * thread exits (a pthread key destructor). Slot ACC is all zeros whenever it
+ * is not in use. A thread runs one query at a time, so nothing is shared. */
+#define SCRATCH_KEEP (1u << 20)
+
+enum { SLOT_ACC, SLOT_BUF, NSLOTS };
+
+static _Thread_local void  *tls_slot[NSLOTS];
+static _Thread_local size_t tls_cap[NSLOTS];
+static pthread_key_t        scratch_key;
+static pthread_once_t       scratch_once = PTHREAD_ONCE_INIT;
+static bool                 scratch_ok;
+
+static void
+scratch_exit(void *arg)
+{
+	(void) arg;
+	for (int i = 0; i < NSLOTS; i++) {
+		free(tls_slot[i]);
+		tls_slot[i] = NULL;
+		tls_cap[i] = 0;
+	}
+}
+
+static void
+scratch_init(void)
+{
+	scratch_ok = pthread_key_create(&scratch_key, scratch_exit) == 0;
+}
+
+/* Returns bytes of scratch (zeroed for SLOT_ACC), or NULL. */
+static void *
+scratch_get(int slot, size_t bytes)
+{
+	void *p;
+
+	if (bytes <= tls_cap[slot]) {
+		return (tls_slot[slot]);
+	}
+	p = slot == SLOT_ACC ? calloc(1, bytes) : malloc(bytes);
+	if (p == NULL || bytes > SCRATCH_KEEP) {
+		return (p);
+	}
+	pthread_once(&scratch_once, scratch_init);
+	if (!scratch_ok || pthread_setspecific(scratch_key, &tls_slot) != 0) {
+		return (p);
+	}
+	free(tls_slot[slot]);
+	tls_slot[slot] = p;
+	tls_cap[slot] = bytes;
+	return (p);
+}
+
+/* Gives back what scratch_get() returned (SLOT_ACC zeroed again). */
+static void
+scratch_put(int slot, void *p)
+{
+	if (p != NULL && p != tls_slot[slot]) {
+		free(p);
+	}
+}
+
+/* Builds the union of terms [lo, hi), whose postings are few, into l by a
+ * k-way merge; its arrays are SLOT_BUF scratch (*bufp, for scratch_put).
+ * Returns HOTEL_OK, HOTEL_ENOMEM or HOTEL_EDEADLINE. */
 static int
-prefix_union(run *r, size_t lo, size_t hi, list *l, void **bufp)
+prefix_merge(run *r, size_t lo, size_t hi, list *l, void **bufp)
 {
 	const hotel__index *ix = &r->ds->index;
 	size_t    total = (size_t) (ix->post_off[hi] - ix->post_off[lo]);
-	size_t    n_docs = ix->n_docs, k = 0;
-	size_t    cap = total < n_docs ? total : n_docs;
+	size_t    k = 0, nc = 0;
 	uint32_t *docs;
-	double   *scores;
+	float    *scores;
 	char     *buf;
+	cursor   *h;
 
-	buf = malloc((cap ? cap : 1) * (sizeof(double) + sizeof(uint32_t)));
+	buf = scratch_get(
+	    SLOT_BUF, (total + 1) * (sizeof(float) + sizeof(uint32_t)));
 	if (buf == NULL) {
 		return (HOTEL_ENOMEM);
 	}
 	*bufp = buf;
-	scores = (double *) buf;
-	docs = (uint32_t *) (buf + cap * sizeof(double));
-
-	if (total * 32 < n_docs) {
-		/* Few postings: merge the sorted lists. */
-		size_t  nc = 0;
-		cursor *h = malloc((hi - lo) * sizeof(cursor));
-		if (h == NULL) {
-			return (HOTEL_ENOMEM);
-		}
-		for (size_t t = lo; t < hi; t++) {
-			size_t a = (size_t) ix->post_off[t];
-			size_t b = (size_t) ix->post_off[t + 1];
-			if (a < b) {
-				h[nc].p = ix->post + a;
-				h[nc].end = ix->post + b;
-				nc++;
-			}
-		}
-		for (size_t i = nc; i-- > 0;) {
-			cur_down(h, nc, i);
-		}
-		while (nc > 0) {
-			uint32_t doc = h[0].p->doc;
-			double   s = h[0].p->score;
-			if (tick(r)) {
-				free(h);
-				return (HOTEL_EDEADLINE);
-			}
-			if (k > 0 && docs[k - 1] == doc) {
-				if (s > scores[k - 1]) {
-					scores[k - 1] = s;
-				}
-			} else {
-				docs[k] = doc;
-				scores[k] = s;
-				k++;
-			}
-			if (++h[0].p == h[0].end) {
-				h[0] = h[--nc];
-			}
-			cur_down(h, nc, 0);
-		}
-		free(h);
-	} else {
-		/* Many: a dense array of best scores over all documents. */
-		double  *acc = calloc(n_docs ? n_docs : 1, sizeof(double));
-		uint32_t mind = UINT32_MAX, maxd = 0;
-		if (acc == NULL) {
-			return (HOTEL_ENOMEM);
-		}
-		for (size_t t = lo; t < hi; t++) {
-			const hotel__posting *p = ix->post + ix->post_off[t];
-			const hotel__posting *end
-			    = ix->post + ix->post_off[t + 1];
-			for (; p < end; p++) {
-				double s = p->score;
-				if (tick(r)) {
-					free(acc);
-					return (HOTEL_EDEADLINE);
-				}
-				if (s > acc[p->doc]) {
-					acc[p->doc] = s;
-				}
-				mind = p->doc < mind ? p->doc : mind;
-				maxd = p->doc > maxd ? p->doc : maxd;
-			}
-		}
-		for (size_t d = mind; total > 0 && d <= maxd; d++) {
-			if (acc[d] > 0) {
-				docs[k] = (uint32_t) d;
-				scores[k] = acc[d];
-				k++;
-			}
-		}
-		free(acc);
+	scores = (float *) buf;
+	docs = (uint32_t *) (buf + (total + 1) * sizeof(float));
+	if ((h = malloc((hi - lo) * sizeof(cursor))) == NULL) {
+		return (HOTEL_ENOMEM);
 	}
+	for (size_t t = lo; t < hi; t++) {
+		size_t a = (size_t) ix->post_off[t];
+		size_t b = (size_t) ix->post_off[t + 1];
+		if (a < b) {
+			h[nc].p = ix->post + a;
+			h[nc].end = ix->post + b;
+			nc++;
+		}
+	}
+	for (size_t i = nc; i-- > 0;) {
+		cur_down(h, nc, i);
+	}
+	while (nc > 0) {
+		uint32_t doc = h[0].p->doc;
+		float    s = h[0].p->score;
+		if (tick(r)) {
+			free(h);
+			return (HOTEL_EDEADLINE);
+		}
+		if (k > 0 && docs[k - 1] == doc) {
+			scores[k - 1] = s > scores[k - 1] ? s : scores[k - 1];
+		} else {
+			docs[k] = doc;
+			scores[k] = s;
+			k++;
+		}
+		if (++h[0].p == h[0].end) {
+			h[0] = h[--nc];
+		}
+		cur_down(h, nc, 0);
+	}
+	free(h);
 	l->docs = docs;
 	l->stride = 1;
 	l->n = k;
 	l->pos = 0;
 	l->post = NULL;
 	l->scores = scores;
+	return (HOTEL_OK);
+}
+
+/* The union of a prefix with many postings, as a dense array over the
+ * documents: acc[d] is d's best score among the prefix's terms, or 0 if it
+ * has none (scores are > 0). Membership is then one load, so the exact
+ * words' lists drive the intersection and nothing is compacted. */
+typedef struct dense {
+	float   *acc;        /* SLOT_ACC scratch, or NULL */
+	uint32_t mind, maxd; /* the documents touched */
+} dense;
+
+static void
+dense_done(dense *dn)
+{
+	if (dn->acc != NULL) {
+		if (dn->mind <= dn->maxd) {
+			memset(dn->acc + dn->mind, 0,
+			    (size_t) (dn->maxd - dn->mind + 1)
+			        * sizeof(float));
+		}
+		scratch_put(SLOT_ACC, dn->acc);
+		dn->acc = NULL;
+	}
+}
+
+static int
+prefix_dense(run *r, size_t lo, size_t hi, dense *dn)
+{
+	const hotel__index *ix = &r->ds->index;
+	size_t              n_docs = ix->n_docs;
+
+	dn->mind = UINT32_MAX;
+	dn->maxd = 0;
+	dn->acc = scratch_get(SLOT_ACC, (n_docs ? n_docs : 1) * sizeof(float));
+	if (dn->acc == NULL) {
+		return (HOTEL_ENOMEM);
+	}
+	for (size_t t = lo; t < hi; t++) {
+		const hotel__posting *p = ix->post + ix->post_off[t];
+		const hotel__posting *end = ix->post + ix->post_off[t + 1];
+		float                *acc = dn->acc;
+		if (p == end) {
+			continue;
+		}
+		dn->mind = p->doc < dn->mind ? p->doc : dn->mind;
+		dn->maxd = end[-1].doc > dn->maxd ? end[-1].doc : dn->maxd;
+		for (; p < end; p++) {
+			float *a = &acc[p->doc];
+			if (tick(r)) {
+				return (
+				    HOTEL_EDEADLINE); /* dense_done() cleans */
+			}
+			*a = p->score > *a ? p->score : *a;
+		}
+	}
 	return (HOTEL_OK);
 }
 
@@ -502,8 +587,9 @@ search_words(
 {
 	const hotel__index *ix = &r->ds->index;
 	list                lists[HOTEL_MAX_WORDS];
-	size_t              nl = 0, lo, hi;
+	size_t              nl = 0, lo, hi, total;
 	void               *ubuf = NULL;
+	dense               dn = { NULL, 1, 0 };
 	int                 rv = HOTEL_OK;
 	uint32_t            cand;
 	double              dist = 0;
@@ -524,26 +610,48 @@ search_words(
 			term_list(ix, (size_t) t, &lists[nl++]);
 		}
 	}
-	/* The last word, as a prefix. */
+	/* The last word, as a prefix: one term's list, a merged list, or a
+	 * dense array. */
 	hotel__index_prefix(ix, words[nw - 1], lens[nw - 1], &lo, &hi);
 	if (lo == hi) {
 		return (HOTEL_OK);
 	}
+	total = (size_t) (ix->post_off[hi] - ix->post_off[lo]);
 	if (hi - lo == 1) {
 		term_list(ix, lo, &lists[nl++]);
-	} else {
-		if ((rv = prefix_union(r, lo, hi, &lists[nl], &ubuf))
+	} else if (total * 32 < ix->n_docs) {
+		if ((rv = prefix_merge(r, lo, hi, &lists[nl], &ubuf))
 		    != HOTEL_OK) {
-			free(ubuf);
-			return (rv);
+			goto out;
 		}
 		nl++;
+	} else if ((rv = prefix_dense(r, lo, hi, &dn)) != HOTEL_OK) {
+		goto out;
+	}
+
+	if (nl == 0) {
+		/* Only the dense prefix: its documents in order. */
+		for (uint32_t d = dn.mind; d <= dn.maxd && dn.mind <= dn.maxd;
+		     d++) {
+			if (tick(r)) {
+				rv = HOTEL_EDEADLINE;
+				goto out;
+			}
+			if (dn.acc[d] > 0 && pass(r, d, &dist)) {
+				collect(r, d, dn.acc[d], dist);
+			}
+			if (d == UINT32_MAX) {
+				break;
+			}
+		}
+		goto out;
 	}
 	qsort(lists, nl, sizeof(list), list_len_cmp);
 	if (lists[0].n == 0) {
 		goto out;
 	}
-
+	/* Leapfrog: the shortest list leads, the others gallop to its doc;
+	 * a doc in all of them must also be in the dense prefix, if any. */
 	cand = doc_at(&lists[0], 0);
 	for (;;) {
 		size_t j;
@@ -551,7 +659,7 @@ search_words(
 			rv = HOTEL_EDEADLINE;
 			goto out;
 		}
-		for (j = 0; j < nl; j++) {
+		for (j = 1; j < nl; j++) {
 			list    *l = &lists[j];
 			uint32_t d;
 			l->pos = gallop(l, l->pos, cand);
@@ -559,15 +667,12 @@ search_words(
 				goto out;
 			}
 			if ((d = doc_at(l, l->pos)) != cand) {
-				cand = d;
 				break;
 			}
 		}
-		if (j < nl) {
-			continue;
-		}
-		if (pass(r, cand, &dist)) {
-			double score = 0;
+		if (j == nl && (dn.acc == NULL || dn.acc[cand] > 0)
+		    && pass(r, cand, &dist)) {
+			double score = dn.acc != NULL ? dn.acc[cand] : 0.0;
 			for (j = 0; j < nl; j++) {
 				const list *l = &lists[j];
 				score += l->scores != NULL
@@ -575,14 +680,24 @@ search_words(
 				    : (double) l->post[l->pos].score;
 			}
 			collect(r, cand, score, dist);
+			j = nl;
 		}
-		if (++lists[0].pos == lists[0].n) {
+		/* Advance the leader: past cand, or to the doc another
+		 * list jumped to. */
+		if (j < nl) {
+			lists[0].pos = gallop(&lists[0], lists[0].pos,
+			    doc_at(&lists[j], lists[j].pos));
+		} else {
+			lists[0].pos++;
+		}
+		if (lists[0].pos == lists[0].n) {
 			goto out;
 		}
 		cand = doc_at(&lists[0], lists[0].pos);
 	}
 out:
-	free(ubuf);
+	dense_done(&dn);
+	scratch_put(SLOT_BUF, ubuf);
 	return (rv);
 }
 
