@@ -626,6 +626,53 @@ test_deadline_mid_query(void **state)
 	hotel_dataset_release(ds);
 }
 
+/* A prefix query stopped by its deadline leaves the thread's scratch
+ * clean: the same queries afterwards give the same answers. */
+static void
+test_deadline_in_prefix_union(void **state)
+{
+	hotel_dataset *ds;
+	const char    *texts[] = { "h", "s", "spa h", "b" };
+	uint64_t       before[4], after[4], ids0[10], ids1[10];
+	int            expired = 0;
+	(void) state;
+
+	assert_int_equal(hotel_dataset_generate(30000, 6, &ds), HOTEL_OK);
+	for (int i = 0; i < 4; i++) {
+		hotel_query q = query(texts[i]);
+		run_ids(ds, &q, NULL, 0, &before[i]);
+		assert_true(before[i] > 0);
+	}
+	for (int i = 0; i < 40; i++) {
+		hotel_query   q = query(texts[i % 4]);
+		hotel_result *res;
+		int           rv;
+		q.deadline_ns = hotel_now_ns() + 2000;
+		rv = hotel_search(ds, &q, &res, NULL, 0);
+		if (rv == HOTEL_OK) {
+			hotel_result_free(res);
+		} else {
+			assert_int_equal(rv, HOTEL_EDEADLINE);
+			expired++;
+		}
+	}
+	assert_true(expired > 0);
+	for (int i = 0; i < 4; i++) {
+		hotel_query q = query(texts[i]);
+		run_ids(ds, &q, NULL, 0, &after[i]);
+		assert_int_equal(after[i], before[i]);
+	}
+	/* And the pages agree with a fresh thread's view: same ids. */
+	{
+		hotel_query q = query("h");
+		q.page_size = 10;
+		run_ids(ds, &q, ids0, 10, NULL);
+		run_ids(ds, &q, ids1, 10, NULL);
+		assert_memory_equal(ids0, ids1, sizeof(ids0));
+	}
+	hotel_dataset_release(ds);
+}
+
 static void
 test_argument_errors(void **state)
 {
@@ -707,6 +754,7 @@ main(void)
 		cmocka_unit_test(test_facets),
 		cmocka_unit_test(test_deadline),
 		cmocka_unit_test(test_deadline_mid_query),
+		cmocka_unit_test(test_deadline_in_prefix_union),
 		cmocka_unit_test(test_argument_errors),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
