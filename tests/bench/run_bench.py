@@ -612,14 +612,20 @@ class Run:
 
 
 def run_threads(
-    make_call: Callable[[], Callable[[], None]], threads: int, seconds: float, warm: int = 3
+    make_call: Callable[[], Callable[[], None]], threads: int, seconds: float, warm: int = 3,
+    costs: Sequence[Cost] = (),
 ) -> Run:
     """threads threads each make their call function, warm up, wait for each
     other, then call in a loop for `seconds`.  Counts calls that end inside
-    the window.  Any exception is a BenchFailure."""
+    the window.  Any exception is a BenchFailure.  costs are measured from
+    the start of the window to the end of the last call, over every call
+    made meanwhile."""
     window = [0.0, 0.0]
+    made = [0] * threads  # calls after the barrier, late ones included
 
     def open_window() -> None:  # runs once, when the last thread arrives
+        for c in costs:
+            c.start()
         window[0] = time.perf_counter()
         window[1] = window[0] + seconds
 
@@ -645,10 +651,12 @@ def run_threads(
         pc = time.perf_counter
         mine = lats[i]
         n = 0
+        m = 0
         try:
             t = pc()
             while t < end:
                 call()
+                m += 1
                 t2 = pc()
                 if t2 <= end:
                     n += 1
@@ -657,6 +665,7 @@ def run_threads(
         except Exception as e:
             errors.append("%s: %s" % (type(e).__name__, e))
         counts[i] = n
+        made[i] = m
 
     ts = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(threads)]
     for t in ts:
@@ -671,6 +680,8 @@ def run_threads(
         raise BenchFailure("%d thread(s) failed: %s" % (len(errors), errors[0]))
     if any(t.is_alive() for t in ts):
         raise BenchFailure("a client thread hung")
+    for c in costs:
+        c.stop(sum(made))
     all_lats = sorted(x for lst in lats for x in lst)
     return Run(threads=threads, seconds=seconds, calls=sum(counts), latencies=all_lats)
 
@@ -945,6 +956,7 @@ class Bench:
         s = self.s
         order = ["nngrpc", "grpc", "http", "rawsp"]
         results: Dict[Tuple[str, int, int], Run] = {}
+        costs: Dict[Tuple[str, int, int], Tuple[Cost, Cost]] = {}
         for size in s.tput_sizes:
             payload = random.Random(size).randbytes(size)
             for n in s.tput_threads:
@@ -952,10 +964,12 @@ class Bench:
                 for rnd in range(s.tput_rounds):  # alternate the order, keep the best
                     for k in (order if rnd % 2 == 0 else order[::-1]):
                         c = self.clients[k]
-                        r = run_threads(lambda: c.echo(payload), n, s.tput_s)
+                        cc, sc = Cost(None), Cost(self.server_pid[k])
+                        r = run_threads(lambda: c.echo(payload), n, s.tput_s, costs=(cc, sc))
                         best = results.get((k, size, n))
                         if best is None or r.rate > best.rate:
                             results[(k, size, n)] = r
+                            costs[(k, size, n)] = (cc, sc)
         rows, data = [], {}
         for size in s.tput_sizes:
             for k in order:
@@ -965,10 +979,15 @@ class Bench:
                     r = results[(k, size, n)]
                     a = results[("grpc", size, n)]
                     row += [fmt(r.rate, 0), ratio_str(r.rate / a.rate)]
+                    cc, sc = costs[(k, size, n)]
                     data["%s/%d/%d" % (k, size, n)] = {
                         "client": c.name, "payload_bytes": size, "threads": n,
                         "calls_per_s": r.rate, "ratio": r.rate / a.rate,
-                        "p50_us": r.p(0.5), "p99_us": r.p(0.99), "calls": r.calls}
+                        "p50_us": r.p(0.5), "p99_us": r.p(0.99), "calls": r.calls,
+                        "client_cpu_us": cc.per_call()[0],
+                        "client_switches": cc.per_call()[1],
+                        "server_cpu_us": sc.per_call()[0],
+                        "server_switches": sc.per_call()[1]}
                 rows.append(row)
         hdr = ["client → server", "payload"]
         for n in s.tput_threads:
@@ -980,6 +999,31 @@ class Bench:
             "shared by all threads; grpcio: one channel shared; http.client and raw SP: "
             "one connection per thread." % (s.tput_s, s.tput_rounds),
             hdr, rows, data)
+        # Where the CPU goes: both processes share the machine's CPUs.
+        rows = []
+        n_max = max(s.tput_threads)
+        for size in [x for x in (64, 16 * KIB) if x in s.tput_sizes]:
+            for k in order:
+                c = self.clients[k]
+                row = ["%s → %s" % (c.name, c.server), size_name(size)]
+                for n in (1, n_max):
+                    cc, sc = costs[(k, size, n)]
+                    (c_cpu, c_sw), (s_cpu, s_sw) = cc.per_call(), sc.per_call()
+                    row += [fmt(c_cpu), fmt(c_sw), fmt(s_cpu),
+                            (">= " if sc.lossy else "") + fmt(s_sw), fmt(c_cpu + s_cpu)]
+                rows.append(row)
+        hdr = ["client → server", "payload"]
+        for n in (1, n_max):
+            t = "%d thr" % n
+            hdr += [t + " client CPU µs", "client cs", "server CPU µs", "server cs",
+                    "total CPU µs"]
+        self.report.section(
+            "throughput_cost", "2b. Python threads: CPU and context switches per call",
+            "none (absolute figures)",
+            "From the runs of table 2. With %d CPUs shared by client and server, "
+            "calls/s can be at most %d s / (total CPU per call); the client's part "
+            "mostly holds the GIL." % (os.cpu_count() or 0, os.cpu_count() or 0),
+            hdr, rows, {})
         for size, target in ((64, 2.0), (16 * KIB, 3.0)):
             if 32 in s.tput_threads and size in s.tput_sizes:
                 r = results[("nngrpc", size, 32)].rate
