@@ -391,7 +391,9 @@ typedef struct hotel_result {
  * Borrows ds and q. Returns new: *resultp, freed with hotel_result_free();
  * it points into ds, so the caller keeps its dataset reference until then.
  * Errors: HOTEL_EINVAL (message names the field), HOTEL_EDEADLINE,
- * HOTEL_ENOMEM. Thread-safe. */
+ * HOTEL_ENOMEM. Thread-safe. Each calling thread keeps up to 2 MiB of
+ * scratch between queries (for prefix unions; not in Stats), freed when the
+ * thread exits. */
 int hotel_search(const hotel_dataset *ds, const hotel_query *q,
     hotel_result **resultp, char *err, size_t errlen);
 
