@@ -172,6 +172,8 @@ nngrpc_dispatch_add_service(nngrpc_dispatch *d,
 		m->m_desc = &desc->methods[i];
 		m->m_fn = fns[i];
 		m->m_svc = svc;
+		m->m_metric = -1;
+		m->m_inline = false;
 		if ((m->m_name = malloc(len)) == NULL) {
 			for (size_t j = 0; j < i; j++) {
 				free(ms[d->d_n_methods + j].m_name);
