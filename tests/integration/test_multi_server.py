@@ -217,24 +217,35 @@ def test_draining_server_is_skipped_by_the_next_call(three: List[Server]) -> Non
         for _ in range(4):
             stub.Echo(testing_pb2.EchoRequest(), timeout=2.0)
         # Keep a's drain from finishing: one call still runs there.
+        holder_result: List[object] = []
         with nngrpc.Channel(a.tcp) as holder:
-            slow = threading.Thread(
-                target=lambda: holder.call(SLEEP, testing_pb2.SleepRequest(ms=1500).SerializeToString(),
-                                           timeout=5.0)
-            )
+
+            def hold() -> None:
+                try:
+                    holder_result.append(holder.call(
+                        SLEEP, testing_pb2.SleepRequest(ms=1500).SerializeToString(), timeout=5.0))
+                except nngrpc.RpcError as e:
+                    holder_result.append(e)
+
+            slow = threading.Thread(target=hold)
             slow.start()
             wait_busy_on(holder, a)
+            time.sleep(0.2)  # sent is not yet running: let a worker take it
             a.proc.send_signal(signal.SIGTERM)
             time.sleep(0.1)  # let the drain begin
-            failures = 0
+            failures = []
             for _ in range(20):
                 try:
                     stub.Echo(testing_pb2.EchoRequest(), timeout=2.0)
                 except nngrpc.RpcError as e:
-                    assert e.code() is nngrpc.StatusCode.UNAVAILABLE
-                    failures += 1
+                    failures.append(e)
             slow.join(10)
-        assert failures <= 1  # at most the call that found a draining
+        # The drain let the running call finish.
+        assert isinstance(holder_result[0], bytes), holder_result
+        # One call met the draining server; the others went to b.
+        assert len(failures) == 1, failures
+        assert failures[0].code() is nngrpc.StatusCode.UNAVAILABLE
+        assert "not serving" in failures[0].details() or "draining" in failures[0].details()
     a.proc.wait(10)
     stop_server(a)
 
