@@ -377,19 +377,27 @@ nngrpc_dispatch_find_symbol(const nngrpc_dispatch *d, const char *symbol)
 	return (NULL);
 }
 
-/* Compares a presented credential with the expected one in time that
- * depends only on the expected length, so response timing does not leak
- * how many leading bytes were right. */
+/* Checks an "authorization" value against "Bearer <token>": the scheme
+ * name case-insensitively (as HTTP does), the token in time that depends
+ * only on the expected length, so response timing does not leak how many
+ * leading bytes were right. */
 static bool
 credential_equal(const char *expected, const char *given)
 {
-	size_t        n = strlen(expected);
-	size_t        m = given != NULL ? strlen(given) : 0;
-	unsigned char diff = (unsigned char) (n != m);
+	static const char scheme[] = "Bearer ";
+	const size_t      ns = sizeof(scheme) - 1;
+	size_t            n = strlen(expected);
+	size_t            m = given != NULL ? strlen(given) : 0;
+	unsigned char     diff = (unsigned char) (n != m);
 
 	for (size_t i = 0; i < n; i++) {
 		unsigned char g = i < m ? (unsigned char) given[i] : 0;
-		diff |= (unsigned char) expected[i] ^ g;
+		unsigned char e = (unsigned char) expected[i];
+		if (i < ns) {
+			g = (unsigned char) tolower(g);
+			e = (unsigned char) tolower(e);
+		}
+		diff |= e ^ g;
 	}
 	return (diff == 0);
 }

@@ -475,6 +475,9 @@ test_auth_token(void **state)
 	    echo_code(d, echo, "Bearer s3cret!"), NNGRPC_UNAUTHENTICATED);
 	assert_int_equal(echo_code(d, echo, "s3cret"), NNGRPC_UNAUTHENTICATED);
 	assert_int_equal(echo_code(d, echo, "Bearer s3cret"), NNGRPC_OK);
+	assert_int_equal(echo_code(d, echo, "bearer s3cret"), NNGRPC_OK);
+	assert_int_equal(
+	    echo_code(d, echo, "bearer S3cret"), NNGRPC_UNAUTHENTICATED);
 	/* The method is looked up before the token is checked: a name says
 	 * nothing a caller could not learn from reflection. */
 	assert_int_equal(echo_code(d, "/x.Y/Z", NULL), NNGRPC_UNIMPLEMENTED);
