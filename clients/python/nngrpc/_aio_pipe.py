@@ -124,8 +124,9 @@ class AioPipe(asyncio.Protocol):
         self._wake_writers()
 
     # ---- calls -----------------------------------------------------------------
-    def send(self, envelope: bytes) -> "tuple[int, asyncio.Future[Envelope]]":
-        """Writes one request; returns (request id, future of its reply).
+    def send(self, envelope: bytes, tail: bytes = b"") -> "tuple[int, asyncio.Future[Envelope]]":
+        """Writes one request (envelope + tail, as _sp.ReqPipe.send_request);
+        returns (request id, future of its reply).
 
         The caller must pending.pop(request id) when it stops waiting.
         """
@@ -135,14 +136,16 @@ class AioPipe(asyncio.Protocol):
         self._rid = rid
         fut: "asyncio.Future[Envelope]" = self.loop.create_future()
         self.pending[rid] = fut
-        head = request_head(rid, len(envelope), ipc=self.ipc)
+        head = request_head(rid, len(envelope) + len(tail), ipc=self.ipc)
         transport = self.transport
         assert transport is not None
         if len(envelope) <= JOIN_MAX:
-            transport.write(head + envelope)
+            transport.write(head + envelope + tail)
         else:
             transport.write(head)
             transport.write(envelope)
+            if tail:
+                transport.write(tail)
         return rid, fut
 
     @property

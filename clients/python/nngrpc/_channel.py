@@ -116,10 +116,14 @@ def _bytes_of(data: Any) -> bytes:
 # ---- what the sync and asyncio channels share ----------------------------------
 _ID_RNG = random.Random()  # reseeded in forked children (see the end)
 
-
-def new_request_id() -> str:
-    """Returns a fresh request id: 16 random hex digits (no system call)."""
-    return "%016x" % _ID_RNG.getrandbits(64)
+# A generated request id travels as a metadata map entry appended to the
+# serialized envelope: protobuf merges concatenated messages, map entries
+# included, and setting the map field instead makes the C++ protobuf
+# serializer several microseconds slower per call.  The entry is field 3
+# (length-delimited), holding key (field 1) and value (field 2).
+_RID_DIGITS = 16
+_RID_ENTRY = b"\n\x11" + REQUEST_ID_KEY.encode() + b"\x12\x10"
+_RID_PREFIX = b"\x1a" + bytes([len(_RID_ENTRY) + _RID_DIGITS]) + _RID_ENTRY
 
 
 def build_request(
@@ -128,8 +132,11 @@ def build_request(
     timeout: Optional[float],
     metadata: Optional[Metadata],
     max_send: int,
-) -> Tuple[Any, Optional[float], str]:
-    """Returns (envelope message, monotonic deadline or None, request id).
+) -> Tuple[Any, Optional[float], str, bytes]:
+    """Returns (envelope message, monotonic deadline or None, request id,
+    tail): the bytes to send are ``envelope.SerializeToString() + tail``
+    (tail carries a generated request id; it is empty when the caller's
+    metadata has one).
 
     Raises RpcError: DEADLINE_EXCEEDED for no time left, RESOURCE_EXHAUSTED
     for a request over max_send (NNG would drop it silently).
@@ -141,15 +148,17 @@ def build_request(
             raise RpcError.of(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
         deadline = time.monotonic() + timeout
         req.timeout_us = max(1, int(timeout * 1e6))
-    md = req.metadata
+    rid = ""
     if metadata:
         _fill_metadata(req, metadata)
-        rid = md.get(REQUEST_ID_KEY)
-        if not rid:
-            rid = md[REQUEST_ID_KEY] = new_request_id()
-    else:
-        rid = md[REQUEST_ID_KEY] = new_request_id()
-    size = req.ByteSize() + _REQ_ID_BYTES
+        rid = req.metadata.get(REQUEST_ID_KEY, "")
+    if rid:
+        tail = b""
+    else:  # a fresh id: 16 random hex digits (no system call)
+        digits = b"%016x" % _ID_RNG.getrandbits(64)
+        rid = digits.decode()
+        tail = _RID_PREFIX + digits
+    size = req.ByteSize() + len(tail) + _REQ_ID_BYTES
     if size > max_send:
         err = RpcError.of(
             StatusCode.RESOURCE_EXHAUSTED,
@@ -158,7 +167,7 @@ def build_request(
         )
         err.call.request_id = rid
         raise err
-    return req, deadline, rid
+    return req, deadline, rid, tail
 
 
 def decode_response(envelope: Any, url: str, rid: str, attempts: int) -> Tuple[bytes, Call]:
@@ -356,13 +365,15 @@ class Channel:
         idempotent: bool = False,
     ) -> Tuple[bytes, Call]:
         """As call(), but returns (response bytes, Call)."""
-        req, deadline, rid = build_request(method, request, timeout, metadata, self._max_send)
+        req, deadline, rid, tail = build_request(
+            method, request, timeout, metadata, self._max_send
+        )
         policy = self._retry if idempotent else None
         attempt = 1
         avoid: Optional[_Endpoint] = None
         while True:
             try:
-                ep, envelope = self._attempt(req, deadline, rid, avoid)
+                ep, envelope = self._attempt(req, tail, deadline, rid, avoid)
             except _AttemptFailed as f:
                 err, avoid = f.error, f.endpoint
                 delay = _retry_delay(policy, err.code(), f.retryable, attempt, deadline)
@@ -412,7 +423,12 @@ class Channel:
 
     # ---- one attempt -----------------------------------------------------------
     def _attempt(
-        self, req: Any, deadline: Optional[float], rid: str, avoid: Optional[_Endpoint]
+        self,
+        req: Any,
+        tail: bytes,
+        deadline: Optional[float],
+        rid: str,
+        avoid: Optional[_Endpoint],
     ) -> Tuple[_Endpoint, memoryview]:
         """Sends req once; returns (endpoint, reply envelope).
 
@@ -429,7 +445,7 @@ class Channel:
                     raise TimeoutError
                 req.timeout_us = max(1, int(left * 1e6))
                 wait_until = deadline + self._grace
-            envelope = pipe.request(req.SerializeToString(), wait_until)
+            envelope = pipe.request(req.SerializeToString(), wait_until, tail)
             ok = True
         except TimeoutError:
             raise failed(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", rid) from None

@@ -225,15 +225,19 @@ class ReqPipe:
             )
 
     # ---- one call ------------------------------------------------------------
-    def send_request(self, envelope: bytes, deadline: Optional[float]) -> int:
-        """Sends one request; returns its request id (top bit set)."""
+    def send_request(self, envelope: bytes, deadline: Optional[float], tail: bytes = b"") -> int:
+        """Sends one request, envelope + tail (the envelope's last bytes,
+        kept apart so a large envelope is not copied); returns its request
+        id (top bit set)."""
         rid = self._rid = next_request_id(self._rid)
-        head = request_head(rid, len(envelope), ipc=self.ipc)
+        head = request_head(rid, len(envelope) + len(tail), ipc=self.ipc)
         if len(envelope) <= JOIN_MAX:
-            self._send_all(head + envelope, deadline)
+            self._send_all(head + envelope + tail, deadline)
         else:
             self._send_all(head, deadline)
             self._send_all(envelope, deadline)
+            if tail:
+                self._send_all(tail, deadline)
         return rid
 
     def recv_reply(self, rid: int, deadline: Optional[float]) -> memoryview:
@@ -252,9 +256,10 @@ class ReqPipe:
             if body[:4] == want:
                 return memoryview(body)[4:]
 
-    def request(self, envelope: bytes, deadline: Optional[float]) -> memoryview:
-        """Sends a request and returns the envelope of its reply."""
-        return self.recv_reply(self.send_request(envelope, deadline), deadline)
+    def request(self, envelope: bytes, deadline: Optional[float], tail: bytes = b"") -> memoryview:
+        """Sends a request (envelope + tail) and returns the envelope of its
+        reply."""
+        return self.recv_reply(self.send_request(envelope, deadline, tail), deadline)
 
     # ---- framing -------------------------------------------------------------
     def recv_message(

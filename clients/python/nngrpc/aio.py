@@ -233,13 +233,15 @@ class Channel:
     ) -> Tuple[bytes, Call]:
         """As call(), but returns (response bytes, Call)."""
         loop = self._bind()
-        req, deadline, rid = build_request(method, request, timeout, metadata, self._max_send)
+        req, deadline, rid, tail = build_request(
+            method, request, timeout, metadata, self._max_send
+        )
         policy = self._retry if idempotent else None
         attempt = 1
         avoid: Optional[_Endpoint] = None
         while True:
             try:
-                ep, envelope = await self._attempt(loop, req, deadline, rid, avoid)
+                ep, envelope = await self._attempt(loop, req, tail, deadline, rid, avoid)
             except _AttemptFailed as f:
                 err, avoid = f.error, f.endpoint
                 delay = _retry_delay(policy, err.code(), f.retryable, attempt, deadline)
@@ -300,6 +302,7 @@ class Channel:
         self,
         loop: asyncio.AbstractEventLoop,
         req: Any,
+        tail: bytes,
         deadline: Optional[float],
         rid: str,
         avoid: Optional[_Endpoint],
@@ -322,7 +325,7 @@ class Channel:
                 if left <= 0:
                     raise TimeoutError
                 req.timeout_us = max(1, int(left * 1e6))
-            sp_id, fut = pipe.send(req.SerializeToString())
+            sp_id, fut = pipe.send(req.SerializeToString(), tail)
             if deadline is not None:
                 timer = loop.call_later(deadline + self._grace - time.monotonic(), _expire, fut)
             return ep, await fut
