@@ -374,6 +374,9 @@ class Channel:
         while True:
             try:
                 ep, envelope = self._attempt(req, tail, deadline, rid, avoid)
+            except RpcError as e:  # no retry changes it (deadline, closed)
+                e.call.attempts = attempt
+                raise
             except _AttemptFailed as f:
                 err, avoid = f.error, f.endpoint
                 delay = _retry_delay(policy, err.code(), f.retryable, attempt, deadline)

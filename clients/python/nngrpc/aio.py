@@ -242,6 +242,9 @@ class Channel:
         while True:
             try:
                 ep, envelope = await self._attempt(loop, req, tail, deadline, rid, avoid)
+            except RpcError as e:  # no retry changes it (deadline, closed)
+                e.call.attempts = attempt
+                raise
             except _AttemptFailed as f:
                 err, avoid = f.error, f.endpoint
                 delay = _retry_delay(policy, err.code(), f.retryable, attempt, deadline)
@@ -316,8 +319,11 @@ class Channel:
         sp_id = -1
         timer: Optional[asyncio.TimerHandle] = None
         try:
-            if pipe.paused:
-                await pipe.writable()
+            if pipe.paused:  # the server reads slower than we write
+                if deadline is None:
+                    await pipe.writable()
+                else:
+                    await asyncio.wait_for(pipe.writable(), deadline - time.monotonic())
             if pipe.closed:
                 raise ConnectionResetError("connection lost before the request was sent")
             if deadline is not None:
@@ -329,7 +335,7 @@ class Channel:
             if deadline is not None:
                 timer = loop.call_later(deadline + self._grace - time.monotonic(), _expire, fut)
             return ep, await fut
-        except TimeoutError:
+        except (TimeoutError, asyncio.TimeoutError):  # distinct before 3.11
             raise failed(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", rid) from None
         except MessageTooLarge as e:
             raise failed(
