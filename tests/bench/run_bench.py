@@ -50,7 +50,6 @@ import resource
 import signal
 import socket
 import sqlite3
-import statistics
 import struct
 import subprocess
 import sys
@@ -58,7 +57,7 @@ import threading
 import time
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 SECTIONS = ("latency", "throughput", "sleep", "loadgen", "search", "rss")
 KIB = 1024
@@ -882,8 +881,9 @@ class Bench:
                 scost = costs.setdefault(("server", key, size), Cost(
                     self.server_pid["nngrpc" if key == "c_hoteld" else "rawsp"]))
                 scost.start()
-                cl[(key, size)] = out = run_nngrpc_bench(self.loadgen_bin, args + common)
-                scost.stop(out["calls_started"])
+                res = run_nngrpc_bench(self.loadgen_bin, args + common)
+                cl[(key, size)] = res
+                scost.stop(res["calls_started"])
 
         names = {k: "%s → %s" % (self.clients[k].name, self.clients[k].server) for k in order}
         names["c_hoteld"] = "nngrpc-bench (C) → hoteld --testing"
@@ -896,7 +896,8 @@ class Bench:
             v = samples[(k, size)]
             return percentile(v, 0.5) * 1e6, percentile(v, 0.99) * 1e6
 
-        rows, data = [], {}
+        rows: List[List[str]] = []
+        data: Dict[str, Any] = {}
         anchor = {size: fig("grpc", size) for size in sizes}
         for k in order + ["c_hoteld", "c_raw"]:
             row = [names[k]]
@@ -916,7 +917,8 @@ class Bench:
             ["client → server", "64 B p50", "×", "64 B p99", "×",
              "16 KiB p50", "×", "16 KiB p99", "×"], rows, data)
         # Where the time goes: CPU and context switches per call on each side.
-        rows, data = [], {}
+        rows = []
+        data = {}
         for k in order + ["c_hoteld", "c_raw"]:
             row = [names[k]]
             for size in sizes:
@@ -931,7 +933,7 @@ class Bench:
                                              "server_cpu_us": s_cpu, "server_switches": s_sw}
             rows.append(row)
         threads = {k: thread_count(pid) for k, pid in self.server_pid.items()}
-        data["server_threads"] = threads
+        data["server_threads"] = dict(threads)
         self.report.section(
             "latency_cost", "1b. One caller: CPU and context switches per call",
             "none (absolute figures)",
@@ -970,7 +972,8 @@ class Bench:
                         if best is None or r.rate > best.rate:
                             results[(k, size, n)] = r
                             costs[(k, size, n)] = (cc, sc)
-        rows, data = [], {}
+        rows: List[List[str]] = []
+        data: Dict[str, Any] = {}
         for size in s.tput_sizes:
             for k in order:
                 c = self.clients[k]
@@ -1026,20 +1029,22 @@ class Bench:
             hdr, rows, {})
         for size, target in ((64, 2.0), (16 * KIB, 3.0)):
             if 32 in s.tput_threads and size in s.tput_sizes:
-                r = results[("nngrpc", size, 32)].rate
-                a = results[("grpc", size, 32)].rate
+                ours = results[("nngrpc", size, 32)].rate
+                theirs = results[("grpc", size, 32)].rate
                 self.report.goal(
                     "tput32_%d" % size,
                     "32 Python threads on one Channel, Echo %s: >= %.1fx grpcio"
                     % (size_name(size), target),
-                    r / a, "%.2fx (%s vs %s calls/s)" % (r / a, fmt(r, 0), fmt(a, 0)),
+                    ours / theirs,
+                    "%.2fx (%s vs %s calls/s)" % (ours / theirs, fmt(ours, 0), fmt(theirs, 0)),
                     target, True)
 
     # -- 3. sleep --
     def sleep(self) -> None:
         s = self.s
         order = ["nngrpc", "grpc", "http", "gil"]
-        rows, data = [], {}
+        rows: List[List[str]] = []
+        data: Dict[str, Any] = {}
         ratios: Dict[str, float] = {}
         for k in order:
             c = self.clients[k]
@@ -1066,7 +1071,8 @@ class Bench:
     # -- 4. loadgen --
     def loadgen(self) -> None:
         s = self.s
-        rows, data = [], {}
+        rows: List[List[str]] = []
+        data: Dict[str, Any] = {}
         sizes = (64, 16 * KIB)
         ratio64 = float("nan")
         servers = (("hoteld", "nngrpc-bench → hoteld Echo", ["--url", self.urls["hoteld"]],
@@ -1140,7 +1146,8 @@ class Bench:
             del hotels
             self._check_search(stub, hotel_pb2, db_path, queries)
 
-            rows, data = [], {}
+            rows: List[List[str]] = []
+            data: Dict[str, Any] = {}
             runs: Dict[Tuple[str, int], Run] = {}
             conns: List[sqlite3.Connection] = []
             conns_lock = threading.Lock()
@@ -1156,18 +1163,18 @@ class Bench:
                             reqs = [hotel_pb2.SearchRequest(query=q, sort=hotel_pb2.SORT_PRICE,
                                                             page_size=10) for q in queries]
 
-                            def call() -> None:
+                            def rpc_call() -> None:
                                 state[0] += 1
                                 stub.Search(reqs[state[0] % len(reqs)], timeout=CALL_TIMEOUT)
-                            return call
+                            return rpc_call
                         conn = sqlite_connect(db_path)
                         with conns_lock:
                             conns.append(conn)
 
-                        def call() -> None:
+                        def sql_call() -> None:
                             state[0] += 1
                             sqlite_search(conn, queries[state[0] % len(queries)], 10)
-                        return call
+                        return sql_call
 
                     runs[(k, n)] = run_threads(make_call, n, s.search_s)
             for c in conns:
@@ -1207,7 +1214,7 @@ class Bench:
     def _hotel_data(self, stub: Any, pb: Any, dataset_id: str) -> Tuple[str, List[Dict[str, Any]]]:
         """Pages every hotel out of hoteld into a JSON Lines file and builds
         the SQLite FTS5 database from that file (both cached by dataset id)."""
-        from google.protobuf.json_format import MessageToDict
+        from google.protobuf.json_format import MessageToDict  # type: ignore
 
         data_dir = os.path.join(self.dir, "data")
         os.makedirs(data_dir, exist_ok=True)
