@@ -1130,18 +1130,22 @@ class Bench:
         import nngrpc
         from hotel.v1 import hotel_nngrpc, hotel_pb2
 
+        jsonl, gen_id = self._hotel_file(hotel_nngrpc, hotel_pb2)
         url = "tcp://127.0.0.1:%d" % free_port()
         srv = self._start(Server(
-            "hoteld-hotels", [self.hoteld_bin, "--hotels", str(s.hotels), "--seed", "1",
-                              "--listen", url, "--log-level", "warn"], self.logdir))
+            "hoteld-hotels", [self.hoteld_bin, "--data", jsonl, "--listen", url,
+                              "--log-level", "warn"], self.logdir))
         ch = nngrpc.Channel(url, backoff=0.01, backoff_max=0.05)
         stub = hotel_nngrpc.HotelSearchStub(ch)
         try:
             srv.wait_ready(lambda: stub.Stats(hotel_pb2.StatsRequest(), timeout=2.0)
                            .hotel_count == s.hotels)
             stats = stub.Stats(hotel_pb2.StatsRequest(), timeout=10)
+            if gen_id and stats.dataset_id != gen_id:
+                raise BenchFailure("hoteld --data %s has dataset id %s, the generated one %s"
+                                   % (jsonl, stats.dataset_id, gen_id))
             self.rss_hotels_start = vm_kib(srv.pid, "VmRSS")
-            db_path, hotels = self._hotel_data(stub, hotel_pb2, stats.dataset_id)
+            db_path, hotels = self._sqlite_data(jsonl)
             queries = make_queries(hotels, s.search_queries, random.Random(42))
             del hotels
             self._check_search(stub, hotel_pb2, db_path, queries)
@@ -1199,9 +1203,11 @@ class Bench:
                 "search", "5. Search on %s hotels (queries/s, higher is better)"
                 % "{:,}".format(s.hotels),
                 "SQLite FTS5 with the same data and queries",
-                "%d AND-of-words queries, last word as a prefix, first page of 10 by price "
-                "(id tie-break) plus the total; %.1f s per run. Result sets checked equal "
-                "first: %d top pages of 100, %d complete id sets."
+                "hoteld and SQLite load the same JSON Lines file (the engine's generated "
+                "hotels, paged out of a hoteld). %d AND-of-words queries, last word as a "
+                "prefix, first page of 10 by price (id tie-break) plus the total; %.1f s per "
+                "run. Result sets checked equal first: %d top pages of 100, %d complete id "
+                "sets."
                 % (len(queries), s.search_s, len(queries), min(s.search_full_sets, len(queries))),
                 ["client → server", "threads", "queries/s", "×", "p50 µs", "p99 µs"],
                 rows, data)
@@ -1211,38 +1217,66 @@ class Bench:
             ch.close()
             self._stop(srv)
 
-    def _hotel_data(self, stub: Any, pb: Any, dataset_id: str) -> Tuple[str, List[Dict[str, Any]]]:
-        """Pages every hotel out of hoteld into a JSON Lines file and builds
-        the SQLite FTS5 database from that file (both cached by dataset id)."""
+    def _hotel_file(self, svc: Any, pb: Any) -> Tuple[str, str]:
+        """Returns (path, dataset id) of a JSON Lines file with the engine's
+        generated hotels (--hotels N --seed 1): a hoteld generates them and
+        they are paged out of it with Search (empty query, id order), so
+        hoteld (--data) and SQLite load the very same file.  The file is
+        kept in BUILD/bench/data, keyed by count, seed and the hoteld
+        binary; the dataset id is "" when the file came from that cache."""
+        import nngrpc
         from google.protobuf.json_format import MessageToDict  # type: ignore
 
         data_dir = os.path.join(self.dir, "data")
         os.makedirs(data_dir, exist_ok=True)
-        jsonl = os.path.join(data_dir, "hotels-%s.jsonl" % dataset_id)
-        db = os.path.join(data_dir, "hotels-%s.sqlite" % dataset_id)
-        if not os.path.exists(jsonl):
-            log("paging %d hotels out of hoteld into %s" % (self.s.hotels, jsonl))
-            tmp = jsonl + ".tmp"
-            token = ""
-            n = 0
-            with open(tmp, "w") as f:
-                while True:
-                    resp = stub.Search(pb.SearchRequest(query="", page_size=100,
-                                                        page_token=token), timeout=CALL_TIMEOUT)
-                    for hit in resp.hits:
-                        f.write(json.dumps(MessageToDict(hit.hotel), ensure_ascii=False))
-                        f.write("\n")
-                        n += 1
-                    token = resp.next_page_token
-                    if not token:
-                        break
-            if n != self.s.hotels:
-                raise BenchFailure("paged out %d hotels, expected %d" % (n, self.s.hotels))
-            os.replace(tmp, jsonl)
+        st = os.stat(self.hoteld_bin)
+        jsonl = os.path.join(data_dir, "hotels-%d-seed1-%x.jsonl"
+                             % (self.s.hotels, (st.st_mtime_ns ^ st.st_size) & 0xFFFFFFFF))
+        if os.path.exists(jsonl):
+            return jsonl, ""
+        for old in os.listdir(data_dir):  # older hoteld builds' files
+            os.remove(os.path.join(data_dir, old))
+        url = "tcp://127.0.0.1:%d" % free_port()
+        gen = self._start(Server(
+            "hoteld-generate", [self.hoteld_bin, "--hotels", str(self.s.hotels), "--seed", "1",
+                                "--listen", url, "--log-level", "warn"], self.logdir))
+        try:
+            with nngrpc.Channel(url, backoff=0.01, backoff_max=0.05) as ch:
+                stub = svc.HotelSearchStub(ch)
+                gen.wait_ready(lambda: stub.Stats(pb.StatsRequest(), timeout=2.0)
+                               .hotel_count == self.s.hotels)
+                dataset_id = stub.Stats(pb.StatsRequest(), timeout=10).dataset_id
+                log("paging %d hotels out of hoteld into %s" % (self.s.hotels, jsonl))
+                tmp = jsonl + ".tmp"
+                token = ""
+                n = 0
+                with open(tmp, "w") as f:
+                    while True:
+                        resp = stub.Search(pb.SearchRequest(query="", page_size=100,
+                                                            page_token=token),
+                                           timeout=CALL_TIMEOUT)
+                        for hit in resp.hits:
+                            f.write(json.dumps(MessageToDict(hit.hotel), ensure_ascii=False))
+                            f.write("\n")
+                            n += 1
+                        token = resp.next_page_token
+                        if not token:
+                            break
+        finally:
+            self._stop(gen)
+        if n != self.s.hotels:
+            raise BenchFailure("paged out %d hotels, expected %d" % (n, self.s.hotels))
+        os.replace(tmp, jsonl)
+        return jsonl, dataset_id
+
+    def _sqlite_data(self, jsonl: str) -> Tuple[str, List[Dict[str, Any]]]:
+        """Reads the hotels of jsonl and builds (or reuses) its SQLite FTS5
+        database next to it."""
         hotels = []
         with open(jsonl) as f:
             for line in f:
                 hotels.append(json.loads(line))
+        db = jsonl[: -len(".jsonl")] + ".sqlite"
         if not os.path.exists(db):
             log("building the SQLite FTS5 table %s" % db)
             build_sqlite(db + ".tmp", hotels)
