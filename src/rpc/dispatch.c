@@ -485,6 +485,9 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	if (!m->m_svc->s_open
 	    && (!atomic_load(&d->d_serving)
 	        || !atomic_load(&m->m_svc->s_serving))) {
+		/* Tells clients the handler never ran, so even a call that
+		 * is not idempotent may safely go to another server. */
+		(void) nngrpc_call_set_trailer(call, "nngrpc-not-run", "1");
 		return (nngrpc_call_error(call, NNGRPC_UNAVAILABLE,
 		    "%s is not serving (starting or draining)",
 		    m->m_svc->s_desc->name));

@@ -346,3 +346,41 @@ def test_aio_kill_9_and_drain_every_call_still_succeeds(three: List[Server]) -> 
     assert all(n > 0 for n in spread.values()), spread
     assert ok - ok_after > 50
     stop_server(three[1])  # drained: exit 0
+
+
+def test_not_run_reply_lets_a_non_idempotent_call_move(three: List[Server]) -> None:
+    """A draining server marks its UNAVAILABLE answer "nngrpc-not-run": the
+    handler never ran, so even a call that is not idempotent goes to
+    another server instead of failing (gRPC does the same after GOAWAY)."""
+    a, b = three[0], three[1]
+    echo = "/nngrpc.testing.v1.Testing/Echo"
+    with nngrpc.Channel([a.tcp, b.tcp]) as ch:
+        for _ in range(4):
+            ch.call(echo, b"", timeout=2.0, idempotent=False)
+        holder_result: List[object] = []
+        with nngrpc.Channel(a.tcp) as holder:
+
+            def hold() -> None:
+                try:
+                    holder_result.append(holder.call(
+                        SLEEP, testing_pb2.SleepRequest(ms=1500).SerializeToString(), timeout=5.0))
+                except nngrpc.RpcError as e:
+                    holder_result.append(e)
+
+            slow = threading.Thread(target=hold)
+            slow.start()
+            wait_busy_on(holder, a)
+            time.sleep(0.2)  # sent is not yet running: let a worker take it
+            a.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.1)  # let the drain begin
+            attempts = []
+            for _ in range(20):
+                _, call = ch.invoke(echo, b"", timeout=2.0, idempotent=False)
+                attempts.append(call.attempts)
+            slow.join(10)
+        assert isinstance(holder_result[0], bytes), holder_result
+        # Every call succeeded; the one that met the draining server was
+        # sent again, to b.
+        assert attempts.count(2) == 1 and attempts.count(1) == 19, attempts
+    a.proc.wait(10)
+    stop_server(a)

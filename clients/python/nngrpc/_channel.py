@@ -369,6 +369,9 @@ class Channel:
             method, request, timeout, metadata, self._max_send
         )
         policy = self._retry if idempotent else None
+        # A reply saying the handler never ran may go elsewhere even when
+        # the method is not idempotent (the server was starting or draining).
+        not_run_policy = self._retry
         attempt = 1
         avoid: Optional[_Endpoint] = None
         while True:
@@ -389,7 +392,10 @@ class Channel:
                 if code is StatusCode.UNAVAILABLE:
                     self._mark_unavailable(ep, call.details())
                 avoid = ep
-                delay = _retry_delay(policy, code, True, attempt, deadline)
+                delay = _retry_delay(
+                    not_run_policy if _not_run(call) else policy,
+                    code, True, attempt, deadline,
+                )
             if delay is None:
                 err.call.attempts = attempt
                 raise err
@@ -602,6 +608,15 @@ class Channel:
         with self._lock:
             pipes = [p for e in self._endpoints for p in e.idle] + list(self._busy)
         return [p.fileno() for p in pipes]
+
+
+NOT_RUN_KEY = "nngrpc-not-run"
+
+
+def _not_run(call: Call) -> bool:
+    """True when the server says the handler never ran (it was starting or
+    draining): such a call can go to another server whatever its method."""
+    return any(k == NOT_RUN_KEY for k, _ in call.trailing_metadata())
 
 
 def _retry_delay(

@@ -77,6 +77,7 @@ from nngrpc._channel import (
     _bytes_of,
     _dial_error,
     _identity,
+    _not_run,
     _retry_delay,
     build_request,
     decode_response,
@@ -237,6 +238,9 @@ class Channel:
             method, request, timeout, metadata, self._max_send
         )
         policy = self._retry if idempotent else None
+        # A reply saying the handler never ran may go elsewhere even when
+        # the method is not idempotent (the server was starting or draining).
+        not_run_policy = self._retry
         attempt = 1
         avoid: Optional[_Endpoint] = None
         while True:
@@ -257,7 +261,10 @@ class Channel:
                 if code is StatusCode.UNAVAILABLE:
                     self._mark_unavailable(ep, call.details())
                 avoid = ep
-                delay = _retry_delay(policy, code, True, attempt, deadline)
+                delay = _retry_delay(
+                    not_run_policy if _not_run(call) else policy,
+                    code, True, attempt, deadline,
+                )
             if delay is None:
                 err.call.attempts = attempt
                 raise err
