@@ -122,8 +122,13 @@ def test_kill_9_one_server_every_call_still_succeeds(three: List[Server]) -> Non
     with nngrpc.Channel([s.tcp for s in three]) as ch:
         load = Load(ch)
         try:
-            time.sleep(0.3)
+            # Calls reach every server (polled: a loaded machine is slow
+            # to spread them), then one dies.
+            end = time.monotonic() + 10
             spread = idle_per_server(ch)
+            while not all(n > 0 for n in spread.values()) and time.monotonic() < end:
+                time.sleep(0.05)
+                spread = idle_per_server(ch)
             wait_busy_on(ch, three[0])
             kill9(three[0])
             ok_at_kill = load.ok
@@ -276,7 +281,10 @@ def test_retry_policy_attempts_backoff_and_deadline(hoteld: Server) -> None:
         with pytest.raises(nngrpc.RpcError) as e:
             ch.call(FAIL, unavailable, timeout=0.3, idempotent=True)
         elapsed = time.monotonic() - t0
-        assert e.value.code() is nngrpc.StatusCode.UNAVAILABLE
+        # The last answer, or DEADLINE_EXCEEDED when the deadline passed
+        # while an attempt was on the wire (a loaded machine): never later.
+        assert e.value.code() in (nngrpc.StatusCode.UNAVAILABLE,
+                                  nngrpc.StatusCode.DEADLINE_EXCEEDED)
         assert elapsed < 0.3 + 0.05, elapsed  # never sleeps past the deadline
         assert 1 < e.value.call.attempts < 1000
 
