@@ -364,6 +364,7 @@ class NngrpcClient(Client):
         self._pb = testing_pb2
         self.channel = nngrpc.Channel(url)  # one, shared by every thread
         self.stub = testing_nngrpc.TestingStub(self.channel)
+        self.server_times: List[List[int]] = []
 
     def echo(self, payload: bytes) -> Callable[[], None]:
         req = self._pb.EchoRequest(payload=payload)
@@ -376,13 +377,29 @@ class NngrpcClient(Client):
         return call
 
     def sleep(self, ms: int) -> Callable[[], None]:
+        """Also sums the server's own timings of each call (queue wait and
+        handler run, from the response envelope) into self.server_times."""
         req = self._pb.SleepRequest(ms=ms)
-        stub_sleep = self.stub.Sleep
+        with_call = self.stub.Sleep.with_call
+        acc = [0, 0, 0]  # calls, queue_us, run_us (this thread's)
+        self.server_times.append(acc)
 
         def call() -> None:
-            stub_sleep(req, timeout=CALL_TIMEOUT)
+            _, info = with_call(req, timeout=CALL_TIMEOUT)
+            acc[0] += 1
+            acc[1] += info.queue_us
+            acc[2] += info.run_us
 
         return call
+
+    def take_server_times(self) -> Tuple[float, float]:
+        """(mean queue µs, mean run µs) of the sleep calls since the last
+        take; resets."""
+        n = sum(a[0] for a in self.server_times)
+        q = sum(a[1] for a in self.server_times)
+        r = sum(a[2] for a in self.server_times)
+        self.server_times = []
+        return (q / n, r / n) if n else (float("nan"), float("nan"))
 
     def close(self) -> None:
         self.channel.close()
@@ -1050,21 +1067,37 @@ class Bench:
             c = self.clients[k]
             log("sleep %s" % k)
             one = run_threads(lambda: c.sleep(10), 1, s.sleep_s, warm=1)
+            split = ["", ""]
+            if isinstance(c, NngrpcClient):
+                q1, r1 = c.take_server_times()
             many = run_threads(lambda: c.sleep(10), 32, s.sleep_s, warm=1)
+            if isinstance(c, NngrpcClient):
+                q32, r32 = c.take_server_times()
+                split = ["%.0f / %.0f" % (q1, q32), "%.0f / %.0f" % (r1, r32)]
+                data["nngrpc_server_us"] = {"queue_1": q1, "run_1": r1,
+                                            "queue_32": q32, "run_32": r32}
             ratio = many.rate / one.rate
             ratios[k] = ratio
+            mean1 = 1e3 / one.rate  # ms per call per thread
+            mean32 = 32e3 / many.rate
             rows.append(["%s → %s" % (c.name, c.server), fmt(one.rate), fmt(many.rate),
-                         "%.1fx" % ratio, "%.0f%%" % (100 * ratio / 32)])
+                         "%.1fx" % ratio, "%.0f%%" % (100 * ratio / 32),
+                         "%.2f / %.2f" % (mean1, mean32)] + split)
             data[k] = {"client": c.name, "one_thread_calls_per_s": one.rate,
                        "threads_32_calls_per_s": many.rate, "speedup": ratio,
+                       "ms_per_call_1": mean1, "ms_per_call_32": mean32,
                        "p50_us_32": many.p(0.5), "p99_us_32": many.p(0.99)}
         self.report.section(
             "sleep", "3. Slow calls: 32 threads × Sleep(10 ms) against 1 thread",
             "the same client with 1 thread; ideal 32x",
             "%.1f s per run; hoteld has --workers 64; _gilhold.work(10) sleeps "
-            "holding the GIL." % s.sleep_s,
+            "holding the GIL. ms per call = threads / calls/s. For nngrpc, the server's "
+            "own timings from the replies: queue = waiting for a worker, run = the "
+            "handler (the 10 ms sleep); the rest of a call is transport and client."
+            % s.sleep_s,
             ["client → server", "1 thread calls/s", "32 threads calls/s", "speed-up",
-             "of ideal"], rows, data)
+             "of ideal", "ms per call 1 / 32 thr", "server queue µs 1 / 32",
+             "server run µs 1 / 32"], rows, data)
         self.report.goal("sleep_32", "32 threads × 10 ms of server work: >= 31x one thread "
                          "(nngrpc)", ratios["nngrpc"], "%.1fx" % ratios["nngrpc"], 31.0, True)
 
