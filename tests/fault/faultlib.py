@@ -302,9 +302,11 @@ class MemoryCheck:
     quarantine, NNG's pipe structures), then the growth over the repeats
     must stay under the tolerance (see rss_tolerance_kib)."""
 
-    def __init__(self, h: Hoteld) -> None:
+    def __init__(self, h: Hoteld, asan_tolerance_kib: Optional[int] = None) -> None:
         self.h = h
         self.tolerance = rss_tolerance_kib(h.binary)
+        if asan_tolerance_kib is not None and is_asan(h.binary):
+            self.tolerance = asan_tolerance_kib
         self.baseline = h.rss()
         self.warm: Optional[int] = None
 
