@@ -18,11 +18,14 @@
  * that reads back to the same double, so a round trip is exact.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "dataset.h"
 
@@ -411,9 +414,13 @@ hotel_dataset_read_jsonl(
 			goto fail;
 		}
 	}
-	if (ferror(f)) {
-		rv = hotel__err(HOTEL_EIO, err, errlen,
-		    "%s: read error after line %zu", name, lineno);
+	/* getline() also stops on ENOMEM without setting the error flag:
+	 * anything short of end of file is a failed read, never a dataset
+	 * cut short. */
+	if (ferror(f) || !feof(f)) {
+		rv = hotel__err(errno == ENOMEM ? HOTEL_ENOMEM : HOTEL_EIO,
+		    err, errlen, "%s: read error after line %zu", name,
+		    lineno);
 		goto fail;
 	}
 	free(line);
@@ -437,15 +444,31 @@ int
 hotel_dataset_load_jsonl(
     const char *path, hotel_dataset **dsp, char *err, size_t errlen)
 {
-	FILE *f;
-	int   rv;
+	struct stat st;
+	FILE       *f;
+	int         fd;
+	int         rv;
 
 	if (path == NULL) {
 		return (hotel__err(HOTEL_EINVAL, err, errlen, "NULL path"));
 	}
-	if ((f = fopen(path, "r")) == NULL) {
+	/* Non-blocking open, so a FIFO with no writer cannot hang the
+	 * caller; then only regular files: a device (/dev/zero) or a pipe
+	 * could feed one endless line until memory runs out. */
+	if ((fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) < 0) {
 		return (hotel__err(
 		    HOTEL_EIO, err, errlen, "%s: %s", path, strerror(errno)));
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		return (hotel__err(
+		    HOTEL_EIO, err, errlen, "%s: not a regular file", path));
+	}
+	if (fcntl(fd, F_SETFL, 0) != 0 || (f = fdopen(fd, "r")) == NULL) {
+		rv = errno;
+		close(fd);
+		return (hotel__err(
+		    HOTEL_EIO, err, errlen, "%s: %s", path, strerror(rv)));
 	}
 	rv = hotel_dataset_read_jsonl(f, path, dsp, err, errlen);
 	fclose(f);

@@ -50,6 +50,9 @@
 #include "ops_http.h"
 
 #define SPARE_CONTEXTS 16
+/* How long a reply may wait for its client to read before the connection
+ * is closed. */
+#define SEND_TIMEOUT_MS 1000
 /* How long stop waits for replies already handed to NNG to go out. */
 #define STOP_SEND_WAIT_NS (2 * 1000000000LL)
 
@@ -62,6 +65,7 @@ typedef struct work {
 	ctx_state      w_state;
 	nng_msg       *w_msg;     /* received request, while queued */
 	int64_t        w_recv_ns; /* when it was received */
+	nng_pipe       w_pipe;    /* the connection it came on */
 } work;
 
 struct nngrpc_server {
@@ -291,6 +295,7 @@ static void
 ctx_recv(work *w)
 {
 	w->w_state = CTX_RECV;
+	nng_aio_set_timeout(w->w_aio, NNG_DURATION_INFINITE);
 	nng_ctx_recv(w->w_ctx, w->w_aio);
 }
 
@@ -303,6 +308,9 @@ ctx_send(work *w, nng_msg *msg)
 	pthread_mutex_lock(&s->s_mtx);
 	s->s_sending++;
 	pthread_mutex_unlock(&s->s_mtx);
+	/* A client that stops reading must not hold this context (and, once
+	 * every context is stuck behind it, every other client). */
+	nng_aio_set_timeout(w->w_aio, SEND_TIMEOUT_MS);
 	w->w_state = CTX_SEND;
 	nng_aio_set_msg(w->w_aio, msg);
 	nng_ctx_send(w->w_ctx, w->w_aio);
@@ -415,6 +423,7 @@ ctx_cb(void *arg)
 		}
 		w->w_msg = nng_aio_get_msg(w->w_aio);
 		w->w_recv_ns = nngrpc_now_ns();
+		w->w_pipe = nng_msg_get_pipe(w->w_msg);
 		nng_aio_set_msg(w->w_aio, NULL);
 		if (nngrpc_dispatch_peek_inline(s->s_dispatch,
 		        nng_msg_body(w->w_msg), nng_msg_len(w->w_msg))) {
@@ -445,6 +454,14 @@ ctx_cb(void *arg)
 			/* Not sent (peer gone, socket closing): still ours. */
 			nng_msg_free(nng_aio_get_msg(w->w_aio));
 			nng_aio_set_msg(w->w_aio, NULL);
+			if (rv == NNG_ETIMEDOUT) {
+				nngrpc_log(NNGRPC_LOG_WARN,
+				    "a client stopped reading its replies for "
+				    "%d ms: closing its connection",
+				    SEND_TIMEOUT_MS);
+				/* Frees the contexts queued behind it. */
+				nng_pipe_close(w->w_pipe);
+			}
 		}
 		pthread_mutex_lock(&s->s_mtx);
 		if (--s->s_sending == 0) {

@@ -676,15 +676,6 @@ def test_invalid_utf8_not_echoed(fresh: Hoteld, name: str, method: str, payload:
 
 
 # ---- a client that never reads its replies -----------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: one client that sends requests and never reads the replies blocks "
-    "every other client. REP replies to a connection go out one at a time; hoteld's "
-    "ctx_send() (src/rpc/server.c) sets no timeout, so once that client's TCP buffers "
-    "are full each later reply parks its context in CTX_SEND, and after workers+queue+16 "
-    "requests no context is left to receive anyone else's call (until that client "
-    "disconnects)",
-)
 def test_client_that_never_reads(hoteld_binary: str, workdir: str) -> None:
     """A client pipelines 64 KiB Echo requests on one connection and never
     reads a reply, for up to 4 s.  Meanwhile other clients' calls (1 s
@@ -886,12 +877,6 @@ def test_1000_connections_opened_and_dropped(fresh: Hoteld) -> None:
 
 
 # ---- Reload with a path that is not a regular file ------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Reload(path=<a FIFO>) blocks a worker in fopen() forever, holding "
-    "s_reload_mtx (src/service/hotel_service.c reload()): the call's deadline is "
-    "ignored, every later Reload hangs, and SIGTERM's drain times out (exit 1)",
-)
 def test_reload_from_fifo(hoteld_binary: str, workdir: str) -> None:
     h = spawn_hoteld(hoteld_binary, workdir, ["--hotels", "500", "--workers", "4"])
     fifo = os.path.join(workdir, "fifo.jsonl")
@@ -921,13 +906,6 @@ def test_reload_from_fifo(hoteld_binary: str, workdir: str) -> None:
         h.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Reload(path=\"/dev/zero\") makes getline() (src/engine/loader_jsonl.c) "
-    "grow one line without bound, ignoring the call's deadline (about 600 MB/s here: the "
-    "OOM killer ends it); and when getline() then fails (ENOMEM) the loader takes it for "
-    "the end of the file and Reload swaps in an EMPTY dataset (0 hotels) and answers OK",
-)
 def test_reload_from_dev_zero(hoteld_binary: str, workdir: str) -> None:
     """Reload from a path that is not a regular file must fail with a
     status, within its deadline, without eating memory, and keep serving
