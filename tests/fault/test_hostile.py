@@ -11,12 +11,11 @@ there).  Descriptor counts (/proc/PID/fd) must return to the
 baseline once the test's connections are closed.  Against the ASan build
 the final SIGTERM also runs LSan (the fixture fails on any report).
 
-Tests marked xfail(strict=True) are server bugs, each described in its
-reason; they pass (xfail) while the bug is there and fail as XPASS once it
-is fixed, so the mark must then be removed.  Open ones: a client that
-never reads its replies starves every other client; Reload from a FIFO or
-from /dev/zero; libnng 1.5.2's pipe reaper wedging on connections reset
-mid-receive.
+A test marked xfail is a bug, described in its reason. The one open:
+libnng 1.5.2's pipe reaper wedging on connections reset mid-receive (a
+race, so the mark is not strict; fixed upstream in nng 1.6). Fixed and now
+plain tests: a client that never reads its replies starving every other
+client; Reload from a FIFO or from /dev/zero.
 """
 
 from __future__ import annotations
@@ -773,8 +772,11 @@ def test_client_that_never_reads(hoteld_binary: str, workdir: str) -> None:
 
 
 # ---- connections reset while hoteld is still receiving ------------------------------
+# Not strict: the race in libnng fires in most runs but not all, and a run
+# where it does not fire passes. The test still fails (xfail) whenever it
+# fires, so the bug stays visible until Debian ships nng >= 1.6.
 @pytest.mark.xfail(
-    strict=True,
+    strict=False,
     reason="BUG (libnng 1.5.2, Debian 12's): a TCP connection closed while hoteld is "
     "receiving on it can leave the protocol's receive aio in the tcp pipe's recvq after "
     "the pipe closed (tcptran_pipe_recv_cb runs between 'closed' and the rxaio stop). "
