@@ -456,30 +456,8 @@ class Channel:
                 wait_until = deadline + self._grace
             envelope = pipe.request(req.SerializeToString(), wait_until, tail)
             ok = True
-        except TimeoutError:
-            raise failed(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", rid) from None
-        except MessageTooLarge as e:
-            raise failed(
-                StatusCode.RESOURCE_EXHAUSTED,
-                "%s (max_receive_message_bytes) from %s" % (e, ep.addr.url),
-                rid,
-            ) from None
-        except ProtocolError as e:
-            raise failed(
-                StatusCode.INTERNAL, "SP protocol error from %s: %s" % (ep.addr.url, e), rid
-            ) from None
-        except OSError as e:
-            if self._closed:
-                raise failed(StatusCode.CANCELLED, "channel closed", rid) from None
-            raise _AttemptFailed(
-                failed(
-                    StatusCode.UNAVAILABLE,
-                    "connection to %s lost during the call: %s" % (ep.addr.url, e),
-                    rid,
-                ),
-                ep,
-                True,
-            ) from None
+        except (TimeoutError, MessageTooLarge, ProtocolError, OSError) as e:
+            raise _attempt_error(e, ep, rid, self._closed) from None
         finally:
             if ok:
                 self._checkin(ep, pipe)
@@ -608,6 +586,36 @@ class Channel:
         with self._lock:
             pipes = [p for e in self._endpoints for p in e.idle] + list(self._busy)
         return [p.fileno() for p in pipes]
+
+
+def _attempt_error(e: BaseException, ep: Any, rid: str, closed: bool) -> BaseException:
+    """Maps what a failed attempt raised to what the caller sees: an RpcError
+    no retry changes (deadline, reply too large, protocol error, channel
+    closed), or _AttemptFailed (connection lost: the retry policy decides).
+    Shared by the sync and the asyncio channel."""
+    if isinstance(e, TimeoutError):  # before OSError: it is one
+        return failed(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", rid)
+    if isinstance(e, MessageTooLarge):
+        return failed(
+            StatusCode.RESOURCE_EXHAUSTED,
+            "%s (max_receive_message_bytes) from %s" % (e, ep.addr.url),
+            rid,
+        )
+    if isinstance(e, ProtocolError):
+        return failed(
+            StatusCode.INTERNAL, "SP protocol error from %s: %s" % (ep.addr.url, e), rid
+        )
+    if closed:
+        return failed(StatusCode.CANCELLED, "channel closed", rid)
+    return _AttemptFailed(
+        failed(
+            StatusCode.UNAVAILABLE,
+            "connection to %s lost during the call: %s" % (ep.addr.url, e),
+            rid,
+        ),
+        ep,
+        True,
+    )
 
 
 NOT_RUN_KEY = "nngrpc-not-run"

@@ -74,6 +74,7 @@ from nngrpc._channel import (
     RequestT,
     ResponseT,
     _AttemptFailed,
+    _attempt_error,
     _bytes_of,
     _dial_error,
     _identity,
@@ -344,28 +345,8 @@ class Channel:
             return ep, await fut
         except (TimeoutError, asyncio.TimeoutError):  # distinct before 3.11
             raise failed(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", rid) from None
-        except MessageTooLarge as e:
-            raise failed(
-                StatusCode.RESOURCE_EXHAUSTED,
-                "%s (max_receive_message_bytes) from %s" % (e, ep.addr.url),
-                rid,
-            ) from None
-        except ProtocolError as e:
-            raise failed(
-                StatusCode.INTERNAL, "SP protocol error from %s: %s" % (ep.addr.url, e), rid
-            ) from None
-        except OSError as e:
-            if self._closed:
-                raise failed(StatusCode.CANCELLED, "channel closed", rid) from None
-            raise _AttemptFailed(
-                failed(
-                    StatusCode.UNAVAILABLE,
-                    "connection to %s lost during the call: %s" % (ep.addr.url, e),
-                    rid,
-                ),
-                ep,
-                True,
-            ) from None
+        except (MessageTooLarge, ProtocolError, OSError) as e:
+            raise _attempt_error(e, ep, rid, self._closed) from None
         finally:
             if timer is not None:
                 timer.cancel()
