@@ -83,16 +83,19 @@ nngrpc_dispatch_free(nngrpc_dispatch *d)
 	free(d);
 }
 
-/* Compares name (len bytes, not NUL-terminated) with a NUL-terminated
- * string as strcmp() would. */
+/* Compares name (len bytes, not NUL-terminated, possibly holding NULs:
+ * it comes from the wire) with a NUL-terminated string in strcmp()'s
+ * order. Never reads past either. */
 static int
 name_cmp(const char *name, size_t len, const char *s)
 {
-	int c = strncmp(name, s, len);
+	size_t n = strlen(s);
+	int    c = memcmp(name, s, len < n ? len : n);
+
 	if (c != 0) {
 		return (c);
 	}
-	return (s[len] == '\0' ? 0 : -1);
+	return (len < n ? -1 : len > n ? 1 : 0);
 }
 
 static const method *

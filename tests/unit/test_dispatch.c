@@ -215,6 +215,54 @@ test_failures(void **state)
 	nngrpc_dispatch_free(d);
 }
 
+/* The receive thread's peek: inline only for a method marked so, found by
+ * the first field alone; a name with a NUL in it (from the wire) is no
+ * registered name and never read past (found by fuzz_dispatch). */
+static void
+test_peek_inline(void **state)
+{
+	static const char with_nul[] = "/nngrpc.testing.v1.Testing/Echo\0xyz";
+	nngrpc_dispatch  *d;
+	uint8_t          *buf;
+	uint8_t           raw[64];
+	size_t            n;
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     (nngrpc_method_fn[3]) { echo_fn, echo_fn, NULL },
+	                     NULL, 0, NULL),
+	    0);
+	assert_int_equal(nngrpc_dispatch_set_inline(
+	                     d, "/nngrpc.testing.v1.Testing/Echo", true),
+	    0);
+	nngrpc_dispatch_seal(d);
+
+	n = make_request(
+	    "/nngrpc.testing.v1.Testing/Echo", 0, NULL, 0, NULL, &buf);
+	assert_true(nngrpc_dispatch_peek_inline(d, buf, n));
+	free(buf);
+	n = make_request(
+	    "/nngrpc.testing.v1.Testing/Sleep", 0, NULL, 0, NULL, &buf);
+	assert_false(nngrpc_dispatch_peek_inline(d, buf, n));
+	free(buf);
+	n = make_request(
+	    "/nngrpc.testing.v1.Testing/Ech", 0, NULL, 0, NULL, &buf);
+	assert_false(nngrpc_dispatch_peek_inline(d, buf, n));
+	free(buf);
+
+	/* By hand: field 1 holding the name, a NUL and more bytes. */
+	raw[0] = 0x0a;
+	raw[1] = (uint8_t) (sizeof(with_nul) - 1);
+	memcpy(raw + 2, with_nul, sizeof(with_nul) - 1);
+	assert_false(
+	    nngrpc_dispatch_peek_inline(d, raw, 2 + sizeof(with_nul) - 1));
+	/* The method cut short by the end of the message. */
+	assert_false(nngrpc_dispatch_peek_inline(d, raw, 10));
+	nngrpc_dispatch_free(d);
+}
+
 static void
 test_garbage_envelope(void **state)
 {
@@ -589,6 +637,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_round_trip),
 		cmocka_unit_test(test_failures),
+		cmocka_unit_test(test_peek_inline),
 		cmocka_unit_test(test_garbage_envelope),
 		cmocka_unit_test(test_unprintable_method_name),
 		cmocka_unit_test(test_error_message),
