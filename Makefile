@@ -1,5 +1,6 @@
 # nngrpc: one Makefile, fragments per part (src/engine/engine.mk,
-# clients/python/python.mk). Everything is built into $(BUILD).
+# src/tools/tools.mk, clients/python/python.mk, ...). Everything is built
+# into $(BUILD).
 #
 #   make            build the runtime, hoteld, generated code and build/venv
 #   make deps       install the Debian packages the build and tests need
@@ -120,6 +121,9 @@ $(BIN)/hoteld: $(SERVICE_OBJS) $(LIBDIR)/libnngrpc.a $(ENGINE_LIB)
 	$(CC) $(SANFLAGS) -o $@ $(SERVICE_OBJS) $(LIBDIR)/libnngrpc.a \
 		$(ENGINE_LIB) $(ENGINE_LDLIBS) $(LDLIBS_RPC)
 
+# ---- tools (src/tools/tools.mk adds TOOLS_BINS) ----------------------------
+include src/tools/tools.mk
+
 # ---- C unit tests (tests/unit/test_<module>.c, cmocka) ----------------------
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(TESTBIN)/%)
@@ -134,7 +138,7 @@ $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 # ---- Python (clients/python/python.mk defines PY_STAMP) ---------------------
 -include clients/python/python.mk
 
-# ---- benchmarks, fuzzing, container (fragments add TOOLS_BINS) -------------
+# ---- benchmarks, fuzzing, container, fault tests -------------------------
 -include tests/bench/bench.mk
 -include tests/fuzz/fuzz.mk
 -include docker/docker.mk

@@ -1,9 +1,8 @@
-# docker/docker.mk: the health probe, the container image and its tests.
-# Included by the top Makefile, which defines BUILD, OBJ, BIN, GEN_C,
-# ALL_CFLAGS, SANFLAGS, VENV_PY and PY_STAMP.
+# docker/docker.mk: the container image and its tests. Included by the top
+# Makefile, which defines BUILD, OBJ, BIN, GEN_C, ALL_CFLAGS, SANFLAGS,
+# VENV_PY and PY_STAMP; the health probe $(BIN)/nngrpc-health, the image's
+# HEALTHCHECK, is built by src/tools/tools.mk.
 #
-#   $(BIN)/nngrpc-health   health probe (src/tools/nngrpc-health.c), like
-#                          grpc_health_probe; the image's HEALTHCHECK
 #   make docker            builds the image $(NNGRPC_IMAGE) (and the smoke
 #                          client image $(NNGRPC_CLIENT_IMAGE))
 #   make docker-test       builds them, tests one container (smoke calls,
@@ -20,20 +19,6 @@
 NNGRPC_IMAGE        ?= nngrpc/hoteld:dev
 NNGRPC_CLIENT_IMAGE ?= nngrpc/smoke-client:dev
 export NNGRPC_IMAGE NNGRPC_CLIENT_IMAGE
-
-HEALTH_OBJS := $(OBJ)/src/tools/nngrpc-health.o \
-               $(OBJ)/gen/nngrpc/v1/rpc.pb-c.o \
-               $(OBJ)/gen/nngrpc/health/v1/health.pb-c.o
-
-# Its generated headers are not all in GEN_HEADERS: name them here.
-$(OBJ)/src/tools/nngrpc-health.o: $(GEN_C)/nngrpc/v1/rpc.pb-c.h \
-	$(GEN_C)/nngrpc/health/v1/health.pb-c.h
-
-$(BIN)/nngrpc-health: $(HEALTH_OBJS)
-	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) -o $@ $(HEALTH_OBJS) -lnng -lprotobuf-c -lpthread
-
-TOOLS_BINS += $(BIN)/nngrpc-health
 
 .PHONY: docker docker-test health-probe-test
 docker:

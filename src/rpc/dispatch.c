@@ -22,6 +22,7 @@
 #include "clock.h"
 #include "envelope.h"
 #include "log.h"
+#include "wire.h"
 
 typedef struct service {
 	const ProtobufCServiceDescriptor *s_desc;
@@ -264,27 +265,15 @@ nngrpc_dispatch_peek_inline(
     const nngrpc_dispatch *d, const uint8_t *body, size_t len)
 {
 	const method *m;
-	size_t        n = 0;
-	int           shift = 0;
-	size_t        i = 1;
+	const char   *name;
+	size_t        n;
 
-	/* Field 1 (method), length-delimited, first: protobuf writers emit
-	 * fields in number order, so this is the common case; anything
-	 * else just takes the queue. */
-	if (len < 2 || body[0] != 0x0a) {
+	/* An envelope whose method is not its first field just takes the
+	 * queue. */
+	if (!nngrpc_wire_peek_method(body, len, &name, &n)) {
 		return (false);
 	}
-	for (; i < len && i < 4; i++) {
-		n |= (size_t) (body[i] & 0x7f) << shift;
-		shift += 7;
-		if ((body[i] & 0x80) == 0) {
-			break;
-		}
-	}
-	if (i >= len || i >= 4 || n > len - i - 1) {
-		return (false);
-	}
-	m = find_n(d, (const char *) body + i + 1, n);
+	m = find_n(d, name, n);
 	return (m != NULL && m->m_inline);
 }
 

@@ -1,7 +1,7 @@
 /*
  * Envelope codec. Decoding goes into the call's arena, so one free ends
  * it. Encoding packs straight into an nng_msg through a ProtobufCBuffer
- * that appends to the message, and writes the payload field (3) by hand
+ * that appends to the message, and writes the payload field by hand
  * after the rest, packing the output message in place: fields may come in
  * any order on the wire, and this saves a copy of every payload.
  */
@@ -9,7 +9,7 @@
 
 #include <string.h>
 
-#define PAYLOAD_TAG ((3u << 3) | 2u) /* field 3, length-delimited */
+#include "wire.h"
 
 typedef struct {
 	ProtobufCBuffer base;
@@ -32,18 +32,6 @@ nngrpc_envelope_decode(nngrpc_arena *arena, const uint8_t *data, size_t len)
 	return (nngrpc__v1__request__unpack(&arena->a_pb, len, data));
 }
 
-static size_t
-put_varint(uint8_t *out, uint64_t v)
-{
-	size_t n = 0;
-	while (v >= 0x80) {
-		out[n++] = (uint8_t) (v | 0x80);
-		v >>= 7;
-	}
-	out[n++] = (uint8_t) v;
-	return (n);
-}
-
 int
 nngrpc_envelope_encode(const Nngrpc__V1__Response *resp,
     const ProtobufCMessage *output, nng_msg **msgp)
@@ -59,7 +47,7 @@ nngrpc_envelope_encode(const Nngrpc__V1__Response *resp,
 	size = nngrpc__v1__response__get_packed_size(&head);
 	if (output != NULL) {
 		out_len = protobuf_c_message_get_packed_size(output);
-		size += 1 + 10 + out_len;
+		size += NNGRPC_WIRE_LEN_HEADER_MAX + out_len;
 	}
 	if ((rv = nng_msg_alloc(&mb.msg, 0)) != 0) {
 		return (rv);
@@ -72,10 +60,9 @@ nngrpc_envelope_encode(const Nngrpc__V1__Response *resp,
 	mb.rv = 0;
 	nngrpc__v1__response__pack_to_buffer(&head, &mb.base);
 	if (output != NULL && out_len > 0) {
-		uint8_t hdr[11];
-		size_t  n = 0;
-		hdr[n++] = PAYLOAD_TAG;
-		n += put_varint(hdr + n, out_len);
+		uint8_t hdr[NNGRPC_WIRE_LEN_HEADER_MAX];
+		size_t  n = nngrpc_wire_put_len_header(
+		     hdr, NNGRPC_WIRE_RESPONSE_PAYLOAD, out_len);
 		msg_buffer_append(&mb.base, n, hdr);
 		protobuf_c_message_pack_to_buffer(output, &mb.base);
 	}

@@ -19,9 +19,9 @@
  *
  * The request is packed once (the envelope around the input message); each
  * call copies it into a new nng_msg, since a send consumes its message.
- * Replies are checked without unpacking: a small scanner reads the
- * Response's code, payload and timings straight from the message (protobuf
- * wire format), so the generator spends as little CPU as it can on the
+ * Replies are checked without unpacking: nngrpc_wire_scan_response()
+ * (src/rpc/wire.h) reads the Response's code, payload and timings straight
+ * from the message, so the generator spends as little CPU as it can on the
  * machine it shares with the server. With --payload-bytes on an Echo method
  * the payload must come back byte for byte (EchoResponse and EchoRequest
  * have the same encoding); in --raw mode the whole reply must equal the
@@ -57,6 +57,7 @@
 #include "nngrpc/testing/v1/testing.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
 #include "status.h"
+#include "wire.h"
 
 #define BENCH_VERSION "1"
 
@@ -432,96 +433,9 @@ record_ok(
 
 /* ---- reply check: a zero-copy scan of nngrpc.v1.Response ---------------- */
 
-/* Reads a varint at *p (< end). Returns false if it is cut or too long. */
-static bool
-read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-	uint64_t r = 0;
-
-	for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-		uint8_t c = *(*p)++;
-		r |= (uint64_t) (c & 0x7f) << shift;
-		if ((c & 0x80) == 0) {
-			*v = r;
-			return (true);
-		}
-	}
-	return (false);
-}
-
-typedef struct reply {
-	int64_t        code;
-	const uint8_t *payload;
-	size_t         payload_len;
-	uint64_t       queue_us;
-	uint64_t       run_us;
-} reply;
-
-/* Scans a Response envelope (proto/nngrpc/v1/rpc.proto) for the fields the
- * bench needs; other fields are skipped. Borrows buf: r->payload points
- * into it. Returns false when buf is not valid protobuf. */
-static bool
-scan_response(const uint8_t *buf, size_t len, reply *r)
-{
-	const uint8_t *p = buf;
-	const uint8_t *end = buf + len;
-
-	memset(r, 0, sizeof(*r));
-	while (p < end) {
-		uint64_t key, v;
-		if (!read_varint(&p, end, &key)) {
-			return (false);
-		}
-		switch (key & 7) {
-		case 0: /* varint */
-			if (!read_varint(&p, end, &v)) {
-				return (false);
-			}
-			switch (key >> 3) {
-			case 1:
-				r->code = (int32_t) (uint32_t) v;
-				break;
-			case 5:
-				r->queue_us = v;
-				break;
-			case 6:
-				r->run_us = v;
-				break;
-			}
-			break;
-		case 1: /* fixed64 */
-			if (end - p < 8) {
-				return (false);
-			}
-			p += 8;
-			break;
-		case 2: /* length-delimited */
-			if (!read_varint(&p, end, &v)
-			    || v > (uint64_t) (end - p)) {
-				return (false);
-			}
-			if ((key >> 3) == 3) {
-				r->payload = p;
-				r->payload_len = (size_t) v;
-			}
-			p += v;
-			break;
-		case 5: /* fixed32 */
-			if (end - p < 4) {
-				return (false);
-			}
-			p += 4;
-			break;
-		default:
-			return (false);
-		}
-	}
-	return (true);
-}
-
 /* Returns the error slot for a reply, or -1 when the call succeeded. */
 static int
-check_reply(bench *b, nng_msg *msg, reply *r)
+check_reply(bench *b, nng_msg *msg, nngrpc_wire_response *r)
 {
 	const uint8_t *body = nng_msg_body(msg);
 	size_t         len = nng_msg_len(msg);
@@ -535,7 +449,7 @@ check_reply(bench *b, nng_msg *msg, reply *r)
 		}
 		return (-1);
 	}
-	if (!scan_response(body, len, r)) {
+	if (!nngrpc_wire_scan_response(body, len, r)) {
 		return (ERR_BAD_REPLY);
 	}
 	if (r->code != 0) {
@@ -604,13 +518,13 @@ call_start(call *c)
 static void
 call_cb(void *arg)
 {
-	call    *c = arg;
-	bench   *b = c->c_bench;
-	int      rv = nng_aio_result(c->c_aio);
-	int64_t  t;
-	nng_msg *msg;
-	reply    r;
-	int      slot;
+	call                *c = arg;
+	bench               *b = c->c_bench;
+	int                  rv = nng_aio_result(c->c_aio);
+	int64_t              t;
+	nng_msg             *msg;
+	nngrpc_wire_response r;
+	int                  slot;
 
 	switch (c->c_state) {
 	case CALL_SEND:

@@ -5,7 +5,9 @@
  *   nngrpc-health [--timeout-ms N] [--service NAME] [URL]
  *
  * Calls /nngrpc.health.v1.Health/Check (proto/nngrpc/health/v1) over a
- * libnng REQ socket with the nngrpc envelope (proto/nngrpc/v1/rpc.proto).
+ * libnng REQ socket with the nngrpc envelope (proto/nngrpc/v1/rpc.proto),
+ * packed with protobuf-c; the answer is read with the runtime's envelope
+ * scan (src/rpc/wire.h), and status names come from its status table.
  *
  * Exit 0 when the answer is SERVING (and "status: SERVING" on stdout);
  * exit 1 otherwise, with one line on stderr saying why: the status code
@@ -39,19 +41,13 @@
 
 #include "nngrpc/health/v1/health.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
-#include "status_table.h"
+#include "status.h"
+#include "wire.h"
 
 #define PROG            "nngrpc-health"
 #define CHECK_METHOD    "/nngrpc.health.v1.Health/Check"
 #define DEFAULT_URL     "tcp://127.0.0.1:5555"
 #define DEFAULT_TIMEOUT 1000
-
-static const char *status_names[] = {
-#define STATUS_NAME(name, num, desc) [num] = #name,
-	NNGRPC_STATUS_MAP(STATUS_NAME)
-#undef STATUS_NAME
-};
-#define N_STATUS (sizeof(status_names) / sizeof(status_names[0]))
 
 /* protobuf-c's names for the health messages are long. */
 typedef Nngrpc__Health__V1__HealthCheckRequest  check_req;
@@ -209,11 +205,8 @@ parse_ms(const char *s, int *out)
 static const char *
 status_name(int32_t code)
 {
-	if (code >= 0 && (size_t) code < N_STATUS
-	    && status_names[code] != NULL) {
-		return (status_names[code]);
-	}
-	return ("UNKNOWN_CODE");
+	const char *name = nngrpc_status_name(code);
+	return (name != NULL ? name : "UNKNOWN_CODE");
 }
 
 /* Arms (ms > 0) or disarms (ms == 0) the probe's deadline timer. */
@@ -287,32 +280,32 @@ call_check(nng_socket sock, const char *url, const char *service,
 static int
 judge(nng_msg *msg, const char *url, const char *service)
 {
-	Nngrpc__V1__Response *resp;
-	check_resp           *check;
-	int                   exit_code = 1;
+	nngrpc_wire_response resp;
+	check_resp          *check;
+	int                  exit_code = 1;
 
-	resp = nngrpc__v1__response__unpack(
-	    NULL, nng_msg_len(msg), nng_msg_body(msg));
-	if (resp == NULL) {
+	if (!nngrpc_wire_scan_response(
+	        nng_msg_body(msg), nng_msg_len(msg), &resp)) {
 		fprintf(stderr,
 		    PROG ": %s: undecodable response envelope (%zu bytes)\n",
 		    url, nng_msg_len(msg));
 		return (1);
 	}
-	if (resp->code != 0) {
-		fprintf(stderr, PROG ": %s: %s (%" PRId32 "): %s\n", url,
-		    status_name(resp->code), resp->code,
-		    resp->message != NULL && *resp->message != '\0'
-		        ? resp->message
-		        : "(no message)");
-		nngrpc__v1__response__free_unpacked(resp, NULL);
+	if (resp.code != 0) {
+		if (resp.message_len == 0) {
+			resp.message = "(no message)";
+			resp.message_len = strlen(resp.message);
+		}
+		fprintf(stderr, PROG ": %s: %s (%" PRId32 "): %.*s\n", url,
+		    status_name(resp.code), resp.code, (int) resp.message_len,
+		    resp.message);
 		return (1);
 	}
-	check = check_resp_unpack(resp->payload.len, resp->payload.data);
+	check = check_resp_unpack(resp.payload_len, resp.payload);
 	if (check == NULL) {
 		fprintf(stderr,
 		    PROG ": %s: undecodable HealthCheckResponse (%zu bytes)\n",
-		    url, resp->payload.len);
+		    url, resp.payload_len);
 	} else if (check->status == SERVING) {
 		printf("status: SERVING\n");
 		exit_code = 0;
@@ -323,10 +316,7 @@ judge(nng_msg *msg, const char *url, const char *service)
 		fprintf(stderr, PROG ": %s: service \"%s\" is %s\n", url,
 		    service, ev != NULL ? ev->name : "in an unknown state");
 	}
-	if (check != NULL) {
-		check_resp_free(check);
-	}
-	nngrpc__v1__response__free_unpacked(resp, NULL);
+	check_resp_free(check);
 	return (exit_code);
 }
 

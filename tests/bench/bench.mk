@@ -1,9 +1,9 @@
-# tests/bench/bench.mk: nngrpc-bench (the C load generator, built by
-# `make`) and `make bench` (nngrpc against its anchors, side by side in one
-# run). Included by the top Makefile, which defines BUILD, BIN, OBJ, LIBDIR,
-# GEN_C, VENV_PY, ALL_CFLAGS, LDLIBS_RPC and the $(OBJ)/%.o rule.
+# tests/bench/bench.mk: `make bench` (nngrpc against its anchors, side by
+# side in one run; the C load generator nngrpc-bench is built by
+# src/tools/tools.mk). Included by the top Makefile, which defines BUILD,
+# BIN, OBJ, LIBDIR, GEN_C, VENV_PY, ALL_CFLAGS, LDLIBS_RPC and the $(OBJ)/%.o
+# rule.
 #
-#   make nngrpc-bench        build/bin/nngrpc-bench
 #   make bench               install the anchors' Debian packages, build
 #                            everything, run the smoke tests, then every
 #                            scenario (~6-10 minutes);
@@ -24,17 +24,6 @@ BENCH_DIR := $(BUILD)/bench
 # The anchors build in parallel (the C++ gRPC server is the slow one).
 BENCH_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BENCH_GEN := $(BENCH_DIR)/gen
-
-# ---- nngrpc-bench (part of `make`) ------------------------------------------
-NNGRPC_BENCH_OBJS := $(OBJ)/src/tools/nngrpc-bench.o \
-                     $(OBJ)/gen/nngrpc/v1/rpc.pb-c.o \
-                     $(OBJ)/gen/nngrpc/testing/v1/testing.pb-c.o
-TOOLS_BINS += $(BIN)/nngrpc-bench
-
-$(BIN)/nngrpc-bench: $(NNGRPC_BENCH_OBJS) $(LIBDIR)/libnngrpc.a
-	@mkdir -p $(dir $@)
-	$(CC) $(SANFLAGS) -o $@ $(NNGRPC_BENCH_OBJS) $(LIBDIR)/libnngrpc.a \
-		$(LDLIBS_RPC)
 
 # ---- anchors ----------------------------------------------------------------
 BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror
@@ -99,9 +88,7 @@ BENCH_ANCHORS := $(BENCH_DIR)/nng_echo_server $(BENCH_DIR)/mhd_echo_server \
                  $(BENCH_GRPC_PY)
 
 # ---- targets ----------------------------------------------------------------
-.PHONY: nngrpc-bench bench bench-deps bench-build bench-smoke
-
-nngrpc-bench: $(BIN)/nngrpc-bench
+.PHONY: bench bench-deps bench-build bench-smoke
 
 bench-deps:
 	@tools/install-deps

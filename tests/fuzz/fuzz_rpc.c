@@ -47,6 +47,7 @@
 #include "nngrpc/testing/v1/testing.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
 #include "service/testing_service.h"
+#include "wire.h"
 
 #ifdef FUZZ_HOTEL_SERVICE
 #include "engine/hotel.h"
@@ -379,6 +380,51 @@ strings_valid(const ProtobufCMessage *m, const char **fieldp)
 	return (true);
 }
 
+/* The server's peek at the method on NNG's receive thread: it reads only
+ * inside the envelope (ASan), and calls a method inline only when that
+ * method is registered and marked inline. */
+static void
+check_peek(const nngrpc_dispatch *d, const uint8_t *env, size_t len)
+{
+	const char *name;
+	size_t      n;
+	char        buf[sizeof(methods[0].name)];
+
+	if (!nngrpc_dispatch_peek_inline(d, env, len)) {
+		return;
+	}
+	if (!nngrpc_wire_peek_method(env, len, &name, &n)
+	    || n >= sizeof(buf)) {
+		die("inline verdict without a method in the first field");
+	}
+	memcpy(buf, name, n);
+	buf[n] = '\0';
+	if (fuzz_rpc_find(buf) == NULL) {
+		die("inline verdict for a method not registered");
+	}
+}
+
+/* The envelope scan the tools read replies with agrees with protobuf-c's
+ * decode of the same reply. */
+static void
+check_scan(const nng_msg *reply, const Nngrpc__V1__Response *resp)
+{
+	nngrpc_wire_response r;
+
+	if (!nngrpc_wire_scan_response(nng_msg_body((nng_msg *) reply),
+	        nng_msg_len((nng_msg *) reply), &r)) {
+		die("the wire scan refuses a reply protobuf-c decodes");
+	}
+	if (r.code != resp->code || r.payload_len != resp->payload.len
+	    || r.queue_us != resp->queue_us || r.run_us != resp->run_us
+	    || strnlen(r.message, r.message_len) != strlen(resp->message)
+	    || (r.payload_len > 0
+	        && memcmp(r.payload, resp->payload.data, r.payload_len)
+	            != 0)) {
+		die("the wire scan and protobuf-c disagree on a reply");
+	}
+}
+
 void
 fuzz_rpc_call(const uint8_t *env, size_t len)
 {
@@ -408,6 +454,7 @@ fuzz_rpc_call(const uint8_t *env, size_t len)
 		}
 	}
 
+	check_peek(d, env, len);
 	rv = nngrpc_dispatch_call(
 	    d, env, len, (nng_pipe) NNG_PIPE_INITIALIZER, now, now, &reply);
 	if (rv != 0 || reply == NULL) {
@@ -419,6 +466,7 @@ fuzz_rpc_call(const uint8_t *env, size_t len)
 		die("the reply (%zu bytes) is not a nngrpc.v1.Response",
 		    nng_msg_len(reply));
 	}
+	check_scan(reply, resp);
 	if (!nngrpc_status_valid(resp->code)) {
 		die("reply code %d is not a status code", (int) resp->code);
 	}

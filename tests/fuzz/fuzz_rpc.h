@@ -38,7 +38,11 @@ const fuzz_method *fuzz_rpc_find(const char *name);
 
 /* Runs one request envelope through nngrpc_dispatch_call() and checks the
  * reply; aborts with a message on stderr when a check fails:
+ *  - the server's peek at the method (src/rpc/wire.h) reads only inside
+ *    the envelope and says inline only for a registered inline method;
  *  - the call returns 0 and a reply, which decodes as nngrpc.v1.Response;
+ *  - the tools' envelope scan (src/rpc/wire.h) reads the same code,
+ *    message, payload and timings as protobuf-c;
  *  - its code is one of the 17 status codes;
  *  - a payload only with OK, and with OK for a method that exists, the
  *    payload decodes as the method's output type;
