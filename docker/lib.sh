@@ -10,7 +10,10 @@ export COMPOSE_DOCKER_CLI_BUILD=0
 NNGRPC_IMAGE=${NNGRPC_IMAGE:-nngrpc/hoteld:dev}
 NNGRPC_CLIENT_IMAGE=${NNGRPC_CLIENT_IMAGE:-nngrpc/smoke-client:dev}
 export NNGRPC_IMAGE NNGRPC_CLIENT_IMAGE
-BASE_IMAGE=debian:bookworm-slim
+# The Debian suites whose debian:SUITE-slim the Dockerfiles start from:
+# trixie (docker/Dockerfile, tests/fault/trixie.Dockerfile), bookworm
+# (docker/client.Dockerfile).
+BASE_SUITES=${BASE_SUITES:-trixie bookworm}
 
 # Makes `docker` work. On the project's build machines no engine runs and
 # no registry is reachable: there ../shared/tools/docker-up (beside the
@@ -20,18 +23,21 @@ BASE_IMAGE=debian:bookworm-slim
 # machine the normal engine and registry are used unchanged.
 ensure_docker() {
 	local up=${DOCKER_UP:-../shared/tools/docker-up}
-	local engine=yes base=yes
+	local engine=yes base=yes suite
 	docker info >/dev/null 2>&1 || engine=no
 	if [ $engine = yes ]; then
-		docker image inspect "$BASE_IMAGE" >/dev/null 2>&1 || base=no
+		for suite in $BASE_SUITES; do
+			docker image inspect "debian:$suite-slim" >/dev/null 2>&1 || base=no
+		done
 	fi
 	if [ $engine = yes ] && [ $base = yes ]; then
 		return 0
 	fi
 	if [ -x "$up" ]; then
-		echo "docker: engine answers: $engine, $BASE_IMAGE present: $base;" \
-			"running $up" >&2
-		"$up" || {
+		echo "docker: engine answers: $engine, base images" \
+			"($BASE_SUITES) present: $base; running $up $BASE_SUITES" >&2
+		# shellcheck disable=SC2086 # one argument per suite
+		"$up" $BASE_SUITES || {
 			echo "docker: $up failed (it needs root)" >&2
 			return 1
 		}
@@ -47,16 +53,18 @@ ensure_docker() {
 	return 0
 }
 
-# build_image DOCKERFILE TAG: builds from the repository root, quietly
-# unless it fails (then the whole log). Prints the seconds it took.
-# $DOCKER_BUILD_FLAGS adds flags (e.g. --no-cache, --pull).
+# build_image DOCKERFILE TAG [FLAG...]: builds from the repository root,
+# quietly unless it fails (then the whole log). Prints the seconds it took.
+# FLAGs (e.g. --target build, --build-arg X=Y) and $DOCKER_BUILD_FLAGS
+# (e.g. --no-cache, --pull) go to docker build.
 build_image() {
 	local file=$1 tag=$2 log start rc
+	shift 2
 	log=$(mktemp)
 	start=$(date +%s.%N)
 	rc=0
 	# shellcheck disable=SC2086 # flags, split on purpose
-	docker build ${DOCKER_BUILD_FLAGS:-} -f "$file" -t "$tag" . >"$log" 2>&1 || rc=$?
+	docker build ${DOCKER_BUILD_FLAGS:-} "$@" -f "$file" -t "$tag" . >"$log" 2>&1 || rc=$?
 	if [ $rc != 0 ]; then
 		cat "$log" >&2
 		rm -f "$log"

@@ -9,13 +9,18 @@
 #                     plain build, "ERROR SUMMARY: 0 errors" (CI runs this)
 #   make soak         SOAK_SECONDS (600) at 80 % of capacity, VmRSS sampled
 #                     every 10 s; fails if the end is > 5 % above minute one
+#   make fault-test-trixie
+#                     test_hostile.py inside Debian 13 (libnng 1.10.1),
+#                     against the hoteld docker/Dockerfile's build stage
+#                     compiled; the libnng reaper test must pass there,
+#                     strictly (tests/fault/trixie.sh; CI runs this)
 
 LEAK_SECONDS     ?= 120
 VALGRIND_SECONDS ?= 20
 SOAK_SECONDS     ?= 600
 FAULT_PYTEST      = $(VENV_PY) -m pytest -q -p no:cacheprovider
 
-.PHONY: fault-test leak-test soak
+.PHONY: fault-test leak-test soak fault-test-trixie
 
 fault-test: all asan
 	@rc=0; \
@@ -42,3 +47,6 @@ leak-test: all asan
 soak: all
 	$(VENV_PY) tests/fault/soak.py --hoteld $(BUILD)/bin/hoteld \
 		--seconds $(SOAK_SECONDS)
+
+fault-test-trixie:
+	@tests/fault/trixie.sh

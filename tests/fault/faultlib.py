@@ -16,6 +16,7 @@ Every loop here is bounded in count and in time; the only targets are
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
 import signal
@@ -100,9 +101,35 @@ def asan_env(extra: str = "") -> Dict[str, str]:
     return env
 
 
+def nng_library_version(path: str) -> Tuple[int, ...]:
+    """What nng_version() of the libnng file at path says, as numbers; ()
+    if it cannot be loaded.  The library's own answer, not its file name:
+    Debian 13's libnng 1.10.1 is the file libnng.so.1.10.0.  Loading it
+    here starts nothing (NNG initializes on its first socket)."""
+    try:
+        fn = ctypes.CDLL(path).nng_version
+    except (OSError, AttributeError):
+        return ()
+    fn.restype = ctypes.c_char_p
+    fn.argtypes = []
+    raw = fn()
+    text = raw.decode(errors="replace") if raw else ""
+    numbers = []
+    for part in text.split("."):
+        digits = ""
+        for ch in part:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
 def libnng_version(binary: str, env: Optional[Dict[str, str]] = None) -> Tuple[int, ...]:
-    """The version of the libnng that binary loads (from ldd and the
-    library's file name, without loading it here); () if unknown."""
+    """The version of the libnng that binary would load (the file ldd
+    resolves, asked for its nng_version()); () if unknown."""
     try:
         out = subprocess.run(
             ["ldd", binary], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -112,11 +139,22 @@ def libnng_version(binary: str, env: Optional[Dict[str, str]] = None) -> Tuple[i
         return ()
     for line in out.splitlines():
         if "libnng.so" in line and "=>" in line:
-            path = line.split("=>")[1].split("(")[0].strip()
-            name = os.path.basename(os.path.realpath(path))
-            parts = name.split(".so.")[-1].split(".")
-            if all(p.isdigit() for p in parts) and len(parts) >= 2:
-                return tuple(int(p) for p in parts)
+            return nng_library_version(line.split("=>")[1].split("(")[0].strip())
+    return ()
+
+
+def running_libnng_version(pid: int) -> Tuple[int, ...]:
+    """The version of the libnng a running process has mapped (from
+    /proc/PID/maps, asked for its nng_version()); () if none is mapped."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            maps = f.read()
+    except OSError:
+        return ()
+    for line in maps.splitlines():
+        fields = line.split(None, 5)
+        if len(fields) == 6 and "/libnng.so" in fields[5]:
+            return nng_library_version(fields[5].strip())
     return ()
 
 
@@ -300,7 +338,16 @@ def assert_serves(h: Hoteld, timeout: float = 2.0, what: str = "") -> None:
 class MemoryCheck:
     """VmRSS around a repeated action: the first run warms up (arenas,
     quarantine, NNG's pipe structures), then the growth over the repeats
-    must stay under the tolerance (see rss_tolerance_kib)."""
+    must stay under the tolerance (see rss_tolerance_kib).
+
+    A warm-up round cannot promise to touch every malloc arena: calls land
+    on threads at random (32 workers and NNG's own threads share up to 8 x
+    CPUs arenas), so a repeat may still bring one more arena to its
+    high-water mark, once.  check(again=...) tells that apart from a leak:
+    when the repeat grew too much, it runs the repeat again (up to CONFIRM
+    times) and judges the last one; a leak grows by as much every time."""
+
+    CONFIRM = 2
 
     def __init__(self, h: Hoteld, asan_tolerance_kib: Optional[int] = None) -> None:
         self.h = h
@@ -313,18 +360,30 @@ class MemoryCheck:
     def warmed(self) -> None:
         self.warm = self.h.rss()
 
-    def check(self, what: str) -> Tuple[int, int, int]:
+    def check(self, what: str, again: Optional[Callable[[], None]] = None) -> Tuple[int, int, int]:
+        """Asserts the growth since warmed() is within the tolerance; with
+        again (the repeated action), a growth over it is judged on up to
+        CONFIRM more repeats instead (each against the reading before it)."""
         assert self.warm is not None, "call warmed() after the warm-up round"
+        start = self.warm
         end = self.h.rss()
-        growth = end - self.warm
+        growths = [end - start]
+        while growths[-1] > self.tolerance and again is not None and len(growths) <= self.CONFIRM:
+            start = end
+            again()
+            end = self.h.rss()
+            growths.append(end - start)
+        growth = growths[-1]
         print(
-            "%s: VmRSS %d KiB before, %d after warm-up, %d at end (+%d KiB, tolerance %d)"
-            % (what, self.baseline, self.warm, end, growth, self.tolerance)
+            "%s: VmRSS %d KiB before, %d after warm-up, %d at end (+%s KiB per repeat, tolerance %d)"
+            % (what, self.baseline, self.warm, end, ", +".join(map(str, growths)), self.tolerance)
         )
         assert growth <= self.tolerance, (
-            "%s: hoteld's VmRSS grew by %d KiB over the repeats (tolerance %d KiB): "
+            "%s: hoteld's VmRSS grew by %s KiB over %s (tolerance %d KiB): "
             "%d KiB before, %d after the warm-up round, %d at the end"
-            % (what, growth, self.tolerance, self.baseline, self.warm, end)
+            % (what, ", ".join(map(str, growths)),
+               "each repeat" if len(growths) > 1 else "the repeats",
+               self.tolerance, self.baseline, self.warm, end)
         )
         return self.baseline, self.warm, end
 
