@@ -188,6 +188,10 @@ static const int64_t base_price[6] = { 0, 4500, 7000, 11000, 18000, 34000 };
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Buffers for a generated name and description. */
+#define NAME_LEN 160
+#define DESC_LEN 512
+
 static const char *
 pick(hotel__rng *r, const char *const *v, size_t n)
 {
@@ -353,122 +357,170 @@ make_stars(hotel__rng *r)
 	return (p < 8 ? 1 : p < 28 ? 2 : p < 65 ? 3 : p < 90 ? 4 : 5);
 }
 
+/* The city table with cumulative weights, to draw a city with probability
+ * proportional to its weight. */
+typedef struct city_draw {
+	const hotel_world_city *cities;
+	size_t                  n;
+	uint32_t                cum[512];
+	uint32_t                total;
+} city_draw;
+
+static int
+city_draw_init(city_draw *cd)
+{
+	cd->cities = hotel_world_cities(&cd->n);
+	if (cd->n > N_OF(cd->cum)) {
+		return (HOTEL_EINVAL); /* grow cum[] with the table */
+	}
+	cd->total = 0;
+	for (size_t i = 0; i < cd->n; i++) {
+		cd->total += (uint32_t) cd->cities[i].weight;
+		cd->cum[i] = cd->total;
+	}
+	return (HOTEL_OK);
+}
+
+static const hotel_world_city *
+draw_city(hotel__rng *r, const city_draw *cd)
+{
+	uint32_t x = hotel__rng_below(r, cd->total);
+	size_t   lo = 0, hi = cd->n - 1;
+
+	while (lo < hi) { /* first cum[] > x */
+		size_t mid = (lo + hi) / 2;
+		if (cd->cum[mid] > x) {
+			hi = mid;
+		} else {
+			lo = mid + 1;
+		}
+	}
+	return (&cd->cities[lo]);
+}
+
+/* Uniform in a disc of 2..7 km around the city centre, rounded to 1e-6
+ * degrees. */
+static void
+place(hotel__rng *r, const hotel_world_city *c, hotel *h)
+{
+	double u, v, radius, lat, lon;
+
+	do {
+		u = 2.0 * hotel__rng_unit(r) - 1.0;
+		v = 2.0 * hotel__rng_unit(r) - 1.0;
+	} while (u * u + v * v > 1.0);
+	radius = 1.5 + 0.6 * c->weight;
+	lat = c->latitude + v * radius / 111.195;
+	lon = c->longitude + u * radius / (111.195 * det_cos_deg(c->latitude));
+	if (lon > 180.0) {
+		lon -= 360.0;
+	} else if (lon < -180.0) {
+		lon += 360.0;
+	}
+	h->latitude = round(lat * 1e6) / 1e6;
+	h->longitude = round(lon * 1e6) / 1e6;
+}
+
+static uint32_t
+make_amenities(hotel__rng *r, int stars)
+{
+	uint32_t amenities = 0;
+
+	for (int a = 0; a < HOTEL_AMENITY_COUNT; a++) {
+		int odds
+		    = amenity_odds[a].base + amenity_odds[a].per_star * stars;
+		if ((int) hotel__rng_below(r, 100) < odds) {
+			amenities |= HOTEL_AMENITY_BIT(a);
+		}
+	}
+	return (amenities);
+}
+
+/* Whole currency units: base * city level * 0.75..1.35, at least 15. */
+static int64_t
+make_price(hotel__rng *r, const hotel_world_city *c, int stars)
+{
+	int64_t price = base_price[stars] * c->cost_pct
+	    * (75 + (int64_t) hotel__rng_below(r, 61)) / 1000000 * 100;
+	return (price < 1500 ? 1500 : price);
+}
+
+/* Review count (heavy-tailed) and rating (one decimal, rising with the
+ * stars); 3% are new, with neither. */
+static void
+make_reviews(hotel__rng *r, const hotel_world_city *c, hotel *h)
+{
+	double u;
+	int    tenths;
+
+	if (hotel__rng_below(r, 100) < 3) {
+		h->review_count = 0;
+		h->rating = 0.0;
+		(void) bell(r); /* kept: the draws are part of the output */
+		return;
+	}
+	u = hotel__rng_unit(r);
+	h->review_count = (uint32_t) ((8.0 + 3.0 * c->weight + 4.0 * h->stars)
+	    / (u + 0.0015));
+	if (h->review_count > 50000) {
+		h->review_count = 50000;
+	}
+	tenths = 56 + 6 * h->stars + (int) (bell(r) * 14.0);
+	tenths = tenths < 10 ? 10 : tenths > 100 ? 100 : tenths;
+	h->rating = tenths / 10.0;
+}
+
+/* Draws hotel id into *h; its name and description are written to name
+ * (NAME_LEN bytes) and desc (DESC_LEN), which *h points to. The order of
+ * the draws is part of the output: changing it changes every generated
+ * dataset. */
+static void
+make_hotel(hotel__rng *r, const city_draw *cd, uint64_t id, hotel *h,
+    char *name, char *desc)
+{
+	const hotel_world_city *c = draw_city(r, cd);
+
+	memset(h, 0, sizeof(*h));
+	h->id = id;
+	h->city = c->name;
+	h->country = c->country;
+	h->stars = make_stars(r);
+	place(r, c, h);
+	h->amenities = make_amenities(r, h->stars);
+	h->price_cents = make_price(r, c, h->stars);
+	make_reviews(r, c, h);
+	make_name(r, c, city_lang(c), name, NAME_LEN);
+	make_description(r, c, h->stars, h->amenities, desc, DESC_LEN);
+	h->name = name;
+	h->description = desc;
+}
+
 int
 hotel_dataset_generate(size_t count, uint64_t seed, hotel_dataset **dsp)
 {
-	const hotel_world_city *cities;
-	size_t                  n_cities;
-	uint32_t                cum[512];
-	uint32_t                total = 0;
-	hotel_dataset          *ds;
-	hotel__rng              rng;
-	char                    name[160], desc[512];
-	int                     rv;
+	city_draw      cd;
+	hotel_dataset *ds;
+	hotel__rng     rng;
+	char           name[NAME_LEN], desc[DESC_LEN];
+	int            rv;
 
 	if (count == 0 || count > HOTEL_GENERATE_MAX) {
 		return (HOTEL_EINVAL);
 	}
-	cities = hotel_world_cities(&n_cities);
-	if (n_cities > N_OF(cum)) {
-		return (HOTEL_EINVAL); /* grow cum[] with the table */
-	}
-	for (size_t i = 0; i < n_cities; i++) {
-		total += (uint32_t) cities[i].weight;
-		cum[i] = total;
-	}
-	if ((rv = hotel__dataset_new(&ds, "generate count=%zu seed=%llu",
-	         count, (unsigned long long) seed))
-	    != HOTEL_OK) {
+	if ((rv = city_draw_init(&cd)) != HOTEL_OK
+	    || (rv = hotel__dataset_new(&ds, "generate count=%zu seed=%llu",
+	            count, (unsigned long long) seed))
+	        != HOTEL_OK) {
 		return (rv);
 	}
 	hotel__rng_seed(&rng, seed);
-
-	for (size_t i = 0; i < count; i++) {
-		const hotel_world_city *c;
-		hotel                   h;
-		uint32_t                x = hotel__rng_below(&rng, total);
-		size_t                  lo = 0, hi = n_cities - 1;
-		double                  u, v, radius, lat, lon;
-		int                     tenths;
-		enum lang               lang;
-
-		while (lo < hi) { /* first cum[] > x */
-			size_t mid = (lo + hi) / 2;
-			if (cum[mid] > x) {
-				hi = mid;
-			} else {
-				lo = mid + 1;
-			}
-		}
-		c = &cities[lo];
-		lang = city_lang(c);
-		memset(&h, 0, sizeof(h));
-		h.id = (uint64_t) i + 1;
-		h.city = c->name;
-		h.country = c->country;
-		h.stars = make_stars(&rng);
-
-		/* Uniform in a disc of 2..7 km around the centre. */
-		do {
-			u = 2.0 * hotel__rng_unit(&rng) - 1.0;
-			v = 2.0 * hotel__rng_unit(&rng) - 1.0;
-		} while (u * u + v * v > 1.0);
-		radius = 1.5 + 0.6 * c->weight;
-		lat = c->latitude + v * radius / 111.195;
-		lon = c->longitude
-		    + u * radius / (111.195 * det_cos_deg(c->latitude));
-		if (lon > 180.0) {
-			lon -= 360.0;
-		} else if (lon < -180.0) {
-			lon += 360.0;
-		}
-		h.latitude = round(lat * 1e6) / 1e6;
-		h.longitude = round(lon * 1e6) / 1e6;
-
-		for (int a = 0; a < HOTEL_AMENITY_COUNT; a++) {
-			int odds = amenity_odds[a].base
-			    + amenity_odds[a].per_star * h.stars;
-			if ((int) hotel__rng_below(&rng, 100) < odds) {
-				h.amenities |= HOTEL_AMENITY_BIT(a);
-			}
-		}
-		/* Whole currency units: base * city level * 0.75..1.35. */
-		h.price_cents = base_price[h.stars] * c->cost_pct
-		    * (75 + (int64_t) hotel__rng_below(&rng, 61)) / 1000000
-		    * 100;
-		if (h.price_cents < 1500) {
-			h.price_cents = 1500;
-		}
-
-		if (hotel__rng_below(&rng, 100) < 3) {
-			h.review_count = 0; /* new, no reviews, no rating */
-			h.rating = 0.0;
-			(void) bell(&rng);
-		} else {
-			u = hotel__rng_unit(&rng);
-			h.review_count = (uint32_t) ((8.0 + 3.0 * c->weight
-			                                 + 4.0 * h.stars)
-			    / (u + 0.0015));
-			if (h.review_count > 50000) {
-				h.review_count = 50000;
-			}
-			tenths = 56 + 6 * h.stars + (int) (bell(&rng) * 14.0);
-			tenths = tenths < 10 ? 10
-			    : tenths > 100   ? 100
-			                     : tenths;
-			h.rating = tenths / 10.0;
-		}
-		make_name(&rng, c, lang, name, sizeof(name));
-		make_description(
-		    &rng, c, h.stars, h.amenities, desc, sizeof(desc));
-		h.name = name;
-		h.description = desc;
-		if ((rv = hotel__dataset_add(ds, &h)) != HOTEL_OK) {
-			hotel__dataset_destroy(ds);
-			return (rv);
-		}
+	for (size_t i = 0; i < count && rv == HOTEL_OK; i++) {
+		hotel h;
+		make_hotel(&rng, &cd, (uint64_t) i + 1, &h, name, desc);
+		rv = hotel__dataset_add(ds, &h);
 	}
-	if ((rv = hotel__dataset_finish(ds, NULL, 0)) != HOTEL_OK) {
+	if (rv != HOTEL_OK
+	    || (rv = hotel__dataset_finish(ds, NULL, 0)) != HOTEL_OK) {
 		hotel__dataset_destroy(ds);
 		return (rv);
 	}

@@ -143,166 +143,223 @@ key_tid_cmp(const void *a, const void *b)
 	    ((const struct key_tid *) b)->key));
 }
 
-int
-hotel__index_build(
-    hotel__index *ix, hotel__mem *mem, const hotel *hotels, size_t n)
+/* The build's state: the index being filled and its scratch, all of which
+ * build_free() gives back. Arrays are counted in scratch (or, for the
+ * index's own, in mem). */
+typedef struct ix_build {
+	hotel__index *ix;
+	hotel__mem   *mem;
+	const hotel  *hotels;
+	size_t        n;      /* documents */
+	size_t        nt;     /* terms, once the text pass is done */
+	size_t        before; /* mem->bytes at the start */
+
+	hotel__mem    scratch;
+	hotel__strmap map; /* token -> term id, in first-seen order */
+	occ_buf       occ;
+	/* Document frequency by term id. */
+	uint32_t *df;
+	size_t    df_cap, df_n;
+	/* Every document's (term, tf) pairs, in doc order; doc d's are
+	 * tmp[doc_start[d] .. doc_start[d + 1]). */
+	tmp_pair *tmp;
+	size_t    tmp_cap, n_tmp;
+	uint64_t *doc_start;
+	/* Per doc and field: the field's length, then its BM25F norm. */
+	float *norm;
+	double total[HOTEL__NFIELDS]; /* field lengths summed */
+	/* By dictionary rank: order[rank] = term id, rank[term id] = rank,
+	 * the scatter cursor and the idf. */
+	uint32_t *order, *rank;
+	uint64_t *cursor;
+	double   *idf;
+} ix_build;
+
+/* Appends document d's (term, tf per field) pairs, from its sorted
+ * occurrences, to tmp and counts its terms' document frequencies. The
+ * caller has grown tmp and df. */
+static void
+add_doc_pairs(ix_build *b, size_t d)
 {
-	hotel__mem      scratch = { 0 };
-	hotel__strmap   map;
-	occ_buf         occ = { 0 };
-	uint32_t       *df = NULL, *order = NULL, *rank = NULL;
-	uint64_t       *cursor = NULL;
-	tmp_pair       *tmp = NULL;
-	float          *norm = NULL; /* per doc and field, see below */
-	size_t          tmp_cap = 0, n_tmp = 0;
-	uint64_t       *doc_start = NULL;
-	struct key_tid *kt = NULL;
-	double         *idf = NULL;
-	size_t          df_cap = 0, df_n = 0, nt = 0, i;
-	double          total[HOTEL__NFIELDS] = { 0 };
-	uint32_t        lens[HOTEL__NFIELDS];
-	size_t          before = mem->bytes;
-	int             rv = HOTEL_ENOMEM;
+	const uint64_t *v = b->occ.v;
+	size_t          n = b->occ.n, n_tmp = b->n_tmp;
 
-	memset(ix, 0, sizeof(*ix));
-	ix->n_docs = n;
-	hotel__strmap_init(&map, &scratch);
-	norm = hotel__alloc(&scratch, n * HOTEL__NFIELDS * sizeof(float));
-	doc_start = hotel__alloc(&scratch, (n + 1) * sizeof(uint64_t));
-	if (norm == NULL || doc_start == NULL) {
-		goto out;
-	}
-
-	/* The one pass over the text: intern tokens, and keep each
-	 * document's (term, tf per field) pairs, in doc order, in tmp. */
-	for (size_t d = 0; d < n; d++) {
-		if (doc_terms(&map, &scratch, &hotels[d], &occ, lens) != 0
-		    || hotel__grow(&scratch, (void **) &df, &df_cap, map.m_n,
-		           sizeof(uint32_t))
-		        != 0
-		    || hotel__grow(&scratch, (void **) &tmp, &tmp_cap,
-		           n_tmp + occ.n, sizeof(tmp_pair))
-		        != 0) {
-			goto out;
-		}
-		while (df_n < map.m_n) {
-			df[df_n++] = 0;
-		}
-		doc_start[d] = n_tmp;
-		for (i = 0; i < occ.n;) {
-			uint32_t  tid = (uint32_t) (occ.v[i] >> 2);
-			tmp_pair *p = &tmp[n_tmp++];
-			p->tid = tid;
-			memset(p->tf, 0, sizeof(p->tf));
-			for (; i < occ.n && (uint32_t) (occ.v[i] >> 2) == tid;
-			     i++) {
-				int f = (int) (occ.v[i] & 3);
-				if (p->tf[f] < UINT8_MAX) {
-					p->tf[f]++;
-				}
+	b->doc_start[d] = n_tmp;
+	for (size_t i = 0; i < n;) {
+		uint32_t  tid = (uint32_t) (v[i] >> 2);
+		tmp_pair *p = &b->tmp[n_tmp++];
+		p->tid = tid;
+		memset(p->tf, 0, sizeof(p->tf));
+		for (; i < n && (uint32_t) (v[i] >> 2) == tid; i++) {
+			int f = (int) (v[i] & 3);
+			if (p->tf[f] < UINT8_MAX) {
+				p->tf[f]++;
 			}
-			df[tid]++;
 		}
-		for (int f = 0; f < HOTEL__NFIELDS; f++) {
-			total[f] += lens[f];
-			/* The length for now; the norm once avglen is known.
-			 */
-			norm[d * HOTEL__NFIELDS + f] = (float) lens[f];
-		}
+		b->df[tid]++;
 	}
-	doc_start[n] = n_tmp;
-	nt = map.m_n;
+	b->n_tmp = n_tmp;
+}
 
-	/* The dictionary, sorted. */
-	order = hotel__alloc(&scratch, nt * sizeof(uint32_t));
-	rank = hotel__alloc(&scratch, nt * sizeof(uint32_t));
-	kt = malloc((nt ? nt : 1) * sizeof(*kt));
-	if (order == NULL || rank == NULL || kt == NULL) {
-		goto out;
+/* The one pass over the text: intern tokens, and keep each document's
+ * (term, tf per field) pairs, in doc order, in tmp; the field lengths go
+ * to norm for now (the norms need the average lengths). */
+static int
+read_text(ix_build *b)
+{
+	uint32_t lens[HOTEL__NFIELDS];
+
+	for (size_t d = 0; d < b->n; d++) {
+		if (doc_terms(
+		        &b->map, &b->scratch, &b->hotels[d], &b->occ, lens)
+		        != 0
+		    || hotel__grow(&b->scratch, (void **) &b->df, &b->df_cap,
+		           b->map.m_n, sizeof(uint32_t))
+		        != 0
+		    || hotel__grow(&b->scratch, (void **) &b->tmp, &b->tmp_cap,
+		           b->n_tmp + b->occ.n, sizeof(tmp_pair))
+		        != 0) {
+			return (HOTEL_ENOMEM);
+		}
+		while (b->df_n < b->map.m_n) {
+			b->df[b->df_n++] = 0;
+		}
+		add_doc_pairs(b, d);
+		for (int f = 0; f < HOTEL__NFIELDS; f++) {
+			b->total[f] += lens[f];
+			b->norm[d * HOTEL__NFIELDS + f] = (float) lens[f];
+		}
 	}
-	for (i = 0; i < nt; i++) {
-		kt[i].key = hotel__strmap_key(&map, (uint32_t) i);
+	b->doc_start[b->n] = b->n_tmp;
+	b->nt = b->map.m_n;
+	return (HOTEL_OK);
+}
+
+/* Sorts the dictionary: order[rank] and rank[term id]. */
+static int
+sort_terms(ix_build *b)
+{
+	size_t          nt = b->nt;
+	struct key_tid *kt = malloc((nt ? nt : 1) * sizeof(*kt));
+
+	b->order = hotel__alloc(&b->scratch, nt * sizeof(uint32_t));
+	b->rank = hotel__alloc(&b->scratch, nt * sizeof(uint32_t));
+	if (b->order == NULL || b->rank == NULL || kt == NULL) {
+		free(kt);
+		return (HOTEL_ENOMEM);
+	}
+	for (size_t i = 0; i < nt; i++) {
+		kt[i].key = hotel__strmap_key(&b->map, (uint32_t) i);
 		kt[i].tid = (uint32_t) i;
 	}
 	qsort(kt, nt, sizeof(*kt), key_tid_cmp);
-	for (i = 0; i < nt; i++) {
-		order[i] = kt[i].tid;
+	for (size_t i = 0; i < nt; i++) {
+		b->order[i] = kt[i].tid;
+		b->rank[kt[i].tid] = (uint32_t) i;
 	}
 	free(kt);
-	kt = NULL;
+	return (HOTEL_OK);
+}
+
+/* Lays the sorted terms out in the index's pool and each term's postings
+ * out in post_off, with the scatter cursors at the list starts. */
+static int
+lay_out_terms(ix_build *b)
+{
+	hotel__index *ix = b->ix;
+	size_t        nt = b->nt, off = 0;
+	uint64_t      p = 0;
+
 	ix->n_terms = nt;
 	ix->pool_len = 0;
-	for (i = 0; i < nt; i++) {
-		rank[order[i]] = (uint32_t) i;
-		ix->pool_len += strlen(hotel__strmap_key(&map, order[i])) + 1;
+	for (size_t i = 0; i < nt; i++) {
+		ix->pool_len
+		    += strlen(hotel__strmap_key(&b->map, b->order[i])) + 1;
 	}
 	if (ix->pool_len > UINT32_MAX) {
-		goto out;
+		return (HOTEL_ENOMEM);
 	}
-	ix->term_off = hotel__alloc(mem, nt * sizeof(uint32_t));
-	ix->term_pool = hotel__alloc(mem, ix->pool_len);
-	ix->post_off = hotel__alloc(mem, (nt + 1) * sizeof(uint64_t));
-	cursor = hotel__alloc(&scratch, (nt + 1) * sizeof(uint64_t));
+	ix->term_off = hotel__alloc(b->mem, nt * sizeof(uint32_t));
+	ix->term_pool = hotel__alloc(b->mem, ix->pool_len);
+	ix->post_off = hotel__alloc(b->mem, (nt + 1) * sizeof(uint64_t));
+	b->cursor = hotel__alloc(&b->scratch, (nt + 1) * sizeof(uint64_t));
 	if (ix->term_off == NULL || ix->term_pool == NULL
-	    || ix->post_off == NULL || cursor == NULL) {
-		goto out;
+	    || ix->post_off == NULL || b->cursor == NULL) {
+		return (HOTEL_ENOMEM);
 	}
-	{
-		size_t   off = 0;
-		uint64_t p = 0;
-		for (i = 0; i < nt; i++) {
-			const char *k = hotel__strmap_key(&map, order[i]);
-			size_t      l = strlen(k) + 1;
-			memcpy(ix->term_pool + off, k, l);
-			ix->term_off[i] = (uint32_t) off;
-			off += l;
-			ix->post_off[i] = p;
-			cursor[i] = p;
-			p += df[order[i]];
-		}
-		ix->post_off[nt] = p;
-		ix->n_post = (size_t) p;
+	for (size_t i = 0; i < nt; i++) {
+		const char *k = hotel__strmap_key(&b->map, b->order[i]);
+		size_t      l = strlen(k) + 1;
+		memcpy(ix->term_pool + off, k, l);
+		ix->term_off[i] = (uint32_t) off;
+		off += l;
+		ix->post_off[i] = p;
+		b->cursor[i] = p;
+		p += b->df[b->order[i]];
 	}
-	hotel__strmap_fini(&map);
+	ix->post_off[nt] = p;
+	ix->n_post = (size_t) p;
+	return (HOTEL_OK);
+}
 
-	/* Norms: norm[d][f] = w_f / (1 - b + b * len_f / avglen_f), so a
-	 * document's pseudo term frequency is sum_f tf_f * norm_f. */
+/* Norms: norm[d][f] = w_f / (1 - b + b * len_f / avglen_f), so that a
+ * document's pseudo term frequency is sum_f tf_f * norm_f; and the idf of
+ * each term, by rank. */
+static int
+weigh(ix_build *b)
+{
+	hotel__index *ix = b->ix;
+	size_t        n = b->n;
+
 	for (int f = 0; f < HOTEL__NFIELDS; f++) {
-		ix->avglen[f] = n > 0 ? total[f] / (double) n : 0.0;
+		ix->avglen[f] = n > 0 ? b->total[f] / (double) n : 0.0;
 	}
 	for (size_t d = 0; d < n; d++) {
 		for (int f = 0; f < HOTEL__NFIELDS; f++) {
-			float *x = &norm[d * HOTEL__NFIELDS + f];
-			double b = 1.0;
+			float *x = &b->norm[d * HOTEL__NFIELDS + f];
+			double nb = 1.0;
 			if (ix->avglen[f] > 0) {
-				b = 1.0 - HOTEL__BM25_B
+				nb = 1.0 - HOTEL__BM25_B
 				    + HOTEL__BM25_B * (double) *x
 				        / ix->avglen[f];
 			}
-			*x = (float) (hotel__field_weight[f] / b);
+			*x = (float) (hotel__field_weight[f] / nb);
 		}
 	}
-	/* idf per term, by rank. */
-	idf = hotel__alloc(&scratch, (nt ? nt : 1) * sizeof(double));
-	if (idf == NULL) {
-		goto out;
+	b->idf
+	    = hotel__alloc(&b->scratch, (b->nt ? b->nt : 1) * sizeof(double));
+	if (b->idf == NULL) {
+		return (HOTEL_ENOMEM);
 	}
-	for (i = 0; i < nt; i++) {
-		idf[i] = hotel__idf(
+	for (size_t i = 0; i < b->nt; i++) {
+		b->idf[i] = hotel__idf(
 		    n, (size_t) (ix->post_off[i + 1] - ix->post_off[i]));
 	}
+	return (HOTEL_OK);
+}
 
-	/* Scatter each document's pairs to its terms' lists, scored:
-	 * documents in increasing order, so every list comes out sorted. */
-	ix->post = hotel__alloc(mem, ix->n_post * sizeof(hotel__posting));
-	if (ix->post == NULL) {
-		goto out;
+/* Scatters each document's pairs to its terms' lists, scored: documents
+ * in increasing order, so every list comes out sorted. */
+static int
+scatter(ix_build *b)
+{
+	hotel__index   *ix = b->ix;
+	const tmp_pair *tmp = b->tmp;
+	const uint64_t *doc_start = b->doc_start;
+	const uint32_t *rank = b->rank;
+	const double   *idf = b->idf;
+	uint64_t       *cursor = b->cursor;
+	hotel__posting *post;
+
+	post = ix->post = hotel__alloc(b->mem, ix->n_post * sizeof(*post));
+	if (post == NULL) {
+		return (HOTEL_ENOMEM);
 	}
-	for (size_t d = 0; d < n; d++) {
-		const float *nm = norm + d * HOTEL__NFIELDS;
+	for (size_t d = 0; d < b->n; d++) {
+		const float *nm = b->norm + d * HOTEL__NFIELDS;
 		for (uint64_t k = doc_start[d]; k < doc_start[d + 1]; k++) {
 			uint32_t        r = rank[tmp[k].tid];
-			hotel__posting *p = &ix->post[cursor[r]++];
+			hotel__posting *p = &post[cursor[r]++];
 			double          tf = tmp[k].tf[0] * (double) nm[0]
 			    + tmp[k].tf[1] * (double) nm[1]
 			    + tmp[k].tf[2] * (double) nm[2]
@@ -312,25 +369,58 @@ hotel__index_build(
 			    / (HOTEL__BM25_K1 + tf));
 		}
 	}
-	ix->bytes = mem->bytes - before;
-	rv = HOTEL_OK;
+	return (HOTEL_OK);
+}
 
-out:
-	free(kt);
-	hotel__free(&scratch, tmp, tmp_cap * sizeof(tmp_pair));
-	hotel__free(&scratch, norm, n * HOTEL__NFIELDS * sizeof(float));
-	hotel__free(&scratch, idf, (nt ? nt : 1) * sizeof(double));
-	hotel__free(&scratch, doc_start, (n + 1) * sizeof(uint64_t));
-	hotel__free(&scratch, occ.v, occ.cap * sizeof(uint64_t));
-	hotel__free(&scratch, df, df_cap * sizeof(uint32_t));
-	hotel__free(&scratch, order, nt * sizeof(uint32_t));
-	hotel__free(&scratch, rank, nt * sizeof(uint32_t));
-	hotel__free(&scratch, cursor, (nt + 1) * sizeof(uint64_t));
-	hotel__strmap_fini(&map);
+static void
+build_free(ix_build *b)
+{
+	hotel__mem *s = &b->scratch;
+	size_t      n = b->n, nt = b->nt;
+
+	hotel__free(s, b->tmp, b->tmp_cap * sizeof(tmp_pair));
+	hotel__free(s, b->norm, n * HOTEL__NFIELDS * sizeof(float));
+	hotel__free(s, b->idf, (nt ? nt : 1) * sizeof(double));
+	hotel__free(s, b->doc_start, (n + 1) * sizeof(uint64_t));
+	hotel__free(s, b->occ.v, b->occ.cap * sizeof(uint64_t));
+	hotel__free(s, b->df, b->df_cap * sizeof(uint32_t));
+	hotel__free(s, b->order, nt * sizeof(uint32_t));
+	hotel__free(s, b->rank, nt * sizeof(uint32_t));
+	hotel__free(s, b->cursor, (nt + 1) * sizeof(uint64_t));
+	hotel__strmap_fini(&b->map);
+}
+
+int
+hotel__index_build(
+    hotel__index *ix, hotel__mem *mem, const hotel *hotels, size_t n)
+{
+	ix_build b = { .ix = ix, .mem = mem, .hotels = hotels, .n = n };
+	int      rv = HOTEL_ENOMEM;
+
+	b.before = mem->bytes;
+	memset(ix, 0, sizeof(*ix));
+	ix->n_docs = n;
+	hotel__strmap_init(&b.map, &b.scratch);
+	b.norm = hotel__alloc(&b.scratch, n * HOTEL__NFIELDS * sizeof(float));
+	b.doc_start = hotel__alloc(&b.scratch, (n + 1) * sizeof(uint64_t));
+	if (b.norm != NULL && b.doc_start != NULL
+	    && (rv = read_text(&b)) == HOTEL_OK
+	    && (rv = sort_terms(&b)) == HOTEL_OK
+	    && (rv = lay_out_terms(&b)) == HOTEL_OK) {
+		/* The dictionary is in the index now: the interning map's
+		 * keys can go before the postings are allocated. */
+		hotel__strmap_fini(&b.map);
+		if ((rv = weigh(&b)) == HOTEL_OK) {
+			rv = scatter(&b);
+		}
+	}
+	build_free(&b);
 	if (rv != HOTEL_OK) {
 		hotel__index_fini(ix, mem);
+		return (rv);
 	}
-	return (rv);
+	ix->bytes = mem->bytes - b.before;
+	return (HOTEL_OK);
 }
 
 void

@@ -21,6 +21,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,15 +202,26 @@ get_int(json_t *v, bool is_u64, int64_t min, int64_t max, uint64_t *outp,
 	return (true);
 }
 
-/* Reads one line's object into *h (strings borrowed from root). */
-static bool
-parse_hotel(json_t *root, hotel *h, char *msg, size_t msglen)
+/* Writes "name: problem" for field f into msg. Returns false. */
+static bool __attribute__((format(printf, 4, 5)))
+bad(char *msg, size_t msglen, int f, const char *fmt, ...)
 {
-	json_t     *vals[F_COUNT] = { 0 };
+	va_list ap;
+	int     o = snprintf(msg, msglen, "%s: ", fields[f].json);
+
+	va_start(ap, fmt);
+	vsnprintf(msg + o, msglen - (size_t) o, fmt, ap);
+	va_end(ap);
+	return (false);
+}
+
+/* Sorts the object's members into vals by field: unknown fields, fields
+ * given twice (under both names) and missing required ones are errors. */
+static bool
+match_fields(json_t *root, json_t *vals[F_COUNT], char *msg, size_t msglen)
+{
 	const char *key;
 	json_t     *v;
-	char        why[128];
-	uint64_t    u;
 
 	json_object_foreach(root, key, v)
 	{
@@ -226,105 +238,132 @@ parse_hotel(json_t *root, hotel *h, char *msg, size_t msglen)
 			return (false);
 		}
 		if (vals[f] != NULL) {
-			snprintf(
-			    msg, msglen, "%s: given twice", fields[f].json);
-			return (false);
+			return (bad(msg, msglen, f, "given twice"));
 		}
 		vals[f] = v;
 	}
 	for (int f = 0; f < F_COUNT; f++) {
 		if (fields[f].required && vals[f] == NULL) {
-			snprintf(msg, msglen, "%s: missing", fields[f].json);
-			return (false);
+			return (bad(msg, msglen, f, "missing"));
 		}
+	}
+	return (true);
+}
+
+/* Field f, when given, as a string (borrowed from the JSON value). */
+static bool
+get_string(json_t *const vals[F_COUNT], int f, const char **sp, char *msg,
+    size_t msglen)
+{
+	if (vals[f] == NULL) {
+		return (true);
+	}
+	if (!json_is_string(vals[f])) {
+		return (bad(msg, msglen, f, "must be a string"));
+	}
+	*sp = json_string_value(vals[f]);
+	return (true);
+}
+
+/* Field f, when given, as a number. */
+static bool
+get_number(
+    json_t *const vals[F_COUNT], int f, double *dp, char *msg, size_t msglen)
+{
+	if (vals[f] == NULL) {
+		return (true);
+	}
+	if (!json_is_number(vals[f])) {
+		return (bad(msg, msglen, f, "must be a number"));
+	}
+	*dp = json_number_value(vals[f]);
+	return (true);
+}
+
+/* Field f, when given, as an integer: see get_int(). */
+static bool
+get_integer(json_t *const vals[F_COUNT], int f, bool is_u64, int64_t min,
+    int64_t max, uint64_t *up, char *msg, size_t msglen)
+{
+	char why[128];
+
+	if (vals[f] == NULL) {
+		return (true);
+	}
+	if (!get_int(vals[f], is_u64, min, max, up, why, sizeof(why))) {
+		return (bad(msg, msglen, f, "%s", why));
+	}
+	return (true);
+}
+
+/* The amenities field, when given: an array of names. */
+static bool
+get_amenities(
+    json_t *const vals[F_COUNT], uint32_t *ap, char *msg, size_t msglen)
+{
+	json_t *v;
+	size_t  i;
+
+	if (vals[F_AMENITIES] == NULL) {
+		return (true);
+	}
+	if (!json_is_array(vals[F_AMENITIES])) {
+		return (bad(
+		    msg, msglen, F_AMENITIES, "must be an array of strings"));
+	}
+	json_array_foreach(vals[F_AMENITIES], i, v)
+	{
+		int a;
+		if (!json_is_string(v)) {
+			return (bad(msg, msglen, F_AMENITIES,
+			    "must be an array of strings"));
+		}
+		if ((a = hotel_amenity_from_name(json_string_value(v))) < 0) {
+			return (bad(msg, msglen, F_AMENITIES,
+			    "unknown amenity \"%.*s\"",
+			    cut(json_string_value(v), 40),
+			    json_string_value(v)));
+		}
+		*ap |= HOTEL_AMENITY_BIT(a);
+	}
+	return (true);
+}
+
+/* Reads one line's object into *h (strings borrowed from root). Fields are
+ * checked in a fixed order, so a line with several problems always gets
+ * the same message. */
+static bool
+parse_hotel(json_t *root, hotel *h, char *msg, size_t msglen)
+{
+	json_t  *vals[F_COUNT] = { 0 };
+	uint64_t id = 0, stars = 0, price = 0, reviews = 0;
+
+	if (!match_fields(root, vals, msg, msglen)) {
+		return (false);
 	}
 	memset(h, 0, sizeof(*h));
 	h->description = "";
-
-#define BAD(f, ...)                                                           \
-	do {                                                                  \
-		int o_ = snprintf(msg, msglen, "%s: ", fields[f].json);       \
-		snprintf(msg + o_, msglen - (size_t) o_, __VA_ARGS__);        \
-		return (false);                                               \
-	} while (0)
-
-	if (!get_int(vals[F_ID], true, 0, 0, &u, why, sizeof(why))) {
-		BAD(F_ID, "%s", why);
+	if (!get_integer(vals, F_ID, true, 0, 0, &id, msg, msglen)
+	    || !get_string(vals, F_NAME, &h->name, msg, msglen)
+	    || !get_string(vals, F_CITY, &h->city, msg, msglen)
+	    || !get_string(vals, F_COUNTRY, &h->country, msg, msglen)
+	    || !get_string(vals, F_DESCRIPTION, &h->description, msg, msglen)
+	    || !get_number(vals, F_LATITUDE, &h->latitude, msg, msglen)
+	    || !get_number(vals, F_LONGITUDE, &h->longitude, msg, msglen)
+	    || !get_integer(vals, F_STARS, false, INT32_MIN, INT32_MAX, &stars,
+	        msg, msglen)
+	    || !get_integer(vals, F_PRICE, false, INT64_MIN, INT64_MAX, &price,
+	        msg, msglen)
+	    || !get_number(vals, F_RATING, &h->rating, msg, msglen)
+	    || !get_integer(
+	        vals, F_REVIEWS, false, 0, UINT32_MAX, &reviews, msg, msglen)
+	    || !get_amenities(vals, &h->amenities, msg, msglen)) {
+		return (false);
 	}
-	h->id = u;
-	for (int f = F_NAME; f <= F_COUNTRY; f++) {
-		if (!json_is_string(vals[f])) {
-			BAD(f, "must be a string");
-		}
-	}
-	h->name = json_string_value(vals[F_NAME]);
-	h->city = json_string_value(vals[F_CITY]);
-	h->country = json_string_value(vals[F_COUNTRY]);
-	if (vals[F_DESCRIPTION] != NULL) {
-		if (!json_is_string(vals[F_DESCRIPTION])) {
-			BAD(F_DESCRIPTION, "must be a string");
-		}
-		h->description = json_string_value(vals[F_DESCRIPTION]);
-	}
-	if (vals[F_LATITUDE] != NULL) {
-		if (!json_is_number(vals[F_LATITUDE])) {
-			BAD(F_LATITUDE, "must be a number");
-		}
-		h->latitude = json_number_value(vals[F_LATITUDE]);
-	}
-	if (vals[F_LONGITUDE] != NULL) {
-		if (!json_is_number(vals[F_LONGITUDE])) {
-			BAD(F_LONGITUDE, "must be a number");
-		}
-		h->longitude = json_number_value(vals[F_LONGITUDE]);
-	}
-	if (!get_int(vals[F_STARS], false, INT32_MIN, INT32_MAX, &u, why,
-	        sizeof(why))) {
-		BAD(F_STARS, "%s", why);
-	}
-	h->stars = (int) (int64_t) u;
-	if (vals[F_PRICE] != NULL) {
-		if (!get_int(vals[F_PRICE], false, INT64_MIN, INT64_MAX, &u,
-		        why, sizeof(why))) {
-			BAD(F_PRICE, "%s", why);
-		}
-		h->price_cents = (int64_t) u;
-	}
-	if (vals[F_RATING] != NULL) {
-		if (!json_is_number(vals[F_RATING])) {
-			BAD(F_RATING, "must be a number");
-		}
-		h->rating = json_number_value(vals[F_RATING]);
-	}
-	if (vals[F_REVIEWS] != NULL) {
-		if (!get_int(vals[F_REVIEWS], false, 0, UINT32_MAX, &u, why,
-		        sizeof(why))) {
-			BAD(F_REVIEWS, "%s", why);
-		}
-		h->review_count = (uint32_t) u;
-	}
-	if (vals[F_AMENITIES] != NULL) {
-		size_t i;
-		if (!json_is_array(vals[F_AMENITIES])) {
-			BAD(F_AMENITIES, "must be an array of strings");
-		}
-		json_array_foreach(vals[F_AMENITIES], i, v)
-		{
-			int a;
-			if (!json_is_string(v)) {
-				BAD(F_AMENITIES,
-				    "must be an array of strings");
-			}
-			if ((a = hotel_amenity_from_name(json_string_value(v)))
-			    < 0) {
-				BAD(F_AMENITIES, "unknown amenity \"%.*s\"",
-				    cut(json_string_value(v), 40),
-				    json_string_value(v));
-			}
-			h->amenities |= HOTEL_AMENITY_BIT(a);
-		}
-	}
-#undef BAD
+	h->id = id;
+	h->stars = (int) (int64_t) stars;
+	h->price_cents = (int64_t) price;
+	h->review_count = (uint32_t) reviews;
 	/* Ranges, with the same messages as hotel_dataset_from_array(). */
 	return (hotel__hotel_check(h, msg, msglen) == HOTEL_OK);
 }
@@ -341,16 +380,80 @@ blank(const char *s, size_t n)
 	return (true);
 }
 
+/* Parses line number lineno (len bytes, not blank) and adds its hotel to
+ * ds; ids has the ids of the lines before. */
+static int
+add_line(hotel_dataset *ds, id_set *ids, const char *line, size_t len,
+    size_t lineno, char *err, size_t errlen)
+{
+	json_error_t jerr;
+	json_t      *root;
+	hotel        h;
+	char         msg[256];
+	size_t       first;
+	int          added, rv;
+
+	root = json_loadb(line, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL) {
+		return (hotel__err(HOTEL_EPARSE, err, errlen,
+		    "line %zu: bad JSON: %s (column %d)", lineno, jerr.text,
+		    jerr.column));
+	}
+	if (!json_is_object(root)) {
+		rv = hotel__err(HOTEL_EPARSE, err, errlen,
+		    "line %zu: not a JSON object", lineno);
+	} else if (!parse_hotel(root, &h, msg, sizeof(msg))) {
+		rv = hotel__err(
+		    HOTEL_EPARSE, err, errlen, "line %zu: %s", lineno, msg);
+	} else if ((added = id_set_add(ids, h.id, lineno, &first)) < 0) {
+		rv = hotel__err(HOTEL_ENOMEM, err, errlen, "out of memory");
+	} else if (added == 0) {
+		rv = hotel__err(HOTEL_EPARSE, err, errlen,
+		    "line %zu: id: duplicate id %llu (first on line %zu)",
+		    lineno, (unsigned long long) h.id, first);
+	} else if ((rv = hotel__dataset_add(ds, &h)) != HOTEL_OK) {
+		rv = hotel__err(rv, err, errlen, "out of memory");
+	}
+	json_decref(root); /* after the add: h's strings point into it */
+	return (rv);
+}
+
+/* Adds every line of f to ds, to the end of the file. */
+static int
+read_lines(
+    FILE *f, const char *name, hotel_dataset *ds, char *err, size_t errlen)
+{
+	id_set  ids = { 0 };
+	char   *line = NULL;
+	size_t  cap = 0, lineno = 0;
+	ssize_t len;
+	int     rv = HOTEL_OK;
+
+	while (rv == HOTEL_OK && (len = getline(&line, &cap, f)) >= 0) {
+		lineno++;
+		if (!blank(line, (size_t) len)) {
+			rv = add_line(
+			    ds, &ids, line, (size_t) len, lineno, err, errlen);
+		}
+	}
+	/* getline() also stops on ENOMEM without setting the error flag:
+	 * anything short of end of file is a failed read, never a dataset
+	 * cut short. */
+	if (rv == HOTEL_OK && (ferror(f) || !feof(f))) {
+		rv = hotel__err(errno == ENOMEM ? HOTEL_ENOMEM : HOTEL_EIO,
+		    err, errlen, "%s: read error after line %zu", name,
+		    lineno);
+	}
+	free(line);
+	free(ids.slots);
+	return (rv);
+}
+
 int
 hotel_dataset_read_jsonl(
     FILE *f, const char *name, hotel_dataset **dsp, char *err, size_t errlen)
 {
 	hotel_dataset *ds;
-	id_set         ids = { 0 };
-	char          *line = NULL;
-	size_t         cap = 0, lineno = 0;
-	ssize_t        len;
-	char           msg[256];
 	int            rv;
 
 	if (f == NULL) {
@@ -362,82 +465,14 @@ hotel_dataset_read_jsonl(
 	if ((rv = hotel__dataset_new(&ds, "jsonl %s", name)) != HOTEL_OK) {
 		return (hotel__err(rv, err, errlen, "out of memory"));
 	}
-	while ((len = getline(&line, &cap, f)) >= 0) {
-		json_error_t jerr;
-		json_t      *root;
-		hotel        h;
-		size_t       first;
-		int          added;
-
-		lineno++;
-		if (blank(line, (size_t) len)) {
-			continue;
-		}
-		root = json_loadb(
-		    line, (size_t) len, JSON_REJECT_DUPLICATES, &jerr);
-		if (root == NULL) {
-			rv = hotel__err(HOTEL_EPARSE, err, errlen,
-			    "line %zu: bad JSON: %s (column %d)", lineno,
-			    jerr.text, jerr.column);
-			goto fail;
-		}
-		if (!json_is_object(root)) {
-			json_decref(root);
-			rv = hotel__err(HOTEL_EPARSE, err, errlen,
-			    "line %zu: not a JSON object", lineno);
-			goto fail;
-		}
-		if (!parse_hotel(root, &h, msg, sizeof(msg))) {
-			json_decref(root);
-			rv = hotel__err(HOTEL_EPARSE, err, errlen,
-			    "line %zu: %s", lineno, msg);
-			goto fail;
-		}
-		if ((added = id_set_add(&ids, h.id, lineno, &first)) <= 0) {
-			json_decref(root);
-			if (added < 0) {
-				rv = hotel__err(HOTEL_ENOMEM, err, errlen,
-				    "out of memory");
-			} else {
-				rv = hotel__err(HOTEL_EPARSE, err, errlen,
-				    "line %zu: id: duplicate id %llu (first "
-				    "on "
-				    "line %zu)",
-				    lineno, (unsigned long long) h.id, first);
-			}
-			goto fail;
-		}
-		rv = hotel__dataset_add(ds, &h);
-		json_decref(root);
-		if (rv != HOTEL_OK) {
-			rv = hotel__err(rv, err, errlen, "out of memory");
-			goto fail;
-		}
-	}
-	/* getline() also stops on ENOMEM without setting the error flag:
-	 * anything short of end of file is a failed read, never a dataset
-	 * cut short. */
-	if (ferror(f) || !feof(f)) {
-		rv = hotel__err(errno == ENOMEM ? HOTEL_ENOMEM : HOTEL_EIO,
-		    err, errlen, "%s: read error after line %zu", name,
-		    lineno);
-		goto fail;
-	}
-	free(line);
-	free(ids.slots);
-	line = NULL;
-	ids.slots = NULL;
-	if ((rv = hotel__dataset_finish(ds, err, errlen)) != HOTEL_OK) {
-		goto fail;
+	/* The line buffer and the id set are gone before the index builds. */
+	if ((rv = read_lines(f, name, ds, err, errlen)) != HOTEL_OK
+	    || (rv = hotel__dataset_finish(ds, err, errlen)) != HOTEL_OK) {
+		hotel__dataset_destroy(ds);
+		return (rv);
 	}
 	*dsp = ds;
 	return (HOTEL_OK);
-
-fail:
-	free(line);
-	free(ids.slots);
-	hotel__dataset_destroy(ds);
-	return (rv);
 }
 
 int

@@ -134,71 +134,85 @@ prefix8(const char *s)
 	return (v);
 }
 
-int
-hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
+/* An item per city with a name that has words. */
+static int
+add_cities(builder *b)
 {
-	hotel__suggest *sg = &ds->suggest;
-	builder         b = { .ds = ds, .mem = mem };
-	hotel__mem      scratch = { 0 };
-	hotel__strmap   names;
-	rank_key       *rk = NULL;
-	entry_key      *ek = NULL;
-	char            buf[FOLD_MAX];
-	size_t          len, n_entries = 0;
-	int             rv = HOTEL_ENOMEM;
-
-	memset(sg, 0, sizeof(*sg));
-	hotel__strmap_init(&names, &scratch);
+	const hotel_dataset *ds = b->ds;
+	char                 buf[FOLD_MAX];
 
 	for (size_t i = 0; i < ds->n_cities; i++) {
 		uint32_t off;
-		len = hotel__fold_words(
-		    ds->cities[i].name, buf, sizeof(buf), NULL);
+		size_t   len = hotel__fold_words(
+		      ds->cities[i].name, buf, sizeof(buf), NULL);
 		if (len == 0) {
 			continue;
 		}
-		if (pool_add(&b, buf, len, &off) != 0
-		    || item_add(&b, HOTEL_SUGGEST_CITY, ds->cities[i].reviews,
+		if (pool_add(b, buf, len, &off) != 0
+		    || item_add(b, HOTEL_SUGGEST_CITY, ds->cities[i].reviews,
 		           (uint32_t) i, off)
 		        != 0) {
-			goto out;
+			return (HOTEL_ENOMEM);
 		}
 	}
-	for (size_t d = 0; d < ds->n; d++) {
-		const hotel *h = &ds->hotels[d];
-		uint32_t     idx, off;
-		bool         created;
+	return (HOTEL_OK);
+}
 
-		len = hotel__fold_words(h->name, buf, sizeof(buf), NULL);
+/* An item per distinct folded hotel name, held by the hotel with the most
+ * reviews (then the lowest doc, which is the lowest id). */
+static int
+add_hotels(builder *b)
+{
+	const hotel_dataset *ds = b->ds;
+	hotel__suggest      *sg = &b->ds->suggest;
+	hotel__mem           scratch = { 0 };
+	hotel__strmap        names; /* folded name -> item */
+	char                 buf[FOLD_MAX];
+	int                  rv = HOTEL_OK;
+
+	hotel__strmap_init(&names, &scratch);
+	for (size_t d = 0; d < ds->n && rv == HOTEL_OK; d++) {
+		const hotel *h = &ds->hotels[d];
+		size_t       len
+		    = hotel__fold_words(h->name, buf, sizeof(buf), NULL);
+		uint32_t idx, off;
+		bool     created;
+
 		if (len == 0) {
 			continue;
 		}
 		if (hotel__strmap_get(&names, buf, len, true,
 		        (uint32_t) sg->n_items, &idx, &created)
 		    != 0) {
-			goto out;
-		}
-		if (!created) {
+			rv = HOTEL_ENOMEM;
+		} else if (!created) {
 			hotel__sug_item *it = &sg->items[idx];
 			if (h->review_count > it->weight) {
 				it->weight = h->review_count;
 				it->ref = (uint32_t) d;
 			}
-			continue;
-		}
-		if (pool_add(&b, buf, len, &off) != 0
-		    || item_add(&b, HOTEL_SUGGEST_HOTEL, h->review_count,
+		} else if (pool_add(b, buf, len, &off) != 0
+		    || item_add(b, HOTEL_SUGGEST_HOTEL, h->review_count,
 		           (uint32_t) d, off)
 		        != 0) {
-			goto out;
+			rv = HOTEL_ENOMEM;
 		}
 	}
 	hotel__strmap_fini(&names);
+	return (rv);
+}
 
-	/* Global ranks. */
+/* Ranks the items globally (items[i].rank) and counts their word starts,
+ * the entries, into *n_entriesp. */
+static int
+rank_items(hotel__suggest *sg, size_t *n_entriesp)
+{
+	rank_key *rk;
+	size_t    n_entries = 0;
+
 	if ((rk = malloc((sg->n_items ? sg->n_items : 1) * sizeof(*rk)))
 	    == NULL) {
-		goto out;
+		return (HOTEL_ENOMEM);
 	}
 	for (size_t i = 0; i < sg->n_items; i++) {
 		rk[i].it = &sg->items[i];
@@ -214,16 +228,23 @@ hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
 		sg->items[rk[i].idx].rank = (uint32_t) i;
 	}
 	free(rk);
-	rk = NULL;
+	*n_entriesp = n_entries;
+	return (HOTEL_OK);
+}
 
-	/* Entries, one per word start, sorted by text. */
-	ek = malloc((n_entries ? n_entries : 1) * sizeof(*ek));
+/* The entries, one per word start of every item, sorted by text. */
+static int
+build_entries(hotel__suggest *sg, hotel__mem *mem, size_t n_entries)
+{
+	entry_key *ek = malloc((n_entries ? n_entries : 1) * sizeof(*ek));
+
 	sg->entries = hotel__alloc(mem, n_entries * sizeof(hotel__sug_entry));
 	if (sg->entries != NULL) {
 		sg->n_entries = n_entries; /* its size, for the free */
 	}
 	if (ek == NULL || sg->entries == NULL) {
-		goto out;
+		free(ek);
+		return (HOTEL_ENOMEM);
 	}
 	n_entries = 0;
 	for (size_t i = 0; i < sg->n_items; i++) {
@@ -243,8 +264,15 @@ hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
 	for (size_t i = 0; i < n_entries; i++) {
 		sg->entries[i] = ek[i].e;
 	}
-	/* Shrink the growable arrays to fit (if that fails they stay as they
-	 * are, which is just as good: their capacities are kept). */
+	free(ek);
+	return (HOTEL_OK);
+}
+
+/* Shrinks the growable arrays to fit (if that fails they stay as they are,
+ * which is just as good: their capacities are kept). */
+static void
+shrink_to_fit(hotel__suggest *sg, hotel__mem *mem)
+{
 	if (sg->cap_pool > sg->pool_len) {
 		char *p = hotel__realloc(
 		    mem, sg->pool, sg->cap_pool, sg->pool_len);
@@ -262,15 +290,26 @@ hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
 			sg->cap_items = sg->n_items;
 		}
 	}
-	rv = HOTEL_OK;
-out:
-	free(rk);
-	free(ek);
-	hotel__strmap_fini(&names);
-	if (rv != HOTEL_OK) {
+}
+
+int
+hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
+{
+	hotel__suggest *sg = &ds->suggest;
+	builder         b = { .ds = ds, .mem = mem };
+	size_t          n_entries = 0;
+	int             rv;
+
+	memset(sg, 0, sizeof(*sg));
+	if ((rv = add_cities(&b)) != HOTEL_OK
+	    || (rv = add_hotels(&b)) != HOTEL_OK
+	    || (rv = rank_items(sg, &n_entries)) != HOTEL_OK
+	    || (rv = build_entries(sg, mem, n_entries)) != HOTEL_OK) {
 		hotel__suggest_fini(sg, mem);
+		return (rv);
 	}
-	return (rv);
+	shrink_to_fit(sg, mem);
+	return (HOTEL_OK);
 }
 
 void
@@ -283,47 +322,14 @@ hotel__suggest_fini(hotel__suggest *sg, hotel__mem *mem)
 	memset(sg, 0, sizeof(*sg));
 }
 
-int
-hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
-    int64_t deadline_ns, hotel_suggestion **sp, size_t *np, char *err,
-    size_t errlen)
+/* The entries [*ap, *bp) whose text starts with the folded prefix
+ * p[0..len); with trailing, only those where p ends a word. */
+static void
+entry_range(const hotel__suggest *sg, const char *p, size_t len, bool trailing,
+    size_t *ap, size_t *bp)
 {
-	const hotel__suggest *sg;
-	char                  p[FOLD_MAX];
-	size_t                len, lo, hi, a, n = 0;
-	bool                  trailing;
-	uint64_t              best[HOTEL_SUGGEST_MAX]; /* rank << 32 | item */
-	hotel_suggestion     *out;
-	uint32_t              ticks = 0;
+	size_t lo = 0, hi = sg->n_entries, a;
 
-	if (ds == NULL || prefix == NULL || sp == NULL || np == NULL) {
-		return (
-		    hotel__err(HOTEL_EINVAL, err, errlen, "NULL argument"));
-	}
-	sg = &ds->suggest;
-	if (limit < 1 || limit > HOTEL_SUGGEST_MAX) {
-		return (hotel__err(HOTEL_EINVAL, err, errlen,
-		    "limit: must be 1..%d, got %zu", HOTEL_SUGGEST_MAX,
-		    limit));
-	}
-	if (deadline_ns == 0) {
-		deadline_ns = HOTEL_DEADLINE_NONE;
-	}
-	if (deadline_ns != HOTEL_DEADLINE_NONE
-	    && hotel_now_ns() >= deadline_ns) {
-		return (hotel__err(
-		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
-	}
-	len = hotel__fold_words(prefix, p, sizeof(p), &trailing);
-	if (len == 0) {
-		*sp = NULL;
-		*np = 0;
-		return (HOTEL_OK);
-	}
-
-	/* The range of entries whose text starts with p. */
-	lo = 0;
-	hi = sg->n_entries;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 		if (strncmp(sg->pool + sg->entries[mid].off, p, len) < 0) {
@@ -360,65 +366,61 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 			}
 		}
 	}
+	*ap = a;
+	*bp = lo;
+}
 
-	for (size_t i = a; i < lo; i++) {
-		uint32_t item = sg->entries[i].item;
-		uint64_t rank = (uint64_t) sg->items[item].rank << 32 | item;
-		bool     dup = false;
+/* The best (lowest) ranks seen are kept in best[0..n), a max-heap of at
+ * most limit: best[0] is the worst kept. Each is rank << 32 | item. Offers
+ * rank and returns the new n; an item already kept (it matched at another
+ * word start) is skipped. */
+static inline size_t
+top_offer(uint64_t *best, size_t n, size_t limit, uint64_t rank)
+{
+	size_t k;
 
-		if ((++ticks & 1023) == 0 && deadline_ns != HOTEL_DEADLINE_NONE
-		    && hotel_now_ns() >= deadline_ns) {
-			return (hotel__err(HOTEL_EDEADLINE, err, errlen,
-			    "deadline exceeded"));
-		}
-		if (n == limit && rank >= best[0]) {
-			continue;
-		}
-		for (size_t k = 0; k < n; k++) {
-			if (best[k] == rank) {
-				dup = true;
-				break;
-			}
-		}
-		if (dup) {
-			continue;
-		}
-		if (n < limit) {
-			size_t k = n++;
-			best[k] = rank;
-			while (k > 0 && best[(k - 1) / 2] < best[k]) {
-				uint64_t t = best[(k - 1) / 2];
-				best[(k - 1) / 2] = best[k];
-				best[k] = t;
-				k = (k - 1) / 2;
-			}
-		} else {
-			size_t k = 0;
-			best[0] = rank;
-			for (;;) {
-				size_t l = 2 * k + 1, m = k;
-				if (l < n && best[l] > best[m]) {
-					m = l;
-				}
-				if (l + 1 < n && best[l + 1] > best[m]) {
-					m = l + 1;
-				}
-				if (m == k) {
-					break;
-				}
-				uint64_t t = best[k];
-				best[k] = best[m];
-				best[m] = t;
-				k = m;
-			}
+	if (n == limit && rank >= best[0]) {
+		return (n);
+	}
+	for (k = 0; k < n; k++) {
+		if (best[k] == rank) {
+			return (n);
 		}
 	}
-	if (n == 0) {
-		*sp = NULL;
-		*np = 0;
-		return (HOTEL_OK);
+	if (n < limit) {
+		k = n++;
+		best[k] = rank;
+		while (k > 0 && best[(k - 1) / 2] < best[k]) {
+			uint64_t x = best[(k - 1) / 2];
+			best[(k - 1) / 2] = best[k];
+			best[k] = x;
+			k = (k - 1) / 2;
+		}
+		return (n);
 	}
-	/* Ranks ascending: a small insertion sort. */
+	best[0] = rank;
+	for (k = 0;;) {
+		size_t l = 2 * k + 1, m = k;
+		if (l < n && best[l] > best[m]) {
+			m = l;
+		}
+		if (l + 1 < n && best[l + 1] > best[m]) {
+			m = l + 1;
+		}
+		if (m == k) {
+			return (n);
+		}
+		uint64_t x = best[k];
+		best[k] = best[m];
+		best[m] = x;
+		k = m;
+	}
+}
+
+/* Ranks ascending: a small insertion sort. */
+static void
+sort_ranks(uint64_t *best, size_t n)
+{
 	for (size_t i = 1; i < n; i++) {
 		uint64_t x = best[i];
 		size_t   j = i;
@@ -428,11 +430,17 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 		}
 		best[j] = x;
 	}
-	if ((out = calloc(n, sizeof(*out))) == NULL) {
-		return (
-		    hotel__err(HOTEL_ENOMEM, err, errlen, "out of memory"));
-	}
-	for (size_t i = 0; i < n; i++) {
+}
+
+/* The items best[0..n) as suggestions. Returns new (calloc), or NULL when
+ * out of memory. */
+static hotel_suggestion *
+make_suggestions(const hotel_dataset *ds, const uint64_t *best, size_t n)
+{
+	const hotel__suggest *sg = &ds->suggest;
+	hotel_suggestion     *out = calloc(n, sizeof(*out));
+
+	for (size_t i = 0; out != NULL && i < n; i++) {
 		const hotel__sug_item *it = &sg->items[(uint32_t) best[i]];
 		out[i].kind = (hotel_suggest_kind) it->kind;
 		out[i].weight = it->weight;
@@ -449,6 +457,63 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 			out[i].country = h->country;
 			out[i].hotel_id = h->id;
 		}
+	}
+	return (out);
+}
+
+int
+hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
+    int64_t deadline_ns, hotel_suggestion **sp, size_t *np, char *err,
+    size_t errlen)
+{
+	const hotel__suggest *sg;
+	char                  p[FOLD_MAX];
+	size_t                len, a, b;
+	bool                  trailing;
+	uint64_t              best[HOTEL_SUGGEST_MAX]; /* see top_offer() */
+	size_t                n = 0;
+	hotel_suggestion     *out = NULL;
+	uint32_t              ticks = 0;
+
+	if (ds == NULL || prefix == NULL || sp == NULL || np == NULL) {
+		return (
+		    hotel__err(HOTEL_EINVAL, err, errlen, "NULL argument"));
+	}
+	sg = &ds->suggest;
+	if (limit < 1 || limit > HOTEL_SUGGEST_MAX) {
+		return (hotel__err(HOTEL_EINVAL, err, errlen,
+		    "limit: must be 1..%d, got %zu", HOTEL_SUGGEST_MAX,
+		    limit));
+	}
+	if (deadline_ns == 0) {
+		deadline_ns = HOTEL_DEADLINE_NONE;
+	}
+	if (deadline_ns != HOTEL_DEADLINE_NONE
+	    && hotel_now_ns() >= deadline_ns) {
+		return (hotel__err(
+		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
+	}
+	len = hotel__fold_words(prefix, p, sizeof(p), &trailing);
+	if (len == 0) {
+		*sp = NULL; /* no words, no suggestions */
+		*np = 0;
+		return (HOTEL_OK);
+	}
+	entry_range(sg, p, len, trailing, &a, &b);
+	for (size_t i = a; i < b; i++) {
+		uint32_t item = sg->entries[i].item;
+		if ((++ticks & 1023) == 0 && deadline_ns != HOTEL_DEADLINE_NONE
+		    && hotel_now_ns() >= deadline_ns) {
+			return (hotel__err(HOTEL_EDEADLINE, err, errlen,
+			    "deadline exceeded"));
+		}
+		n = top_offer(best, n, limit,
+		    (uint64_t) sg->items[item].rank << 32 | item);
+	}
+	sort_ranks(best, n);
+	if (n > 0 && (out = make_suggestions(ds, best, n)) == NULL) {
+		return (
+		    hotel__err(HOTEL_ENOMEM, err, errlen, "out of memory"));
 	}
 	*sp = out;
 	*np = n;
