@@ -10,6 +10,9 @@
 #   make format     clang-format the C sources (format-check: verify only)
 
 BUILD    ?= build
+# The library's version; the shared object's soname carries the major.
+VERSION  := 1.0.0
+SOMAJOR  := $(firstword $(subst ., ,$(VERSION)))
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -Wall -Wextra -Werror -Wstrict-prototypes -Wshadow
@@ -38,12 +41,14 @@ endif
 GEN_C    := $(BUILD)/gen/c
 GEN_PY   := $(BUILD)/gen/python
 
-ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) -fPIC -MMD -MP \
-             -Isrc -Isrc/rpc -I$(GEN_C)
+# include/ holds the public headers (<nngrpc/nngrpc.h>); src/rpc the
+# library's internal ones.
+ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) $(VISIBILITY) -fPIC -MMD -MP \
+             -Iinclude -Isrc -Isrc/rpc -I$(GEN_C)
 LDLIBS_RPC := -lnng -lprotobuf-c -lpthread -lm
 
 .PHONY: all deps run test unit-tests asan asan-test \
-        format format-check clean
+        format format-check clean FORCE
 all:
 
 # ---- protobuf code generation ---------------------------------------------
@@ -77,10 +82,23 @@ $(GEN_C)/%.nngrpc.c $(GEN_C)/%.nngrpc.h: proto/%.proto \
 GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h)
 
 # ---- libnngrpc --------------------------------------------------------------
+# Built with hidden visibility: only what the public headers mark NNGRPC_API
+# is exported (tests/lib checks the list in src/rpc/libnngrpc.symbols).
 RPC_SRCS := $(wildcard src/rpc/*.c)
 RPC_OBJS := $(RPC_SRCS:%.c=$(OBJ)/%.o) \
             $(RUNTIME_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
             $(BUILTIN_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
+PUBLIC_HEADERS := $(wildcard include/nngrpc/*.h)
+
+$(RPC_OBJS): VISIBILITY := -fvisibility=hidden
+# Objects built before with other flags (a checkout from before hidden
+# visibility) are rebuilt: they depend on a file that changes with them.
+RPC_FLAGS := $(OBJ)/rpc.flags
+$(RPC_FLAGS): FORCE
+	@mkdir -p $(@D)
+	@echo '$(CC) $(CFLAGS) $(SANFLAGS) -fvisibility=hidden' | cmp -s - $@ \
+		|| echo '$(CC) $(CFLAGS) $(SANFLAGS) -fvisibility=hidden' >$@
+$(RPC_OBJS): $(RPC_FLAGS)
 
 $(OBJ)/%.o: %.c | $(GEN_HEADERS)
 	@mkdir -p $(dir $@)
@@ -94,18 +112,32 @@ $(LIBDIR)/libnngrpc.a: $(RPC_OBJS)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(LIBDIR)/libnngrpc.so.1: $(RPC_OBJS)
+# libnngrpc.so.1.0.0, with the soname libnngrpc.so.1 and the two links
+# (as Debian's libraries are laid out); -z defs: every symbol it needs is
+# in the libraries named here.
+SONAME   := libnngrpc.so.$(SOMAJOR)
+SOFILE   := libnngrpc.so.$(VERSION)
+
+$(LIBDIR)/$(SOFILE): $(RPC_OBJS)
 	@mkdir -p $(dir $@)
-	$(CC) -shared $(SANFLAGS) -Wl,-soname,libnngrpc.so.1 -o $@ $^ \
+	$(CC) -shared $(SANFLAGS) -Wl,-soname,$(SONAME) -Wl,-z,defs -o $@ $^ \
 		$(LDLIBS_RPC)
 
-$(LIBDIR)/libnngrpc.so: $(LIBDIR)/libnngrpc.so.1
-	ln -sf libnngrpc.so.1 $@
+$(LIBDIR)/$(SONAME): $(LIBDIR)/$(SOFILE)
+	ln -sf $(SOFILE) $@
 
-$(LIBDIR)/pkgconfig/nngrpc.pc: src/rpc/nngrpc.pc.in
+$(LIBDIR)/libnngrpc.so: $(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $@
+
+# pkg-config file for this build tree (uninstalled: headers from include/,
+# the plugin from src/codegen); `make install` writes the installed one.
+nngrpc_pc = sed -e 's|@PREFIX@|$(1)|' -e 's|@INCLUDEDIR@|$(2)|' \
+	-e 's|@LIBDIR@|$(3)|' -e 's|@PLUGIN@|$(4)|' -e 's|@VERSION@|$(VERSION)|' \
+	src/rpc/nngrpc.pc.in
+
+$(LIBDIR)/pkgconfig/nngrpc.pc: src/rpc/nngrpc.pc.in Makefile
 	@mkdir -p $(dir $@)
-	sed 's|@PREFIX@|$(abspath $(BUILD))|;s|@SRC@|$(abspath src/rpc)|' \
-		$< >$@
+	$(call nngrpc_pc,$(abspath .),$(abspath include),$(abspath $(LIBDIR)),$(abspath src/codegen/protoc-gen-nngrpc-c)) >$@
 
 # ---- engine (src/engine/engine.mk defines ENGINE_LIB, ENGINE_TESTS) ---------
 -include src/engine/engine.mk
@@ -167,7 +199,8 @@ unit-tests: $(UNIT_TESTS) $(ENGINE_TESTS)
 asan-test: deps all asan $(ENGINE_TSAN_TESTS)
 	@tests/run-all $(BUILD) --asan-only
 
-C_SOURCES = $(shell find src tests -name '*.[ch]' -not -path '*/fuzz/corpus/*')
+C_SOURCES = $(shell find src include tests examples -name '*.[ch]' \
+              -not -path '*/fuzz/corpus/*')
 format:
 	clang-format -i $(C_SOURCES)
 format-check:

@@ -6,8 +6,9 @@
 #ifndef NNGRPC_BUILTIN_H
 #define NNGRPC_BUILTIN_H
 
+#include <nngrpc/nngrpc.h>
+
 #include "dispatch.h"
-#include "nngrpc.h"
 
 /* Registers Health and Reflection on server, whose registry is d (the
  * handlers read it through their user pointer). Returns 0 or an nng

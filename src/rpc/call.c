@@ -13,7 +13,7 @@
 
 #include <nng/nng.h>
 
-#include "clock.h"
+#include <nngrpc/clock.h>
 
 struct call_defer {
 	call_defer *d_next;

@@ -10,8 +10,9 @@
 
 #include <nng/nng.h>
 
+#include <nngrpc/nngrpc.h>
+
 #include "arena.h"
-#include "nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"
 
 typedef struct call_defer call_defer;

@@ -18,8 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <nngrpc/clock.h>
+
 #include "call.h"
-#include "clock.h"
 #include "envelope.h"
 #include "log.h"
 #include "wire.h"

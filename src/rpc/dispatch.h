@@ -15,8 +15,9 @@
 
 #include <nng/nng.h>
 
+#include <nngrpc/nngrpc.h>
+
 #include "metrics.h"
-#include "nngrpc.h"
 
 typedef struct nngrpc_dispatch nngrpc_dispatch;
 

@@ -37,7 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "status.h"
+#include <nngrpc/status.h>
 
 /* Longest formatted message, and longest client-supplied field (method,
  * peer), in raw bytes. */

@@ -44,7 +44,7 @@
 
 #include <nng/nng.h>
 
-#include "status.h"
+#include <nngrpc/status.h>
 
 /* Histogram upper bounds, 50 us .. 10 s, with their rendered "le". */
 #define N_BUCKETS 17

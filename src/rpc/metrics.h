@@ -3,6 +3,9 @@
  * process gauges and gauges/counters read from elsewhere, rendered in the
  * Prometheus text exposition format (version 0.0.4).
  *
+ * Gauges and counter functions from elsewhere are added through the public
+ * include/nngrpc/metrics.h.
+ *
  * Threads: methods, gauges and counter functions are registered on one
  * thread before the server starts. After that nngrpc_metrics_call_done()
  * is called from any number of worker threads at once and is lock-free
@@ -23,20 +26,17 @@
  *   and every gauge / counter function added.
  * Calls whose method is unknown or undecodable carry method="unknown".
  */
-#ifndef NNGRPC_METRICS_H
-#define NNGRPC_METRICS_H
+#ifndef NNGRPC_RPC_METRICS_H
+#define NNGRPC_RPC_METRICS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-typedef struct nngrpc_metrics nngrpc_metrics;
+#include <nngrpc/metrics.h>
 
 /* Most methods one registry holds; nngrpc_metrics_add_method() fails
  * beyond it. */
 #define NNGRPC_METRICS_MAX_METHODS 1024
-/* Most gauges plus counter functions one registry holds. */
-#define NNGRPC_METRICS_MAX_FNS 64
-
 /* The Content-Type of what nngrpc_metrics_render() produces. */
 #define NNGRPC_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -72,23 +72,6 @@ void nngrpc_metrics_call_done(nngrpc_metrics *m, int method, int code,
     int64_t queue_ns, int64_t run_ns, size_t bytes_in, size_t bytes_out);
 
 /*
- * A gauge read at render time: fn(arg) returns the value; fn is called on
- * the rendering thread and must be thread-safe and quick. Borrows name and
- * help (static strings; name must be a valid Prometheus metric name, help
- * one line). Before the server starts only. Returns 0, NNG_EINVAL for a bad
- * name or NULL fn, NNG_EEXIST for a name already added, NNG_ENOMEM when
- * NNGRPC_METRICS_MAX_FNS are already added.
- */
-int nngrpc_metrics_add_gauge(nngrpc_metrics *m, const char *name,
-    const char *help, double (*fn)(void *), void *arg);
-
-/* Same as nngrpc_metrics_add_gauge() for a monotonically increasing
- * counter read from elsewhere (e.g. dataset reloads); by Prometheus
- * convention its name should end in _total. */
-int nngrpc_metrics_add_counter_fn(nngrpc_metrics *m, const char *name,
-    const char *help, double (*fn)(void *), void *arg);
-
-/*
  * Renders every family in the Prometheus text exposition format 0.0.4
  * (NNGRPC_METRICS_CONTENT_TYPE). Returns new: *textp (malloc'd,
  * NUL-terminated, freed with free()) and its length without the NUL in
@@ -96,4 +79,4 @@ int nngrpc_metrics_add_counter_fn(nngrpc_metrics *m, const char *name,
  */
 int nngrpc_metrics_render(nngrpc_metrics *m, char **textp, size_t *lenp);
 
-#endif /* NNGRPC_METRICS_H */
+#endif /* NNGRPC_RPC_METRICS_H */

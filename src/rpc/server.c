@@ -40,13 +40,14 @@
 #include <nng/protocol/reqrep0/rep.h>
 #include <nng/supplemental/tls/tls.h>
 
+#include <nngrpc/clock.h>
+#include <nngrpc/nngrpc.h>
+
 #include "builtin.h"
-#include "clock.h"
 #include "dispatch.h"
 #include "envelope.h"
 #include "log.h"
 #include "metrics.h"
-#include "nngrpc.h"
 #include "ops_http.h"
 
 #define SPARE_CONTEXTS 16

@@ -1,9 +1,10 @@
 /*
  * Status names and descriptions, both from the one table in status_table.h.
  */
-#include "status.h"
 
 #include <stddef.h>
+
+#include <nngrpc/status.h>
 
 #define NNGRPC_STATUS_COUNT_ONE(name, num, desc) +1
 _Static_assert(

@@ -10,8 +10,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <nngrpc/nngrpc.h>
+
 #include "log.h"
-#include "nngrpc.h"
 
 typedef struct hoteld_config {
 	nngrpc_server_config server;

@@ -35,11 +35,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
+#include <nngrpc/clock.h>
+#include <nngrpc/log.h>
+#include <nngrpc/metrics.h>
+
 #include "engine/hotel.h"
 #include "hotel/v1/hotel.nngrpc.h"
-#include "log.h"
-#include "metrics.h"
 
 #define PAGE_SIZE_DEFAULT 10
 #define PAGE_SIZE_MAX     100

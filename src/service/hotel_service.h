@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "nngrpc.h"
+#include <nngrpc/nngrpc.h>
 
 typedef struct hotel_service hotel_service;
 

@@ -22,12 +22,13 @@
 
 #include <nng/nng.h>
 
-#include "clock.h"
+#include <nngrpc/clock.h>
+#include <nngrpc/nngrpc.h>
+
 #include "config.h"
 #include "engine/hotel.h"
 #include "hotel_service.h"
 #include "log.h"
-#include "nngrpc.h"
 #include "testing_service.h"
 
 extern char **environ;

@@ -8,7 +8,8 @@
 
 #include <time.h>
 
-#include "clock.h"
+#include <nngrpc/clock.h>
+
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 
 static nngrpc_status

@@ -5,7 +5,7 @@
 #ifndef NNGRPC_SERVICE_TESTING_SERVICE_H
 #define NNGRPC_SERVICE_TESTING_SERVICE_H
 
-#include "nngrpc.h"
+#include <nngrpc/nngrpc.h>
 
 /* Registers the Testing service on server. Returns 0 or an nng error. */
 int testing_service_register(nngrpc_server *server);

@@ -54,9 +54,10 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include <nngrpc/status.h>
+
 #include "nngrpc/testing/v1/testing.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
-#include "status.h"
 #include "wire.h"
 
 #define BENCH_VERSION "1"

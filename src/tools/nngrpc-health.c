@@ -39,9 +39,10 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
+#include <nngrpc/status.h>
+
 #include "nngrpc/health/v1/health.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
-#include "status.h"
 #include "wire.h"
 
 #define PROG            "nngrpc-health"

@@ -32,7 +32,7 @@ FUZZ_BIN     := $(FUZZ_DIR)/bin
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
 FUZZ_CFLAGS  := $(CSTD) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
-                -Wall -Wextra -MMD -MP -Isrc -Isrc/rpc -I$(GEN_C)
+                -Wall -Wextra -MMD -MP -Iinclude -Isrc -Isrc/rpc -I$(GEN_C)
 FUZZ_LDFLAGS := -fsanitize=fuzzer $(FUZZ_SAN)
 FUZZ_LDLIBS  := -lnng -lprotobuf-c -lpthread -lm
 

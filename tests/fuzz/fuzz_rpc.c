@@ -39,11 +39,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <nngrpc/clock.h>
+#include <nngrpc/nngrpc.h>
+
 #include "builtin.h"
 #include "call.h"
-#include "clock.h"
 #include "log.h"
-#include "nngrpc.h"
 #include "nngrpc/testing/v1/testing.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
 #include "service/testing_service.h"

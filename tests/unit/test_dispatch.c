@@ -16,7 +16,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "clock.h"
+#include <nngrpc/clock.h>
+
 #include "dispatch.h"
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"

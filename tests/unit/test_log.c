@@ -17,8 +17,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <nngrpc/status.h>
+
 #include "log.h"
-#include "status.h"
 
 /* ---- capturing fd 2 ----------------------------------------------------- */
 

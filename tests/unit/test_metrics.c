@@ -18,8 +18,9 @@
 
 #include <nng/nng.h>
 
+#include <nngrpc/status.h>
+
 #include "metrics.h"
-#include "status.h"
 
 /* ---- a small parser for the exposition text ----------------------------- */
 

@@ -23,9 +23,10 @@
 
 #include <nng/nng.h>
 
+#include <nngrpc/status.h>
+
 #include "metrics.h"
 #include "ops_http.h"
-#include "status.h"
 
 /* ---- a tiny HTTP/1.1 client --------------------------------------------- */
 

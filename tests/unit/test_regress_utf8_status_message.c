@@ -24,7 +24,8 @@
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/req.h>
 
-#include "clock.h"
+#include <nngrpc/clock.h>
+
 #include "dispatch.h"
 #include "nngrpc/health/v1/health.pb-c.h"
 #include "nngrpc/testing/v1/testing.pb-c.h"

@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "status.h"
+#include <nngrpc/status.h>
 
 static const struct {
 	int         code;

@@ -3,8 +3,9 @@
  *
  * A server owns one REP socket listening on one or more URLs, a bounded
  * queue and a pool of worker threads. Services are registered before
- * nngrpc_server_start(), usually through the typed glue that
- * src/codegen/protoc-gen-nngrpc-c generates for a .proto file:
+ * nngrpc_server_start(), usually through the typed glue that the protoc
+ * plugin protoc-gen-nngrpc-c generates for a .proto file (pkg/echo.proto
+ * gives pkg/echo.nngrpc.h, beside protoc-c's pkg/echo.pb-c.h):
  *
  *   static nngrpc_status
  *   echo(nngrpc_call *call, const Pkg__EchoRequest *req,
@@ -26,6 +27,10 @@
  * the input, into memory from nngrpc_call_alloc() (freed with the call),
  * or into data the handler keeps alive and releases in an
  * nngrpc_call_defer() function. The runtime never frees an output field.
+ *
+ * Functions that can fail return 0 or one of nng's error codes (NNG_ENOMEM,
+ * NNG_EBUSY, ...; nng_strerror() names them), so this header includes
+ * <nng/nng.h>; link with -lnng too (pkg-config nngrpc says so).
  */
 #ifndef NNGRPC_NNGRPC_H
 #define NNGRPC_NNGRPC_H
@@ -34,9 +39,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <nng/nng.h>
 #include <protobuf-c/protobuf-c.h>
 
-#include "status.h"
+#include <nngrpc/clock.h>
+#include <nngrpc/export.h>
+#include <nngrpc/metrics.h>
+#include <nngrpc/status.h>
 
 typedef struct nngrpc_server nngrpc_server;
 typedef struct nngrpc_call   nngrpc_call;
@@ -81,26 +90,27 @@ typedef struct nngrpc_server_config {
 } nngrpc_server_config;
 
 /* Fills *cfg with the defaults and no listen URL. */
-void nngrpc_server_config_init(nngrpc_server_config *cfg);
+NNGRPC_API void nngrpc_server_config_init(nngrpc_server_config *cfg);
 
 /* Opens a server that is not yet listening. Returns new: *serverp, freed
  * with nngrpc_server_close(). Returns 0 or an nng error code. */
-int nngrpc_server_open(
+NNGRPC_API int nngrpc_server_open(
     const nngrpc_server_config *cfg, nngrpc_server **serverp);
 
 /* Starts listening on every URL and starts the workers. On failure returns
  * an nng error code and writes one line saying what failed into err (for
  * example "tcp://127.0.0.1:5555: Address in use"); nothing is left
  * listening. */
-int nngrpc_server_start(nngrpc_server *server, char *err, size_t errlen);
+NNGRPC_API int nngrpc_server_start(
+    nngrpc_server *server, char *err, size_t errlen);
 
 /* Stops listening, answers every queued call with UNAVAILABLE, waits for
  * running handlers to finish and their replies to be sent, and stops the
  * workers. Idempotent. */
-void nngrpc_server_stop(nngrpc_server *server);
+NNGRPC_API void nngrpc_server_stop(nngrpc_server *server);
 
 /* Stops the server if needed and frees it. NULL is a no-op. */
-void nngrpc_server_close(nngrpc_server *server);
+NNGRPC_API void nngrpc_server_close(nngrpc_server *server);
 
 /* ---- services --------------------------------------------------------- */
 
@@ -132,7 +142,7 @@ typedef nngrpc_status (*nngrpc_method_fn)(nngrpc_call *call,
  * nngrpc_server_start(). Returns 0, NNG_EBUSY when started, NNG_EEXIST
  * when a method name is already registered, NNG_ENOMEM.
  */
-int nngrpc_server_add_service(nngrpc_server *server,
+NNGRPC_API int nngrpc_server_add_service(nngrpc_server *server,
     const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
     const nngrpc_method_fn *fns, const void *impl, size_t impl_size,
     void *user);
@@ -145,7 +155,7 @@ int nngrpc_server_add_service(nngrpc_server *server,
  * checks and reflection are inline. Before start. Returns 0, NNG_ENOENT
  * (not registered) or NNG_EBUSY.
  */
-int nngrpc_server_set_inline(
+NNGRPC_API int nngrpc_server_set_inline(
     nngrpc_server *server, const char *method, bool on);
 
 /*
@@ -155,16 +165,16 @@ int nngrpc_server_set_inline(
  * UNAVAILABLE; nngrpc.health.v1.Health/Check reports the state. Any thread,
  * any time. Returns 0 or NNG_ENOENT for an unknown service.
  */
-int nngrpc_server_set_serving(
+NNGRPC_API int nngrpc_server_set_serving(
     nngrpc_server *server, const char *service, bool serving);
 
 /* The server's metrics registry, for services to add their own gauges
- * and counters (nngrpc_metrics_add_gauge() in metrics.h) before start.
- * Borrowed from the server. */
-struct nngrpc_metrics *nngrpc_server_metrics(nngrpc_server *server);
+ * and counters (nngrpc_metrics_add_gauge() in nngrpc/metrics.h) before
+ * start. Borrowed from the server. */
+NNGRPC_API nngrpc_metrics *nngrpc_server_metrics(nngrpc_server *server);
 
 /* True while the whole server is SERVING. Any thread. */
-bool nngrpc_server_serving(const nngrpc_server *server);
+NNGRPC_API bool nngrpc_server_serving(const nngrpc_server *server);
 
 /*
  * Graceful drain: the server turns NOT_SERVING, new calls are answered
@@ -173,58 +183,61 @@ bool nngrpc_server_serving(const nngrpc_server *server);
  * NNG_ETIMEDOUT when timeout_ms passes first (calls may still be running;
  * the caller decides whether to wait in nngrpc_server_stop() or exit).
  */
-int nngrpc_server_drain(nngrpc_server *server, int64_t timeout_ms);
+NNGRPC_API int nngrpc_server_drain(nngrpc_server *server, int64_t timeout_ms);
 
 /* ---- inside a handler ------------------------------------------------- */
 
 /* Full method name, "/package.Service/Method". Borrowed from the call. */
-const char *nngrpc_call_method(const nngrpc_call *call);
+NNGRPC_API const char *nngrpc_call_method(const nngrpc_call *call);
 
 /* The copy of impl made at registration, for the typed glue. */
-const void *nngrpc_call_impl(const nngrpc_call *call);
+NNGRPC_API const void *nngrpc_call_impl(const nngrpc_call *call);
 
 /* The user pointer given at registration. */
-void *nngrpc_call_user(const nngrpc_call *call);
+NNGRPC_API void *nngrpc_call_user(const nngrpc_call *call);
 
-/* Absolute deadline on CLOCK_MONOTONIC in ns (see clock.h), or
- * NNGRPC_NO_DEADLINE. */
-int64_t nngrpc_call_deadline(const nngrpc_call *call);
+/* Absolute deadline on CLOCK_MONOTONIC in ns (nngrpc_now_ns() in
+ * nngrpc/clock.h), or NNGRPC_NO_DEADLINE. */
+NNGRPC_API int64_t nngrpc_call_deadline(const nngrpc_call *call);
 
 /* True when the deadline has passed: long handlers check it and stop. */
-bool nngrpc_call_expired(const nngrpc_call *call);
+NNGRPC_API bool nngrpc_call_expired(const nngrpc_call *call);
 
 /* The caller's request id (metadata "nngrpc-request-id"), or "" when
  * it gave none. Borrowed from the call. */
-const char *nngrpc_call_request_id(const nngrpc_call *call);
+NNGRPC_API const char *nngrpc_call_request_id(const nngrpc_call *call);
 
 /* The peer's address ("127.0.0.1:53122", "ipc"), formatted on first use
  * into call memory; "unknown" when NNG cannot tell. */
-const char *nngrpc_call_peer(nngrpc_call *call);
+NNGRPC_API const char *nngrpc_call_peer(nngrpc_call *call);
 
 /* Request metadata value for key, or NULL. Borrowed from the call. */
-const char *nngrpc_call_metadata(const nngrpc_call *call, const char *key);
+NNGRPC_API const char *nngrpc_call_metadata(
+    const nngrpc_call *call, const char *key);
 
 /* Adds a trailing metadata entry to the response; both strings are
  * copied. Returns 0 or NNG_ENOMEM. */
-int nngrpc_call_set_trailer(
+NNGRPC_API int nngrpc_call_set_trailer(
     nngrpc_call *call, const char *key, const char *value);
 
 /* Returns new memory owned by the call, freed when the call ends, aligned
  * for any type; NULL when out of memory. For output fields. */
-void *nngrpc_call_alloc(nngrpc_call *call, size_t size);
+NNGRPC_API void *nngrpc_call_alloc(nngrpc_call *call, size_t size);
 
 /* Copies s into call-owned memory (see nngrpc_call_alloc). */
-char *nngrpc_call_strdup(nngrpc_call *call, const char *s);
+NNGRPC_API char *nngrpc_call_strdup(nngrpc_call *call, const char *s);
 
 /* Runs fn(arg) when the call ends, after the reply is encoded, in the
  * reverse order of registration: release here what output fields borrow.
  * Returns 0, or NNG_ENOMEM, in which case fn(arg) has already run. */
-int nngrpc_call_defer(nngrpc_call *call, void (*fn)(void *), void *arg);
+NNGRPC_API int nngrpc_call_defer(
+    nngrpc_call *call, void (*fn)(void *), void *arg);
 
 /* Sets the status message (printf-style) and returns code, so a handler
  * writes: return (nngrpc_call_error(call, NNGRPC_NOT_FOUND, "id %d", id));
  */
-nngrpc_status nngrpc_call_error(nngrpc_call *call, nngrpc_status code,
-    const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+NNGRPC_API nngrpc_status nngrpc_call_error(
+    nngrpc_call *call, nngrpc_status code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* NNGRPC_NNGRPC_H */

@@ -9,7 +9,8 @@
 
 #include <stdbool.h>
 
-#include "status_table.h"
+#include <nngrpc/export.h>
+#include <nngrpc/status_table.h>
 
 typedef enum nngrpc_status {
 #define NNGRPC_STATUS_ENUM(name, num, desc) NNGRPC_##name = num,
@@ -22,13 +23,13 @@ typedef enum nngrpc_status {
 
 /* Returns the code's upper-case name ("NOT_FOUND"), a static string, or
  * NULL when code is not a status code. */
-const char *nngrpc_status_name(int code);
+NNGRPC_API const char *nngrpc_status_name(int code);
 
 /* Returns the code's description ("not found"), a static string, or
  * "unknown status code" when code is not a status code. */
-const char *nngrpc_status_str(int code);
+NNGRPC_API const char *nngrpc_status_str(int code);
 
 /* True when code is one of the 17 status codes. */
-bool nngrpc_status_valid(int code);
+NNGRPC_API bool nngrpc_status_valid(int code);
 
 #endif /* NNGRPC_STATUS_H */
