@@ -8,6 +8,7 @@
 #   make test       unit tests, integration tests, sanitizer build tests
 #   make asan-test  the integration tests against an ASan+UBSan hoteld
 #   make format     clang-format the C sources (format-check: verify only)
+#   make install    PREFIX=/usr/local DESTDIR= (make uninstall: the same)
 
 BUILD    ?= build
 # The library's version; the shared object's soname carries the major.
@@ -208,5 +209,46 @@ format-check:
 
 clean:
 	rm -rf $(BUILD)
+
+# ---- install ------------------------------------------------------------------
+# make install PREFIX=/usr/local DESTDIR=   (and make uninstall, same flags)
+#   include/nngrpc/*.h                the public headers
+#   lib/libnngrpc.so.1.0.0, .so.1, .so  the shared library and its links
+#   lib/libnngrpc.a                   the static library
+#   lib/pkgconfig/nngrpc.pc           prefix=PREFIX; -lnngrpc -lnng
+#   bin/protoc-gen-nngrpc-c           the C glue plugin
+#   bin/hoteld, nngrpc-bench, nngrpc-health
+# No generated header is installed: the public headers need none (the
+# envelope and the built-in services are the library's own business).
+# A program linked with the shared library from a PREFIX outside ld.so's
+# path finds it with -Wl,-rpath,$$(pkg-config --variable=libdir nngrpc).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL_INC := $(DESTDIR)$(PREFIX)/include/nngrpc
+INSTALL_LIB := $(DESTDIR)$(PREFIX)/lib
+INSTALL_BIN := $(DESTDIR)$(PREFIX)/bin
+INSTALL_PROGRAMS := $(BIN)/hoteld $(BIN)/nngrpc-bench $(BIN)/nngrpc-health
+
+.PHONY: install uninstall
+install: $(LIBDIR)/libnngrpc.a $(LIBDIR)/$(SOFILE) $(INSTALL_PROGRAMS)
+	install -d $(INSTALL_INC) $(INSTALL_LIB)/pkgconfig $(INSTALL_BIN)
+	install -m 644 $(PUBLIC_HEADERS) $(INSTALL_INC)/
+	install -m 644 $(LIBDIR)/libnngrpc.a $(INSTALL_LIB)/
+	install -m 755 $(LIBDIR)/$(SOFILE) $(INSTALL_LIB)/
+	ln -sf $(SOFILE) $(INSTALL_LIB)/$(SONAME)
+	ln -sf $(SONAME) $(INSTALL_LIB)/libnngrpc.so
+	$(call nngrpc_pc,$(PREFIX),$${prefix}/include,$${prefix}/lib,$${prefix}/bin/protoc-gen-nngrpc-c) \
+		>$(INSTALL_LIB)/pkgconfig/nngrpc.pc
+	chmod 644 $(INSTALL_LIB)/pkgconfig/nngrpc.pc
+	install -m 755 src/codegen/protoc-gen-nngrpc-c $(INSTALL_PROGRAMS) \
+		$(INSTALL_BIN)/
+
+uninstall:
+	rm -f $(addprefix $(INSTALL_INC)/,$(notdir $(PUBLIC_HEADERS))) \
+	      $(addprefix $(INSTALL_LIB)/,libnngrpc.a $(SOFILE) $(SONAME) \
+	          libnngrpc.so pkgconfig/nngrpc.pc) \
+	      $(addprefix $(INSTALL_BIN)/,protoc-gen-nngrpc-c \
+	          $(notdir $(INSTALL_PROGRAMS)))
+	-rmdir $(INSTALL_INC) 2>/dev/null
 
 -include $(shell find $(BUILD)/obj $(BUILD)/asan -name '*.d' 2>/dev/null)

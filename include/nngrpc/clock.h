@@ -5,17 +5,14 @@
 #define NNGRPC_CLOCK_H
 
 #include <stdint.h>
-#include <time.h>
+
+#include <nngrpc/export.h>
 
 /* No deadline. */
 #define NNGRPC_NO_DEADLINE INT64_MAX
 
-static inline int64_t
-nngrpc_now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ((int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec);
-}
+/* Now on CLOCK_MONOTONIC, in ns: the clock of nngrpc_call_deadline().
+ * Any thread. */
+NNGRPC_API int64_t nngrpc_now_ns(void);
 
 #endif /* NNGRPC_CLOCK_H */
