@@ -176,6 +176,7 @@ $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 -include tests/fuzz/fuzz.mk
 -include docker/docker.mk
 -include tests/fault/fault.mk
+-include tests/compat/compat.mk
 
 # ---- top-level targets ------------------------------------------------------
 all: $(LIBDIR)/libnngrpc.a $(LIBDIR)/libnngrpc.so $(LIBDIR)/pkgconfig/nngrpc.pc \
