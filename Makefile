@@ -76,11 +76,29 @@ $(GEN_C)/%.nngrpc.c $(GEN_C)/%.nngrpc.h: proto/%.proto \
 	protoc -Iproto --plugin=protoc-gen-nngrpc-c=src/codegen/protoc-gen-nngrpc-c \
 		--nngrpc-c_out=$(GEN_C) $<
 
+# Protos of the unit tests only (tests/unit/proto), generated the same way.
+TEST_PROTOS := kinds/v1/kinds.proto
+TEST_GEN_OBJS = $(TEST_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
+                $(TEST_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
+
+$(GEN_C)/%.pb-c.c $(GEN_C)/%.pb-c.h: tests/unit/proto/%.proto
+	@mkdir -p $(GEN_C)
+	protoc -Itests/unit/proto --c_out=$(GEN_C) $<
+
+$(GEN_C)/%.nngrpc.c $(GEN_C)/%.nngrpc.h: tests/unit/proto/%.proto \
+		src/codegen/protoc-gen-nngrpc-c
+	@mkdir -p $(GEN_C)
+	protoc -Itests/unit/proto \
+		--plugin=protoc-gen-nngrpc-c=src/codegen/protoc-gen-nngrpc-c \
+		--nngrpc-c_out=$(GEN_C) $<
+
 # Keep generated files: make would delete them as intermediates.
 .SECONDARY:
 
 # Generated headers must exist before anything that includes them compiles.
-GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h)
+GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h) \
+              $(TEST_PROTOS:%.proto=$(GEN_C)/%.pb-c.h) \
+              $(TEST_PROTOS:%.proto=$(GEN_C)/%.nngrpc.h)
 
 # ---- libnngrpc --------------------------------------------------------------
 # Built with hidden visibility: only what the public headers mark NNGRPC_API
@@ -163,7 +181,7 @@ UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(TESTBIN)/%)
 
 $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
-		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
+		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o) $(TEST_GEN_OBJS)
 	@mkdir -p $(dir $@)
 	$(CC) $(SANFLAGS) -o $@ $(filter %.o,$^) $(LIBDIR)/libnngrpc.a \
 		-lcmocka $(LDLIBS_RPC)

@@ -224,6 +224,26 @@ NNGRPC_API int nngrpc_call_set_trailer(
  * for any type; NULL when out of memory. For output fields. */
 NNGRPC_API void *nngrpc_call_alloc(nngrpc_call *call, size_t size);
 
+/* Returns new: a message of type desc in call memory (freed with the
+ * call), initialised as desc's __init does; NULL when out of memory. The
+ * glue generator wraps it per message type, typed:
+ *   Pkg__Point *p = pkg__point__new(call); */
+NNGRPC_API ProtobufCMessage *nngrpc_call_new_message(
+    nngrpc_call *call, const ProtobufCMessageDescriptor *desc);
+
+/*
+ * Fills the repeated field number `field` of msg with n new elements in
+ * call memory: messages allocated and initialised, strings "", everything
+ * else 0; sets the field's array and its count (n_<field>) to n. Returns
+ * the array (new, owned by the call), or NULL when out of memory or when
+ * msg has no repeated field of that number; msg is then unchanged. n = 0
+ * gives an empty, non-NULL array. The glue generator wraps it per
+ * repeated field, typed:
+ *   Pkg__Place **places = pkg__reply__new_places(call, resp, n);
+ */
+NNGRPC_API void *nngrpc_call_new_repeated(
+    nngrpc_call *call, ProtobufCMessage *msg, unsigned field, size_t n);
+
 /* Copies s into call-owned memory (see nngrpc_call_alloc). */
 NNGRPC_API char *nngrpc_call_strdup(nngrpc_call *call, const char *s);
 

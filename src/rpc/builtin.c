@@ -38,8 +38,9 @@ list_services(nngrpc_call                             *call,
 	size_t                 n = nngrpc_dispatch_service_count(d);
 
 	(void) req;
-	resp->services = nngrpc_call_alloc(call, n * sizeof(char *));
-	if (resp->services == NULL) {
+	if (nngrpc__reflection__v1__list_services_response__new_services(
+	        call, resp, n)
+	    == NULL) {
 		return (nngrpc_call_error(
 		    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory"));
 	}
@@ -47,7 +48,6 @@ list_services(nngrpc_call                             *call,
 		resp->services[i]
 		    = (char *) nngrpc_dispatch_service_name(d, i);
 	}
-	resp->n_services = n;
 	return (NNGRPC_OK);
 }
 

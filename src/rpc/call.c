@@ -7,6 +7,7 @@
 
 #include <arpa/inet.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -171,6 +172,104 @@ void *
 nngrpc_call_alloc(nngrpc_call *call, size_t size)
 {
 	return (nngrpc_arena_alloc(&call->c_arena, size));
+}
+
+ProtobufCMessage *
+nngrpc_call_new_message(
+    nngrpc_call *call, const ProtobufCMessageDescriptor *desc)
+{
+	ProtobufCMessage *m = nngrpc_call_alloc(call, desc->sizeof_message);
+
+	if (m != NULL) {
+		desc->message_init(m);
+	}
+	return (m);
+}
+
+/* Bytes of one element of a repeated field's array, as protobuf-c lays
+ * them out. */
+static size_t
+element_size(const ProtobufCFieldDescriptor *f)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_ENUM:
+		return (sizeof(int32_t));
+	case PROTOBUF_C_TYPE_FLOAT:
+		return (sizeof(float));
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+		return (sizeof(int64_t));
+	case PROTOBUF_C_TYPE_DOUBLE:
+		return (sizeof(double));
+	case PROTOBUF_C_TYPE_BOOL:
+		return (sizeof(protobuf_c_boolean));
+	case PROTOBUF_C_TYPE_BYTES:
+		return (sizeof(ProtobufCBinaryData));
+	case PROTOBUF_C_TYPE_STRING:
+	case PROTOBUF_C_TYPE_MESSAGE:
+	default:
+		return (sizeof(void *));
+	}
+}
+
+/* Points each of the n pointers of arr at a new, initialised message of
+ * type desc, all in one allocation. */
+static bool
+new_messages(nngrpc_call *call, const ProtobufCMessageDescriptor *desc,
+    void **arr, size_t n)
+{
+	char *structs;
+
+	if (n > SIZE_MAX / desc->sizeof_message
+	    || (structs = nngrpc_call_alloc(call, n * desc->sizeof_message))
+	        == NULL) {
+		return (false);
+	}
+	for (size_t i = 0; i < n; i++) {
+		arr[i] = structs + i * desc->sizeof_message;
+		desc->message_init(arr[i]);
+	}
+	return (true);
+}
+
+void *
+nngrpc_call_new_repeated(
+    nngrpc_call *call, ProtobufCMessage *msg, unsigned field, size_t n)
+{
+	const ProtobufCFieldDescriptor *f
+	    = protobuf_c_message_descriptor_get_field(msg->descriptor, field);
+	size_t size;
+	void  *arr;
+
+	if (f == NULL || f->label != PROTOBUF_C_LABEL_REPEATED) {
+		return (NULL);
+	}
+	size = element_size(f);
+	if (n > SIZE_MAX / size
+	    || (arr = nngrpc_call_alloc(call, n * size)) == NULL) {
+		return (NULL);
+	}
+	memset(arr, 0, n * size);
+	if (f->type == PROTOBUF_C_TYPE_MESSAGE
+	    && !new_messages(call, f->descriptor, arr, n)) {
+		return (NULL);
+	}
+	if (f->type == PROTOBUF_C_TYPE_STRING) {
+		for (size_t i = 0; i < n; i++) {
+			((const char **) arr)[i] = "";
+		}
+	}
+	*(void **) ((char *) msg + f->offset) = arr;
+	*(size_t *) ((char *) msg + f->quantifier_offset) = n;
+	return (arr);
 }
 
 char *

@@ -15,11 +15,12 @@
  * stay valid until the runtime has packed the reply, after which the defer
  * drops the reference. A Reload that swaps datasets meanwhile does not
  * disturb the call: the old dataset is freed when its last reader
- * releases it. Message structs and arrays come from the call's arena
- * (nngrpc_call_alloc), freed with the call. Engine results (hotel_result,
- * suggestions) are copied into those structs and freed before the handler
- * returns, so nothing else outlives it. Stats and Reload copy their few
- * strings into the arena and keep no reference.
+ * releases it. Message structs and arrays come from call memory (the
+ * generated <type>__new() and <type>__new_<field>() helpers), freed with
+ * the call. Engine results (hotel_result, suggestions) are copied into
+ * those structs and freed before the handler returns, so nothing else
+ * outlives it. Stats and Reload copy their few strings into call memory
+ * and keep no reference.
  *
  * Validation happens here, before the engine runs, with messages that
  * name the field as the proto spells it; the engine's own messages (page
@@ -218,14 +219,13 @@ popcount32(uint32_t v)
 }
 
 /* Fills a Hotel message from an engine hotel. Strings borrow from the
- * dataset; amenity names are static; the names array is names (room for
- * popcount(h->amenities) pointers). */
-static void
-fill_hotel(Hotel__V1__Hotel *m, const hotel *h, char **names)
+ * dataset and amenity names are static; only the amenities array is new
+ * (call memory). */
+static nngrpc_status
+fill_hotel(nngrpc_call *call, Hotel__V1__Hotel *m, const hotel *h)
 {
 	size_t n = 0;
 
-	hotel__v1__hotel__init(m);
 	m->id = h->id;
 	m->name = (char *) h->name;
 	m->city = (char *) h->city;
@@ -237,13 +237,16 @@ fill_hotel(Hotel__V1__Hotel *m, const hotel *h, char **names)
 	m->price_cents = h->price_cents;
 	m->rating = h->rating;
 	m->review_count = h->review_count;
+	if (hotel__v1__hotel__new_amenities(call, m, popcount32(h->amenities))
+	    == NULL) {
+		return (out_of_memory(call));
+	}
 	for (int a = 0; a < HOTEL_AMENITY_COUNT; a++) {
 		if (h->amenities & HOTEL_AMENITY_BIT(a)) {
-			names[n++] = (char *) hotel_amenity_name(a);
+			m->amenities[n++] = (char *) hotel_amenity_name(a);
 		}
 	}
-	m->n_amenities = n;
-	m->amenities = n > 0 ? names : NULL;
+	return (NNGRPC_OK);
 }
 
 /* Stats' source in the contract's form, "generated:COUNT:SEED" or
@@ -406,89 +409,49 @@ search_query(
 	return (NNGRPC_OK);
 }
 
-/* Copies the page of hits into arena messages. */
+/* Copies the page of hits into call memory. */
 static nngrpc_status
 search_hits(
     nngrpc_call *call, const hotel_result *r, Hotel__V1__SearchResponse *resp)
 {
-	Hotel__V1__SearchHit **ptrs;
-	Hotel__V1__SearchHit  *hits;
-	Hotel__V1__Hotel      *hotels;
-	char                 **names = NULL;
-	size_t                 n_names = 0;
-	size_t                 n = r->n_hits;
+	Hotel__V1__SearchHit **hits
+	    = hotel__v1__search_response__new_hits(call, resp, r->n_hits);
+	nngrpc_status st = NNGRPC_OK;
 
-	if (n == 0) {
-		return (NNGRPC_OK);
-	}
-	for (size_t i = 0; i < n; i++) {
-		n_names += popcount32(r->hits[i].hotel->amenities);
-	}
-	ptrs = nngrpc_call_alloc(call, n * sizeof(*ptrs));
-	hits = nngrpc_call_alloc(call, n * sizeof(*hits));
-	hotels = nngrpc_call_alloc(call, n * sizeof(*hotels));
-	if (n_names > 0) {
-		names = nngrpc_call_alloc(call, n_names * sizeof(*names));
-	}
-	if (ptrs == NULL || hits == NULL || hotels == NULL
-	    || (n_names > 0 && names == NULL)) {
+	if (hits == NULL) {
 		return (out_of_memory(call));
 	}
-	for (size_t i = 0; i < n; i++) {
-		const hotel_hit *h = &r->hits[i];
-
-		fill_hotel(&hotels[i], h->hotel, names);
-		names += hotels[i].n_amenities;
-		hotel__v1__search_hit__init(&hits[i]);
-		hits[i].hotel = &hotels[i];
-		hits[i].score = h->score;
-		hits[i].distance_km = h->distance_km;
-		ptrs[i] = &hits[i];
+	for (size_t i = 0; i < r->n_hits && st == NNGRPC_OK; i++) {
+		hits[i]->score = r->hits[i].score;
+		hits[i]->distance_km = r->hits[i].distance_km;
+		if ((hits[i]->hotel = hotel__v1__hotel__new(call)) == NULL) {
+			return (out_of_memory(call));
+		}
+		st = fill_hotel(call, hits[i]->hotel, r->hits[i].hotel);
 	}
-	resp->hits = ptrs;
-	resp->n_hits = n;
-	return (NNGRPC_OK);
+	return (st);
 }
 
-/* Copies the facets into arena messages. */
+/* Copies the facets into call memory. */
 static nngrpc_status
 search_facets(
     nngrpc_call *call, const hotel_result *r, Hotel__V1__SearchResponse *resp)
 {
-	Hotel__V1__Facets     *f;
-	Hotel__V1__StarsCount *stars, **star_ptrs;
-	Hotel__V1__CityCount  *cities = NULL, **city_ptrs = NULL;
-	size_t                 nc = r->n_cities;
+	Hotel__V1__Facets *f = hotel__v1__facets__new(call);
 
-	f = nngrpc_call_alloc(call, sizeof(*f));
-	stars = nngrpc_call_alloc(call, 5 * sizeof(*stars));
-	star_ptrs = nngrpc_call_alloc(call, 5 * sizeof(*star_ptrs));
-	if (nc > 0) {
-		cities = nngrpc_call_alloc(call, nc * sizeof(*cities));
-		city_ptrs = nngrpc_call_alloc(call, nc * sizeof(*city_ptrs));
-	}
-	if (f == NULL || stars == NULL || star_ptrs == NULL
-	    || (nc > 0 && (cities == NULL || city_ptrs == NULL))) {
+	if (f == NULL || hotel__v1__facets__new_stars(call, f, 5) == NULL
+	    || hotel__v1__facets__new_cities(call, f, r->n_cities) == NULL) {
 		return (out_of_memory(call));
 	}
-	hotel__v1__facets__init(f);
 	for (int s = 1; s <= 5; s++) {
-		hotel__v1__stars_count__init(&stars[s - 1]);
-		stars[s - 1].stars = (uint32_t) s;
-		stars[s - 1].count = r->stars_facet[s];
-		star_ptrs[s - 1] = &stars[s - 1];
+		f->stars[s - 1]->stars = (uint32_t) s;
+		f->stars[s - 1]->count = r->stars_facet[s];
 	}
-	for (size_t i = 0; i < nc; i++) {
-		hotel__v1__city_count__init(&cities[i]);
-		cities[i].city = (char *) r->cities[i].city;
-		cities[i].country = (char *) r->cities[i].country;
-		cities[i].count = r->cities[i].count;
-		city_ptrs[i] = &cities[i];
+	for (size_t i = 0; i < r->n_cities; i++) {
+		f->cities[i]->city = (char *) r->cities[i].city;
+		f->cities[i]->country = (char *) r->cities[i].country;
+		f->cities[i]->count = r->cities[i].count;
 	}
-	f->stars = star_ptrs;
-	f->n_stars = 5;
-	f->cities = city_ptrs;
-	f->n_cities = nc;
 	resp->facets = f;
 	return (NNGRPC_OK);
 }
@@ -541,8 +504,6 @@ get_hotel(nngrpc_call *call, const Hotel__V1__GetHotelRequest *req,
 	hotel_service *svc = nngrpc_call_user(call);
 	hotel_dataset *ds;
 	const hotel   *h;
-	char         **names = NULL;
-	unsigned       n;
 
 	if (req->id == 0) {
 		return (nngrpc_call_error(
@@ -555,12 +516,7 @@ get_hotel(nngrpc_call *call, const Hotel__V1__GetHotelRequest *req,
 		return (nngrpc_call_error(call, NNGRPC_NOT_FOUND,
 		    "hotel %" PRIu64 " not found", req->id));
 	}
-	if ((n = popcount32(h->amenities)) > 0
-	    && (names = nngrpc_call_alloc(call, n * sizeof(*names))) == NULL) {
-		return (out_of_memory(call));
-	}
-	fill_hotel(resp, h, names);
-	return (NNGRPC_OK);
+	return (fill_hotel(call, resp, h));
 }
 
 /* ---- Suggest --------------------------------------------------------------
@@ -570,13 +526,13 @@ static nngrpc_status
 suggest(nngrpc_call *call, const Hotel__V1__SuggestRequest *req,
     Hotel__V1__SuggestResponse *resp)
 {
-	hotel_service         *svc = nngrpc_call_user(call);
-	hotel_dataset         *ds;
-	hotel_suggestion      *s;
-	Hotel__V1__Suggestion *out, **ptrs;
-	size_t                 n, limit = req->limit;
-	char                   err[ENGINE_ERR_MAX] = "";
-	int                    rv;
+	hotel_service          *svc = nngrpc_call_user(call);
+	hotel_dataset          *ds;
+	hotel_suggestion       *s;
+	Hotel__V1__Suggestion **out;
+	size_t                  n, limit = req->limit;
+	char                    err[ENGINE_ERR_MAX] = "";
+	int                     rv;
 
 	if (req->prefix[0] == '\0') {
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
@@ -596,30 +552,21 @@ suggest(nngrpc_call *call, const Hotel__V1__SuggestRequest *req,
 	if (rv != HOTEL_OK) {
 		return (engine_error(call, rv, err));
 	}
-	if (n == 0) {
-		hotel_suggestions_free(s);
-		return (NNGRPC_OK);
-	}
-	out = nngrpc_call_alloc(call, n * sizeof(*out));
-	ptrs = nngrpc_call_alloc(call, n * sizeof(*ptrs));
-	if (out == NULL || ptrs == NULL) {
+	if ((out = hotel__v1__suggest_response__new_suggestions(call, resp, n))
+	    == NULL) {
 		hotel_suggestions_free(s);
 		return (out_of_memory(call));
 	}
 	for (size_t i = 0; i < n; i++) {
-		hotel__v1__suggestion__init(&out[i]);
-		out[i].kind = s[i].kind == HOTEL_SUGGEST_HOTEL
+		out[i]->kind = s[i].kind == HOTEL_SUGGEST_HOTEL
 		    ? HOTEL__V1__SUGGESTION__KIND__KIND_HOTEL
 		    : HOTEL__V1__SUGGESTION__KIND__KIND_CITY;
-		out[i].text = (char *) s[i].text;
-		out[i].city = (char *) s[i].city;
-		out[i].country = (char *) s[i].country;
-		out[i].hotel_id = s[i].hotel_id;
-		out[i].review_count = s[i].weight;
-		ptrs[i] = &out[i];
+		out[i]->text = (char *) s[i].text;
+		out[i]->city = (char *) s[i].city;
+		out[i]->country = (char *) s[i].country;
+		out[i]->hotel_id = s[i].hotel_id;
+		out[i]->review_count = s[i].weight;
 	}
-	resp->suggestions = ptrs;
-	resp->n_suggestions = n;
 	hotel_suggestions_free(s);
 	return (NNGRPC_OK);
 }
@@ -681,10 +628,9 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
 		    "source: set path or generate"));
 	}
-	if ((st = nngrpc_call_alloc(call, sizeof(*st))) == NULL) {
+	if ((st = hotel__v1__stats_response__new(call)) == NULL) {
 		return (out_of_memory(call));
 	}
-	hotel__v1__stats_response__init(st);
 
 	/* One build at a time; the stats read under the lock are those of
 	 * the dataset this call swapped in. */
