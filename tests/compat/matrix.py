@@ -34,6 +34,7 @@ deadline, every probe run a timeout, every wait a limit.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -45,7 +46,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -195,6 +196,8 @@ def probe_health(side: Side, url: str, timeout_ms: int = 2000) -> Tuple[int, str
 
 def start_hoteld(side: Side, workdir: str, name: str, args: Sequence[str],
                  tls: Optional[Tuple[str, str]] = None, http: bool = False) -> Hoteld:
+    """Starts side's hoteld on fresh ports; returns once it is SERVING (its
+    dataset built), or exits the matrix with its log."""
     url = "tcp://127.0.0.1:%d" % free_port()
     cmd = [side.hoteld, "--listen", url, "--workers", "8"] + list(args)
     extra = []
@@ -215,12 +218,18 @@ def start_hoteld(side: Side, workdir: str, name: str, args: Sequence[str],
         if rc == 0:
             return h
         if proc.poll() is not None or time.monotonic() > deadline:
-            stop(h)
-            sys.exit("compat: %s hoteld (%s) did not start: %s\n%s" % (side.name, name, out, h.log()))
+            stop(h, signal.SIGKILL)
+            raise SetupError("%s hoteld (%s) did not start: %s\n%s" % (side.name, name, out, h.log()))
         time.sleep(0.05)
 
 
+class SetupError(Exception):
+    """The matrix could not set up (a server did not start, a wait timed
+    out): exit 2 with the reason."""
+
+
 def stop(h: Hoteld, sig: int = signal.SIGTERM) -> None:
+    """Sends sig unless h has exited; waits for it (SIGKILL after 30 s)."""
     if h.proc.poll() is None:
         h.proc.send_signal(sig)
         try:
@@ -242,7 +251,7 @@ def wait_for(what: str, cond, limit: float = 20.0) -> None:  # type: ignore[no-u
     end = time.monotonic() + limit
     while not cond():
         if time.monotonic() > end:
-            raise RuntimeError("compat: timed out waiting for " + what)
+            raise SetupError("timed out waiting for " + what)
         time.sleep(0.05)
 
 
@@ -303,14 +312,14 @@ def run_matrix(sides: Dict[str, Side], workdir: str) -> Results:
     results: Results = {pair: {} for pair in PAIRS}
     for sname in (OLD, NEW):
         server = sides[sname]
-        main = start_hoteld(server, workdir, "main", [
-            "--testing", "--hotels", "2000", "--max-message-bytes", str(LIMIT),
-            "--access-log", "all", "--log-format", "json"], tls=(cert, key))
-        auth = start_hoteld(server, workdir, "auth", [
-            "--testing", "--no-hotels", "--auth-token-file", token_file])
-        port = int(main.url.rsplit(":", 1)[1])
-        proxy = FutureProxy(("127.0.0.1", port))
-        try:
+        with contextlib.ExitStack() as stack:
+            main = stack.enter_context(running(server, workdir, "main", [
+                "--testing", "--hotels", "2000", "--max-message-bytes", str(LIMIT),
+                "--access-log", "all", "--log-format", "json"], tls=(cert, key)))
+            auth = stack.enter_context(running(server, workdir, "auth", [
+                "--testing", "--no-hotels", "--auth-token-file", token_file]))
+            proxy = FutureProxy(("127.0.0.1", int(main.url.rsplit(":", 1)[1])))
+            stack.callback(proxy.close)
             cfg = {"main": main.url, "tls": main.extra_urls[0], "ca": ca, "auth": auth.url,
                    "token_file": token_file, "proxy": proxy.url, "limit": LIMIT}
             for cname in (OLD, NEW):
@@ -323,11 +332,18 @@ def run_matrix(sides: Dict[str, Side], workdir: str) -> Results:
                 print("compat: %s client x %s server: %.1f s" % (cname, sname, time.monotonic() - t0),
                       flush=True)
             drain_phase(sides, server, workdir, main.url, results)
-        finally:
-            proxy.close()
-            stop(main)
-            stop(auth)
     return results
+
+
+@contextlib.contextmanager
+def running(side: Side, workdir: str, name: str, args: Sequence[str],
+            tls: Optional[Tuple[str, str]] = None, http: bool = False) -> Iterator[Hoteld]:
+    """A hoteld for the length of a with block; SIGTERM (then SIGKILL) after."""
+    h = start_hoteld(side, workdir, name, args, tls, http)
+    try:
+        yield h
+    finally:
+        stop(h)
 
 
 def c_health(client: Side, url: str, proxy_url: str) -> Dict[str, dict]:
@@ -349,18 +365,24 @@ def check_logged(res: Dict[str, dict], main: Hoteld) -> None:
     try:
         wait_for("the access log", lambda: all(i in main.log() for i in ids), 5.0)
         r["seen"] += ", logged"
-    except RuntimeError:
+    except SetupError:
         r["seen"] += ", not logged"
 
 
 def drain_phase(sides: Dict[str, Side], server: Side, workdir: str, main_url: str,
                 results: Results) -> None:
     """A hoteld draining with a call in flight: every client's drain checks."""
-    d = start_hoteld(server, workdir, "drain", ["--testing", "--no-hotels", "--drain-timeout", "60"],
-                     http=True)
-    hold = subprocess.Popen([sides[NEW].python, os.path.join(HERE, "probe.py"), "--hold", d.url, "30000"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
+    with contextlib.ExitStack() as stack:
+        d = stack.enter_context(running(server, workdir, "drain", [
+            "--testing", "--no-hotels", "--drain-timeout", "60"], http=True))
+        # Runs after the drain server has stopped (ExitStack unwinds in
+        # reverse): the held call then ends by itself.
+        hold = subprocess.Popen(
+            [sides[NEW].python, os.path.join(HERE, "probe.py"), "--hold", d.url, "30000"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stack.callback(hold.wait)
+        stack.callback(hold.kill)
+        stack.callback(stop, d, signal.SIGTERM)  # a second signal ends the drain at once
         wait_for("the held call to run", lambda: busy_workers(d) >= 1)
         d.proc.send_signal(signal.SIGTERM)
         wait_for("the drain to start",
@@ -375,11 +397,6 @@ def drain_phase(sides: Dict[str, Side], server: Side, workdir: str, main_url: st
             if d.proc.poll() is not None:  # the drain ended early: nothing was tested
                 res = {k: dict(v, seen="drain ended early") for k, v in res.items()}
             results[(cname, server.name)].update(res)
-    finally:
-        stop(d, signal.SIGTERM)  # the second signal ends the drain at once
-        stop(d, signal.SIGKILL)
-        hold.kill()
-        hold.wait()
 
 
 # ---- the table ------------------------------------------------------------------------------
@@ -464,8 +481,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if not os.access(path, os.X_OK):
                 print("compat: %s is missing (build this tree first: make)" % path, file=sys.stderr)
                 return 2
-    with tempfile.TemporaryDirectory(prefix="nngrpc-compat-") as workdir:
+    workdir = tempfile.mkdtemp(prefix="nngrpc-compat-")
+    try:
         results = run_matrix(sides, workdir)
+    except SetupError as e:
+        print("compat: %s (servers' logs in %s)" % (e, workdir), file=sys.stderr)
+        return 2
     cells, failures = judge(results)
     title = "compatibility matrix: old = release %s (%s), new = this tree" % (version, full[:12])
     print()
@@ -478,8 +499,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with open(args.json, "w") as f:
             json.dump({"%s/%s" % k: v for k, v in results.items()}, f, indent=1, default=str)
     print()
-    for f in failures:
-        print("NOT AS THE CONTRACT SAYS: " + f)
+    for failure in failures:
+        print("NOT AS THE CONTRACT SAYS: " + failure)
+    if failures:
+        print("compat: servers' logs kept in %s" % workdir)
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
     # The last line, counted by tests/run-all like a test runner's.
     n = len(EXPECTED) * len(PAIRS)
     bad = sum(1 for c in cells.values() if c.startswith("!! "))
