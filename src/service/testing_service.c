@@ -1,23 +1,36 @@
 /*
  * Diagnostics handlers. Echo returns its input bytes without copying them
- * (the output borrows the input, which lives until the call ends); Sleep
- * sleeps in slices so it notices the deadline; Fail answers the status it
- * is asked for.
+ * (the output borrows the input, which lives until the call ends), and,
+ * asked by the request metadata key TESTING_HOSTNAME_KEY, names the server
+ * host in the trailer of that key: behind DNS round-robin (a Swarm
+ * service, a headless Kubernetes Service) that tells which replica
+ * answered. Sleep sleeps in slices so it notices the deadline; Fail
+ * answers the status it is asked for.
  */
 #include "testing_service.h"
 
 #include <time.h>
+#include <unistd.h>
 
 #include <nngrpc/clock.h>
 
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 
+/* The host name, read once by testing_service_register() before the
+ * server runs; read-only (so shared by the workers) afterwards. */
+static char hostname[256];
+
 static nngrpc_status
 echo(nngrpc_call *call, const Nngrpc__Testing__V1__EchoRequest *req,
     Nngrpc__Testing__V1__EchoResponse *resp)
 {
-	(void) call;
 	resp->payload = req->payload;
+	if (nngrpc_call_metadata(call, TESTING_HOSTNAME_KEY) != NULL
+	    && nngrpc_call_set_trailer(call, TESTING_HOSTNAME_KEY, hostname)
+	        != 0) {
+		return (nngrpc_call_error(call, NNGRPC_RESOURCE_EXHAUSTED,
+		    "out of memory for the %s trailer", TESTING_HOSTNAME_KEY));
+	}
 	return (NNGRPC_OK);
 }
 
@@ -67,6 +80,9 @@ fail(nngrpc_call *call, const Nngrpc__Testing__V1__FailRequest *req,
 int
 testing_service_register(nngrpc_server *server)
 {
+	if (gethostname(hostname, sizeof(hostname) - 1) != 0) {
+		hostname[0] = '\0';
+	}
 	static const Nngrpc__Testing__V1__Testing_Impl impl = {
 		.echo = echo,
 		.sleep = sleep_for,

@@ -7,7 +7,13 @@
 
 #include <nngrpc/nngrpc.h>
 
-/* Registers the Testing service on server. Returns 0 or an nng error. */
+/* Request metadata key: an Echo request that has it (any value) gets a
+ * trailer of the same key whose value is the server's host name (a
+ * container's: its id, or what its orchestrator set). */
+#define TESTING_HOSTNAME_KEY "testing-hostname"
+
+/* Registers the Testing service on server, reading the host name once.
+ * Call it before the server runs. Returns 0 or an nng error. */
 int testing_service_register(nngrpc_server *server);
 
 #endif /* NNGRPC_SERVICE_TESTING_SERVICE_H */

@@ -36,6 +36,17 @@ def test_echo_with_metadata(stub: testing_nngrpc.TestingStub) -> None:
         stub.Echo(req, timeout=2.0, metadata=[("a", "1"), ("a", "2")])
 
 
+def test_echo_names_the_host_when_asked(stub: testing_nngrpc.TestingStub) -> None:
+    """Metadata testing-hostname: the trailer of that key is the server's
+    host name (how tests behind DNS round-robin tell replicas apart)."""
+    req = testing_pb2.EchoRequest(payload=b"who")
+    resp, call = stub.Echo.with_call(req, timeout=2.0, metadata={"testing-hostname": ""})
+    assert resp.payload == b"who"
+    assert dict(call.trailing_metadata()) == {"testing-hostname": socket.gethostname()}
+    _, call = stub.Echo.with_call(req, timeout=2.0)
+    assert dict(call.trailing_metadata()) == {}
+
+
 def test_server_timings_are_reported(stub: testing_nngrpc.TestingStub) -> None:
     _, call = stub.Sleep.with_call(testing_pb2.SleepRequest(ms=20), timeout=5.0)
     assert call.run_us >= 20_000
