@@ -10,6 +10,10 @@
 #                          and the compose file (3 replicas, one Channel,
 #                          one replica stopped); always cleans up
 #   make health-probe-test the probe's own tests, no Docker needed
+#   make swarm-test        docker/stack.yml on a one-node swarm, loaded from
+#                          one Channel to tcp://tasks.hoteld:5555: deploy,
+#                          scale 3->5, 5->2, rolling update, kill -9; a table
+#                          per phase (docker/swarm/test.py, about 3 minutes)
 #
 # On the build machines of this project no engine runs and no registry is
 # reachable: the scripts then run ../shared/tools/docker-up (beside the
@@ -20,12 +24,15 @@ NNGRPC_IMAGE        ?= nngrpc/hoteld:dev
 NNGRPC_CLIENT_IMAGE ?= nngrpc/smoke-client:dev
 export NNGRPC_IMAGE NNGRPC_CLIENT_IMAGE
 
-.PHONY: docker docker-test health-probe-test
+.PHONY: docker docker-test health-probe-test swarm-test
 docker:
 	@docker/build.sh
 
 docker-test: $(PY_STAMP) $(BIN)/nngrpc-health
 	@docker/test.sh
+
+swarm-test:
+	@docker/swarm/test.sh
 
 health-probe-test: $(BIN)/nngrpc-health $(BIN)/hoteld $(PY_STAMP)
 	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/docker/test_health_probe.py \
