@@ -43,9 +43,11 @@ GEN_C    := $(BUILD)/gen/c
 GEN_PY   := $(BUILD)/gen/python
 
 # include/ holds the public headers (<nngrpc/nngrpc.h>); src/rpc the
-# library's internal ones.
+# library's internal ones, which hoteld (src/service) does not see: it
+# uses the library as any service does.
+INTERNAL   = -Isrc/rpc
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) $(VISIBILITY) -fPIC -MMD -MP \
-             -Iinclude -Isrc -Isrc/rpc -I$(GEN_C)
+             -Iinclude -Isrc $(INTERNAL) -I$(GEN_C)
 LDLIBS_RPC := -lnng -lprotobuf-c -lpthread -lm
 
 .PHONY: all deps run test unit-tests asan asan-test \
@@ -166,6 +168,8 @@ SERVICE_SRCS := $(wildcard src/service/*.c)
 SERVICE_OBJS := $(SERVICE_SRCS:%.c=$(OBJ)/%.o) \
                 $(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
                 $(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.nngrpc.o)
+
+$(SERVICE_OBJS): INTERNAL :=
 
 $(BIN)/hoteld: $(SERVICE_OBJS) $(LIBDIR)/libnngrpc.a $(ENGINE_LIB)
 	@mkdir -p $(dir $@)

@@ -25,6 +25,7 @@ EXPECTED = sorted([
     "include/nngrpc/log.h",
     "include/nngrpc/metrics.h",
     "include/nngrpc/nngrpc.h",
+    "include/nngrpc/serve.h",
     "include/nngrpc/status.h",
     "include/nngrpc/status_table.h",
     "lib/libnngrpc.a",
