@@ -98,9 +98,11 @@ $(GEN_C)/%.nngrpc.c $(GEN_C)/%.nngrpc.h: tests/unit/proto/%.proto \
 .SECONDARY:
 
 # Generated headers must exist before anything that includes them compiles.
-GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h) \
-              $(TEST_PROTOS:%.proto=$(GEN_C)/%.pb-c.h) \
-              $(TEST_PROTOS:%.proto=$(GEN_C)/%.nngrpc.h)
+GEN_HEADERS = $(PB_C:.c=.h) $(GLUE_C:.c=.h)
+# The unit tests' own: only their objects wait for them, so the library
+# and hoteld build from proto/ and src/ alone (as docker/Dockerfile does).
+TEST_GEN_HEADERS = $(TEST_PROTOS:%.proto=$(GEN_C)/%.pb-c.h) \
+                   $(TEST_PROTOS:%.proto=$(GEN_C)/%.nngrpc.h)
 
 # ---- libnngrpc --------------------------------------------------------------
 # Built with hidden visibility: only what the public headers mark NNGRPC_API
@@ -182,6 +184,8 @@ include src/tools/tools.mk
 # ---- C unit tests (tests/unit/test_<module>.c, cmocka) ----------------------
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_TESTS := $(UNIT_SRCS:tests/unit/%.c=$(TESTBIN)/%)
+
+$(UNIT_SRCS:%.c=$(OBJ)/%.o) $(TEST_GEN_OBJS): | $(TEST_GEN_HEADERS)
 
 $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 		$(SERVICE_PROTOS:%.proto=$(OBJ)/gen/%.pb-c.o) \
