@@ -9,16 +9,21 @@ still run, and sends each reply on the pipe its request came from, in
 whatever order the calls finish.  So one connection can carry many calls
 at once: AioPipe keeps a table ``pending`` of request id -> future, writes
 each request as it comes (asyncio's transport buffers and flushes), and
-parses replies as bytes arrive (data_received), resolving the future of
-each reply's id.  A reply whose id is not pending (its caller was
-cancelled or gave up at its deadline) is counted in ``stale`` and dropped;
-the caller removes its own entry when it stops waiting, so the table never
-holds abandoned calls.
+resolves the future of each reply's id as replies are parsed.  A reply
+whose id is not pending (its caller was cancelled or gave up at its
+deadline) is counted in ``stale`` and dropped; the caller removes its own
+entry when it stops waiting, so the table never holds abandoned calls.
 
-An oversize reply fails only its own call: the pipe reads its request id,
-then skips its body.  A connection that breaks fails every pending call
-with ConnectionError (PeerClosed at EOF); a peer that breaks the protocol
-fails them with ProtocolError and the connection is aborted.
+AioPipe is an asyncio.BufferedProtocol: the transport receives straight
+into the connection's reused buffer (_sp.FrameReader, the same parser the
+sync pipe uses), and each reply's envelope is copied out once, into the
+bytes its future resolves to (the caller decodes it later, after the
+buffer has moved on).
+
+An oversize reply fails only its own call: the reader skips its body.  A
+connection that breaks fails every pending call with ConnectionError
+(PeerClosed at EOF); a peer that breaks the protocol fails them with
+ProtocolError and the connection is aborted.
 
 Only the event loop's thread touches an AioPipe.  The socket under the
 transport is kept in ``sock`` so a forked child can close(2) its copy
@@ -29,30 +34,33 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import Callable, Dict, List, Optional, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from nngrpc._sp import (
-    JOIN_MAX,
-    PROTO_REP,
+    IPC_HEAD,
+    OVERSIZE,
     PROTO_REQ,
+    TCP_HEAD,
+    FrameReader,
     MessageTooLarge,
     PeerClosed,
     ProtocolError,
-    _ID,
-    _IPC_LEN,
-    _TCP_LEN,
+    check_rep,
     first_request_id,
     handshake_header,
     next_request_id,
-    parse_handshake,
-    request_head,
 )
 
 #: What a pending call's future resolves to: the reply envelope.
-Envelope = Union[bytes, bytearray]
+Envelope = bytes
+Bytes = Union[bytes, bytearray, memoryview]
+
+#: Above this many payload bytes a request is handed to the transport in
+#: two writes instead of being joined to its head (no copy of the payload).
+JOIN_MAX = 2048
 
 
-class AioPipe(asyncio.Protocol):
+class AioPipe(asyncio.BufferedProtocol):
     """An SP REQ connection carrying many calls at once (one loop only)."""
 
     def __init__(
@@ -61,7 +69,6 @@ class AioPipe(asyncio.Protocol):
         self.loop = loop
         self.url = url
         self.ipc = ipc
-        self.max_recv = max_recv
         self.transport: Optional[asyncio.Transport] = None
         self.sock: Optional[socket.socket] = None  # set by the dialer
         #: request id -> future of its reply envelope
@@ -71,31 +78,28 @@ class AioPipe(asyncio.Protocol):
         self.closed = False
         self.stale = 0  # replies nobody waited for any more
         self.on_lost: Optional[Callable[["AioPipe"], None]] = None
+        self.reader = FrameReader(ipc=ipc, max_recv=max_recv, skip_oversize=True)
         self._rid = first_request_id()
-        self._buf = bytearray()
-        self._head = 9 if ipc else 8
         self._handshaken = False
-        self._skip = 0  # bytes of an oversize reply still to drop
         self._error: Optional[BaseException] = None  # why we aborted
         self._paused = False
         self._writable: List["asyncio.Future[None]"] = []
 
-    # ---- asyncio.Protocol ------------------------------------------------------
+    # ---- asyncio.BufferedProtocol --------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         transport.write(handshake_header(PROTO_REQ))
 
-    def data_received(self, data: bytes) -> None:
-        buf = self._buf
-        buf += data
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.reader.space()
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.reader.filled(nbytes)
         try:
-            used = self._parse(buf)
+            self._parse()
         except ProtocolError as e:
             self.abort(e)
-            return
-        if used:
-            del buf[:used]
 
     def eof_received(self) -> bool:
         return False  # close; connection_lost fails what is pending
@@ -124,9 +128,9 @@ class AioPipe(asyncio.Protocol):
         self._wake_writers()
 
     # ---- calls -----------------------------------------------------------------
-    def send(self, envelope: bytes, tail: bytes = b"") -> "tuple[int, asyncio.Future[Envelope]]":
-        """Writes one request (envelope + tail, as _sp.ReqPipe.send_request);
-        returns (request id, future of its reply).
+    def send(self, head: bytes, payload: Bytes) -> "Tuple[int, asyncio.Future[Envelope]]":
+        """Writes one request (envelope head, then payload); returns
+        (request id, future of its reply envelope).
 
         The caller must pending.pop(request id) when it stops waiting.
         """
@@ -136,16 +140,18 @@ class AioPipe(asyncio.Protocol):
         self._rid = rid
         fut: "asyncio.Future[Envelope]" = self.loop.create_future()
         self.pending[rid] = fut
-        head = request_head(rid, len(envelope) + len(tail), ipc=self.ipc)
+        size = len(head) + len(payload) + 4
+        if self.ipc:
+            sp_head = IPC_HEAD.pack(1, size, rid)
+        else:
+            sp_head = TCP_HEAD.pack(size, rid)
         transport = self.transport
         assert transport is not None
-        if len(envelope) <= JOIN_MAX:
-            transport.write(head + envelope + tail)
-        else:
-            transport.write(head)
-            transport.write(envelope)
-            if tail:
-                transport.write(tail)
+        if len(payload) <= JOIN_MAX:
+            transport.write(sp_head + head + payload)
+        else:  # an empty transport sends each write at once, uncopied
+            transport.write(sp_head + head)
+            transport.write(payload)
         return rid, fut
 
     @property
@@ -173,61 +179,30 @@ class AioPipe(asyncio.Protocol):
             self.transport.abort()  # connection_lost follows, from the loop
 
     # ---- parsing ---------------------------------------------------------------
-    def _parse(self, buf: bytearray) -> int:
-        """Consumes whole frames from buf; returns how many bytes it used."""
-        n = len(buf)
-        pos = 0
+    def _parse(self) -> None:
+        """Resolves the futures of every complete reply received."""
+        reader = self.reader
         if not self._handshaken:
-            if n < 8:
-                return 0
-            peer = parse_handshake(bytes(buf[:8]))
-            if peer != PROTO_REP:
-                raise ProtocolError(
-                    "peer speaks SP protocol 0x%x, not REP (0x%x)" % (peer, PROTO_REP)
-                )
+            header = reader.handshake()
+            if header is None:
+                return
+            check_rep(header)
             self._handshaken = True
             if not self.ready.done():
                 self.ready.set_result(None)
-            pos = 8
-        head = self._head
         pending = self.pending
         while True:
-            if self._skip:
-                take = min(self._skip, n - pos)
-                pos += take
-                self._skip -= take
-                if self._skip:
-                    return pos
-            if n - pos < head:
-                return pos
-            if self.ipc:
-                kind, size = _IPC_LEN.unpack_from(buf, pos)
-                if kind != 1:
-                    raise ProtocolError("ipc message type %d, expected 1" % kind)
-            else:
-                (size,) = _TCP_LEN.unpack_from(buf, pos)
-            if size < 4:
-                raise ProtocolError("reply of %d bytes has no request id" % size)
-            if size > self.max_recv:
-                if n - pos < head + 4:
-                    return pos  # need its request id first
-                (rid,) = _ID.unpack_from(buf, pos + head)
-                fut = pending.pop(rid, None)
-                if fut is not None and not fut.done():
-                    fut.set_exception(MessageTooLarge(size, self.max_recv))
-                pos += head + 4
-                self._skip = size - 4
-                continue
-            end = pos + head + size
-            if n < end:
-                return pos
-            (rid,) = _ID.unpack_from(buf, pos + head)
+            frame = reader.next()
+            if frame is None:
+                return
+            rid, start, end = frame
             fut = pending.pop(rid, None)
             if fut is None or fut.done():
                 self.stale += 1
+            elif start == OVERSIZE:
+                fut.set_exception(MessageTooLarge(end, reader.max_recv))
             else:
-                fut.set_result(buf[pos + head + 4 : end])
-            pos = end
+                fut.set_result(reader.view[start:end].tobytes())
 
     # ---- helpers ---------------------------------------------------------------
     def _failure(self, error: Optional[BaseException]) -> BaseException:

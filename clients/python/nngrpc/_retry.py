@@ -1,4 +1,5 @@
-"""Retries and endpoint health, shared by the sync and asyncio channels.
+"""Retries and endpoint health: the policy and the pure functions the
+client core (_core.py) decides with.
 
 A call is retried only when all of these hold:
 
@@ -31,6 +32,7 @@ endpoint down, calls still try them, soonest-up first.
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass, field
 from typing import FrozenSet, List, Optional, Protocol, Sequence, TypeVar
 
@@ -111,3 +113,26 @@ def connect_backoff(failures: int, backoff: float, backoff_max: float) -> float:
     backoff_max, +-20% jitter."""
     delay = min(backoff * 1.6 ** (failures - 1), backoff_max)
     return delay * random.uniform(0.8, 1.2)
+
+
+def retry_delay(
+    policy: Optional[RetryPolicy],
+    code: StatusCode,
+    retryable: bool,
+    attempt: int,
+    deadline: Optional[float],
+) -> Optional[float]:
+    """Returns the sleep before attempt number attempt + 1, or None: do not
+    retry (no policy, not retryable, a code the policy does not retry, no
+    attempts left, or the sleep would end past the deadline)."""
+    if (
+        policy is None
+        or not retryable
+        or attempt >= policy.max_attempts
+        or code not in policy.retryable_codes
+    ):
+        return None
+    delay = policy.backoff(attempt)
+    if deadline is not None and time.monotonic() + delay >= deadline:
+        return None
+    return delay

@@ -1,4 +1,6 @@
-"""SP REQ framing: NNG's REQ/REP wire protocol on one stream connection.
+"""SP REQ framing: NNG's REQ/REP wire protocol on one stream connection,
+sans I/O (no sockets here: the sync pipe, _pipe.py, and the asyncio pipe,
+_aio_pipe.py, both drive FrameReader).
 
 What goes on the wire (checked against nng v1.5.2: src/sp/transport/tcp/
 tcp.c, src/sp/transport/ipc/ipc.c, src/sp/protocol/reqrep0/req.c, rep.c):
@@ -11,56 +13,52 @@ tcp.c, src/sp/transport/ipc/ipc.c, src/sp/protocol/reqrep0/req.c, rep.c):
 - A request body is the 32-bit big-endian request id, top bit set, then the
   envelope.  The REP copies the request's header (here just that id) in
   front of its reply, so a reply body is the same id, then the envelope.
-  A reply with another id is stale (an earlier, abandoned request) and is
-  discarded.
-
-This module does no socket setup (see _transport.py).  ReqPipe owns a
-connected stream socket, puts it in non-blocking mode and waits for it with
-poll(2): a call costs one poll(0) (is the pooled connection still open?),
-one send, one poll until the reply (or the deadline) and one recv, where a
-socket with a Python timeout would add a poll before the send and an
-ioctl(FIONBIO) per settimeout.  Every wait is a poll that releases the GIL
-and is interrupted by signals (Ctrl+C raises KeyboardInterrupt, PEP 475).
-_tls.TlsReqPipe does the same over ssl.SSLSocket.
+  A reply with an id nobody waits for is stale (an earlier, abandoned
+  request) and is dropped.
 
 libnng's REQ resends a request whose reply is late (NNG_OPT_REQ_RESENDTIME,
-which runs a slow call twice, nng#913).  ReqPipe never resends: a request is
-sent exactly once, and retrying is the caller's decision.
+which runs a slow call twice, nng#913).  Our pipes never resend: a request
+is sent exactly once, and retrying is the channel's decision (_core.py).
 
-A ReqPipe is not thread-safe: it carries one call at a time.  Its caller
-closes it after any exception, since a late reply could still arrive.
-(The asyncio client, _aio_pipe.py, multiplexes many calls on one
-connection instead; the framing is the same.)
+FrameReader is the receive side: a buffer the owner receives into
+(``space()`` then ``filled(n)``, which is what ``socket.recv_into`` and
+``asyncio.BufferedProtocol`` both want), and the parser that finds the
+handshake and the replies in it.  The buffer is reused from one reply to
+the next, so a reply costs no allocation and no copy on the way in; the
+envelope of a reply is handed out as a region of that buffer, valid until
+the owner receives again.
 """
 
 from __future__ import annotations
 
-import math
 import random
-import select
-import socket
 import struct
-import time
-from typing import Optional, Union
+from typing import Optional, Tuple
 
 PROTO_REQ = 0x30
 PROTO_REP = 0x31
 
 _SP_MAGIC = b"\x00SP\x00"
 _HANDSHAKE = struct.Struct(">4sHH")
-_TCP_HEAD = struct.Struct(">QI")  # length, request id
-_IPC_HEAD = struct.Struct(">BQI")  # type 1, length, request id
+TCP_HEAD = struct.Struct(">QI")  # length, request id
+IPC_HEAD = struct.Struct(">BQI")  # type 1, length, request id
 _TCP_LEN = struct.Struct(">Q")
 _IPC_LEN = struct.Struct(">BQ")
 _ID = struct.Struct(">I")
 
-# Below this a request is joined to its header and sent in one write; above
-# it the two are written separately rather than copying the body.
-JOIN_MAX = 64 * 1024
-_RECV_CHUNK = 64 * 1024
+#: Receive buffer of a new connection; a larger reply grows it.
+INITIAL_BUFFER = 64 * 1024
+#: A buffer grown past this is given back once the reply in it is consumed,
+#: so an idle pooled connection never holds more.
+KEEP_BUFFER = 1024 * 1024 + 64 * 1024
 
-POLLIN = select.POLLIN
-POLLOUT = select.POLLOUT
+#: What FrameReader.next() returns for an oversize reply (skip mode): its
+#: envelope start is OVERSIZE and its "end" is the message size.
+OVERSIZE = -1
+
+#: A reply found by FrameReader.next(): (request id, envelope start,
+#: envelope end) in FrameReader.buf.
+Frame = Tuple[int, int, int]
 
 
 class ProtocolError(Exception):
@@ -71,9 +69,7 @@ class MessageTooLarge(ProtocolError):
     """The peer sent a message larger than the receive limit."""
 
     def __init__(self, size: int, limit: int) -> None:
-        super().__init__(
-            "reply of %d bytes exceeds the limit of %d bytes" % (size, limit)
-        )
+        super().__init__("reply of %d bytes exceeds the limit of %d bytes" % (size, limit))
         self.size = size
         self.limit = limit
 
@@ -98,11 +94,16 @@ def parse_handshake(header: bytes) -> int:
     if magic != _SP_MAGIC or reserved != 0:
         if header[0] in (0x15, 0x16) and header[1] == 0x03:
             # A TLS record (alert or handshake): a tls+tcp:// listener.
-            raise ProtocolError(
-                "peer answered with TLS, not SP: dial it with a tls+tcp:// URL"
-            )
+            raise ProtocolError("peer answered with TLS, not SP: dial it with a tls+tcp:// URL")
         raise ProtocolError("peer did not send an SP header: %r" % header)
     return int(proto)
+
+
+def check_rep(header: bytes) -> None:
+    """Raises ProtocolError unless header is a REP peer's handshake."""
+    peer = parse_handshake(header)
+    if peer != PROTO_REP:
+        raise ProtocolError("peer speaks SP protocol 0x%x, not REP (0x%x)" % (peer, PROTO_REP))
 
 
 def encode_message(body: bytes, *, ipc: bool) -> bytes:
@@ -123,215 +124,158 @@ def first_request_id() -> int:
 
 
 def request_head(rid: int, size: int, *, ipc: bool) -> bytes:
-    """Returns the frame header of a request whose envelope is size bytes."""
+    """Returns the frame header of a request whose envelope is size bytes:
+    the length (and ipc's type byte), then the request id."""
     if ipc:
-        return _IPC_HEAD.pack(1, size + 4, rid)
-    return _TCP_HEAD.pack(size + 4, rid)
+        return IPC_HEAD.pack(1, size + 4, rid)
+    return TCP_HEAD.pack(size + 4, rid)
 
 
-class ReqPipe:
-    """One REQ conversation on a connected stream socket (not thread-safe).
+class FrameReader:
+    """The receive side of one SP REQ connection, sans I/O.
 
-    Takes sock (and makes it non-blocking); close() closes it.
+    The owner receives into ``space()`` and says how much arrived with
+    ``filled(n)``; ``handshake()`` then returns the peer's handshake header
+    once it is in, and ``next()`` the replies one by one.  Not thread-safe:
+    one owner.
+
+    Oversize replies (over max_recv): by default ``next()`` raises
+    MessageTooLarge (the caller drops the connection).  With
+    ``skip_oversize`` (a connection shared by many calls) it returns
+    (request id, OVERSIZE, size) as soon as the request id is in and then
+    drops the body as it arrives, so only that call fails.
     """
 
-    __slots__ = ("sock", "ipc", "max_recv", "_rid", "_buf", "_poller", "_fd")
+    __slots__ = (
+        "ipc",
+        "max_recv",
+        "skip_oversize",
+        "buf",
+        "view",
+        "start",
+        "end",
+        "_head",
+        "_need",
+        "_skip",
+    )
 
-    def __init__(self, sock: socket.socket, *, ipc: bool, max_recv: int) -> None:
-        sock.setblocking(False)
-        self.sock = sock
+    def __init__(self, *, ipc: bool, max_recv: int, skip_oversize: bool = False) -> None:
         self.ipc = ipc
         self.max_recv = max_recv
-        self._rid = first_request_id()
-        self._buf = bytearray()
-        self._fd = sock.fileno()
-        self._poller = select.poll()
-        self._poller.register(self._fd, POLLIN)
+        self.skip_oversize = skip_oversize
+        #: Received bytes not yet parsed are buf[start:end].
+        self.buf = bytearray(INITIAL_BUFFER)
+        self.view = memoryview(self.buf)
+        self.start = 0
+        self.end = 0
+        self._head = 9 if ipc else 8
+        self._need = 0  # bytes the frame being received needs in all
+        self._skip = 0  # bytes of an oversize reply still to drop
 
-    # ---- waiting -------------------------------------------------------------
-    def _wait(self, events: int, deadline: Optional[float]) -> None:
-        """Polls until the socket is ready for events (POLLIN or POLLOUT).
+    # ---- receiving -------------------------------------------------------------
+    def space(self) -> memoryview:
+        """Returns where to receive the next bytes (never empty).
 
-        Raises TimeoutError when the deadline passes first.  A signal
-        handler's exception (KeyboardInterrupt) propagates from poll.
+        Invalidates the regions next() returned before.
         """
-        poller = self._poller
-        if events != POLLIN:
-            poller.modify(self._fd, events)
-        try:
-            while True:
-                if deadline is None:
-                    ms = -1
-                else:
-                    left = deadline - time.monotonic()
-                    if left <= 0:
-                        raise TimeoutError("deadline passed")
-                    ms = math.ceil(left * 1000)
-                if poller.poll(ms):
-                    return
-        finally:
-            if events != POLLIN:
-                poller.modify(self._fd, POLLIN)
+        if self.start == self.end:  # all parsed: start over at the front
+            self.start = self.end = 0
+            if len(self.buf) > KEEP_BUFFER:  # a large reply is gone
+                self._replace(INITIAL_BUFFER)
+            elif self._need <= len(self.buf):
+                return self.view
+        if len(self.buf) - self.end < 512 or self.start + self._need > len(self.buf):
+            self._make_room()
+        return self.view[self.end :]
 
-    # ---- raw I/O (overridden for TLS) -------------------------------------------
-    def _send_all(self, data: Union[bytes, memoryview], deadline: Optional[float]) -> None:
-        """Sends all of data, waiting for room as needed."""
-        sock = self.sock
-        view = memoryview(data)
-        while view:
-            try:
-                n = sock.send(view)
-            except BlockingIOError:
-                self._wait(POLLOUT, deadline)
-                continue
-            view = view[n:]
+    def filled(self, n: int) -> None:
+        """Records that n bytes were received into space()."""
+        self.end += n
 
-    def _recv(self, deadline: Optional[float], wait_first: bool) -> bytes:
-        """Returns the next bytes received (at most _RECV_CHUNK); raises
-        PeerClosed at EOF.  wait_first: poll before the first recv (a
-        reply that was just asked for is never there yet)."""
-        if wait_first:
-            self._wait(POLLIN, deadline)
-        while True:
-            try:
-                chunk = self.sock.recv(_RECV_CHUNK)
-            except BlockingIOError:
-                self._wait(POLLIN, deadline)
-                continue
-            if not chunk:
-                raise PeerClosed("connection closed by the server")
-            return chunk
+    def unparsed(self) -> int:
+        """Returns how many received bytes are not parsed yet."""
+        return self.end - self.start
 
-    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
-        """Receives into view; returns the count (> 0) or raises PeerClosed."""
-        while True:
-            try:
-                got = self.sock.recv_into(view)
-            except BlockingIOError:
-                self._wait(POLLIN, deadline)
-                continue
-            if not got:
-                raise PeerClosed("connection closed by the server")
-            return got
+    def _make_room(self) -> None:
+        """Moves the unparsed bytes to the front, or into a larger buffer
+        when the frame being received does not fit."""
+        have = self.end - self.start
+        want = max(self._need, have + 512)
+        if want > len(self.buf):
+            self._replace(max(want, 2 * len(self.buf)))
+        elif self.start:
+            self.buf[:have] = self.view[self.start : self.end]
+            self.start, self.end = 0, have
 
-    # ---- handshake ---------------------------------------------------------
-    def handshake(self, deadline: Optional[float]) -> None:
-        """Exchanges SP headers; raises ProtocolError unless the peer is REP."""
-        self._send_all(handshake_header(PROTO_REQ), deadline)
-        peer = parse_handshake(self._read_exact(8, deadline, True))
-        if peer != PROTO_REP:
-            raise ProtocolError(
-                "peer speaks SP protocol 0x%x, not REP (0x%x)" % (peer, PROTO_REP)
-            )
+    def _replace(self, size: int) -> None:
+        have = self.end - self.start
+        buf = bytearray(size)
+        buf[:have] = self.view[self.start : self.end]
+        self.buf, self.view = buf, memoryview(buf)
+        self.start, self.end = 0, have
 
-    # ---- one call ------------------------------------------------------------
-    def send_request(self, envelope: bytes, deadline: Optional[float], tail: bytes = b"") -> int:
-        """Sends one request, envelope + tail (the envelope's last bytes,
-        kept apart so a large envelope is not copied); returns its request
-        id (top bit set)."""
-        rid = self._rid = next_request_id(self._rid)
-        head = request_head(rid, len(envelope) + len(tail), ipc=self.ipc)
-        if len(envelope) <= JOIN_MAX:
-            self._send_all(head + envelope + tail, deadline)
-        else:
-            self._send_all(head, deadline)
-            self._send_all(envelope, deadline)
-            if tail:
-                self._send_all(tail, deadline)
-        return rid
+    # ---- parsing -----------------------------------------------------------------
+    def handshake(self) -> Optional[bytes]:
+        """Returns the peer's 8-byte handshake header once it is in (and
+        consumes it), else None."""
+        if self.end - self.start < 8:
+            self._need = 8
+            return None
+        header = bytes(self.view[self.start : self.start + 8])
+        self.start += 8
+        self._need = 0
+        return header
 
-    def recv_reply(self, rid: int, deadline: Optional[float]) -> memoryview:
-        """Returns the envelope of the reply to request rid.
+    def next(self) -> Optional[Frame]:
+        """Returns the next complete reply, consumed: (request id, start,
+        end) of its envelope in buf, valid until space() is called again;
+        (request id, OVERSIZE, size) for an oversize reply in skip mode;
+        None until more bytes are in.
 
-        Replies with other ids are stale and discarded.  Raises
-        MessageTooLarge, ProtocolError, PeerClosed or TimeoutError.
+        Raises ProtocolError for a broken frame, MessageTooLarge for an
+        oversize reply when not skipping.
         """
-        want = _ID.pack(rid)
-        wait_first = True
-        while True:
-            body = self.recv_message(deadline, wait_first)
-            wait_first = False
-            if len(body) < 4:
-                raise ProtocolError("reply of %d bytes has no request id" % len(body))
-            if body[:4] == want:
-                return memoryview(body)[4:]
-
-    def request(self, envelope: bytes, deadline: Optional[float], tail: bytes = b"") -> memoryview:
-        """Sends a request (envelope + tail) and returns the envelope of its
-        reply."""
-        return self.recv_reply(self.send_request(envelope, deadline, tail), deadline)
-
-    # ---- framing -------------------------------------------------------------
-    def recv_message(
-        self, deadline: Optional[float], wait_first: bool = False
-    ) -> Union[bytes, bytearray]:
-        """Returns the body of the next message (request id included)."""
+        if self._skip and not self._drop():
+            return None
+        pos = self.start
+        have = self.end - pos
+        head = self._head
+        if have < head:
+            self._need = head
+            return None
+        buf = self.buf
         if self.ipc:
-            kind, size = _IPC_LEN.unpack(self._read_exact(9, deadline, wait_first))
-            if kind != 1:
-                raise ProtocolError("ipc message type %d, expected 1" % kind)
+            if buf[pos] != 1:
+                raise ProtocolError("ipc message type %d, expected 1" % buf[pos])
+            (size,) = _TCP_LEN.unpack_from(buf, pos + 1)
         else:
-            (size,) = _TCP_LEN.unpack(self._read_exact(8, deadline, wait_first))
+            (size,) = _TCP_LEN.unpack_from(buf, pos)
+        if size < 4:
+            raise ProtocolError("reply of %d bytes has no request id" % size)
         if size > self.max_recv:
-            raise MessageTooLarge(size, self.max_recv)
-        return self._read_exact(size, deadline, False)
+            if not self.skip_oversize:
+                raise MessageTooLarge(size, self.max_recv)
+            if have < head + 4:
+                self._need = head + 4
+                return None
+            (rid,) = _ID.unpack_from(buf, pos + head)
+            self.start = pos + head + 4
+            self._skip = size - 4
+            self._need = 0
+            self._drop()
+            return rid, OVERSIZE, size
+        end = pos + head + size
+        if end > self.end:
+            self._need = head + size
+            return None
+        (rid,) = _ID.unpack_from(buf, pos + head)
+        self.start = end
+        self._need = 0
+        return rid, pos + head + 4, end
 
-    def _read_exact(
-        self, n: int, deadline: Optional[float], wait_first: bool
-    ) -> Union[bytes, bytearray]:
-        """Returns exactly n bytes from the connection (buffered)."""
-        buf = self._buf
-        have = len(buf)
-        if have >= n:
-            out = bytes(buf[:n])
-            del buf[:n]
-            return out
-        if have:
-            wait_first = False
-        if n - have > _RECV_CHUNK:
-            # Large message: read straight into its final buffer.
-            big = bytearray(n)
-            big[:have] = buf
-            buf.clear()
-            view = memoryview(big)
-            if wait_first:
-                self._wait(POLLIN, deadline)
-            while have < n:
-                have += self._recv_into(view[have:], deadline)
-            view.release()
-            return big
-        while len(buf) < n:
-            buf += self._recv(deadline, wait_first)
-            wait_first = False
-        out = bytes(buf[:n])
-        del buf[:n]
-        return out
-
-    def is_idle_and_open(self) -> bool:
-        """True if the peer has neither closed the connection nor sent
-        anything since the last reply.  Never blocks.
-
-        Used before reusing a pooled connection: a server restart leaves
-        closed connections in the pool.
-        """
-        if self._buf:
-            return False
-        # Readable while idle means EOF, an error, or a stray message.
-        return not self._poller.poll(0)
-
-    def fileno(self) -> int:
-        return self._fd
-
-    def shutdown(self) -> None:
-        """Wakes a call blocked on this pipe in another thread (it then
-        fails with PeerClosed).  Only for Channel.close(): a forked process
-        sharing the descriptor would see it."""
-        try:
-            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        """Closes the socket (close(2) only: never shutdown, which a forked
-        process sharing the descriptor would see)."""
-        self.sock.close()
+    def _drop(self) -> bool:
+        """Drops what is in of an oversize reply; True when all of it is."""
+        take = min(self._skip, self.end - self.start)
+        self.start += take
+        self._skip -= take
+        return not self._skip

@@ -26,13 +26,16 @@ tcp/ipc users do not pay for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
-from nngrpc._sp import POLLIN, POLLOUT, PeerClosed, ReqPipe
+from nngrpc._pipe import JOIN_MAX, POLLIN, POLLOUT, Bytes, ReqPipe
+from nngrpc._sp import PeerClosed
 
 if TYPE_CHECKING:
     import socket
     import ssl
+
+    from nngrpc._transport import Address
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,18 @@ class TlsConfig:
         if self.cert_file is not None:
             ctx.load_cert_chain(self.cert_file, self.key_file)
         return ctx
+
+
+def context_for(
+    addrs: "Sequence[Address]", tls: Optional[TlsConfig]
+) -> "Tuple[Optional[ssl.SSLContext], Optional[str]]":
+    """Returns (SSLContext, server_hostname) for a channel's endpoints:
+    (None, None) when none is tls+tcp; TlsConfig() when tls is None."""
+    if tls is None and not any(a.tls for a in addrs):
+        return None, None
+    if tls is None:
+        tls = TlsConfig()
+    return tls.make_context(), tls.server_hostname
 
 
 class TlsHandshakeError(ConnectionError):
@@ -139,11 +154,19 @@ class TlsReqPipe(ReqPipe):
             except ssl.SSLWantWriteError:
                 self._wait(POLLOUT, deadline)
 
-    def _send_all(self, data: Union[bytes, memoryview], deadline: Optional[float]) -> None:
+    def _send(self, head: bytes, payload: Bytes, deadline: Optional[float]) -> None:
+        # SSLSocket has no sendmsg: one write when small, else two records
+        # (still no copy of the payload).
+        if len(payload) <= JOIN_MAX:
+            self._send_all(memoryview(head + payload), deadline)
+        else:
+            self._send_all(memoryview(head), deadline)
+            self._send_all(memoryview(payload), deadline)
+
+    def _send_all(self, view: memoryview, deadline: Optional[float]) -> None:
         import ssl
 
         sock = self.sock
-        view = memoryview(data)
         while view:
             try:
                 n = sock.send(view)
@@ -155,32 +178,16 @@ class TlsReqPipe(ReqPipe):
                 continue
             view = view[n:]
 
-    def _recv(self, deadline: Optional[float], wait_first: bool) -> bytes:
+    def _receive(self, deadline: Optional[float], wait_first: bool) -> None:
         import ssl
 
         sock = self.sock
+        reader = self.reader
         if wait_first and not sock.pending():
             self._wait(POLLIN, deadline)
         while True:
             try:
-                chunk = sock.recv(65536)
-            except ssl.SSLWantReadError:
-                self._wait(POLLIN, deadline)
-                continue
-            except ssl.SSLWantWriteError:
-                self._wait(POLLOUT, deadline)
-                continue
-            if not chunk:
-                raise PeerClosed("connection closed by the server")
-            return chunk
-
-    def _recv_into(self, view: memoryview, deadline: Optional[float]) -> int:
-        import ssl
-
-        sock = self.sock
-        while True:
-            try:
-                got = sock.recv_into(view)
+                got = sock.recv_into(reader.space())
             except ssl.SSLWantReadError:
                 self._wait(POLLIN, deadline)
                 continue
@@ -189,10 +196,11 @@ class TlsReqPipe(ReqPipe):
                 continue
             if not got:
                 raise PeerClosed("connection closed by the server")
-            return got
+            reader.end += got
+            return
 
     def is_idle_and_open(self) -> bool:
-        if self._buf or self.sock.pending():
+        if self.reader.unparsed() or self.sock.pending():
             return False
         if not self._poller.poll(0):
             return True
@@ -201,13 +209,12 @@ class TlsReqPipe(ReqPipe):
         import ssl
 
         try:
-            data = self.sock.recv(65536)
+            got = self.sock.recv_into(self.reader.space())
         except ssl.SSLWantReadError:
             return not self.sock.pending()  # only TLS housekeeping
         except (OSError, ssl.SSLError):
             return False
-        if data:
-            self._buf += data
+        self.reader.filled(got)
         return False
 
 

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, List, Optional, Tuple
 
-from nngrpc._sp import ReqPipe
+from nngrpc._pipe import ReqPipe
 
 if TYPE_CHECKING:
     import ssl

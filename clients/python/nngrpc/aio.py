@@ -29,8 +29,11 @@ awaiting task abandons the call: its entry leaves the pending table and
 its slot is freed at once, and its late reply is dropped by request id.
 
 Endpoints, retries, request ids, limits and TLS behave as in the sync
-nngrpc.Channel (see _channel.py and _retry.py), with the same options
-(``max_idle_per_endpoint`` aside: connections here are shared, not idle).
+nngrpc.Channel, with the same options (``max_idle_per_endpoint`` aside:
+connections here are shared, not idle): both channels drive the same
+client core (_core.py), which builds the requests, decodes the replies and
+makes every decision; this module owns the loop's connections, timers and
+sleeps.
 
 An aio.Channel belongs to the event loop of its first call.  Using it from
 another running loop raises RuntimeError; once that loop is closed the
@@ -58,40 +61,31 @@ from typing import (
     Any,
     Callable,
     Deque,
-    Generic,
     List,
     Optional,
     Sequence,
     Tuple,
+    TypeVar,
     Union,
 )
 
-from nngrpc._aio_pipe import AioPipe, Envelope
-from nngrpc._channel import (
-    _CLOSED_MSG,
-    DEFAULT_MAX_MESSAGE_BYTES,
-    DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
-    RequestT,
-    ResponseT,
-    _AttemptFailed,
-    _attempt_error,
-    _bytes_of,
-    _dial_error,
-    _identity,
-    _not_run,
-    _retry_delay,
-    build_request,
-    decode_response,
-    deserialize_response,
-    failed,
-    serialize_request,
-    tls_context_for,
+from nngrpc import _core
+from nngrpc._aio_pipe import AioPipe
+from nngrpc._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES
+from nngrpc._core import (
+    CLOSED_MSG,
+    AttemptFailed,
+    CallState,
+    Endpoint,
+    EndpointSet,
+    MethodBase,
+    dial_error,
 )
-from nngrpc._errors import Call, Metadata, RpcError
-from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy, connect_backoff, order_endpoints
-from nngrpc._sp import MessageTooLarge, ProtocolError
+from nngrpc._errors import Call, Metadata
+from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
+from nngrpc._sp import ProtocolError
 from nngrpc._status_table import StatusCode
-from nngrpc._tls import TlsHandshakeError, describe_tls_error
+from nngrpc._tls import TlsHandshakeError, context_for, describe_tls_error
 from nngrpc._transport import AddrInfo, Address, parse_url, resolve
 
 if TYPE_CHECKING:
@@ -100,6 +94,9 @@ if TYPE_CHECKING:
     from nngrpc._tls import TlsConfig
 
 __all__ = ["Channel", "UnaryUnaryMultiCallable"]
+
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
 
 
 class _Closed(ConnectionAbortedError):
@@ -111,31 +108,18 @@ def _expire(fut: "asyncio.Future[Any]") -> None:
         fut.set_exception(TimeoutError())
 
 
-class _Endpoint:
+class _Endpoint(Endpoint):
     """One server address: its connections and its share of calls.
 
-    Loop thread only.
+    Loop thread only.  in_flight counts the calls holding one of its slots.
     """
 
-    __slots__ = (
-        "addr",
-        "pipes",
-        "dialing",
-        "failures",
-        "retry_at",
-        "last_error",
-        "in_flight",
-        "waiters",
-    )
+    __slots__ = ("pipes", "dialing", "waiters")
 
     def __init__(self, addr: Address) -> None:
-        self.addr = addr
+        super().__init__(addr)
         self.pipes: List[AioPipe] = []  # connected, not lost
         self.dialing: "Optional[asyncio.Task[AioPipe]]" = None
-        self.failures = 0
-        self.retry_at = 0.0
-        self.last_error = ""
-        self.in_flight = 0  # calls holding a slot
         self.waiters: "Deque[asyncio.Future[None]]" = collections.deque()
 
 
@@ -174,22 +158,23 @@ class Channel:
             raise ValueError("Channel needs at least one endpoint URL")
         if max_connections_per_endpoint < 1 or max_in_flight_per_endpoint < 1:
             raise ValueError("connection and in-flight limits must be >= 1")
-        self._endpoints = [_Endpoint(parse_url(u)) for u in urls]
-        self._tls_context, self._tls_hostname = tls_context_for(
-            [e.addr for e in self._endpoints], tls
+        addrs = [parse_url(u) for u in urls]
+        self._endpoints: EndpointSet[_Endpoint] = EndpointSet(
+            addrs,
+            _Endpoint,
+            backoff=backoff,
+            backoff_max=backoff_max,
+            unavailable_backoff=unavailable_backoff,
         )
+        self._tls_context, self._tls_hostname = context_for(addrs, tls)
         self._max_send = max_message_bytes
         self._max_recv = max_receive_message_bytes
         self._connect_timeout = connect_timeout
-        self._backoff = backoff
-        self._backoff_max = backoff_max
-        self._unavailable_backoff = unavailable_backoff
         self._grace = deadline_grace
         self._retry = retry
         self._max_conns = max_connections_per_endpoint
         self._max_in_flight = max_in_flight_per_endpoint
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._rr = 0
         self._closed = False
         _CHANNELS.add(self)
 
@@ -204,11 +189,7 @@ class Channel:
     ) -> "UnaryUnaryMultiCallable[RequestT, ResponseT]":
         """Returns an awaitable callable for one method (as nngrpc.Channel's)."""
         return UnaryUnaryMultiCallable(
-            self,
-            method,
-            request_serializer if request_serializer is not None else _bytes_of,
-            response_deserializer if response_deserializer is not None else _identity,
-            idempotent,
+            self, method, request_serializer, response_deserializer, idempotent
         )
 
     async def call(
@@ -234,43 +215,10 @@ class Channel:
         idempotent: bool = False,
     ) -> Tuple[bytes, Call]:
         """As call(), but returns (response bytes, Call)."""
-        loop = self._bind()
-        req, deadline, rid, tail = build_request(
-            method, request, timeout, metadata, self._max_send
+        mc: UnaryUnaryMultiCallable[bytes, bytes] = UnaryUnaryMultiCallable(
+            self, method, None, None, idempotent
         )
-        policy = self._retry if idempotent else None
-        # A reply saying the handler never ran may go elsewhere even when
-        # the method is not idempotent (the server was starting or draining).
-        not_run_policy = self._retry
-        attempt = 1
-        avoid: Optional[_Endpoint] = None
-        while True:
-            try:
-                ep, envelope = await self._attempt(loop, req, tail, deadline, rid, avoid)
-            except RpcError as e:  # no retry changes it (deadline, closed)
-                e.call.attempts = attempt
-                raise
-            except _AttemptFailed as f:
-                err, avoid = f.error, f.endpoint
-                delay = _retry_delay(policy, err.code(), f.retryable, attempt, deadline)
-            else:
-                payload, call = decode_response(envelope, ep.addr.url, rid, attempt)
-                code = call.code()
-                if code is StatusCode.OK:
-                    return payload, call
-                err = RpcError(call)
-                if code is StatusCode.UNAVAILABLE:
-                    self._mark_unavailable(ep, call.details())
-                avoid = ep
-                delay = _retry_delay(
-                    not_run_policy if _not_run(call) else policy,
-                    code, True, attempt, deadline,
-                )
-            if delay is None:
-                err.call.attempts = attempt
-                raise err
-            await asyncio.sleep(delay)
-            attempt += 1
+        return await mc.with_call(request, timeout, metadata)
 
     async def close(self) -> None:
         """Closes every connection; calls in flight or waiting end with
@@ -308,51 +256,76 @@ class Channel:
     def __repr__(self) -> str:
         return "<nngrpc.aio.Channel %s>" % ", ".join(e.addr.url for e in self._endpoints)
 
-    # ---- one attempt -------------------------------------------------------------
+    # ---- one call -----------------------------------------------------------------
+    async def _unary(
+        self,
+        mc: "MethodBase[Any, Any]",
+        request: Any,
+        timeout: Optional[float],
+        metadata: Optional[Metadata],
+        want_call: bool,
+    ) -> Tuple[Any, Optional[Call]]:
+        """Runs one call of mc; returns (response, Call if want_call)."""
+        loop = self._bind()
+        st = CallState(
+            self._endpoints,
+            mc._field,
+            mc.payload(request),
+            timeout,
+            metadata,
+            mc._idempotent,
+            self._retry,
+            self._max_send,
+            self._grace,
+            want_call,
+        )
+        deserialize = mc._deserialize
+        while True:
+            try:
+                result = await self._attempt(loop, st, deserialize)
+                if result is not None:
+                    return result
+            except AttemptFailed as f:
+                st.failed(f)  # raises when there is no next attempt
+            await asyncio.sleep(st.delay)
+
     async def _attempt(
         self,
         loop: asyncio.AbstractEventLoop,
-        req: Any,
-        tail: bytes,
-        deadline: Optional[float],
-        rid: str,
-        avoid: Optional[_Endpoint],
-    ) -> Tuple[_Endpoint, Envelope]:
-        """Sends req once; returns (endpoint, reply envelope).
+        st: CallState,
+        deserialize: _core.ViewDeserializer,
+    ) -> Optional[Tuple[Any, Optional[Call]]]:
+        """Sends the request once and hands the reply to st.answered().
 
-        Raises _AttemptFailed, or RpcError/ValueError for what no retry
+        Raises AttemptFailed, or RpcError/ValueError for what no retry
         changes.  Holds one of the endpoint's in-flight slots meanwhile.
         """
-        ep, pipe = await self._checkout(loop, deadline, rid, avoid)
+        ep, pipe = await self._checkout(loop, st)
         sp_id = -1
         timer: Optional[asyncio.TimerHandle] = None
         try:
             if pipe.paused:  # the server reads slower than we write
-                if deadline is None:
+                if st.deadline is None:
                     await pipe.writable()
                 else:
-                    await asyncio.wait_for(pipe.writable(), deadline - time.monotonic())
+                    await asyncio.wait_for(pipe.writable(), st.deadline - time.monotonic())
             if pipe.closed:
                 raise ConnectionResetError("connection lost before the request was sent")
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError
-                req.timeout_us = max(1, int(left * 1e6))
-            sp_id, fut = pipe.send(req.SerializeToString(), tail)
-            if deadline is not None:
-                timer = loop.call_later(deadline + self._grace - time.monotonic(), _expire, fut)
-            return ep, await fut
-        except (TimeoutError, asyncio.TimeoutError):  # distinct before 3.11
-            raise failed(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded", rid) from None
-        except (MessageTooLarge, ProtocolError, OSError) as e:
-            raise _attempt_error(e, ep, rid, self._closed) from None
+            sp_id, fut = pipe.send(st.head(), st.payload)
+            if st.wait_until is not None:
+                timer = loop.call_later(st.wait_until - time.monotonic(), _expire, fut)
+            envelope = await fut
+        except asyncio.TimeoutError:  # not TimeoutError before 3.11
+            raise st.attempt_error(TimeoutError(), ep, self._closed) from None
+        except (OSError, ProtocolError) as e:  # TimeoutError too
+            raise st.attempt_error(e, ep, self._closed) from None
         finally:
             if timer is not None:
                 timer.cancel()
             if sp_id >= 0:
                 pipe.pending.pop(sp_id, None)
-            self._release(ep)
+            self._release(ep, pipe)
+        return st.answered(ep, envelope, 0, len(envelope), deserialize)
 
     # ---- endpoints and connections ---------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -360,7 +333,7 @@ class Channel:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:
             if self._closed:
-                raise ValueError(_CLOSED_MSG)
+                raise ValueError(CLOSED_MSG)
             if self._loop is not None and not self._loop.is_closed():
                 raise RuntimeError(
                     "this nngrpc.aio.Channel belongs to another event loop"
@@ -371,52 +344,36 @@ class Channel:
         return loop
 
     async def _checkout(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        deadline: Optional[float],
-        rid: str,
-        avoid: Optional[_Endpoint],
+        self, loop: asyncio.AbstractEventLoop, st: CallState
     ) -> Tuple[_Endpoint, AioPipe]:
         """Returns an endpoint and a connection to it, holding one of the
         endpoint's in-flight slots (released by _release)."""
         if self._closed:
-            raise ValueError(_CLOSED_MSG)
-        eps = self._endpoints
-        if len(eps) == 1:
-            candidates: List[_Endpoint] = eps
-        else:
-            start = self._rr
-            self._rr = (start + 1) % len(eps)
-            candidates = order_endpoints(eps, start, time.monotonic(), avoid)
+            raise ValueError(CLOSED_MSG)
         errors: List[str] = []
-        for ep in candidates:
-            await self._acquire(loop, ep, deadline, rid)
+        for ep in self._endpoints.candidates(st.avoid):  # type: ignore[arg-type]
+            await self._acquire(loop, ep, st)
             try:
                 pipe = self._pick(loop, ep)
                 if pipe is None:
-                    pipe = await self._wait_dial(loop, ep, deadline, rid)
+                    pipe = await self._wait_dial(loop, ep, st)
             except (OSError, ProtocolError) as e:
-                self._release(ep)
+                self._release(ep, None)
                 if self._closed:
-                    raise ValueError(_CLOSED_MSG) from None
-                errors.append("%s (%s)" % (ep.addr.url, _dial_error(ep.addr, e)))
+                    raise ValueError(CLOSED_MSG) from None
+                errors.append("%s (%s)" % (ep.addr.url, dial_error(ep.addr, e)))
                 continue
             except BaseException:
-                self._release(ep)
+                self._release(ep, None)
                 raise
             return ep, pipe
-        raise _AttemptFailed(
-            failed(StatusCode.UNAVAILABLE, "failed to connect to %s" % "; ".join(errors), rid),
-            None,
-            True,
-        )
+        raise st.unreachable(errors)
 
     async def _acquire(
         self,
         loop: asyncio.AbstractEventLoop,
         ep: _Endpoint,
-        deadline: Optional[float],
-        rid: str,
+        st: CallState,
     ) -> None:
         """Takes one of ep's in-flight slots, waiting in line if need be."""
         if ep.in_flight < self._max_in_flight and not ep.waiters:
@@ -425,34 +382,37 @@ class Channel:
         fut: "asyncio.Future[None]" = loop.create_future()
         ep.waiters.append(fut)
         timer = None
-        if deadline is not None:
-            timer = loop.call_later(deadline - time.monotonic(), _expire, fut)
+        if st.deadline is not None:
+            timer = loop.call_later(st.deadline - time.monotonic(), _expire, fut)
         try:
             await fut  # _release hands its slot over with set_result
         except BaseException as e:
             if fut.done() and not fut.cancelled() and fut.exception() is None:
-                self._release(ep)  # handed a slot, but leaving: pass it on
+                self._release(ep, None)  # handed a slot, but leaving: pass it on
             else:
                 try:
                     ep.waiters.remove(fut)
                 except ValueError:
                     pass
             if isinstance(e, TimeoutError):
-                raise failed(
+                raise st.error(
                     StatusCode.DEADLINE_EXCEEDED,
                     "Deadline Exceeded waiting for one of %d calls in flight to %s"
                     % (self._max_in_flight, ep.addr.url),
-                    rid,
                 ) from None
             if isinstance(e, _Closed):
-                raise ValueError(_CLOSED_MSG) from None
+                raise ValueError(CLOSED_MSG) from None
             raise
         finally:
             if timer is not None:
                 timer.cancel()
 
-    def _release(self, ep: _Endpoint) -> None:
-        """Gives back a slot: to the first caller waiting, else to the pool."""
+    def _release(self, ep: _Endpoint, pipe: Optional[AioPipe]) -> None:
+        """Gives back a slot: to the first caller waiting, else to the pool.
+        pipe: the connection the call used, closed when its endpoint was
+        removed and it carries no call any more."""
+        if pipe is not None and ep.removed and not pipe.pending:
+            pipe.abort(_Closed("endpoint removed"))
         waiters = ep.waiters
         while waiters:
             w = waiters.popleft()
@@ -502,19 +462,13 @@ class Channel:
             return
         exc = task.exception()  # retrieved here, whoever else waits
         if exc is not None:
-            ep.failures += 1
-            ep.retry_at = time.monotonic() + connect_backoff(
-                ep.failures, self._backoff, self._backoff_max
-            )
-            ep.last_error = _dial_error(ep.addr, exc)
+            self._endpoints.dial_failed(ep, dial_error(ep.addr, exc))
             return
         pipe = task.result()
-        if self._closed or self._loop is not loop or pipe.closed:
+        if self._closed or self._loop is not loop or pipe.closed or ep.removed:
             pipe.abort(_Closed("channel closed"))
             return
-        ep.failures = 0
-        ep.retry_at = 0.0
-        ep.last_error = ""
+        self._endpoints.dial_ok(ep)
 
         def lost(p: AioPipe) -> None:
             if p in ep.pipes:
@@ -527,8 +481,7 @@ class Channel:
         self,
         loop: asyncio.AbstractEventLoop,
         ep: _Endpoint,
-        deadline: Optional[float],
-        rid: str,
+        st: CallState,
     ) -> AioPipe:
         """Waits for ep's dial (starting one if none runs); returns the new
         connection.  The dial goes on if this caller gives up."""
@@ -537,27 +490,33 @@ class Channel:
             self._start_dial(loop, ep)
             task = ep.dialing
             assert task is not None
-        if deadline is None:
+        if st.deadline is None:
             done, _ = await asyncio.wait({task})
         else:
-            done, _ = await asyncio.wait({task}, timeout=deadline - time.monotonic())
+            done, _ = await asyncio.wait({task}, timeout=st.deadline - time.monotonic())
         if not done:
-            raise failed(
+            raise st.error(
                 StatusCode.DEADLINE_EXCEEDED,
                 "Deadline Exceeded while connecting to %s" % ep.addr.url,
-                rid,
             )
         if task.cancelled():
-            raise ValueError(_CLOSED_MSG)
+            raise ValueError(CLOSED_MSG)
         pipe = task.result()  # raises the dial's error
         if pipe.closed:
             raise ConnectionResetError("connection lost right after the handshake")
         return pipe
 
-    def _mark_unavailable(self, ep: _Endpoint, reason: str) -> None:
-        if len(self._endpoints) > 1:
-            ep.retry_at = max(ep.retry_at, time.monotonic() + self._unavailable_backoff)
-            ep.last_error = reason
+    def _update_endpoints(self, urls: Sequence[str]) -> None:
+        """Makes urls the channel's endpoints (for discovery): new ones join
+        the rotation; removed ones take no new call, and their connections
+        close as their last call ends (see EndpointSet.update)."""
+        _, removed = self._endpoints.update([parse_url(u) for u in urls])
+        for ep in removed:
+            if ep.dialing is not None:
+                ep.dialing.cancel()
+            for pipe in list(ep.pipes):
+                if not pipe.pending:
+                    pipe.abort(_Closed("endpoint removed"))
 
     def _forget_connections(self) -> None:
         """Drops every connection without touching their event loop (which
@@ -667,38 +626,14 @@ async def _connect_tcp(loop: asyncio.AbstractEventLoop, addr: Address) -> socket
     raise ConnectionError("; ".join(errors) or "no address for %s" % addr.host)
 
 
-class UnaryUnaryMultiCallable(Generic[RequestT, ResponseT]):
+class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):
     """One method of an aio.Channel: ``await`` it with a request.
 
     ``timeout`` is in seconds (None: no deadline), ``metadata`` a mapping or
     (key, value) pairs.  Raises RpcError for any status but OK.
     """
 
-    __slots__ = ("_channel", "_method", "_serialize", "_deserialize", "_idempotent")
-
-    def __init__(
-        self,
-        channel: Channel,
-        method: str,
-        request_serializer: Callable[[RequestT], bytes],
-        response_deserializer: Callable[[bytes], ResponseT],
-        idempotent: bool = False,
-    ) -> None:
-        self._channel = channel
-        self._method = method
-        self._serialize = request_serializer
-        self._deserialize = response_deserializer
-        self._idempotent = idempotent
-
-    @property
-    def method(self) -> str:
-        """The full method name, "/package.Service/Method"."""
-        return self._method
-
-    @property
-    def idempotent(self) -> bool:
-        """True if failed calls may be retried."""
-        return self._idempotent
+    __slots__ = ()
 
     async def __call__(
         self,
@@ -706,7 +641,7 @@ class UnaryUnaryMultiCallable(Generic[RequestT, ResponseT]):
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
     ) -> ResponseT:
-        return (await self.with_call(request, timeout, metadata))[0]
+        return (await self._channel._unary(self, request, timeout, metadata, False))[0]  # type: ignore[no-any-return]
 
     async def with_call(
         self,
@@ -715,14 +650,7 @@ class UnaryUnaryMultiCallable(Generic[RequestT, ResponseT]):
         metadata: Optional[Metadata] = None,
     ) -> Tuple[ResponseT, Call]:
         """Returns (response, call), as the sync with_call()."""
-        data = serialize_request(self._serialize, request)
-        payload, call = await self._channel.invoke(
-            self._method, data, timeout, metadata, idempotent=self._idempotent
-        )
-        return deserialize_response(self._deserialize, payload, call), call
-
-    def __repr__(self) -> str:
-        return "<aio.UnaryUnaryMultiCallable %s>" % self._method
+        return await self._channel._unary(self, request, timeout, metadata, True)  # type: ignore[no-any-return]
 
 
 # ---- fork handling -----------------------------------------------------------------

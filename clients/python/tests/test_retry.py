@@ -3,13 +3,17 @@ hoteld)."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
+import threading
+import time
 from dataclasses import dataclass
-from typing import List
+from typing import Callable, List
 
 import pytest
 
 import nngrpc
+import nngrpc.aio
 from nngrpc._retry import connect_backoff, order_endpoints
 from nngrpc.v1 import rpc_pb2
 
@@ -89,7 +93,7 @@ def test_unavailable_answer_is_retried_on_the_other_server() -> None:
             assert hits == ["draining"] + ["healthy"] * 6
             # Not idempotent: the UNAVAILABLE answer itself is raised.
             ch._endpoints[0].retry_at = 0.0
-            ch._rr = 0
+            ch._endpoints.rr = 0
             with pytest.raises(nngrpc.RpcError) as e:
                 ch.call("/a/B", b"", timeout=2.0)
             assert e.value.code() is nngrpc.StatusCode.UNAVAILABLE and e.value.call.attempts == 1
@@ -147,3 +151,73 @@ def test_request_id_is_the_same_on_every_attempt() -> None:
         assert ids == [e.value.request_id] * 3
     finally:
         s.close()
+
+
+def tagged(tag: bytes, delay: float = 0.0) -> "Callable[[socket.socket, bool], None]":
+    """A REP peer answering every request with tag, after delay seconds."""
+
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            time.sleep(delay)
+            reply(conn, ipc, body, 0, tag)
+
+    return handler
+
+
+def closed_by_peer(conn: socket.socket, limit: float = 2.0) -> bool:
+    """True once the client closed conn (bounded wait)."""
+    conn.settimeout(limit)
+    try:
+        return conn.recv(1) == b""
+    except OSError:
+        return True
+
+
+def test_endpoints_change_under_a_sync_channel() -> None:
+    """Discovery's hook: a removed endpoint takes no new call, its call in
+    flight finishes, and its connections close once idle."""
+    a, b = FakeServer(tagged(b"a", delay=0.2)), FakeServer(tagged(b"b"))
+    try:
+        with nngrpc.Channel(a.url) as ch:
+            got: List[bytes] = []
+            slow = threading.Thread(target=lambda: got.append(ch.call("/a/B", b"", timeout=5.0)))
+            slow.start()
+            end = time.monotonic() + 2
+            while not a.conns and time.monotonic() < end:
+                time.sleep(0.005)
+            ch._update_endpoints([b.url])
+            assert [ch.call("/a/B", b"", timeout=2.0) for _ in range(3)] == [b"b"] * 3
+            slow.join(5)
+            assert got == [b"a"]  # the call in flight on the removed endpoint finished
+            assert closed_by_peer(a.conns[0])  # and its connection closed as it came back
+            assert [e.addr.url for e in ch._endpoints] == [b.url]
+            ch._update_endpoints([b.url, a.url])  # b keeps its pooled connection
+            assert sorted(ch.call("/a/B", b"", timeout=2.0) for _ in range(4)) == [b"a", b"a", b"b", b"b"]
+            assert len(b.conns) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_endpoints_change_under_an_aio_channel() -> None:
+    a, b = FakeServer(tagged(b"a", delay=0.2)), FakeServer(tagged(b"b"))
+
+    async def main() -> None:
+        async with nngrpc.aio.Channel(a.url) as ch:
+            slow = asyncio.ensure_future(ch.call("/a/B", b"", timeout=5.0))
+            end = time.monotonic() + 2
+            while ch._pending_count() < 1 and time.monotonic() < end:
+                await asyncio.sleep(0.005)
+            ch._update_endpoints([b.url])
+            assert await asyncio.gather(*[ch.call("/a/B", b"", timeout=2.0) for _ in range(3)]) == [b"b"] * 3
+            assert await slow == b"a"
+            await asyncio.sleep(0.05)
+            assert closed_by_peer(a.conns[0])
+            assert ch._connection_count() == len(b.conns)
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 10))
+    finally:
+        a.close()
+        b.close()

@@ -17,6 +17,7 @@ import pytest
 
 import nngrpc
 from nngrpc import _sp
+from nngrpc._pipe import ReqPipe
 from nngrpc._transport import dial, parse_url
 from nngrpc.v1 import rpc_pb2
 
@@ -264,7 +265,7 @@ def nngcat(*args: str) -> "subprocess.Popen[bytes]":
     return subprocess.Popen(["nngcat", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def dial_retry(url: str, limit: float = 5.0) -> _sp.ReqPipe:
+def dial_retry(url: str, limit: float = 5.0) -> ReqPipe:
     end = time.monotonic() + limit
     while True:
         try:

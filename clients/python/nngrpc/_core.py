@@ -1,0 +1,779 @@
+"""The client core: what a call sends and decides, with no I/O.
+
+DESIGN
+------
+The sync Channel (_channel.py), the asyncio Channel (aio.py) and the
+in-process test double (nngrpc.testing.FakeChannel) are drivers: they own
+sockets, threads, event loops and sleeping.  Everything they would
+otherwise each write again lives here, as plain state machines and pure
+functions that never touch a socket, a clock wait or a loop:
+
+- the request envelope (nngrpc.v1.Request), encoded by hand: the method
+  field is encoded once per method, metadata and the request id once per
+  call, the deadline (``timeout_us``, the time left) once per attempt, and
+  the payload is never copied into a message: the head returned by
+  CallState.head() is the whole envelope up to the payload's bytes, so a
+  pipe sends head and payload with one scatter-gather write;
+- the response envelope (nngrpc.v1.Response), decoded by hand from a
+  region of the pipe's receive buffer, so the payload reaches the
+  response deserializer as a memoryview, never copied on the way;
+- CallState: one call's attempts, its retry decisions (_retry.py's
+  RetryPolicy and backoff), the status of every outcome, the mapping of a
+  failed attempt's exception to a status;
+- EndpointSet: which endpoint the next attempt tries (round-robin over the
+  endpoints that are up, backoff for those that refused a connection or
+  answered UNAVAILABLE), and the set itself, which may change while calls
+  run (update(): discovery adds and removes endpoints; a removed one
+  drains: it takes no new call and its connections close once idle);
+- MethodBase: what both channels' multicallables share (serializing the
+  request, choosing how the response is deserialized).
+
+A driver's call is: ``st = CallState(...)``, then attempts: take
+``st.endpoints.candidates(st.avoid)``, get a connection, send
+``st.head()`` and ``st.payload``, and hand the reply's envelope to
+``st.answered()``, which returns the result or None (retry after
+``st.delay`` seconds) or raises the call's RpcError.  An attempt that ends
+without a reply goes to ``st.attempt_error()`` (which maps it to a status)
+and ``st.failed()`` (retry, or raise).
+
+Thread-safety: a CallState belongs to its call.  An EndpointSet is shared
+by a channel's calls; it takes the lock its driver gives it (the sync
+channel's lock; a no-op lock on an event loop) around every change.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ContextManager,
+    Dict,
+    Generic,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Tuple,
+    TypeVar,
+    Union,
+)
+
+from google.protobuf.message import Message
+
+from nngrpc._errors import REQUEST_ID_KEY, Call, Metadata, RpcError, TrailingMetadata
+from nngrpc._retry import RetryPolicy, connect_backoff, order_endpoints, retry_delay
+from nngrpc._sp import MessageTooLarge, PeerClosed, ProtocolError
+from nngrpc._status_table import StatusCode
+from nngrpc._tls import TlsHandshakeError
+
+if TYPE_CHECKING:
+    from nngrpc._transport import Address
+
+RequestT = TypeVar("RequestT")
+ResponseT = TypeVar("ResponseT")
+
+#: Bytes a payload may be given as.
+Bytes = Union[bytes, bytearray, memoryview]
+#: A response deserializer as the core calls it: it gets a memoryview of
+#: the payload, valid only during the call.
+ViewDeserializer = Callable[[memoryview], Any]
+
+#: Trailing metadata a server sets when the handler never ran (it was
+#: starting or draining): such a call may go to another server whatever
+#: its method.
+NOT_RUN_KEY = "nngrpc-not-run"
+
+CLOSED_MSG = "Cannot invoke RPC: Channel closed!"
+
+_OK = 0
+_REQ_ID_BYTES = 4  # the SP request id in front of every request envelope
+
+# ---- the request envelope -----------------------------------------------------------
+_ID_RNG = random.Random()  # reseeded in forked children (see after_fork)
+
+
+_BYTES = [bytes((i,)) for i in range(128)]
+
+
+def uvarint(n: int) -> bytes:
+    """Returns n (>= 0) as a protobuf varint."""
+    if n < 0x80:
+        return _BYTES[n]
+    if n < 0x200000:  # up to 2 s of timeout_us in three bytes, no loop
+        if n < 0x4000:
+            return bytes(((n & 0x7F) | 0x80, n >> 7))
+        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def varint_size(n: int) -> int:
+    """Returns how many bytes uvarint(n) takes."""
+    return (n.bit_length() + 6) // 7 or 1
+
+
+def _len_field(tag: int, data: bytes) -> bytes:
+    return bytes((tag,)) + uvarint(len(data)) + data
+
+
+_METHOD_FIELDS: Dict[str, bytes] = {}
+
+
+def method_field(method: str) -> bytes:
+    """Returns Request.method (field 1) encoded, for method."""
+    field = _METHOD_FIELDS.get(method)
+    if field is None:
+        field = _len_field(0x0A, method.encode())
+        if len(_METHOD_FIELDS) < 4096:
+            _METHOD_FIELDS[method] = field
+    return field
+
+
+def _md_entry(key: Any, value: Any) -> bytes:
+    """Returns one Request.metadata map entry (field 3) encoded."""
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise TypeError(
+            "metadata keys and values must be str, got %r: %r"
+            % (type(key).__name__, type(value).__name__)
+        )
+    entry = _len_field(0x0A, key.encode()) + _len_field(0x12, value.encode())
+    return _len_field(0x1A, entry)
+
+
+# A generated request id: 16 random hex digits, in a pre-encoded entry.
+_RID_DIGITS = 16
+_RID_ENTRY = b"\n\x11" + REQUEST_ID_KEY.encode() + b"\x12\x10"
+_RID_PREFIX = b"\x1a" + bytes([len(_RID_ENTRY) + _RID_DIGITS]) + _RID_ENTRY
+
+
+def metadata_field(metadata: Optional[Metadata]) -> Tuple[bytes, str]:
+    """Returns (Request.metadata encoded, the call's request id): the
+    caller's ``nngrpc-request-id`` if its metadata has a non-empty one,
+    else a fresh one (16 random hex digits, added to the entries).
+
+    Raises TypeError for keys or values that are not str, ValueError for a
+    key given twice in a sequence of pairs.
+    """
+    rid = ""
+    encoded = b""
+    if metadata:
+        parts = []
+        if isinstance(metadata, Mapping):
+            pairs: Any = metadata.items()
+        else:
+            pairs = metadata
+            keys = [k for k, _ in pairs]
+            if len(set(keys)) != len(keys):
+                dup = next(k for k in keys if keys.count(k) > 1)
+                raise ValueError("metadata key %r given twice" % (dup,))
+        for key, value in pairs:
+            if key == REQUEST_ID_KEY:
+                if not value:
+                    continue
+                rid = value
+            parts.append(_md_entry(key, value))
+        encoded = b"".join(parts)
+    if not rid:  # no system call: a seeded PRNG
+        digits = b"%016x" % _ID_RNG.getrandbits(64)
+        rid = digits.decode()
+        encoded += _RID_PREFIX + digits
+    return encoded, rid
+
+
+# ---- the response envelope ----------------------------------------------------------
+class EnvelopeError(ValueError):
+    """A response envelope that does not decode."""
+
+
+#: A decoded Response: (code, message, payload start, payload end,
+#: trailers, queue_us, run_us); the payload is buf[start:end].
+Decoded = Tuple[int, str, int, int, TrailingMetadata, int, int]
+
+
+def _varint(buf: Bytes, pos: int) -> Tuple[int, int]:
+    """Returns (value, position after) of the varint at buf[pos]."""
+    result = 0
+    shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise EnvelopeError("varint too long")
+
+
+def _skip(buf: Bytes, pos: int, tag: int) -> int:
+    """Returns the position after the value of a field with this tag (an
+    unknown field: protobuf's forward compatibility)."""
+    kind = tag & 7
+    if kind == 0:
+        return _varint(buf, pos)[1]
+    if kind == 1:
+        return pos + 8
+    if kind == 2:
+        n, pos = _varint(buf, pos)
+        return pos + n
+    if kind == 5:
+        return pos + 4
+    raise EnvelopeError("unsupported wire type %d" % kind)
+
+
+def _string(buf: Bytes, start: int, end: int) -> str:
+    return bytes(buf[start:end]).decode("utf-8", "replace")
+
+
+def _map_entry(buf: Bytes, pos: int, end: int) -> Tuple[str, str]:
+    """Returns (key, value) of the map entry in buf[pos:end]."""
+    key = value = ""
+    while pos < end:
+        tag, pos = _varint(buf, pos)
+        if tag == 0x0A or tag == 0x12:
+            n, pos = _varint(buf, pos)
+            text = _string(buf, pos, pos + n)
+            pos += n
+            if tag == 0x0A:
+                key = text
+            else:
+                value = text
+        else:
+            pos = _skip(buf, pos, tag)
+    if pos != end:
+        raise EnvelopeError("truncated map entry")
+    return key, value
+
+
+def decode_response(buf: Bytes, pos: int, end: int) -> Decoded:
+    """Decodes the Response envelope in buf[pos:end] (see Decoded).
+
+    Raises EnvelopeError if it is not a Response.
+    """
+    code = queue_us = run_us = 0
+    message = ""
+    p_start = p_end = pos
+    trailers: Optional[Dict[str, str]] = None
+    try:
+        while pos < end:
+            tag = buf[pos]
+            pos += 1
+            if tag == 0x1A:  # payload, first: the common case
+                n = buf[pos]
+                pos += 1
+                if n & 0x80:
+                    n, pos = _varint(buf, pos - 1)
+                p_start = pos
+                pos += n
+                p_end = pos
+            elif tag == 0x28:  # queue_us
+                queue_us, pos = _varint(buf, pos)
+            elif tag == 0x30:  # run_us
+                run_us, pos = _varint(buf, pos)
+            elif tag == 0x08:  # code (int32: negative ones are 10 bytes)
+                code, pos = _varint(buf, pos)
+                code &= 0xFFFFFFFF
+                if code & 0x80000000:
+                    code -= 1 << 32
+            elif tag == 0x12:  # message
+                n, pos = _varint(buf, pos)
+                message = _string(buf, pos, pos + n)
+                pos += n
+            elif tag == 0x22:  # a trailers entry
+                n, pos = _varint(buf, pos)
+                if pos + n > end:
+                    raise EnvelopeError("truncated envelope")
+                key, value = _map_entry(buf, pos, pos + n)
+                if trailers is None:
+                    trailers = {}
+                trailers[key] = value
+                pos += n
+            else:
+                if tag & 0x80:  # a field number above 15
+                    tag, pos = _varint(buf, pos - 1)
+                pos = _skip(buf, pos, tag)
+    except IndexError:
+        raise EnvelopeError("truncated envelope") from None
+    if pos != end:
+        raise EnvelopeError("truncated envelope")
+    return (
+        code,
+        message,
+        p_start,
+        p_end,
+        tuple(sorted(trailers.items())) if trailers else (),
+        queue_us,
+        run_us,
+    )
+
+
+# ---- endpoints ---------------------------------------------------------------------
+class _NoLock:
+    """The lock of an EndpointSet used from one thread (an event loop)."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class Endpoint:
+    """One server address and its health, as the core sees it.  Drivers
+    subclass it to hang their connections on it."""
+
+    __slots__ = ("addr", "failures", "retry_at", "last_error", "in_flight", "removed")
+
+    def __init__(self, addr: "Address") -> None:
+        self.addr = addr
+        self.failures = 0  # consecutive failed dials
+        self.retry_at = 0.0  # monotonic time its backoff ends
+        self.last_error = ""
+        self.in_flight = 0  # attempts holding it (the driver counts)
+        self.removed = False  # gone from the set: draining
+
+    def __repr__(self) -> str:
+        return "<Endpoint %s>" % self.addr.url
+
+
+E = TypeVar("E", bound=Endpoint)
+
+
+class EndpointSet(Generic[E]):
+    """A channel's endpoints: which one an attempt tries, and their health.
+
+    ``make(addr)`` makes the driver's Endpoint for an address.  Every
+    change happens under ``lock`` (the driver's; replaced after a fork).
+    ``endpoints`` is replaced, never changed in place, so a reader holding
+    the list sees a consistent one.
+    """
+
+    __slots__ = ("endpoints", "lock", "rr", "_make", "_backoff", "_backoff_max", "_unavailable_backoff")
+
+    def __init__(
+        self,
+        addrs: Sequence["Address"],
+        make: Callable[["Address"], E],
+        *,
+        backoff: float,
+        backoff_max: float,
+        unavailable_backoff: float,
+        lock: Optional[ContextManager[Any]] = None,
+    ) -> None:
+        self._make = make
+        self.endpoints: List[E] = [make(a) for a in addrs]
+        self.lock: ContextManager[Any] = lock if lock is not None else _NoLock()
+        self.rr = 0  # where the next round-robin turn starts
+        self._backoff = backoff
+        self._backoff_max = backoff_max
+        self._unavailable_backoff = unavailable_backoff
+
+    def __iter__(self) -> Iterator[E]:
+        return iter(self.endpoints)
+
+    def __len__(self) -> int:
+        return len(self.endpoints)
+
+    def __getitem__(self, i: int) -> E:
+        return self.endpoints[i]
+
+    def candidates(self, avoid: Optional[E] = None) -> List[E]:
+        """Returns the endpoints an attempt tries, in order: round-robin
+        over those up, then those in backoff, soonest up first, and avoid
+        (where the previous attempt failed) last."""
+        eps = self.endpoints
+        if len(eps) == 1:
+            return eps
+        with self.lock:
+            eps = self.endpoints
+            if not eps:
+                return eps
+            start = self.rr % len(eps)
+            self.rr = start + 1
+            return order_endpoints(eps, start, time.monotonic(), avoid)
+
+    def dial_failed(self, ep: E, reason: str) -> str:
+        """ep refused a connection: starts (or extends) its backoff.
+        Returns "url (reason)" for error messages."""
+        with self.lock:
+            ep.failures += 1
+            ep.retry_at = time.monotonic() + connect_backoff(
+                ep.failures, self._backoff, self._backoff_max
+            )
+            ep.last_error = reason
+        return "%s (%s)" % (ep.addr.url, reason)
+
+    def dial_ok(self, ep: E) -> None:
+        """ep accepted a connection: its backoff ends."""
+        if ep.failures or ep.retry_at:
+            with self.lock:
+                ep.failures = 0
+                ep.retry_at = 0.0
+                ep.last_error = ""
+
+    def answered_unavailable(self, ep: E, reason: str) -> None:
+        """ep answered UNAVAILABLE (draining, not serving): it is tried
+        last for a while, when there are others."""
+        if len(self.endpoints) < 2:
+            return
+        with self.lock:
+            ep.retry_at = max(ep.retry_at, time.monotonic() + self._unavailable_backoff)
+            ep.last_error = reason
+
+    def update(self, addrs: Sequence["Address"]) -> Tuple[List[E], List[E]]:
+        """Makes addrs the set (discovery: a name resolved again).
+
+        Endpoints whose address stays keep their state and connections;
+        new addresses get new endpoints; the others are marked ``removed``
+        and leave the rotation at once (their calls in flight finish; the
+        driver closes their connections once idle).  Returns (added,
+        removed).
+        """
+        with self.lock:
+            old: Dict["Address", E] = {}
+            for ep in self.endpoints:
+                old.setdefault(ep.addr, ep)
+            keep: List[E] = []
+            added: List[E] = []
+            for addr in addrs:
+                found: Optional[E] = old.pop(addr, None)
+                if found is None:
+                    if any(e.addr == addr for e in keep):
+                        continue  # listed twice
+                    found = self._make(addr)
+                    added.append(found)
+                keep.append(found)
+            removed = [ep for ep in self.endpoints if ep.addr in old]
+            for ep in removed:
+                ep.removed = True
+            self.endpoints = keep
+            return added, removed
+
+
+# ---- failures ---------------------------------------------------------------------
+class AttemptFailed(Exception):
+    """One attempt ended without a reply.  retryable: a connection failure
+    (mapped to UNAVAILABLE) that a retry may cure; endpoint: where it
+    failed (None: no endpoint could be reached)."""
+
+    def __init__(self, error: RpcError, endpoint: Optional[Endpoint], retryable: bool) -> None:
+        super().__init__(error)
+        self.error = error
+        self.endpoint = endpoint
+        self.retryable = retryable
+
+
+def dial_error(addr: "Address", e: BaseException) -> str:
+    """Returns why a dial failed, readably."""
+    if isinstance(e, TlsHandshakeError):
+        return str(e)
+    if isinstance(e, PeerClosed):
+        return "connection closed by the server during the handshake%s" % (
+            "" if addr.tls or addr.ipc else " (a tls+tcp:// listener?)"
+        )
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
+
+
+# ---- one call ----------------------------------------------------------------------
+class CallState:
+    """One unary call, from its request to its outcome; see DESIGN.
+
+    Made with (endpoints, encoded method field, serialized request,
+    timeout, metadata, idempotent, retry policy, max_send, deadline grace,
+    want_call).  Raises, when made: RpcError DEADLINE_EXCEEDED for no time left,
+    RESOURCE_EXHAUSTED for a request over max_send (NNG would drop it
+    silently); TypeError/ValueError for bad metadata.
+    """
+
+    __slots__ = (
+        "endpoints",
+        "payload",
+        "rid",
+        "deadline",
+        "wait_until",
+        "attempt",
+        "avoid",
+        "delay",
+        "want_call",
+        "_method",
+        "_rest",
+        "_policy",
+        "_any_policy",
+    )
+
+    def __init__(
+        self,
+        endpoints: EndpointSet[Any],
+        method: bytes,
+        payload: Bytes,
+        timeout: Optional[float],
+        metadata: Optional[Metadata],
+        idempotent: bool,
+        retry: Optional[RetryPolicy],
+        max_send: int,
+        grace: float,
+        want_call: bool,
+    ) -> None:
+        # Positional arguments only, and the common case inline: this runs
+        # once per call, on the path every call takes.
+        if metadata:
+            md, rid = metadata_field(metadata)
+        else:
+            digits = b"%016x" % _ID_RNG.getrandbits(64)
+            md = _RID_PREFIX + digits
+            rid = digits.decode()
+        self.endpoints = endpoints
+        self.payload = payload
+        self.rid = rid
+        self.attempt = 1
+        self.avoid: Optional[Endpoint] = None
+        self.want_call = want_call
+        self._method = method
+        n = len(payload)
+        self._rest = md + b"\x22" + uvarint(n)
+        self._policy = retry if idempotent else None
+        # A reply saying the handler never ran may go elsewhere even when
+        # the method is not idempotent (the server was starting or draining).
+        self._any_policy = retry
+        if timeout is None:
+            self.deadline: Optional[float] = None
+            self.wait_until: Optional[float] = None
+        else:
+            if timeout <= 0:
+                raise self.error(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+            self.deadline = time.monotonic() + timeout
+            self.wait_until = self.deadline + grace
+        # The timeout field takes at most 11 bytes: the exact size only
+        # matters near the limit.
+        if _REQ_ID_BYTES + len(method) + len(self._rest) + n + 11 > max_send:
+            self._check_size(timeout, max_send)
+
+    def _check_size(self, timeout: Optional[float], max_send: int) -> None:
+        """Raises RESOURCE_EXHAUSTED if the first attempt's SP message is
+        over max_send (NNG would drop it silently)."""
+        size = _REQ_ID_BYTES + len(self._method) + len(self._rest) + len(self.payload)
+        if timeout is not None:
+            size += 1 + varint_size(max(1, int(timeout * 1e6)))
+        if size > max_send:
+            raise self.error(
+                StatusCode.RESOURCE_EXHAUSTED,
+                "request message of %d bytes exceeds max_message_bytes (%d); not sent"
+                % (size, max_send),
+            )
+
+    def head(self) -> bytes:
+        """Returns this attempt's envelope up to the payload's bytes (send
+        it, then the payload).  Raises TimeoutError when the deadline
+        passed (attempt_error makes it DEADLINE_EXCEEDED)."""
+        if self.deadline is None:
+            return self._method + self._rest
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return self._method + b"\x10" + uvarint(max(1, int(left * 1e6))) + self._rest
+
+    def envelope(self) -> bytes:
+        """Returns this attempt's whole envelope (head and payload joined:
+        for drivers that do not stream it)."""
+        return self.head() + bytes(self.payload)
+
+    def error(self, code: StatusCode, details: str) -> RpcError:
+        """Returns an error made on the client side for this call."""
+        return RpcError(Call(code, details, request_id=self.rid, attempts=self.attempt))
+
+    # ---- outcomes ----------------------------------------------------------------
+    def answered(
+        self,
+        ep: Endpoint,
+        buf: Bytes,
+        start: int,
+        end: int,
+        deserialize: ViewDeserializer,
+    ) -> Optional[Tuple[Any, Optional[Call]]]:
+        """The server answered with the envelope in buf[start:end].
+
+        Returns (response, Call or None unless want_call) for OK; None when
+        the call is to be tried again after ``delay`` seconds.  Raises the
+        call's RpcError otherwise: the server's status, or INTERNAL for an
+        envelope or payload that does not decode.
+        """
+        try:
+            code, message, p_start, p_end, trailers, queue_us, run_us = decode_response(
+                buf, start, end
+            )
+        except EnvelopeError:
+            raise self.error(
+                StatusCode.INTERNAL, "undecodable response envelope from %s" % ep.addr.url
+            ) from None
+        if code == _OK:
+            try:
+                response = deserialize(memoryview(buf)[p_start:p_end])
+            except Exception as e:
+                raise RpcError(
+                    Call(
+                        StatusCode.INTERNAL,
+                        "Exception deserializing response: %s" % e,
+                        trailers,
+                        queue_us,
+                        run_us,
+                        self.rid,
+                        self.attempt,
+                    )
+                ) from e
+            if not self.want_call:
+                return response, None
+            return response, Call(
+                StatusCode.OK, message, trailers, queue_us, run_us, self.rid, self.attempt
+            )
+        status = StatusCode.from_int(code)
+        err = RpcError(Call(status, message, trailers, queue_us, run_us, self.rid, self.attempt))
+        if status is StatusCode.UNAVAILABLE:
+            self.endpoints.answered_unavailable(ep, message)
+        self.avoid = ep
+        not_run = any(k == NOT_RUN_KEY for k, _ in trailers)
+        self._again(err, self._any_policy if not_run else self._policy, True)
+        return None
+
+    def failed(self, f: AttemptFailed) -> float:
+        """An attempt ended without a reply (f, from attempt_error or a
+        driver's failed dial).  Returns the sleep before the next attempt;
+        raises the call's RpcError when there is none."""
+        self.avoid = f.endpoint
+        return self._again(f.error, self._policy, f.retryable)
+
+    def _again(self, err: RpcError, policy: Optional[RetryPolicy], retryable: bool) -> float:
+        delay = retry_delay(policy, err.code(), retryable, self.attempt, self.deadline)
+        if delay is None:
+            err.call.attempts = self.attempt
+            raise err
+        self.attempt += 1
+        self.delay = delay
+        return delay
+
+    def attempt_error(self, e: BaseException, ep: Endpoint, closed: bool) -> Exception:
+        """Maps what a failed attempt raised to what to raise: an RpcError
+        no retry changes (deadline, reply too large, protocol error,
+        channel closed), or AttemptFailed (connection lost: the retry
+        policy decides)."""
+        if isinstance(e, TimeoutError):  # before OSError: it is one
+            return self.error(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
+        url = ep.addr.url
+        if isinstance(e, MessageTooLarge):
+            return self.error(
+                StatusCode.RESOURCE_EXHAUSTED, "%s (max_receive_message_bytes) from %s" % (e, url)
+            )
+        if isinstance(e, ProtocolError):
+            return self.error(StatusCode.INTERNAL, "SP protocol error from %s: %s" % (url, e))
+        if closed:
+            return self.error(StatusCode.CANCELLED, "channel closed")
+        return AttemptFailed(
+            self.error(
+                StatusCode.UNAVAILABLE, "connection to %s lost during the call: %s" % (url, e)
+            ),
+            ep,
+            True,
+        )
+
+    def unreachable(self, errors: Sequence[str]) -> AttemptFailed:
+        """No endpoint took a connection; errors: "url (reason)" each."""
+        if errors:
+            text = "failed to connect to %s" % "; ".join(errors)
+        else:
+            text = "no endpoint to connect to"
+        return AttemptFailed(self.error(StatusCode.UNAVAILABLE, text), None, True)
+
+
+# ---- multicallables -----------------------------------------------------------------
+def view_deserializer(fn: Optional[Callable[[bytes], Any]]) -> ViewDeserializer:
+    """Returns fn as the core calls a deserializer (with a memoryview that
+    is only valid during the call).
+
+    A protobuf message class's FromString copies what it parses, so it gets
+    the view itself (no copy of the payload); None (bytes out) copies the
+    view into bytes; any other function gets bytes, since it might keep
+    what it is given.
+    """
+    if fn is None:
+        return bytes
+    owner = getattr(fn, "__self__", None)
+    if (
+        isinstance(owner, type)
+        and issubclass(owner, Message)
+        and getattr(fn, "__name__", "") == "FromString"
+    ):
+        return fn
+    parse = fn
+
+    def from_bytes(view: memoryview) -> Any:
+        return parse(view.tobytes())
+
+    return from_bytes
+
+
+class MethodBase(Generic[RequestT, ResponseT]):
+    """What the sync and asyncio multicallables share: one method of a
+    channel, its serializers, the encoded method name."""
+
+    __slots__ = ("_channel", "_method", "_serialize", "_deserialize", "_idempotent", "_field")
+
+    def __init__(
+        self,
+        channel: Any,
+        method: str,
+        request_serializer: Optional[Callable[[RequestT], bytes]] = None,
+        response_deserializer: Optional[Callable[[bytes], ResponseT]] = None,
+        idempotent: bool = False,
+    ) -> None:
+        self._channel = channel
+        self._method = method
+        self._serialize = request_serializer
+        self._deserialize = view_deserializer(response_deserializer)
+        self._idempotent = idempotent
+        self._field = method_field(method)
+
+    @property
+    def method(self) -> str:
+        """The full method name, "/package.Service/Method"."""
+        return self._method
+
+    @property
+    def idempotent(self) -> bool:
+        """True if failed calls may be retried (NO_SIDE_EFFECTS or
+        IDEMPOTENT method)."""
+        return self._idempotent
+
+    def payload(self, request: Any) -> Bytes:
+        """Returns the serialized request; raises RpcError(INTERNAL) if the
+        serializer fails or returns something that is not bytes."""
+        serialize = self._serialize
+        try:
+            if serialize is None:
+                data = request if isinstance(request, (bytes, bytearray, memoryview)) else bytes(request)
+            else:
+                data = serialize(request)
+        except Exception as e:
+            raise RpcError.of(StatusCode.INTERNAL, "Exception serializing request: %s" % e) from e
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise RpcError.of(
+                StatusCode.INTERNAL,
+                "request serializer returned %s, not bytes" % type(data).__name__,
+            )
+        return data
+
+    def __repr__(self) -> str:
+        return "<%s %s>" % (type(self).__name__, self._method)
+
+
+def after_fork() -> None:
+    """In a forked child: draw other request ids than the parent."""
+    _ID_RNG.seed()
