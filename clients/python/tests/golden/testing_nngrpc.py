@@ -50,7 +50,11 @@ class TestingStub:
             response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse.FromString,
             idempotent=True,
         )
-        """Returns the bytes it got."""
+        """Returns the bytes it got. A request with metadata "testing-hostname"
+        (any value) gets the trailer "testing-hostname": the server's host name
+        (in a container, its id or what the orchestrator set), which tells
+        which replica answered a call sent to a name with several addresses.
+        """
         self.Sleep = channel.unary_unary(
             '/nngrpc.testing.v1.Testing/Sleep',
             request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest.SerializeToString,
@@ -89,7 +93,11 @@ class TestingAsyncStub:
             response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse.FromString,
             idempotent=True,
         )
-        """Returns the bytes it got."""
+        """Returns the bytes it got. A request with metadata "testing-hostname"
+        (any value) gets the trailer "testing-hostname": the server's host name
+        (in a container, its id or what the orchestrator set), which tells
+        which replica answered a call sent to a name with several addresses.
+        """
         self.Sleep = channel.unary_unary(
             '/nngrpc.testing.v1.Testing/Sleep',
             request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest.SerializeToString,

@@ -19,7 +19,11 @@ class TestingStub:
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoRequest,
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse,
     ]
-    """Returns the bytes it got."""
+    """Returns the bytes it got. A request with metadata "testing-hostname"
+    (any value) gets the trailer "testing-hostname": the server's host name
+    (in a container, its id or what the orchestrator set), which tells
+    which replica answered a call sent to a name with several addresses.
+    """
     Sleep: nngrpc.UnaryUnaryMultiCallable[
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest,
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepResponse,
@@ -45,7 +49,11 @@ class TestingAsyncStub:
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoRequest,
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse,
     ]
-    """Returns the bytes it got."""
+    """Returns the bytes it got. A request with metadata "testing-hostname"
+    (any value) gets the trailer "testing-hostname": the server's host name
+    (in a container, its id or what the orchestrator set), which tells
+    which replica answered a call sent to a name with several addresses.
+    """
     Sleep: nngrpc.aio.UnaryUnaryMultiCallable[
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest,
         nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepResponse,
