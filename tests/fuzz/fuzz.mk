@@ -44,9 +44,11 @@ FUZZ_ENGINE_LDLIBS := $(or $(ENGINE_LDLIBS),-ljansson -lm)
 FUZZ_TARGETS ?= fuzz_dispatch fuzz_payload \
                 $(if $(FUZZ_ENGINE),fuzz_engine_query fuzz_jsonl)
 
-# libnngrpc without the server (sockets, threads): fuzz_rpc.c stands in for
-# it. Then every generated message and all the service glue.
-FUZZ_RPC_SRCS := $(filter-out src/rpc/server.c,$(wildcard src/rpc/*.c)) \
+# libnngrpc without the server (sockets, threads) and the process around
+# it (serve*.c): fuzz_rpc.c stands in for them. Then every generated message
+# and all the service glue.
+FUZZ_NOT_RPC  := src/rpc/server.c src/rpc/serve.c src/rpc/serve_config.c
+FUZZ_RPC_SRCS := $(filter-out $(FUZZ_NOT_RPC),$(wildcard src/rpc/*.c)) \
                  src/service/testing_service.c tests/fuzz/fuzz_rpc.c \
                  $(FUZZ_HOTEL)
 FUZZ_GEN_SRCS := $(PB_C) $(GLUE_C)
