@@ -168,6 +168,52 @@ NNGRPC_API int nngrpc_server_set_inline(
 NNGRPC_API int nngrpc_server_set_serving(
     nngrpc_server *server, const char *service, bool serving);
 
+/* ---- interceptors ------------------------------------------------------ */
+
+/*
+ * Hooks around every call the server dispatches, for concerns that are
+ * not one method's: authentication, quotas, logs, tracing. An interceptor
+ * sees the call through the accessors below (method, metadata, peer,
+ * deadline, request and trace ids, and in `after` the status, message and
+ * timings).
+ *
+ * before (or NULL) runs on the call's thread once the method is known and
+ * the deadline has not passed, before the serving check, the input's
+ * decoding and the handler; interceptors' `before` run in the order they
+ * were added. It returns NNGRPC_OK to let the call go on, or refuses it
+ * with another status (its message set with nngrpc_call_error()): the
+ * call is answered with that status, and neither later `before` hooks nor
+ * the handler run.
+ *
+ * after (or NULL) runs for every call the server dispatched, whatever
+ * happened to it (refused, unknown method, undecodable envelope, deadline
+ * passed in the queue, handler failed), once its reply is built and
+ * before it is sent, in the reverse order of adding; status is the code
+ * the reply carries. Calls the server refuses at the door without
+ * dispatching them (queue full, draining) reach no interceptor; /metrics
+ * counts them.
+ *
+ * Both run on worker threads (or NNG's, for inline methods), any number
+ * at once: they must be thread-safe and should be quick. arg is theirs.
+ */
+typedef struct nngrpc_interceptor {
+	const char *name; /* for error messages: "auth", "quota" */
+	nngrpc_status (*before)(nngrpc_call *call, void *arg);
+	void (*after)(nngrpc_call *call, nngrpc_status status, void *arg);
+	void *arg;
+} nngrpc_interceptor;
+
+/*
+ * Adds an interceptor (copied; what arg points to is borrowed until the
+ * server is closed) after those already added. The server adds its own
+ * first: the access log (an `after` hook, so it sees the final status)
+ * and, with an auth token, the token check (a `before` hook, so a later
+ * interceptor such as a quota only sees authenticated calls). Before
+ * start. Returns 0, NNG_EINVAL (no hook), NNG_EBUSY or NNG_ENOMEM.
+ */
+NNGRPC_API int nngrpc_server_add_interceptor(
+    nngrpc_server *server, const nngrpc_interceptor *interceptor);
+
 /* The server's metrics registry, for services to add their own gauges
  * and counters (nngrpc_metrics_add_gauge() in nngrpc/metrics.h) before
  * start. Borrowed from the server. */
@@ -187,7 +233,8 @@ NNGRPC_API int nngrpc_server_drain(nngrpc_server *server, int64_t timeout_ms);
 
 /* ---- inside a handler ------------------------------------------------- */
 
-/* Full method name, "/package.Service/Method". Borrowed from the call. */
+/* Full method name, "/package.Service/Method", or "" when the envelope
+ * could not be decoded. Borrowed from the call. */
 NNGRPC_API const char *nngrpc_call_method(const nngrpc_call *call);
 
 /* The copy of impl made at registration, for the typed glue. */
@@ -210,6 +257,26 @@ NNGRPC_API const char *nngrpc_call_request_id(const nngrpc_call *call);
 /* The peer's address ("127.0.0.1:53122", "ipc"), formatted on first use
  * into call memory; "unknown" when NNG cannot tell. */
 NNGRPC_API const char *nngrpc_call_peer(nngrpc_call *call);
+
+/* The W3C trace id of the call: the 32 lower-case hex digits of its
+ * "traceparent" metadata (www.w3.org/TR/trace-context), or NULL when it
+ * has none or it is malformed. Parsed on first use into call memory. */
+NNGRPC_API const char *nngrpc_call_trace_id(nngrpc_call *call);
+
+/* True for a method of an open service: one that needs no credentials and
+ * answers even while the server is not serving (the built-in health
+ * service). An auth interceptor lets these through. */
+NNGRPC_API bool nngrpc_call_open(const nngrpc_call *call);
+
+/* Microseconds the call waited in the server's queue. */
+NNGRPC_API int64_t nngrpc_call_queue_us(const nngrpc_call *call);
+
+/* Microseconds the call ran (from a worker taking it to its reply being
+ * built), or -1 while it runs: known in interceptors' `after`. */
+NNGRPC_API int64_t nngrpc_call_run_us(const nngrpc_call *call);
+
+/* The status message set so far, or "". Borrowed from the call. */
+NNGRPC_API const char *nngrpc_call_message(const nngrpc_call *call);
 
 /* Request metadata value for key, or NULL. Borrowed from the call. */
 NNGRPC_API const char *nngrpc_call_metadata(

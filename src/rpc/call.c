@@ -29,6 +29,7 @@ nngrpc_call_init(nngrpc_call *call)
 	nngrpc_arena_init(&call->c_arena);
 	call->c_deadline = NNGRPC_NO_DEADLINE;
 	call->c_metric = -1;
+	call->c_run_us = -1;
 }
 
 void
@@ -46,7 +47,7 @@ nngrpc_call_fini(nngrpc_call *call)
 const char *
 nngrpc_call_method(const nngrpc_call *call)
 {
-	return (call->c_method);
+	return (call->c_method != NULL ? call->c_method : "");
 }
 
 const void *
@@ -117,6 +118,98 @@ nngrpc_call_peer(nngrpc_call *call)
 		call->c_peer = copy;
 	}
 	return (call->c_peer);
+}
+
+bool
+nngrpc_call_open(const nngrpc_call *call)
+{
+	return (call->c_open);
+}
+
+int64_t
+nngrpc_call_queue_us(const nngrpc_call *call)
+{
+	return (call->c_queue_us);
+}
+
+int64_t
+nngrpc_call_run_us(const nngrpc_call *call)
+{
+	return (call->c_run_us);
+}
+
+const char *
+nngrpc_call_message(const nngrpc_call *call)
+{
+	return (call->c_message != NULL ? call->c_message : "");
+}
+
+/* True when s holds n lower-case hex digits. */
+static bool
+lower_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9')
+		        || (s[i] >= 'a' && s[i] <= 'f'))) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+static bool
+all_zero(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] != '0') {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+/* The trace-id of a W3C traceparent value, "VV-TRACEID-PARENTID-FF": 2,
+ * 32, 16 and 2 lower-case hex digits, the two ids not all zero. Version ff
+ * is invalid; version 00 has exactly these fields, a later one may add
+ * "-..." after them. Returns a pointer to the 32 digits in tp, or NULL. */
+static const char *
+traceparent_id(const char *tp)
+{
+	size_t n = strlen(tp);
+	bool   v00 = strncmp(tp, "00", 2) == 0;
+
+	if (n < 55 || !lower_hex(tp, 2) || strncmp(tp, "ff", 2) == 0
+	    || (v00 ? n != 55 : n > 55 && tp[55] != '-')) {
+		return (NULL);
+	}
+	if (tp[2] != '-' || tp[35] != '-' || tp[52] != '-'
+	    || !lower_hex(tp + 3, 32) || all_zero(tp + 3, 32)
+	    || !lower_hex(tp + 36, 16) || all_zero(tp + 36, 16)
+	    || !lower_hex(tp + 53, 2)) {
+		return (NULL);
+	}
+	return (tp + 3);
+}
+
+const char *
+nngrpc_call_trace_id(nngrpc_call *call)
+{
+	const char *tp, *id;
+	char       *copy;
+
+	if (call->c_trace_parsed) {
+		return (call->c_trace_id);
+	}
+	call->c_trace_parsed = true;
+	tp = nngrpc_call_metadata(call, "traceparent");
+	if (tp == NULL || (id = traceparent_id(tp)) == NULL
+	    || (copy = nngrpc_call_alloc(call, 33)) == NULL) {
+		return (NULL);
+	}
+	memcpy(copy, id, 32);
+	copy[32] = '\0';
+	call->c_trace_id = copy;
+	return (copy);
 }
 
 const char *

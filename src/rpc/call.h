@@ -6,6 +6,7 @@
 #ifndef NNGRPC_CALL_H
 #define NNGRPC_CALL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <nng/nng.h>
@@ -24,7 +25,12 @@ struct nngrpc_call {
 	const char  *c_peer;       /* formatted lazily */
 	nng_pipe     c_pipe;
 	int          c_metric; /* method's metrics index, or -1 */
+	bool         c_open;   /* the method's service is open */
 	int64_t      c_deadline;
+	int64_t      c_queue_us;
+	int64_t      c_run_us;   /* -1 until the reply is built */
+	const char  *c_trace_id; /* parsed lazily; NULL: none */
+	bool         c_trace_parsed;
 	const void  *c_impl;
 	void        *c_user;
 	const Nngrpc__V1__Request *c_req;     /* in c_arena */

@@ -5,8 +5,11 @@
  * only read, so workers look methods up without a lock.
  *
  * One call: decode the envelope into the call's arena, check the deadline,
- * look the method up, decode the input into the arena, initialise the
- * output, run the handler, encode the reply, end the call. The handler's
+ * look the method up, run the interceptors' `before` hooks (the auth
+ * token check among them), check the service is serving, decode the input
+ * into the arena, initialise the output, run the handler, encode the
+ * reply, count it, run the `after` hooks (the access log among them), end
+ * the call. The handler's
  * output struct is allocated in the arena too; its fields are borrowed
  * (see nngrpc.h) and never freed here.
  */
@@ -44,14 +47,15 @@ typedef struct method {
 } method;
 
 struct nngrpc_dispatch {
-	method         *d_methods;
-	size_t          d_n_methods;
-	service       **d_services; /* sorted by name once sealed */
-	size_t          d_n_services;
-	bool            d_sealed;
-	char           *d_auth;    /* "Bearer <token>", or NULL */
-	nngrpc_metrics *d_metrics; /* borrowed, or NULL */
-	atomic_bool     d_serving; /* the whole server */
+	method             *d_methods;
+	size_t              d_n_methods;
+	service           **d_services; /* sorted by name once sealed */
+	size_t              d_n_services;
+	bool                d_sealed;
+	nngrpc_interceptor *d_interceptors; /* in the order added */
+	size_t              d_n_interceptors;
+	nngrpc_metrics     *d_metrics; /* borrowed, or NULL */
+	atomic_bool         d_serving; /* the whole server */
 };
 
 int
@@ -81,7 +85,7 @@ nngrpc_dispatch_free(nngrpc_dispatch *d)
 	}
 	free(d->d_methods);
 	free(d->d_services);
-	free(d->d_auth);
+	free(d->d_interceptors);
 	free(d);
 }
 
@@ -290,19 +294,23 @@ nngrpc_dispatch_set_open(nngrpc_dispatch *d, const char *name)
 }
 
 int
-nngrpc_dispatch_set_auth_token(nngrpc_dispatch *d, const char *token)
+nngrpc_dispatch_add_interceptor(
+    nngrpc_dispatch *d, const nngrpc_interceptor *ic)
 {
-	char *auth = NULL;
+	nngrpc_interceptor *v;
 
-	if (token != NULL) {
-		size_t n = strlen("Bearer ") + strlen(token) + 1;
-		if ((auth = malloc(n)) == NULL) {
-			return (NNG_ENOMEM);
-		}
-		snprintf(auth, n, "Bearer %s", token);
+	if (d->d_sealed) {
+		return (NNG_EBUSY);
 	}
-	free(d->d_auth);
-	d->d_auth = auth;
+	if (ic->before == NULL && ic->after == NULL) {
+		return (NNG_EINVAL);
+	}
+	v = realloc(d->d_interceptors, (d->d_n_interceptors + 1) * sizeof(*v));
+	if (v == NULL) {
+		return (NNG_ENOMEM);
+	}
+	v[d->d_n_interceptors++] = *ic;
+	d->d_interceptors = v;
 	return (0);
 }
 
@@ -370,31 +378,6 @@ nngrpc_dispatch_find_symbol(const nngrpc_dispatch *d, const char *symbol)
 	return (NULL);
 }
 
-/* Checks an "authorization" value against "Bearer <token>": the scheme
- * name case-insensitively (as HTTP does), the token in time that depends
- * only on the expected length, so response timing does not leak how many
- * leading bytes were right. */
-static bool
-credential_equal(const char *expected, const char *given)
-{
-	static const char scheme[] = "Bearer ";
-	const size_t      ns = sizeof(scheme) - 1;
-	size_t            n = strlen(expected);
-	size_t            m = given != NULL ? strlen(given) : 0;
-	unsigned char     diff = (unsigned char) (n != m);
-
-	for (size_t i = 0; i < n; i++) {
-		unsigned char g = i < m ? (unsigned char) given[i] : 0;
-		unsigned char e = (unsigned char) expected[i];
-		if (i < ns) {
-			g = (unsigned char) tolower(g);
-			e = (unsigned char) tolower(e);
-		}
-		diff |= e ^ g;
-	}
-	return (diff == 0);
-}
-
 size_t
 nngrpc_dispatch_count(const nngrpc_dispatch *d)
 {
@@ -416,6 +399,42 @@ printable(char *out, size_t outlen, const char *in)
 		n += 3;
 	}
 	out[n] = '\0';
+}
+
+/* Runs the interceptors' `before` hooks in order; the first status other
+ * than OK refuses the call. */
+static nngrpc_status
+run_before(const nngrpc_dispatch *d, nngrpc_call *call)
+{
+	for (size_t i = 0; i < d->d_n_interceptors; i++) {
+		const nngrpc_interceptor *ic = &d->d_interceptors[i];
+		nngrpc_status             st;
+
+		if (ic->before == NULL
+		    || (st = ic->before(call, ic->arg)) == NNGRPC_OK) {
+			continue;
+		}
+		if (!nngrpc_status_valid((int) st)) {
+			return (nngrpc_call_error(call, NNGRPC_UNKNOWN,
+			    "interceptor %s returned status %d, which is not "
+			    "a status code",
+			    ic->name != NULL ? ic->name : "?", (int) st));
+		}
+		return (st);
+	}
+	return (NNGRPC_OK);
+}
+
+/* Runs the `after` hooks, last added first. */
+static void
+run_after(const nngrpc_dispatch *d, nngrpc_call *call, nngrpc_status st)
+{
+	for (size_t i = d->d_n_interceptors; i-- > 0;) {
+		const nngrpc_interceptor *ic = &d->d_interceptors[i];
+		if (ic->after != NULL) {
+			ic->after(call, st, ic->arg);
+		}
+	}
 }
 
 static int64_t
@@ -468,12 +487,9 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
 		    "unknown method \"%s\"", name));
 	}
-	if (d->d_auth != NULL && !m->m_svc->s_open
-	    && !credential_equal(
-	        d->d_auth, nngrpc_call_metadata(call, "authorization"))) {
-		return (nngrpc_call_error(call, NNGRPC_UNAUTHENTICATED,
-		    "missing or wrong \"authorization: Bearer <token>\" "
-		    "metadata"));
+	call->c_open = m->m_svc->s_open;
+	if ((st = run_before(d, call)) != NNGRPC_OK) {
+		return (st);
 	}
 	if (!m->m_svc->s_open
 	    && (!atomic_load(&d->d_serving)
@@ -534,6 +550,7 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 
 	nngrpc_call_init(&call);
 	call.c_pipe = pipe;
+	call.c_queue_us = (start_ns - recv_ns) / 1000;
 	st = run(d, &call, body, len, recv_ns, start_ns, &output);
 	resp.code = (int32_t) st;
 	if (call.c_message != NULL) {
@@ -542,18 +559,14 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	resp.trailers = call.c_trailers;
 	resp.n_trailers = call.c_n_trailers;
 	end_ns = nngrpc_now_ns();
-	resp.queue_us = (uint64_t) (start_ns - recv_ns) / 1000;
-	resp.run_us = (uint64_t) (end_ns - start_ns) / 1000;
+	call.c_run_us = (end_ns - start_ns) / 1000;
+	resp.queue_us = (uint64_t) call.c_queue_us;
+	resp.run_us = (uint64_t) call.c_run_us;
 	rv = nngrpc_envelope_encode(&resp, output, replyp);
 	nngrpc_metrics_call_done(d->d_metrics, call.c_metric, (int) st,
 	    start_ns - recv_ns, end_ns - start_ns, len,
 	    rv == 0 ? nng_msg_len(*replyp) : 0);
-	if (nngrpc_log_access_wanted()) {
-		nngrpc_log_access_line(
-		    call.c_method != NULL ? call.c_method : "", (int) st,
-		    (int64_t) resp.queue_us, (int64_t) resp.run_us,
-		    call.c_request_id, nngrpc_call_peer(&call));
-	}
+	run_after(d, &call, st);
 	if (call.c_request_id != NULL && call.c_request_id[0] != '\0') {
 		nngrpc_log_set_request_id(NULL);
 	}

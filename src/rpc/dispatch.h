@@ -49,15 +49,15 @@ bool nngrpc_dispatch_peek_inline(
  * which registers the methods with it. */
 void nngrpc_dispatch_set_metrics(nngrpc_dispatch *d, nngrpc_metrics *metrics);
 
-/* Lets calls to this registered service through without the auth token,
- * and while the server is not serving (health checks). Before sealing.
- * Returns 0 or NNG_ENOENT. */
+/* Marks a registered service open: its calls are let through while the
+ * server is not serving, and auth interceptors let them through without
+ * credentials (nngrpc_call_open()); the health service is. Before
+ * sealing. Returns 0 or NNG_ENOENT. */
 int nngrpc_dispatch_set_open(nngrpc_dispatch *d, const char *service);
 
-/* Requires "authorization: Bearer <token>" on every call to a service
- * not set open; NULL turns it off. Borrows token (copied). Before
- * sealing. Returns 0 or NNG_ENOMEM. */
-int nngrpc_dispatch_set_auth_token(nngrpc_dispatch *d, const char *token);
+/* See nngrpc_server_add_interceptor(). Before sealing. */
+int nngrpc_dispatch_add_interceptor(
+    nngrpc_dispatch *d, const nngrpc_interceptor *interceptor);
 
 /* See nngrpc_server_set_serving(). Any thread. */
 int nngrpc_dispatch_set_serving(

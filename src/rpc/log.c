@@ -483,17 +483,19 @@ nngrpc_log_access_wanted(void)
 
 void
 nngrpc_log_access(const char *method, int code, int64_t queue_us,
-    int64_t run_us, const char *request_id, const char *peer)
+    int64_t run_us, const char *request_id, const char *peer,
+    const char *trace_id)
 {
 	if (access_wanted()) {
-		nngrpc_log_access_line(
-		    method, code, queue_us, run_us, request_id, peer);
+		nngrpc_log_access_line(method, code, queue_us, run_us,
+		    request_id, peer, trace_id);
 	}
 }
 
 void
 nngrpc_log_access_line(const char *method, int code, int64_t queue_us,
-    int64_t run_us, const char *request_id, const char *peer)
+    int64_t run_us, const char *request_id, const char *peer,
+    const char *trace_id)
 {
 	line        l;
 	const char *status;
@@ -519,6 +521,9 @@ nngrpc_log_access_line(const char *method, int code, int64_t queue_us,
 	}
 	if (peer != NULL) {
 		put_field(&l, "peer", peer, FIELD_MAX);
+	}
+	if (trace_id != NULL) {
+		put_field(&l, "trace_id", trace_id, FIELD_MAX);
 	}
 	line_end(&l);
 }

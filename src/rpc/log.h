@@ -47,18 +47,20 @@ const char *nngrpc_log_request_id(void);
  * switch), at level "info", with msg "access" and the fields method,
  * status (the code's name, e.g. "NOT_FOUND"), code, queue_us and run_us
  * (left out when < 0), request_id (when NULL, the thread's request id; left
- * out when there is none) and peer (left out when NULL). Borrows every
- * string; method, request_id and peer come from the client and are escaped
- * and truncated. It takes no payload, by design: never log one.
+ * out when there is none), peer and trace_id (left out when NULL). Borrows
+ * every string; method, request_id and peer come from the client and are
+ * escaped and truncated. It takes no payload, by design: never log one.
  */
 void nngrpc_log_access(const char *method, int code, int64_t queue_us,
-    int64_t run_us, const char *request_id, const char *peer);
+    int64_t run_us, const char *request_id, const char *peer,
+    const char *trace_id);
 
 /* Draws whether the next call is logged (as nngrpc_log_access() does), so
  * a caller can skip work only the line needs (formatting the peer), then
  * write it with nngrpc_log_access_line(), which does not draw again. */
 bool nngrpc_log_access_wanted(void);
 void nngrpc_log_access_line(const char *method, int code, int64_t queue_us,
-    int64_t run_us, const char *request_id, const char *peer);
+    int64_t run_us, const char *request_id, const char *peer,
+    const char *trace_id);
 
 #endif /* NNGRPC_RPC_LOG_H */

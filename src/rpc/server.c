@@ -43,6 +43,8 @@
 #include <nngrpc/clock.h>
 #include <nngrpc/nngrpc.h>
 
+#include "access.h"
+#include "auth.h"
 #include "builtin.h"
 #include "dispatch.h"
 #include "envelope.h"
@@ -73,6 +75,7 @@ struct nngrpc_server {
 	nngrpc_server_config s_cfg;
 	char                *s_urls[NNGRPC_MAX_LISTEN]; /* owned copies */
 	nngrpc_dispatch     *s_dispatch;
+	nngrpc_auth         *s_auth; /* the token check, or NULL */
 	nngrpc_metrics      *s_metrics;
 	nngrpc_ops          *s_ops;  /* the --http endpoint, or NULL */
 	char                *s_http; /* its address, owned, or NULL */
@@ -202,6 +205,48 @@ ops_serving(void *arg)
 	return (nngrpc_server_serving(arg));
 }
 
+/* The server's own interceptors: the access log first (its `after` runs
+ * last, on the final status), then, with a token, the token check (its
+ * `before` runs first). */
+static int
+add_own_interceptors(nngrpc_server *s, const char *token)
+{
+	nngrpc_interceptor auth;
+	int                rv;
+
+	if ((rv = nngrpc_dispatch_add_interceptor(
+	         s->s_dispatch, &nngrpc_access_interceptor))
+	        != 0
+	    || token == NULL) {
+		return (rv);
+	}
+	if ((rv = nngrpc_auth_alloc(&s->s_auth)) != 0
+	    || (rv = nngrpc_auth_set_tokens(s->s_auth, &token, 1)) != 0) {
+		return (rv);
+	}
+	nngrpc_auth_interceptor(s->s_auth, &auth);
+	return (nngrpc_dispatch_add_interceptor(s->s_dispatch, &auth));
+}
+
+/* Copies what the configuration borrows: URLs and the ops address. */
+static int
+copy_config(nngrpc_server *s, const nngrpc_server_config *cfg)
+{
+	s->s_cfg = *cfg;
+	for (size_t i = 0; i < cfg->n_listen; i++) {
+		if ((s->s_urls[i] = strdup(cfg->listen[i])) == NULL) {
+			return (NNG_ENOMEM);
+		}
+		s->s_cfg.listen[i] = s->s_urls[i];
+	}
+	if (cfg->http != NULL && (s->s_http = strdup(cfg->http)) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	s->s_cfg.http = s->s_http;
+	s->s_cfg.auth_token = NULL; /* the auth check keeps its own copy */
+	return (0);
+}
+
 int
 nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 {
@@ -219,36 +264,17 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 	pthread_mutex_init(&s->s_mtx, NULL);
 	pthread_cond_init(&s->s_cv, NULL);
 	pthread_cond_init(&s->s_idle_cv, NULL);
-	s->s_cfg = *cfg;
-	for (size_t i = 0; i < cfg->n_listen; i++) {
-		if ((s->s_urls[i] = strdup(cfg->listen[i])) == NULL) {
-			nngrpc_server_close(s);
-			return (NNG_ENOMEM);
-		}
-		s->s_cfg.listen[i] = s->s_urls[i];
-	}
 	s->s_queue = calloc((size_t) cfg->queue, sizeof(*s->s_queue));
-	if (s->s_queue == NULL) {
-		nngrpc_server_close(s);
-		return (NNG_ENOMEM);
-	}
-	if (cfg->http != NULL && (s->s_http = strdup(cfg->http)) == NULL) {
-		nngrpc_server_close(s);
-		return (NNG_ENOMEM);
-	}
-	s->s_cfg.http = s->s_http;
-	if ((rv = nngrpc_metrics_alloc(&s->s_metrics)) != 0
+	rv = s->s_queue == NULL ? NNG_ENOMEM : copy_config(s, cfg);
+	if (rv != 0 || (rv = nngrpc_metrics_alloc(&s->s_metrics)) != 0
 	    || (rv = add_gauges(s)) != 0
 	    || (rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0
-	    || (rv = nngrpc_dispatch_set_auth_token(
-	            s->s_dispatch, cfg->auth_token))
-	        != 0
+	    || (rv = add_own_interceptors(s, cfg->auth_token)) != 0
 	    || (cfg->builtin_services
 	        && (rv = nngrpc_builtin_register(s, s->s_dispatch)) != 0)) {
 		nngrpc_server_close(s);
 		return (rv);
 	}
-	s->s_cfg.auth_token = NULL; /* the dispatch keeps its own copy */
 	nngrpc_dispatch_set_metrics(s->s_dispatch, s->s_metrics);
 	*serverp = s;
 	return (0);
@@ -265,6 +291,16 @@ nngrpc_server_add_service(nngrpc_server *s,
 	}
 	return (nngrpc_dispatch_add_service(
 	    s->s_dispatch, desc, file, fns, impl, impl_size, user));
+}
+
+int
+nngrpc_server_add_interceptor(
+    nngrpc_server *s, const nngrpc_interceptor *interceptor)
+{
+	if (s->s_started) {
+		return (NNG_EBUSY);
+	}
+	return (nngrpc_dispatch_add_interceptor(s->s_dispatch, interceptor));
 }
 
 int
@@ -849,6 +885,7 @@ nngrpc_server_close(nngrpc_server *s)
 	free(s->s_workers);
 	free(s->s_queue);
 	nngrpc_dispatch_free(s->s_dispatch);
+	nngrpc_auth_free(s->s_auth);
 	nngrpc_metrics_free(s->s_metrics);
 	free(s->s_http);
 	for (size_t i = 0; i < NNGRPC_MAX_LISTEN; i++) {

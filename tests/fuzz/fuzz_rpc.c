@@ -42,6 +42,8 @@
 #include <nngrpc/clock.h>
 #include <nngrpc/nngrpc.h>
 
+#include "access.h"
+#include "auth.h"
 #include "builtin.h"
 #include "call.h"
 #include "log.h"
@@ -69,6 +71,7 @@ struct nngrpc_server {
 };
 
 static nngrpc_dispatch *registry;
+static nngrpc_auth     *auth; /* the token check, when fuzzed */
 static fuzz_method      methods[MAX_METHODS];
 static size_t           n_methods;
 
@@ -237,9 +240,24 @@ fuzz_rpc_init(const char *auth_token)
 	if (nngrpc_dispatch_alloc(&srv.s_dispatch) != 0) {
 		die("nngrpc_dispatch_alloc");
 	}
-	if ((rv = nngrpc_dispatch_set_auth_token(srv.s_dispatch, auth_token))
+	if (auth_token != NULL) {
+		nngrpc_interceptor ic;
+		if ((rv = nngrpc_auth_alloc(&auth)) != 0
+		    || (rv = nngrpc_auth_set_tokens(auth, &auth_token, 1))
+		        != 0) {
+			die("nngrpc_auth: %d", rv);
+		}
+		nngrpc_auth_interceptor(auth, &ic);
+		if ((rv = nngrpc_dispatch_add_interceptor(srv.s_dispatch, &ic))
+		    != 0) {
+			die("nngrpc_dispatch_add_interceptor: %d", rv);
+		}
+	}
+	/* As a server does: the access log (off, but its hook runs). */
+	if ((rv = nngrpc_dispatch_add_interceptor(
+	         srv.s_dispatch, &nngrpc_access_interceptor))
 	    != 0) {
-		die("nngrpc_dispatch_set_auth_token: %d", rv);
+		die("nngrpc_dispatch_add_interceptor: %d", rv);
 	}
 	if ((rv = nngrpc_builtin_register(&srv, srv.s_dispatch)) != 0) {
 		die("nngrpc_builtin_register: %d", rv);

@@ -18,6 +18,7 @@
 
 #include <nngrpc/clock.h>
 
+#include "auth.h"
 #include "dispatch.h"
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"
@@ -460,9 +461,11 @@ test_port_in_use(void **state)
 	close(fd);
 }
 
-/* Calls Echo with an authorization value (NULL: none); returns the code. */
+/* Calls method with one metadata entry key: value (no entry when value is
+ * NULL); returns the code. */
 static int
-echo_code(nngrpc_dispatch *d, const char *method, const char *auth)
+call_with(
+    nngrpc_dispatch *d, const char *method, const char *key, const char *value)
 {
 	Nngrpc__V1__Request                req = NNGRPC__V1__REQUEST__INIT;
 	Nngrpc__V1__Request__MetadataEntry e
@@ -473,9 +476,9 @@ echo_code(nngrpc_dispatch *d, const char *method, const char *auth)
 	int                                 code;
 
 	req.method = (char *) method;
-	if (auth != NULL) {
-		e.key = "authorization";
-		e.value = (char *) auth;
+	if (value != NULL) {
+		e.key = (char *) key;
+		e.value = (char *) value;
 		req.metadata = &ep;
 		req.n_metadata = 1;
 	}
@@ -491,6 +494,18 @@ echo_code(nngrpc_dispatch *d, const char *method, const char *auth)
 	return (code);
 }
 
+/* Calls Echo with an authorization value (NULL: none); returns the code. */
+static int
+echo_code(nngrpc_dispatch *d, const char *method, const char *auth)
+{
+	return (call_with(d, method, "authorization", auth));
+}
+
+/* A dispatch with the Testing service (Echo and Sleep plain, Fail
+ * unimplemented), open or not, and an auth check of tokens. */
+static nngrpc_dispatch *auth_dispatch(bool open, nngrpc_auth **authp,
+    const char *const *tokens, size_t n_tokens);
+
 static nngrpc_status
 plain_echo(
     nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
@@ -501,22 +516,43 @@ plain_echo(
 	return (NNGRPC_OK);
 }
 
-static void
-test_auth_token(void **state)
+static nngrpc_dispatch *
+auth_dispatch(
+    bool open, nngrpc_auth **authp, const char *const *tokens, size_t n_tokens)
 {
 	static const nngrpc_method_fn fns[3]
 	    = { plain_echo, plain_echo, NULL };
-	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
-	nngrpc_dispatch         *d;
+	nngrpc_interceptor ic;
+	nngrpc_dispatch   *d;
 
-	(void) state;
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
 	assert_int_equal(nngrpc_dispatch_add_service(d,
 	                     &nngrpc__testing__v1__testing__descriptor, NULL,
 	                     fns, NULL, 0, NULL),
 	    0);
-	assert_int_equal(nngrpc_dispatch_set_auth_token(d, "s3cret"), 0);
+	if (open) {
+		assert_int_equal(
+		    nngrpc_dispatch_set_open(d, "nngrpc.testing.v1.Testing"),
+		    0);
+	}
+	assert_int_equal(nngrpc_auth_alloc(authp), 0);
+	assert_int_equal(nngrpc_auth_set_tokens(*authp, tokens, n_tokens), 0);
+	nngrpc_auth_interceptor(*authp, &ic);
+	assert_int_equal(nngrpc_dispatch_add_interceptor(d, &ic), 0);
 	nngrpc_dispatch_seal(d);
+	return (d);
+}
+
+static void
+test_auth_token(void **state)
+{
+	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
+	static const char *const one[] = { "s3cret" };
+	nngrpc_dispatch         *d;
+	nngrpc_auth             *auth;
+
+	(void) state;
+	d = auth_dispatch(false, &auth, one, 1);
 	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_UNAUTHENTICATED);
 	assert_int_equal(
 	    echo_code(d, echo, "Bearer s3cre"), NNGRPC_UNAUTHENTICATED);
@@ -530,22 +566,208 @@ test_auth_token(void **state)
 	/* The method is looked up before the token is checked: a name says
 	 * nothing a caller could not learn from reflection. */
 	assert_int_equal(echo_code(d, "/x.Y/Z", NULL), NNGRPC_UNIMPLEMENTED);
-	/* An open service needs no token. */
 	nngrpc_dispatch_free(d);
+	nngrpc_auth_free(auth);
+
+	/* An open service needs no token. */
+	d = auth_dispatch(true, &auth, one, 1);
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_OK);
+	assert_int_equal(nngrpc_dispatch_set_open(d, "no.Such"), NNG_ENOENT);
+	nngrpc_dispatch_free(d);
+	nngrpc_auth_free(auth);
+}
+
+/* Rotation: two tokens at once, then the old one dropped while the
+ * registry is sealed and serving. */
+static void
+test_auth_accepts_two_tokens_while_rotating(void **state)
+{
+	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
+	static const char *const both[] = { "old-token", "new-token" };
+	static const char *const new_only[] = { "new-token" };
+	static const char *const three[] = { "a", "b", "c" };
+	static const char *const empty[] = { "" };
+	nngrpc_dispatch         *d;
+	nngrpc_auth             *auth;
+
+	(void) state;
+	d = auth_dispatch(false, &auth, both, 2);
+	assert_int_equal(echo_code(d, echo, "Bearer old-token"), NNGRPC_OK);
+	assert_int_equal(echo_code(d, echo, "Bearer new-token"), NNGRPC_OK);
+	assert_int_equal(echo_code(d, echo, "Bearer old-tokennew-token"),
+	    NNGRPC_UNAUTHENTICATED);
+	assert_int_equal(nngrpc_auth_set_tokens(auth, new_only, 1), 0);
+	assert_int_equal(
+	    echo_code(d, echo, "Bearer old-token"), NNGRPC_UNAUTHENTICATED);
+	assert_int_equal(echo_code(d, echo, "Bearer new-token"), NNGRPC_OK);
+	/* Refused lists leave the accepted tokens as they were. */
+	assert_int_equal(nngrpc_auth_set_tokens(auth, three, 3), NNG_EINVAL);
+	assert_int_equal(nngrpc_auth_set_tokens(auth, empty, 1), NNG_EINVAL);
+	assert_int_equal(nngrpc_auth_set_tokens(auth, NULL, 0), NNG_EINVAL);
+	assert_int_equal(echo_code(d, echo, "Bearer new-token"), NNGRPC_OK);
+	nngrpc_dispatch_free(d);
+	nngrpc_auth_free(auth);
+	nngrpc_auth_free(NULL);
+}
+
+/* What an interceptor saw and did, for the tests below. */
+typedef struct probe {
+	const char   *name;
+	nngrpc_status refuse; /* NNGRPC_OK: let the call through */
+	char          log[256];
+	char         *order; /* shared by every probe of a test */
+	nngrpc_status seen_status;
+	int64_t       seen_queue_us;
+	int64_t       seen_run_us;
+	int64_t       run_us_before;
+	char          seen_trace[40]; /* "" for none */
+	char          seen_method[64];
+} probe;
+
+static nngrpc_status
+probe_before(nngrpc_call *call, void *arg)
+{
+	probe *p = arg;
+
+	strcat(p->order, p->name);
+	strcat(p->order, ">");
+	p->run_us_before = nngrpc_call_run_us(call);
+	if (p->refuse != NNGRPC_OK) {
+		return (nngrpc_call_error(
+		    call, p->refuse, "refused by %s", p->name));
+	}
+	return (NNGRPC_OK);
+}
+
+static void
+probe_after(nngrpc_call *call, nngrpc_status status, void *arg)
+{
+	probe *p = arg;
+
+	strcat(p->order, "<");
+	strcat(p->order, p->name);
+	p->seen_status = status;
+	p->seen_queue_us = nngrpc_call_queue_us(call);
+	p->seen_run_us = nngrpc_call_run_us(call);
+	snprintf(p->seen_trace, sizeof(p->seen_trace), "%s",
+	    nngrpc_call_trace_id(call) ? nngrpc_call_trace_id(call) : "");
+	snprintf(p->seen_method, sizeof(p->seen_method), "%s",
+	    nngrpc_call_method(call));
+	snprintf(p->log, sizeof(p->log), "%s", nngrpc_call_message(call));
+}
+
+static nngrpc_dispatch *
+probe_dispatch(probe *a, probe *b)
+{
+	static const nngrpc_method_fn fns[3]
+	    = { plain_echo, plain_echo, NULL };
+	nngrpc_interceptor ia = { "a", probe_before, probe_after, a };
+	nngrpc_interceptor ib = { "b", probe_before, probe_after, b };
+	nngrpc_interceptor none = { "none", NULL, NULL, NULL };
+	nngrpc_dispatch   *d;
 
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
 	assert_int_equal(nngrpc_dispatch_add_service(d,
 	                     &nngrpc__testing__v1__testing__descriptor, NULL,
 	                     fns, NULL, 0, NULL),
 	    0);
-	assert_int_equal(nngrpc_dispatch_set_auth_token(d, "s3cret"), 0);
+	assert_int_equal(nngrpc_dispatch_add_interceptor(d, &ia), 0);
+	assert_int_equal(nngrpc_dispatch_add_interceptor(d, &ib), 0);
 	assert_int_equal(
-	    nngrpc_dispatch_set_open(d, "nngrpc.testing.v1.Testing"), 0);
-	assert_int_equal(nngrpc_dispatch_set_open(d, "no.Such"), NNG_ENOENT);
-	assert_int_equal(nngrpc_dispatch_set_auth_token(d, NULL), 0);
-	assert_int_equal(nngrpc_dispatch_set_auth_token(d, "other"), 0);
+	    nngrpc_dispatch_add_interceptor(d, &none), NNG_EINVAL);
 	nngrpc_dispatch_seal(d);
+	assert_int_equal(nngrpc_dispatch_add_interceptor(d, &ia), NNG_EBUSY);
+	return (d);
+}
+
+static void
+test_interceptors_run_around_the_call(void **state)
+{
+	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
+	char                     order[128] = "";
+	probe                    a = { .name = "a", .order = order };
+	probe                    b = { .name = "b", .order = order };
+	nngrpc_dispatch         *d = probe_dispatch(&a, &b);
+
+	(void) state;
+	/* before in order, after in reverse; after sees the outcome. */
 	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_OK);
+	assert_string_equal(order, "a>b><b<a");
+	assert_int_equal(a.seen_status, NNGRPC_OK);
+	assert_string_equal(a.seen_method, echo);
+	assert_int_equal(a.run_us_before, -1);
+	assert_true(a.seen_run_us >= 0 && a.seen_queue_us >= 0);
+	assert_string_equal(a.seen_trace, "");
+
+	/* b refuses: the handler does not run, after hooks all do. */
+	order[0] = '\0';
+	b.refuse = NNGRPC_RESOURCE_EXHAUSTED;
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_RESOURCE_EXHAUSTED);
+	assert_string_equal(order, "a>b><b<a");
+	assert_string_equal(a.log, "refused by b");
+	assert_int_equal(a.seen_status, NNGRPC_RESOURCE_EXHAUSTED);
+
+	/* a refuses: b's before does not run. */
+	order[0] = '\0';
+	a.refuse = NNGRPC_PERMISSION_DENIED;
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_PERMISSION_DENIED);
+	assert_string_equal(order, "a><b<a");
+
+	/* An unknown method: no before, every after. */
+	order[0] = '\0';
+	assert_int_equal(echo_code(d, "/x.Y/Z", NULL), NNGRPC_UNIMPLEMENTED);
+	assert_string_equal(order, "<b<a");
+	assert_string_equal(a.seen_method, "/x.Y/Z");
+
+	/* A status that is not one becomes UNKNOWN, naming the interceptor. */
+	order[0] = '\0';
+	a.refuse = (nngrpc_status) 77;
+	assert_int_equal(echo_code(d, echo, NULL), NNGRPC_UNKNOWN);
+	assert_non_null(strstr(a.log, "interceptor a returned status 77"));
+	nngrpc_dispatch_free(d);
+}
+
+static void
+test_trace_id_from_traceparent(void **state)
+{
+	static const char *const echo = "/nngrpc.testing.v1.Testing/Echo";
+	static const struct {
+		const char *traceparent;
+		const char *trace_id; /* NULL: none */
+	} cases[] = {
+		{ "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		    "4bf92f3577b34da6a3ce929d0e0e4736" },
+		/* A later version may carry more fields. */
+		{ "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-x",
+		    "4bf92f3577b34da6a3ce929d0e0e4736" },
+		{ "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-x",
+		    NULL }, /* version 00 has exactly four fields */
+		{ "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		    NULL },
+		{ "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		    NULL },
+		{ "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+		    NULL },
+		{ "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+		    NULL }, /* upper case */
+		{ "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+		    NULL }, /* short */
+		{ "", NULL },
+	};
+	char             order[1024] = "";
+	probe            a = { .name = "a", .order = order };
+	probe            b = { .name = "b", .order = order };
+	nngrpc_dispatch *d = probe_dispatch(&a, &b);
+
+	(void) state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		order[0] = '\0';
+		assert_int_equal(
+		    call_with(d, echo, "traceparent", cases[i].traceparent),
+		    NNGRPC_OK);
+		assert_string_equal(a.seen_trace,
+		    cases[i].trace_id != NULL ? cases[i].trace_id : "");
+	}
 	nngrpc_dispatch_free(d);
 }
 
@@ -647,6 +869,9 @@ main(void)
 		cmocka_unit_test(test_listen_errors),
 		cmocka_unit_test(test_port_in_use),
 		cmocka_unit_test(test_auth_token),
+		cmocka_unit_test(test_auth_accepts_two_tokens_while_rotating),
+		cmocka_unit_test(test_interceptors_run_around_the_call),
+		cmocka_unit_test(test_trace_id_from_traceparent),
 		cmocka_unit_test(test_serving_state),
 		cmocka_unit_test(test_reflection_lookup),
 	};

@@ -480,7 +480,8 @@ test_access_off_by_default(void **state)
 	/* No setup: this runs first and sees the library's defaults. */
 	cap_begin();
 	for (int i = 0; i < 100; i++) {
-		nngrpc_log_access("/a.B/C", 0, 1, 2, "r", "tcp://1.2.3.4:5");
+		nngrpc_log_access(
+		    "/a.B/C", 0, 1, 2, "r", "tcp://1.2.3.4:5", NULL);
 	}
 	char *out = cap_end();
 	assert_string_equal(out, "");
@@ -496,9 +497,9 @@ test_access_all(void **state)
 	nngrpc_log_set_level(NNGRPC_LOG_ERROR);
 	cap_begin();
 	nngrpc_log_access("/hotel.v1.HotelSearch/Search", NNGRPC_NOT_FOUND, 12,
-	    340, "r9", "tcp://127.0.0.1:40000");
+	    340, "r9", "tcp://127.0.0.1:40000", NULL);
 	nngrpc_log_access(
-	    "/x y", NNGRPC_RESOURCE_EXHAUSTED, -1, -1, NULL, NULL);
+	    "/x y", NNGRPC_RESOURCE_EXHAUSTED, -1, -1, NULL, NULL, NULL);
 	char *out = cap_end();
 	assert_matches(out,
 	    "^" TS " info access method=/hotel\\.v1\\.HotelSearch/Search "
@@ -512,7 +513,8 @@ test_access_all(void **state)
 	nngrpc_log_set_format(NNGRPC_LOG_JSON);
 	nngrpc_log_set_request_id("tl-7");
 	cap_begin();
-	nngrpc_log_access("/a.B/\"C\"", NNGRPC_OK, 0, 5, NULL, "ipc:///tmp/s");
+	nngrpc_log_access(
+	    "/a.B/\"C\"", NNGRPC_OK, 0, 5, NULL, "ipc:///tmp/s", NULL);
 	out = cap_end();
 	int n = parse_only_line(out);
 	assert_int_equal(n, 10);
@@ -531,7 +533,7 @@ test_access_all(void **state)
 	/* An explicit id wins and is not written twice; a code that is not
 	 * a status is still logged. */
 	cap_begin();
-	nngrpc_log_access("/m", 99, -1, 1, "explicit", NULL);
+	nngrpc_log_access("/m", 99, -1, 1, "explicit", NULL, NULL);
 	out = cap_end();
 	n = parse_only_line(out);
 	assert_string_equal(find(kvs, n, "request_id")->val, "explicit");
@@ -542,6 +544,17 @@ test_access_all(void **state)
 	    n, 8); /* ts level msg method status code run_us request_id */
 	free(out);
 	nngrpc_log_set_request_id(NULL);
+
+	/* The caller's W3C trace id, last. */
+	cap_begin();
+	nngrpc_log_access(
+	    "/m", 0, 1, 2, "r", "ipc", "4bf92f3577b34da6a3ce929d0e0e4736");
+	out = cap_end();
+	n = parse_only_line(out);
+	assert_string_equal(
+	    find(kvs, n, "trace_id")->val, "4bf92f3577b34da6a3ce929d0e0e4736");
+	assert_int_equal(n, 11);
+	free(out);
 }
 
 static int
@@ -550,7 +563,7 @@ count_access(nngrpc_access_mode mode, double rate, int calls)
 	nngrpc_log_set_access(mode, rate);
 	cap_begin();
 	for (int i = 0; i < calls; i++) {
-		nngrpc_log_access("/a.B/C", 0, 1, 2, NULL, NULL);
+		nngrpc_log_access("/a.B/C", 0, 1, 2, NULL, NULL, NULL);
 	}
 	char *out = cap_end();
 	int   n = count_lines(out);
@@ -587,7 +600,7 @@ spam(void *arg)
 	nngrpc_log_set_request_id(id);
 	for (int i = 0; i < N_LINES; i++) {
 		nngrpc_log(NNGRPC_LOG_INFO, "line %d \"of\" %s", i, id);
-		nngrpc_log_access("/a.B/C", 0, i, i, NULL, "tcp://h:1");
+		nngrpc_log_access("/a.B/C", 0, i, i, NULL, "tcp://h:1", NULL);
 	}
 	return (NULL);
 }
