@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 import pytest
 
@@ -148,6 +148,41 @@ def test_right_token_is_ok(sch: nngrpc.Channel) -> None:
     with pytest.raises(nngrpc.RpcError) as e:
         _echo(sch, None)
     assert e.value.code() is UNAUTH
+
+
+class BearerToken(nngrpc.UnaryUnaryClientInterceptor):
+    """The auth interceptor a service would write: every call carries the
+    token, whatever metadata the caller gives."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def intercept_unary_unary(self, continuation: Any, details: nngrpc.ClientCallDetails, request: Any) -> nngrpc.Outcome:
+        md = list(details.metadata.items() if isinstance(details.metadata, dict) else details.metadata or [])
+        return continuation(details._replace(metadata=md + bearer(self.token)), request)
+
+
+def test_an_interceptor_adds_the_token(secured: Server) -> None:
+    seen: List[nngrpc.StatusCode] = []
+
+    class Observe(nngrpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> nngrpc.Outcome:
+            out = continuation(details, request)
+            seen.append(out.code())
+            return out
+
+    with nngrpc.Channel(secured.tcp) as base:
+        good = nngrpc.intercept_channel(base, Observe(), BearerToken(TOKEN))
+        assert _echo(good, None) == b"hi"
+        assert _echo(good, [("k", "v")]) == b"hi"
+        hotels = hotel_nngrpc.HotelSearchStub(good)
+        assert hotels.Search(hotel_pb2.SearchRequest(query="hotel"), timeout=TIMEOUT).total > 0
+        with pytest.raises(nngrpc.RpcError) as e:
+            _echo(nngrpc.intercept_channel(base, Observe(), BearerToken("wrong")), None)
+        assert e.value.code() is UNAUTH
+        assert seen == [nngrpc.StatusCode.OK] * 3 + [UNAUTH]
+        with pytest.raises(nngrpc.RpcError):
+            _echo(base, None)  # the channel under it carries no token of its own
 
 
 def test_health_is_open_without_a_token(sch: nngrpc.Channel) -> None:

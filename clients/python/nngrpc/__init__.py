@@ -22,6 +22,12 @@ from nngrpc._channel import (
     UnaryUnaryMultiCallable,
 )
 from nngrpc._errors import REQUEST_ID_KEY, Call, Metadata, RpcError, TrailingMetadata
+from nngrpc._intercept import (
+    ClientCallDetails,
+    Outcome,
+    UnaryUnaryClientInterceptor,
+    intercept_channel,
+)
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from nngrpc._status_table import StatusCode
 from nngrpc._tls import TlsConfig
@@ -30,16 +36,20 @@ from nngrpc._version import __version__
 __all__ = [
     "Call",
     "Channel",
+    "ClientCallDetails",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_RECEIVE_MESSAGE_BYTES",
     "DEFAULT_RETRY_POLICY",
     "Metadata",
+    "Outcome",
     "REQUEST_ID_KEY",
     "RetryPolicy",
     "RpcError",
     "StatusCode",
     "TlsConfig",
     "TrailingMetadata",
+    "UnaryUnaryClientInterceptor",
     "UnaryUnaryMultiCallable",
     "__version__",
+    "intercept_channel",
 ]

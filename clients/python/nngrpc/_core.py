@@ -774,6 +774,12 @@ class MethodBase(Generic[RequestT, ResponseT]):
         return "<%s %s>" % (type(self).__name__, self._method)
 
 
+def random_bits(n: int) -> int:
+    """Returns n random bits from the client's id generator (a seeded PRNG,
+    no system call; reseeded in forked children)."""
+    return _ID_RNG.getrandbits(n)
+
+
 def after_fork() -> None:
     """In a forked child: draw other request ids than the parent."""
     _ID_RNG.seed()

@@ -82,6 +82,12 @@ from nngrpc._core import (
     dial_error,
 )
 from nngrpc._errors import Call, Metadata
+from nngrpc._intercept import (
+    AsyncUnaryUnaryClientInterceptor,
+    ClientCallDetails,
+    Outcome,
+    run_chain_async,
+)
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from nngrpc._sp import ProtocolError
 from nngrpc._status_table import StatusCode
@@ -93,7 +99,14 @@ if TYPE_CHECKING:
 
     from nngrpc._tls import TlsConfig
 
-__all__ = ["Channel", "UnaryUnaryMultiCallable"]
+__all__ = [
+    "ClientCallDetails",
+    "Channel",
+    "Outcome",
+    "UnaryUnaryClientInterceptor",
+    "UnaryUnaryMultiCallable",
+    "intercept_channel",
+]
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
@@ -651,6 +664,119 @@ class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):
     ) -> Tuple[ResponseT, Call]:
         """Returns (response, call), as the sync with_call()."""
         return await self._channel._unary(self, request, timeout, metadata, True)  # type: ignore[no-any-return]
+
+
+# ---- interceptors --------------------------------------------------------------------
+#: Base of asyncio interceptors: ``async def intercept_unary_unary(self,
+#: continuation, client_call_details, request)``, ``await continuation(...)``.
+UnaryUnaryClientInterceptor = AsyncUnaryUnaryClientInterceptor
+
+
+class InterceptedChannel(Channel):
+    """An aio.Channel whose calls go through interceptors; made by
+    intercept_channel().  Closing it closes the channel it wraps."""
+
+    def __init__(
+        self, channel: Channel, interceptors: Sequence[AsyncUnaryUnaryClientInterceptor]
+    ) -> None:  # no Channel.__init__: every call goes to the wrapped channel
+        self._inner = channel
+        self._interceptors = tuple(interceptors)
+
+    def unary_unary(
+        self,
+        method: str,
+        request_serializer: Optional[Callable[[RequestT], bytes]] = None,
+        response_deserializer: Optional[Callable[[bytes], ResponseT]] = None,
+        *,
+        idempotent: bool = False,
+    ) -> "UnaryUnaryMultiCallable[RequestT, ResponseT]":
+        return InterceptedUnaryUnaryMultiCallable(
+            self._inner,
+            method,
+            request_serializer,
+            response_deserializer,
+            idempotent,
+            self._interceptors,
+        )
+
+    async def invoke(
+        self,
+        method: str,
+        request: bytes,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+        *,
+        idempotent: bool = False,
+    ) -> Tuple[bytes, Call]:
+        mc: UnaryUnaryMultiCallable[bytes, bytes] = self.unary_unary(method, idempotent=idempotent)
+        return await mc.with_call(request, timeout, metadata)
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def __repr__(self) -> str:
+        return "<nngrpc.aio.Channel %r through %d interceptor(s)>" % (
+            self._inner,
+            len(self._interceptors),
+        )
+
+
+class InterceptedUnaryUnaryMultiCallable(UnaryUnaryMultiCallable[RequestT, ResponseT]):
+    """One method of an aio InterceptedChannel."""
+
+    __slots__ = ("_interceptors", "_parse")
+
+    def __init__(
+        self,
+        channel: Channel,
+        method: str,
+        request_serializer: Optional[Callable[[RequestT], bytes]],
+        response_deserializer: Optional[Callable[[bytes], ResponseT]],
+        idempotent: bool,
+        interceptors: Sequence[AsyncUnaryUnaryClientInterceptor],
+    ) -> None:
+        super().__init__(channel, method, request_serializer, response_deserializer, idempotent)
+        self._interceptors = interceptors
+        self._parse = response_deserializer
+
+    async def __call__(
+        self,
+        request: RequestT,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> ResponseT:
+        return (await self.with_call(request, timeout, metadata))[0]
+
+    async def with_call(
+        self,
+        request: RequestT,
+        timeout: Optional[float] = None,
+        metadata: Optional[Metadata] = None,
+    ) -> Tuple[ResponseT, Call]:
+        details = ClientCallDetails(self._method, timeout, metadata, self._idempotent)
+        outcome = await run_chain_async(self._interceptors, self._invoke, details, request)
+        return outcome.result(), outcome.call
+
+    async def _invoke(self, details: ClientCallDetails, request: Any) -> Tuple[Any, Call]:
+        mc: UnaryUnaryMultiCallable[Any, Any] = self
+        if details.method != self._method or details.idempotent != self._idempotent:
+            mc = UnaryUnaryMultiCallable(
+                self._channel, details.method, self._serialize, self._parse, details.idempotent
+            )
+        return await self._channel._unary(mc, request, details.timeout, details.metadata, True)  # type: ignore[no-any-return]
+
+
+def intercept_channel(channel: Channel, *interceptors: AsyncUnaryUnaryClientInterceptor) -> Channel:
+    """Returns an aio.Channel whose calls go through interceptors (async
+    ones: nngrpc.aio.UnaryUnaryClientInterceptor), the first one
+    outermost.  The async stubs take it like any aio.Channel; closing it
+    closes channel."""
+    for i in interceptors:
+        if not callable(getattr(i, "intercept_unary_unary", None)):
+            raise TypeError("%r is not a unary-unary client interceptor" % (i,))
+    if isinstance(channel, InterceptedChannel):
+        return InterceptedChannel(channel._inner, tuple(interceptors) + channel._interceptors)
+    return InterceptedChannel(channel, interceptors)
 
 
 # ---- fork handling -----------------------------------------------------------------
