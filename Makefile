@@ -9,6 +9,7 @@
 #   make asan-test  the integration tests against an ASan+UBSan hoteld
 #   make format     clang-format the C sources (format-check: verify only)
 #   make install    PREFIX=/usr/local DESTDIR= (make uninstall: the same)
+#   make example-test  examples/places against a fresh install
 
 BUILD    ?= build
 # The library's version; the shared object's soname carries the major.
@@ -50,7 +51,7 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) $(VISIBILITY) -fPIC -MMD -MP 
              -Iinclude -Isrc $(INTERNAL) -I$(GEN_C)
 LDLIBS_RPC := -lnng -lprotobuf-c -lpthread -lm
 
-.PHONY: all deps run test unit-tests asan asan-test \
+.PHONY: all deps run test unit-tests asan asan-test example-test \
         format format-check clean FORCE
 all:
 
@@ -224,11 +225,17 @@ asan:
 
 unit-tests: $(UNIT_TESTS) $(ENGINE_TESTS)
 
+# examples/places built out of the tree against `make install` into a
+# temporary prefix, run and called (also part of make test, in tests/lib).
+example-test: all
+	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/lib/test_example.py \
+		--build $(BUILD)
+
 asan-test: deps all asan $(ENGINE_TSAN_TESTS)
 	@tests/run-all $(BUILD) --asan-only
 
 C_SOURCES = $(shell find src include tests examples -name '*.[ch]' \
-              -not -path '*/fuzz/corpus/*')
+              -not -path '*/fuzz/corpus/*' -not -path 'examples/*/gen/*')
 format:
 	clang-format -i $(C_SOURCES)
 format-check:

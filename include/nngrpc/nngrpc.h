@@ -288,7 +288,9 @@ NNGRPC_API int nngrpc_call_set_trailer(
     nngrpc_call *call, const char *key, const char *value);
 
 /* Returns new memory owned by the call, freed when the call ends, aligned
- * for any type; NULL when out of memory. For output fields. */
+ * for any type; NULL when out of memory. For output fields. A call that
+ * fails after an allocation failed, with no message of its own, is
+ * answered with the message "out of memory". */
 NNGRPC_API void *nngrpc_call_alloc(nngrpc_call *call, size_t size);
 
 /* Returns new: a message of type desc in call memory (freed with the

@@ -264,7 +264,12 @@ nngrpc_call_set_trailer(nngrpc_call *call, const char *key, const char *value)
 void *
 nngrpc_call_alloc(nngrpc_call *call, size_t size)
 {
-	return (nngrpc_arena_alloc(&call->c_arena, size));
+	void *p = nngrpc_arena_alloc(&call->c_arena, size);
+
+	if (p == NULL) {
+		call->c_oom = true;
+	}
+	return (p);
 }
 
 ProtobufCMessage *

@@ -31,6 +31,7 @@ struct nngrpc_call {
 	int64_t      c_run_us;   /* -1 until the reply is built */
 	const char  *c_trace_id; /* parsed lazily; NULL: none */
 	bool         c_trace_parsed;
+	bool         c_oom; /* an allocation from call memory failed */
 	const void  *c_impl;
 	void        *c_user;
 	const Nngrpc__V1__Request *c_req;     /* in c_arena */

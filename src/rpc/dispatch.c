@@ -555,6 +555,8 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	resp.code = (int32_t) st;
 	if (call.c_message != NULL) {
 		resp.message = (char *) call.c_message;
+	} else if (st != NNGRPC_OK && call.c_oom) {
+		resp.message = (char *) "out of memory";
 	}
 	resp.trailers = call.c_trailers;
 	resp.n_trailers = call.c_n_trailers;

@@ -325,6 +325,37 @@ test_error_message(void **state)
 	nngrpc_dispatch_free(d);
 }
 
+/* A handler whose allocation failed and that says nothing more. */
+static nngrpc_status
+oom_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	(void) in;
+	(void) out;
+	assert_null(nngrpc_call_alloc(call, SIZE_MAX));
+	return (NNGRPC_RESOURCE_EXHAUSTED);
+}
+
+static void
+test_out_of_memory_is_said(void **state)
+{
+	static const nngrpc_method_fn fns[3] = { oom_fn, NULL, NULL };
+	nngrpc_dispatch              *d;
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
+	    0);
+	nngrpc_dispatch_seal(d);
+	Nngrpc__V1__Response *r
+	    = call(d, "/nngrpc.testing.v1.Testing/Echo", 0, NULL, 0, NULL, 0);
+	assert_int_equal(r->code, NNGRPC_RESOURCE_EXHAUSTED);
+	assert_string_equal(r->message, "out of memory");
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+}
+
 static void
 test_registration_errors(void **state)
 {
@@ -864,6 +895,7 @@ main(void)
 		cmocka_unit_test(test_garbage_envelope),
 		cmocka_unit_test(test_unprintable_method_name),
 		cmocka_unit_test(test_error_message),
+		cmocka_unit_test(test_out_of_memory_is_said),
 		cmocka_unit_test(test_registration_errors),
 		cmocka_unit_test(test_typed_glue_and_server_lifecycle),
 		cmocka_unit_test(test_listen_errors),
