@@ -22,6 +22,11 @@
  * suggestion tables and hashes the content (they all read the finished
  * hotels and columns and write disjoint fields; that side counts into its
  * own hotel__mem, added after the join).
+ *
+ * A build may be stopped (hotel_stop: deadline, cancel). Both build threads
+ * tick through their loops (stop.h) and share one result, so a stop seen
+ * by either ends both; the builder then destroys the half-built dataset,
+ * which frees whatever either thread had allocated.
  */
 #include <assert.h>
 #include <math.h>
@@ -33,6 +38,7 @@
 #include <time.h>
 
 #include "dataset.h"
+#include "stop.h"
 
 int
 hotel__dataset_new(hotel_dataset **dsp, const char *fmt, ...)
@@ -480,10 +486,12 @@ content_hash(const hotel_dataset *ds)
 
 /* The second build thread's work: everything but the columns and the
  * index. It reads the hotels and the columns, writes fields nothing else
- * writes, and counts into its own mem until the join. */
+ * writes, and counts into its own mem until the join. Its ticker shares
+ * its result with the index's, so a stop either thread sees ends both. */
 typedef struct side_job {
 	hotel_dataset *ds;
 	hotel__mem     mem;
+	hotel__ticker  stop;
 	int            rv;
 } side_job;
 
@@ -494,49 +502,64 @@ side_thread(void *arg)
 	hotel_dataset *ds = sb->ds;
 
 	if ((sb->rv = build_lat_order(ds, &sb->mem)) != HOTEL_OK
+	    || (sb->rv = hotel__ticker_poll(&sb->stop)) != HOTEL_OK
 	    || (sb->rv = build_orders(ds, &sb->mem)) != HOTEL_OK
-	    || (sb->rv = hotel__suggest_build(ds, &sb->mem)) != HOTEL_OK) {
+	    || (sb->rv = hotel__ticker_poll(&sb->stop)) != HOTEL_OK
+	    || (sb->rv = hotel__suggest_build(ds, &sb->mem, &sb->stop))
+	        != HOTEL_OK) {
 		return (NULL);
 	}
 	ds->id_hash = content_hash(ds);
 	return (NULL);
 }
 
-int
-hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen)
+/* The index on this thread; the orders, the suggestions and the content
+ * hash on another (they read the same finished columns and write disjoint
+ * fields). Returns HOTEL_OK, HOTEL_ENOMEM or the stop's reason. */
+static int
+build_tables(hotel_dataset *ds, const hotel_stop *stop)
 {
-	struct timespec now;
-	side_job        sb = { 0 };
-	pthread_t       tid;
-	bool            joined = true;
-	int             rv;
+	atomic_int    shared = HOTEL_OK; /* both tickers' result */
+	side_job      sb = { .ds = ds };
+	hotel__ticker t;
+	pthread_t     tid;
+	bool          joined = true;
+	int           rv;
 
-	if ((rv = sort_by_id(ds, err, errlen)) != HOTEL_OK) {
-		return (rv);
-	}
-	hotel__strmap_fini(&ds->city_map);
-	if ((rv = build_columns(ds)) != HOTEL_OK) {
-		return (hotel__err(rv, err, errlen, "out of memory"));
-	}
-	/* The index on this thread; the orders, the suggestions and the
-	 * content hash on another (they read the same finished columns and
-	 * write disjoint fields). */
-	sb.ds = ds;
+	hotel__ticker_init(&t, stop, &shared);
+	hotel__ticker_init(&sb.stop, stop, &shared);
 	if (pthread_create(&tid, NULL, side_thread, &sb) != 0) {
 		side_thread(&sb); /* no thread: do it here */
 	} else {
 		joined = false;
 	}
-	rv = hotel__index_build(&ds->index, &ds->mem, ds->hotels, ds->n);
+	rv = hotel__index_build(&ds->index, &ds->mem, ds->hotels, ds->n, &t);
 	if (!joined) {
 		pthread_join(tid, NULL);
 	}
 	ds->mem.bytes += sb.mem.bytes;
-	if (rv == HOTEL_OK) {
-		rv = sb.rv;
+	return (rv != HOTEL_OK ? rv : sb.rv);
+}
+
+int
+hotel__dataset_finish(
+    hotel_dataset *ds, const hotel_stop *stop, char *err, size_t errlen)
+{
+	struct timespec now;
+	int             rv;
+
+	if ((rv = hotel_stop_check(stop)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "%s", hotel_strerror(rv)));
 	}
-	if (rv != HOTEL_OK) {
-		return (hotel__err(rv, err, errlen, "out of memory"));
+	if ((rv = sort_by_id(ds, err, errlen)) != HOTEL_OK) {
+		return (rv);
+	}
+	hotel__strmap_fini(&ds->city_map);
+	if ((rv = build_columns(ds)) != HOTEL_OK
+	    || (rv = hotel_stop_check(stop)) != HOTEL_OK
+	    || (rv = build_tables(ds, stop)) != HOTEL_OK) {
+		/* "out of memory", "cancelled" or "deadline exceeded" */
+		return (hotel__err(rv, err, errlen, "%s", hotel_strerror(rv)));
 	}
 	snprintf(ds->id_str, sizeof(ds->id_str), "%016llx",
 	    (unsigned long long) ds->id_hash);
@@ -573,7 +596,7 @@ hotel_dataset_from_array(const hotel *hotels, size_t n, hotel_dataset **dsp,
 			return (hotel__err(rv, err, errlen, "out of memory"));
 		}
 	}
-	if ((rv = hotel__dataset_finish(ds, err, errlen)) != HOTEL_OK) {
+	if ((rv = hotel__dataset_finish(ds, NULL, err, errlen)) != HOTEL_OK) {
 		hotel__dataset_destroy(ds);
 		return (rv);
 	}

@@ -79,9 +79,11 @@ int hotel__hotel_check(const hotel *h, char *err, size_t errlen);
 int hotel__dataset_add(hotel_dataset *ds, const hotel *h);
 
 /* Sorts by id (duplicates are HOTEL_EINVAL "id: duplicate id N"), builds the
- * columns, index and suggestions, and the dataset id. On success the dataset
+ * columns, index and suggestions, and the dataset id. stop (NULL: none) may
+ * end it with HOTEL_EDEADLINE or HOTEL_ECANCELED. On success the dataset
  * has one reference and is immutable; on failure the caller destroys it. */
-int hotel__dataset_finish(hotel_dataset *ds, char *err, size_t errlen);
+int hotel__dataset_finish(
+    hotel_dataset *ds, const hotel_stop *stop, char *err, size_t errlen);
 
 /* Frees a dataset that was never published (or whose count hit zero). */
 void hotel__dataset_destroy(hotel_dataset *ds);

@@ -80,13 +80,13 @@ hotel_engine_swap(hotel_engine *e, hotel_dataset *next)
 }
 
 int
-hotel_engine_reload_jsonl(
-    hotel_engine *e, const char *path, char *err, size_t errlen)
+hotel_engine_reload_jsonl(hotel_engine *e, const char *path,
+    const hotel_stop *stop, char *err, size_t errlen)
 {
 	hotel_dataset *ds;
 	int            rv;
 
-	if ((rv = hotel_dataset_load_jsonl(path, &ds, err, errlen))
+	if ((rv = hotel_dataset_load_jsonl(path, stop, &ds, err, errlen))
 	    != HOTEL_OK) {
 		return (rv);
 	}
@@ -95,12 +95,14 @@ hotel_engine_reload_jsonl(
 }
 
 int
-hotel_engine_reload_generate(hotel_engine *e, size_t count, uint64_t seed)
+hotel_engine_reload_generate(
+    hotel_engine *e, size_t count, uint64_t seed, const hotel_stop *stop)
 {
 	hotel_dataset *ds;
 	int            rv;
 
-	if ((rv = hotel_dataset_generate(count, seed, &ds)) != HOTEL_OK) {
+	if ((rv = hotel_dataset_generate(count, seed, stop, &ds))
+	    != HOTEL_OK) {
 		return (rv);
 	}
 	hotel_engine_swap(e, ds);

@@ -1,12 +1,13 @@
 # src/engine/engine.mk: the hotel search engine (libhotelengine.a), its unit
-# tests, the ThreadSanitizer run of the reload test, and the benchmark.
+# tests, the ThreadSanitizer runs of the reload and stop tests, and the
+# benchmark.
 # Included by the top-level Makefile, which defines BUILD, OBJ, BIN, LIBDIR,
 # CC, CSTD, WARN, CFLAGS, SANFLAGS and ALL_CFLAGS.
 #
 #   make build/lib/libhotelengine.a   the library
 #   make engine-test                  build and run the engine unit tests
 #   make engine-asan                  the same under ASan+UBSan (SAN=1)
-#   make engine-tsan                  the reload test under TSan
+#   make engine-tsan                  the reload and stop tests under TSan
 #   make engine-bench                 index build and search timings
 #                                     (BENCH_ARGS="100000 1000000")
 
@@ -61,13 +62,14 @@ engine-test: $(ENGINE_TESTS)
 engine-asan:
 	$(MAKE) SAN=1 engine-test
 
-# ---- ThreadSanitizer: the reload test, built from source with
-# -fsanitize=thread under $(BUILD)/tsan/tests, where tests/run-all finds it
+# ---- ThreadSanitizer: the tests with threads (reload under load; a cancel
+# flag set by another thread), built from source with -fsanitize=thread
+# under $(BUILD)/tsan/tests, where tests/run-all finds them
 ENGINE_TSAN_DIR   := $(BUILD)/tsan/tests/engine
-ENGINE_TSAN_TESTS := $(ENGINE_TSAN_DIR)/test_engine_reload
+ENGINE_TSAN_TESTS := $(ENGINE_TSAN_DIR)/test_engine_reload \
+                     $(ENGINE_TSAN_DIR)/test_engine_stop
 
-$(ENGINE_TSAN_DIR)/test_engine_reload: tests/unit/engine/test_engine_reload.c \
-		$(ENGINE_SRCS) $(ENGINE_HDRS)
+$(ENGINE_TSAN_DIR)/%: tests/unit/engine/%.c $(ENGINE_SRCS) $(ENGINE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(CSTD) $(WARN) $(CFLAGS) -fsanitize=thread -fno-omit-frame-pointer \
 		-Isrc -o $@ $(filter %.c,$^) -lcmocka $(ENGINE_LDLIBS)

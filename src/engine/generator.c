@@ -30,6 +30,7 @@
 #include "dataset.h"
 #include "hash.h"
 #include "hotel.h"
+#include "stop.h"
 
 enum lang { L_EN, L_FR, L_ES, L_PT, L_DE, L_IT, L_JA, L_COUNT };
 
@@ -496,18 +497,22 @@ make_hotel(hotel__rng *r, const city_draw *cd, uint64_t id, hotel *h,
 }
 
 int
-hotel_dataset_generate(size_t count, uint64_t seed, hotel_dataset **dsp)
+hotel_dataset_generate(
+    size_t count, uint64_t seed, const hotel_stop *stop, hotel_dataset **dsp)
 {
 	city_draw      cd;
 	hotel_dataset *ds;
 	hotel__rng     rng;
+	hotel__ticker  t;
 	char           name[NAME_LEN], desc[DESC_LEN];
 	int            rv;
 
 	if (count == 0 || count > HOTEL_GENERATE_MAX) {
 		return (HOTEL_EINVAL);
 	}
-	if ((rv = city_draw_init(&cd)) != HOTEL_OK
+	hotel__ticker_init(&t, stop, NULL);
+	if ((rv = hotel__ticker_poll(&t)) != HOTEL_OK
+	    || (rv = city_draw_init(&cd)) != HOTEL_OK
 	    || (rv = hotel__dataset_new(&ds, "generate count=%zu seed=%llu",
 	            count, (unsigned long long) seed))
 	        != HOTEL_OK) {
@@ -516,11 +521,15 @@ hotel_dataset_generate(size_t count, uint64_t seed, hotel_dataset **dsp)
 	hotel__rng_seed(&rng, seed);
 	for (size_t i = 0; i < count && rv == HOTEL_OK; i++) {
 		hotel h;
+		if (hotel__tick(&t, (uint32_t) i + 1)) {
+			rv = t.rv;
+			break;
+		}
 		make_hotel(&rng, &cd, (uint64_t) i + 1, &h, name, desc);
 		rv = hotel__dataset_add(ds, &h);
 	}
 	if (rv != HOTEL_OK
-	    || (rv = hotel__dataset_finish(ds, NULL, 0)) != HOTEL_OK) {
+	    || (rv = hotel__dataset_finish(ds, stop, NULL, 0)) != HOTEL_OK) {
 		hotel__dataset_destroy(ds);
 		return (rv);
 	}

@@ -35,6 +35,7 @@
 
 #include "hash.h"
 #include "index.h"
+#include "stop.h"
 #include "text.h"
 
 const double hotel__field_weight[HOTEL__NFIELDS] = {
@@ -147,12 +148,13 @@ key_tid_cmp(const void *a, const void *b)
  * build_free() gives back. Arrays are counted in scratch (or, for the
  * index's own, in mem). */
 typedef struct ix_build {
-	hotel__index *ix;
-	hotel__mem   *mem;
-	const hotel  *hotels;
-	size_t        n;      /* documents */
-	size_t        nt;     /* terms, once the text pass is done */
-	size_t        before; /* mem->bytes at the start */
+	hotel__index  *ix;
+	hotel__mem    *mem;
+	const hotel   *hotels;
+	size_t         n;      /* documents */
+	hotel__ticker *stop;   /* a tick per document in each pass */
+	size_t         nt;     /* terms, once the text pass is done */
+	size_t         before; /* mem->bytes at the start */
 
 	hotel__mem    scratch;
 	hotel__strmap map; /* token -> term id, in first-seen order */
@@ -210,6 +212,9 @@ read_text(ix_build *b)
 	uint32_t lens[HOTEL__NFIELDS];
 
 	for (size_t d = 0; d < b->n; d++) {
+		if (hotel__tick(b->stop, (uint32_t) d + 1)) {
+			return (b->stop->rv);
+		}
 		if (doc_terms(
 		        &b->map, &b->scratch, &b->hotels[d], &b->occ, lens)
 		        != 0
@@ -315,6 +320,9 @@ weigh(ix_build *b)
 		ix->avglen[f] = n > 0 ? b->total[f] / (double) n : 0.0;
 	}
 	for (size_t d = 0; d < n; d++) {
+		if (hotel__tick(b->stop, (uint32_t) d + 1)) {
+			return (b->stop->rv);
+		}
 		for (int f = 0; f < HOTEL__NFIELDS; f++) {
 			float *x = &b->norm[d * HOTEL__NFIELDS + f];
 			double nb = 1.0;
@@ -357,6 +365,9 @@ scatter(ix_build *b)
 	}
 	for (size_t d = 0; d < b->n; d++) {
 		const float *nm = b->norm + d * HOTEL__NFIELDS;
+		if (hotel__tick(b->stop, (uint32_t) d + 1)) {
+			return (b->stop->rv);
+		}
 		for (uint64_t k = doc_start[d]; k < doc_start[d + 1]; k++) {
 			uint32_t        r = rank[tmp[k].tid];
 			hotel__posting *p = &post[cursor[r]++];
@@ -391,11 +402,12 @@ build_free(ix_build *b)
 }
 
 int
-hotel__index_build(
-    hotel__index *ix, hotel__mem *mem, const hotel *hotels, size_t n)
+hotel__index_build(hotel__index *ix, hotel__mem *mem, const hotel *hotels,
+    size_t n, hotel__ticker *stop)
 {
-	ix_build b = { .ix = ix, .mem = mem, .hotels = hotels, .n = n };
-	int      rv = HOTEL_ENOMEM;
+	ix_build b
+	    = { .ix = ix, .mem = mem, .hotels = hotels, .n = n, .stop = stop };
+	int rv = HOTEL_ENOMEM;
 
 	b.before = mem->bytes;
 	memset(ix, 0, sizeof(*ix));

@@ -54,11 +54,13 @@ typedef struct hotel__index {
 	size_t bytes; /* counted in the dataset's mem, reported apart */
 } hotel__index;
 
+struct hotel__ticker;
+
 /* Builds the index over hotels[0..n) (doc i = hotels[i]); the index's
- * arrays are counted in mem. Returns HOTEL_OK or HOTEL_ENOMEM (nothing kept
- * allocated). */
-int hotel__index_build(
-    hotel__index *ix, hotel__mem *mem, const hotel *hotels, size_t n);
+ * arrays are counted in mem. Returns HOTEL_OK, HOTEL_ENOMEM or, when stop
+ * holds, its reason (nothing kept allocated on failure). */
+int  hotel__index_build(hotel__index *ix, hotel__mem *mem, const hotel *hotels,
+     size_t n, struct hotel__ticker *stop);
 void hotel__index_fini(hotel__index *ix, hotel__mem *mem);
 
 /* Returns the term id of the token t[0..len), or -1. */

@@ -6,7 +6,9 @@
  * The loader reads one line at a time (getline), parses it with jansson,
  * checks every field and adds the hotel to a dataset under construction;
  * the first bad line stops the load, and the half-built dataset is thrown
- * away, so a failed reload never touches the dataset being served. Ids are
+ * away, so a failed reload never touches the dataset being served. A stop
+ * (deadline, cancel) is looked at every HOTEL_STOP_EVERY lines and through
+ * the index build, and ends the load the same way. Ids are
  * remembered with their line numbers in a small hash set, so a duplicate
  * is reported on the line where it happens, naming the first one.
  *
@@ -29,6 +31,7 @@
 #include <unistd.h>
 
 #include "dataset.h"
+#include "stop.h"
 
 /* ---- id set ----------------------------------------------------------------
  */
@@ -418,10 +421,10 @@ add_line(hotel_dataset *ds, id_set *ids, const char *line, size_t len,
 	return (rv);
 }
 
-/* Adds every line of f to ds, to the end of the file. */
+/* Adds every line of f to ds, to the end of the file or until t stops. */
 static int
-read_lines(
-    FILE *f, const char *name, hotel_dataset *ds, char *err, size_t errlen)
+read_lines(FILE *f, const char *name, hotel__ticker *t, hotel_dataset *ds,
+    char *err, size_t errlen)
 {
 	id_set  ids = { 0 };
 	char   *line = NULL;
@@ -431,7 +434,10 @@ read_lines(
 
 	while (rv == HOTEL_OK && (len = getline(&line, &cap, f)) >= 0) {
 		lineno++;
-		if (!blank(line, (size_t) len)) {
+		if (hotel__tick(t, (uint32_t) lineno)) {
+			rv = hotel__err(
+			    t->rv, err, errlen, "%s", hotel_strerror(t->rv));
+		} else if (!blank(line, (size_t) len)) {
 			rv = add_line(
 			    ds, &ids, line, (size_t) len, lineno, err, errlen);
 		}
@@ -450,10 +456,11 @@ read_lines(
 }
 
 int
-hotel_dataset_read_jsonl(
-    FILE *f, const char *name, hotel_dataset **dsp, char *err, size_t errlen)
+hotel_dataset_read_jsonl(FILE *f, const char *name, const hotel_stop *stop,
+    hotel_dataset **dsp, char *err, size_t errlen)
 {
 	hotel_dataset *ds;
+	hotel__ticker  t;
 	int            rv;
 
 	if (f == NULL) {
@@ -462,12 +469,17 @@ hotel_dataset_read_jsonl(
 	if (name == NULL) {
 		name = "(stream)";
 	}
+	hotel__ticker_init(&t, stop, NULL);
+	if ((rv = hotel__ticker_poll(&t)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "%s", hotel_strerror(rv)));
+	}
 	if ((rv = hotel__dataset_new(&ds, "jsonl %s", name)) != HOTEL_OK) {
 		return (hotel__err(rv, err, errlen, "out of memory"));
 	}
 	/* The line buffer and the id set are gone before the index builds. */
-	if ((rv = read_lines(f, name, ds, err, errlen)) != HOTEL_OK
-	    || (rv = hotel__dataset_finish(ds, err, errlen)) != HOTEL_OK) {
+	if ((rv = read_lines(f, name, &t, ds, err, errlen)) != HOTEL_OK
+	    || (rv = hotel__dataset_finish(ds, stop, err, errlen))
+	        != HOTEL_OK) {
 		hotel__dataset_destroy(ds);
 		return (rv);
 	}
@@ -476,8 +488,8 @@ hotel_dataset_read_jsonl(
 }
 
 int
-hotel_dataset_load_jsonl(
-    const char *path, hotel_dataset **dsp, char *err, size_t errlen)
+hotel_dataset_load_jsonl(const char *path, const hotel_stop *stop,
+    hotel_dataset **dsp, char *err, size_t errlen)
 {
 	struct stat st;
 	FILE       *f;
@@ -505,7 +517,7 @@ hotel_dataset_load_jsonl(
 		return (hotel__err(
 		    HOTEL_EIO, err, errlen, "%s: %s", path, strerror(rv)));
 	}
-	rv = hotel_dataset_read_jsonl(f, path, dsp, err, errlen);
+	rv = hotel_dataset_read_jsonl(f, path, stop, dsp, err, errlen);
 	fclose(f);
 	return (rv);
 }

@@ -28,8 +28,9 @@
  *      at the end and the page cut from it. The order is total: every sort
  *      key ends with the doc, which is the id order.
  *
- * The deadline is checked every 1024 documents or postings visited; when it
- * has passed the query stops and fails with HOTEL_EDEADLINE.
+ * The stop (deadline, cancel) is looked at every HOTEL_STOP_EVERY documents
+ * or postings visited (stop.h); once it holds the query unwinds, frees what
+ * it allocated and fails with HOTEL_ECANCELED or HOTEL_EDEADLINE.
  *
  * Page tokens: 16 hex digits of the query hash, 16 of the dataset id, then
  * the offset in hex. Not signed: a client forging an offset only gets
@@ -41,9 +42,8 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "stop.h"
 #include "text.h"
-
-#define CHECK_EVERY 1024
 
 _Static_assert(sizeof(hotel__posting) == 2 * sizeof(uint32_t),
     "postings are read as pairs of uint32");
@@ -69,16 +69,13 @@ typedef struct run {
 	bool     lon_check; /* dlon is usable (the band misses the poles) */
 	double   dlon;      /* longitude half-width, degrees, over the band */
 	/* Collection. */
-	item     *heap;    /* max-heap: root is the last in order */
-	bool      ordered; /* hits come in result order: heap is a list */
-	size_t    n, cap;
-	uint64_t  total;
-	uint64_t  stars[6];
-	uint32_t *city_counts; /* with facets */
-	/* Deadline. */
-	int64_t  deadline;
-	uint32_t ticks;
-	bool     expired;
+	item         *heap;    /* max-heap: root is the last in order */
+	bool          ordered; /* hits come in result order: heap is a list */
+	size_t        n, cap;
+	uint64_t      total;
+	uint64_t      stars[6];
+	uint32_t     *city_counts; /* with facets */
+	hotel__ticker stop;
 } run;
 
 static inline bool
@@ -105,19 +102,6 @@ dbits(double d)
 	uint64_t u;
 	memcpy(&u, &d, sizeof(u));
 	return (u);
-}
-
-/* True once the deadline has passed; reads the clock every CHECK_EVERY
- * calls. */
-static inline bool
-tick(run *r)
-{
-	if ((++r->ticks & (CHECK_EVERY - 1)) == 0
-	    && r->deadline != HOTEL_DEADLINE_NONE
-	    && hotel_now_ns() >= r->deadline) {
-		r->expired = true;
-	}
-	return (r->expired);
 }
 
 static inline bool
@@ -235,6 +219,7 @@ scan_all(run *r)
 {
 	const hotel_dataset *ds = r->ds;
 	double               dist = 0;
+	uint32_t             work = 0; /* for hotel__tick() */
 
 	if (r->has_geo) {
 		/* Only the latitude band [lat - dlat, lat + dlat]. */
@@ -250,7 +235,7 @@ scan_all(run *r)
 		}
 		for (size_t i = a; i < ds->n && ds->lat_sorted[i] <= hi; i++) {
 			uint32_t doc = ds->lat_order[i];
-			if (tick(r)) {
+			if (hotel__tick(&r->stop, ++work)) {
 				return;
 			}
 			/* The longitude window from the band's own array,
@@ -286,7 +271,7 @@ scan_all(run *r)
 			r->total = ds->n;
 			return;
 		}
-		if (tick(r)) {
+		if (hotel__tick(&r->stop, ++work)) {
 			return;
 		}
 		if (pass(r, d, &dist)) {
@@ -454,11 +439,12 @@ scratch_put(int slot, void *p)
 
 /* Builds the union of terms [lo, hi), whose postings are few, into l by a
  * k-way merge; its arrays are SLOT_BUF scratch (*bufp, for scratch_put).
- * Returns HOTEL_OK, HOTEL_ENOMEM or HOTEL_EDEADLINE. */
+ * Returns HOTEL_OK, HOTEL_ENOMEM or the stop's reason. */
 static int
 prefix_merge(run *r, size_t lo, size_t hi, list *l, void **bufp)
 {
 	const hotel__index *ix = &r->ds->index;
+	uint32_t            work = 0;
 	size_t    total = (size_t) (ix->post_off[hi] - ix->post_off[lo]);
 	size_t    k = 0, nc = 0;
 	uint32_t *docs;
@@ -492,9 +478,9 @@ prefix_merge(run *r, size_t lo, size_t hi, list *l, void **bufp)
 	while (nc > 0) {
 		uint32_t doc = h[0].p->doc;
 		float    s = h[0].p->score;
-		if (tick(r)) {
+		if (hotel__tick(&r->stop, ++work)) {
 			free(h);
-			return (HOTEL_EDEADLINE);
+			return (r->stop.rv);
 		}
 		if (k > 0 && docs[k - 1] == doc) {
 			scores[k - 1] = s > scores[k - 1] ? s : scores[k - 1];
@@ -545,6 +531,7 @@ static int
 prefix_dense(run *r, size_t lo, size_t hi, dense *dn)
 {
 	const hotel__index *ix = &r->ds->index;
+	uint32_t            work = 0;
 	size_t              n_docs = ix->n_docs;
 
 	dn->mind = UINT32_MAX;
@@ -564,9 +551,8 @@ prefix_dense(run *r, size_t lo, size_t hi, dense *dn)
 		dn->maxd = end[-1].doc > dn->maxd ? end[-1].doc : dn->maxd;
 		for (; p < end; p++) {
 			float *a = &acc[p->doc];
-			if (tick(r)) {
-				return (
-				    HOTEL_EDEADLINE); /* dense_done() cleans */
+			if (hotel__tick(&r->stop, ++work)) {
+				return (r->stop.rv); /* dense_done() cleans */
 			}
 			*a = p->score > *a ? p->score : *a;
 		}
@@ -655,10 +641,11 @@ scan_dense(run *r, const dense *dn)
 	const float   *acc = dn->acc; /* locals: collect() stores through r */
 	const uint32_t mind = dn->mind, maxd = dn->maxd;
 	double         dist = 0;
+	uint32_t       work = 0;
 
 	for (uint32_t d = mind; d <= maxd && mind <= maxd; d++) {
-		if (tick(r)) {
-			return (HOTEL_EDEADLINE);
+		if (hotel__tick(&r->stop, ++work)) {
+			return (r->stop.rv);
 		}
 		if (acc[d] > 0 && pass(r, d, &dist)) {
 			collect(r, d, acc[d], dist);
@@ -678,6 +665,7 @@ leapfrog(run *r, list *lists, size_t nl, const dense *dn)
 {
 	const float *acc = dn->acc; /* NULL without a dense prefix */
 	double       dist = 0;
+	uint32_t     work = 0;
 	uint32_t     cand;
 
 	if (lists[0].n == 0) {
@@ -686,8 +674,8 @@ leapfrog(run *r, list *lists, size_t nl, const dense *dn)
 	cand = doc_at(&lists[0], 0);
 	for (;;) {
 		size_t j;
-		if (tick(r)) {
-			return (HOTEL_EDEADLINE);
+		if (hotel__tick(&r->stop, ++work)) {
+			return (r->stop.rv);
 		}
 		for (j = 1; j < nl; j++) {
 			list *l = &lists[j];
@@ -1059,7 +1047,7 @@ make_result(const run *r, uint64_t offset, uint64_t qhash,
 }
 
 /* Collects the hits: every document (no words) or the words' matches.
- * Returns HOTEL_OK, HOTEL_EDEADLINE or HOTEL_ENOMEM. */
+ * Returns HOTEL_OK, HOTEL_ENOMEM or the stop's reason. */
 static int
 execute(run *r, char words[][HOTEL__TOKEN_MAX], const size_t *lens, size_t nw)
 {
@@ -1070,10 +1058,7 @@ execute(run *r, char words[][HOTEL__TOKEN_MAX], const size_t *lens, size_t nw)
 	} else {
 		rv = search_words(r, words, lens, nw);
 	}
-	if (rv == HOTEL_OK && r->expired) {
-		rv = HOTEL_EDEADLINE;
-	}
-	return (rv);
+	return (rv != HOTEL_OK ? rv : r->stop.rv);
 }
 
 int
@@ -1098,12 +1083,9 @@ hotel_search(const hotel_dataset *ds, const hotel_query *q,
 	memset(&r, 0, sizeof(r));
 	r.ds = ds;
 	r.q = q;
-	r.deadline
-	    = q->deadline_ns == 0 ? HOTEL_DEADLINE_NONE : q->deadline_ns;
-	if (r.deadline != HOTEL_DEADLINE_NONE
-	    && hotel_now_ns() >= r.deadline) {
-		return (hotel__err(
-		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
+	hotel__ticker_init(&r.stop, &q->stop, NULL);
+	if ((rv = hotel__ticker_poll(&r.stop)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "%s", hotel_strerror(rv)));
 	}
 	if ((rv = query_words(q, words, lens, &nw, err, errlen)) != HOTEL_OK) {
 		return (rv);
@@ -1129,9 +1111,8 @@ hotel_search(const hotel_dataset *ds, const hotel_query *q,
 	free(r.heap);
 	free(r.city_counts);
 	if (rv != HOTEL_OK) {
-		return (hotel__err(rv, err, errlen,
-		    rv == HOTEL_EDEADLINE ? "deadline exceeded"
-		                          : "out of memory"));
+		/* "out of memory", "cancelled" or "deadline exceeded" */
+		return (hotel__err(rv, err, errlen, "%s", hotel_strerror(rv)));
 	}
 	*resultp = res;
 	return (HOTEL_OK);

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "dataset.h"
+#include "stop.h"
 #include "text.h"
 
 #define FOLD_MAX 1024
@@ -34,6 +35,7 @@
 typedef struct builder {
 	hotel_dataset *ds;
 	hotel__mem    *mem;
+	hotel__ticker *stop;
 } builder;
 
 static int
@@ -158,45 +160,57 @@ add_cities(builder *b)
 	return (HOTEL_OK);
 }
 
+/* Hotel d's name: a new item, or a better holder for the item of the same
+ * folded name (names maps folded names to items). */
+static int
+add_hotel(builder *b, hotel__strmap *names, size_t d)
+{
+	hotel__suggest *sg = &b->ds->suggest;
+	const hotel    *h = &b->ds->hotels[d];
+	char            buf[FOLD_MAX];
+	size_t   len = hotel__fold_words(h->name, buf, sizeof(buf), NULL);
+	uint32_t idx, off;
+	bool     created;
+
+	if (len == 0) {
+		return (HOTEL_OK);
+	}
+	if (hotel__strmap_get(
+	        names, buf, len, true, (uint32_t) sg->n_items, &idx, &created)
+	    != 0) {
+		return (HOTEL_ENOMEM);
+	}
+	if (!created) {
+		hotel__sug_item *it = &sg->items[idx];
+		if (h->review_count > it->weight) {
+			it->weight = h->review_count;
+			it->ref = (uint32_t) d;
+		}
+		return (HOTEL_OK);
+	}
+	if (pool_add(b, buf, len, &off) != 0
+	    || item_add(
+	           b, HOTEL_SUGGEST_HOTEL, h->review_count, (uint32_t) d, off)
+	        != 0) {
+		return (HOTEL_ENOMEM);
+	}
+	return (HOTEL_OK);
+}
+
 /* An item per distinct folded hotel name, held by the hotel with the most
  * reviews (then the lowest doc, which is the lowest id). */
 static int
 add_hotels(builder *b)
 {
-	const hotel_dataset *ds = b->ds;
-	hotel__suggest      *sg = &b->ds->suggest;
-	hotel__mem           scratch = { 0 };
-	hotel__strmap        names; /* folded name -> item */
-	char                 buf[FOLD_MAX];
-	int                  rv = HOTEL_OK;
+	hotel__mem    scratch = { 0 };
+	hotel__strmap names;
+	int           rv = HOTEL_OK;
 
 	hotel__strmap_init(&names, &scratch);
-	for (size_t d = 0; d < ds->n && rv == HOTEL_OK; d++) {
-		const hotel *h = &ds->hotels[d];
-		size_t       len
-		    = hotel__fold_words(h->name, buf, sizeof(buf), NULL);
-		uint32_t idx, off;
-		bool     created;
-
-		if (len == 0) {
-			continue;
-		}
-		if (hotel__strmap_get(&names, buf, len, true,
-		        (uint32_t) sg->n_items, &idx, &created)
-		    != 0) {
-			rv = HOTEL_ENOMEM;
-		} else if (!created) {
-			hotel__sug_item *it = &sg->items[idx];
-			if (h->review_count > it->weight) {
-				it->weight = h->review_count;
-				it->ref = (uint32_t) d;
-			}
-		} else if (pool_add(b, buf, len, &off) != 0
-		    || item_add(b, HOTEL_SUGGEST_HOTEL, h->review_count,
-		           (uint32_t) d, off)
-		        != 0) {
-			rv = HOTEL_ENOMEM;
-		}
+	for (size_t d = 0; d < b->ds->n && rv == HOTEL_OK; d++) {
+		rv = hotel__tick(b->stop, (uint32_t) d + 1)
+		    ? b->stop->rv
+		    : add_hotel(b, &names, d);
 	}
 	hotel__strmap_fini(&names);
 	return (rv);
@@ -205,16 +219,21 @@ add_hotels(builder *b)
 /* Ranks the items globally (items[i].rank) and counts their word starts,
  * the entries, into *n_entriesp. */
 static int
-rank_items(hotel__suggest *sg, size_t *n_entriesp)
+rank_items(builder *b, size_t *n_entriesp)
 {
-	rank_key *rk;
-	size_t    n_entries = 0;
+	hotel__suggest *sg = &b->ds->suggest;
+	rank_key       *rk;
+	size_t          n_entries = 0;
 
 	if ((rk = malloc((sg->n_items ? sg->n_items : 1) * sizeof(*rk)))
 	    == NULL) {
 		return (HOTEL_ENOMEM);
 	}
 	for (size_t i = 0; i < sg->n_items; i++) {
+		if (hotel__tick(b->stop, (uint32_t) i + 1)) {
+			free(rk);
+			return (b->stop->rv);
+		}
 		rk[i].it = &sg->items[i];
 		rk[i].text = sg->pool + sg->items[i].folded;
 		rk[i].idx = (uint32_t) i;
@@ -229,16 +248,18 @@ rank_items(hotel__suggest *sg, size_t *n_entriesp)
 	}
 	free(rk);
 	*n_entriesp = n_entries;
-	return (HOTEL_OK);
+	return (hotel__ticker_poll(b->stop)); /* after the sort */
 }
 
 /* The entries, one per word start of every item, sorted by text. */
 static int
-build_entries(hotel__suggest *sg, hotel__mem *mem, size_t n_entries)
+build_entries(builder *b, size_t n_entries)
 {
-	entry_key *ek = malloc((n_entries ? n_entries : 1) * sizeof(*ek));
+	hotel__suggest *sg = &b->ds->suggest;
+	entry_key      *ek = malloc((n_entries ? n_entries : 1) * sizeof(*ek));
 
-	sg->entries = hotel__alloc(mem, n_entries * sizeof(hotel__sug_entry));
+	sg->entries
+	    = hotel__alloc(b->mem, n_entries * sizeof(hotel__sug_entry));
 	if (sg->entries != NULL) {
 		sg->n_entries = n_entries; /* its size, for the free */
 	}
@@ -250,6 +271,10 @@ build_entries(hotel__suggest *sg, hotel__mem *mem, size_t n_entries)
 	for (size_t i = 0; i < sg->n_items; i++) {
 		uint32_t    off = sg->items[i].folded;
 		const char *text = sg->pool + off;
+		if (hotel__tick(b->stop, (uint32_t) i + 1)) {
+			free(ek);
+			return (b->stop->rv);
+		}
 		for (size_t k = 0; text[k] != '\0'; k++) {
 			if (k == 0 || text[k - 1] == ' ') {
 				ek[n_entries++] = (entry_key) {
@@ -265,7 +290,7 @@ build_entries(hotel__suggest *sg, hotel__mem *mem, size_t n_entries)
 		sg->entries[i] = ek[i].e;
 	}
 	free(ek);
-	return (HOTEL_OK);
+	return (hotel__ticker_poll(b->stop)); /* after the sort */
 }
 
 /* Shrinks the growable arrays to fit (if that fails they stay as they are,
@@ -293,18 +318,18 @@ shrink_to_fit(hotel__suggest *sg, hotel__mem *mem)
 }
 
 int
-hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem)
+hotel__suggest_build(hotel_dataset *ds, hotel__mem *mem, hotel__ticker *stop)
 {
 	hotel__suggest *sg = &ds->suggest;
-	builder         b = { .ds = ds, .mem = mem };
+	builder         b = { .ds = ds, .mem = mem, .stop = stop };
 	size_t          n_entries = 0;
 	int             rv;
 
 	memset(sg, 0, sizeof(*sg));
 	if ((rv = add_cities(&b)) != HOTEL_OK
 	    || (rv = add_hotels(&b)) != HOTEL_OK
-	    || (rv = rank_items(sg, &n_entries)) != HOTEL_OK
-	    || (rv = build_entries(sg, mem, n_entries)) != HOTEL_OK) {
+	    || (rv = rank_items(&b, &n_entries)) != HOTEL_OK
+	    || (rv = build_entries(&b, n_entries)) != HOTEL_OK) {
 		hotel__suggest_fini(sg, mem);
 		return (rv);
 	}
@@ -463,7 +488,7 @@ make_suggestions(const hotel_dataset *ds, const uint64_t *best, size_t n)
 
 int
 hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
-    int64_t deadline_ns, hotel_suggestion **sp, size_t *np, char *err,
+    const hotel_stop *stop, hotel_suggestion **sp, size_t *np, char *err,
     size_t errlen)
 {
 	const hotel__suggest *sg;
@@ -473,7 +498,8 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 	uint64_t              best[HOTEL_SUGGEST_MAX]; /* see top_offer() */
 	size_t                n = 0;
 	hotel_suggestion     *out = NULL;
-	uint32_t              ticks = 0;
+	hotel__ticker         t;
+	int                   rv;
 
 	if (ds == NULL || prefix == NULL || sp == NULL || np == NULL) {
 		return (
@@ -485,13 +511,9 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 		    "limit: must be 1..%d, got %zu", HOTEL_SUGGEST_MAX,
 		    limit));
 	}
-	if (deadline_ns == 0) {
-		deadline_ns = HOTEL_DEADLINE_NONE;
-	}
-	if (deadline_ns != HOTEL_DEADLINE_NONE
-	    && hotel_now_ns() >= deadline_ns) {
-		return (hotel__err(
-		    HOTEL_EDEADLINE, err, errlen, "deadline exceeded"));
+	hotel__ticker_init(&t, stop, NULL);
+	if ((rv = hotel__ticker_poll(&t)) != HOTEL_OK) {
+		return (hotel__err(rv, err, errlen, "%s", hotel_strerror(rv)));
 	}
 	len = hotel__fold_words(prefix, p, sizeof(p), &trailing);
 	if (len == 0) {
@@ -502,10 +524,9 @@ hotel_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 	entry_range(sg, p, len, trailing, &a, &b);
 	for (size_t i = a; i < b; i++) {
 		uint32_t item = sg->entries[i].item;
-		if ((++ticks & 1023) == 0 && deadline_ns != HOTEL_DEADLINE_NONE
-		    && hotel_now_ns() >= deadline_ns) {
-			return (hotel__err(HOTEL_EDEADLINE, err, errlen,
-			    "deadline exceeded"));
+		if (hotel__tick(&t, (uint32_t) (i - a) + 1)) {
+			return (hotel__err(
+			    t.rv, err, errlen, "%s", hotel_strerror(t.rv)));
 		}
 		n = top_offer(best, n, limit,
 		    (uint64_t) sg->items[item].rank << 32 | item);

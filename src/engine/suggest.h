@@ -35,11 +35,15 @@ typedef struct hotel__suggest {
 } hotel__suggest;
 
 struct hotel_dataset;
+struct hotel__ticker;
 
 /* Builds ds->suggest for a dataset whose hotels, cities and city_of are
  * set, reading nothing else and writing nothing else, so it may run on a
- * thread of its own while the index builds. Counted in mem. */
-int  hotel__suggest_build(struct hotel_dataset *ds, hotel__mem *mem);
+ * thread of its own while the index builds. Counted in mem. Returns
+ * HOTEL_OK, HOTEL_ENOMEM or, when stop holds, its reason (nothing kept
+ * allocated on failure). */
+int hotel__suggest_build(
+    struct hotel_dataset *ds, hotel__mem *mem, struct hotel__ticker *stop);
 void hotel__suggest_fini(hotel__suggest *sg, hotel__mem *mem);
 
 #endif /* ENGINE_SUGGEST_H */

@@ -136,6 +136,9 @@ engine_error(nngrpc_call *call, int rv, char *msg)
 	case HOTEL_EDEADLINE:
 		st = NNGRPC_DEADLINE_EXCEEDED;
 		break;
+	case HOTEL_ECANCELED:
+		st = NNGRPC_CANCELLED;
+		break;
 	case HOTEL_ENOMEM:
 		st = NNGRPC_RESOURCE_EXHAUSTED;
 		break;
@@ -181,6 +184,15 @@ io_message(char *buf, size_t len, const char *path, char *msg)
 	}
 	trim_utf8(buf);
 	return (buf);
+}
+
+/* What stops the engine's work for a call: its deadline. */
+static hotel_stop
+call_stop(nngrpc_call *call)
+{
+	hotel_stop stop = { .deadline_ns = nngrpc_call_deadline(call) };
+
+	return (stop);
 }
 
 static void
@@ -405,7 +417,7 @@ search_query(
 	q->page_token = req->page_token;
 	q->facets = req->facets;
 	q->top_cities = req->top_cities;
-	q->deadline_ns = nngrpc_call_deadline(call);
+	q->stop = call_stop(call);
 	return (NNGRPC_OK);
 }
 
@@ -530,6 +542,7 @@ suggest(nngrpc_call *call, const Hotel__V1__SuggestRequest *req,
 	hotel_dataset          *ds;
 	hotel_suggestion       *s;
 	Hotel__V1__Suggestion **out;
+	hotel_stop              stop;
 	size_t                  n, limit = req->limit;
 	char                    err[ENGINE_ERR_MAX] = "";
 	int                     rv;
@@ -547,8 +560,9 @@ suggest(nngrpc_call *call, const Hotel__V1__SuggestRequest *req,
 	if ((ds = acquire_for_call(call, svc)) == NULL) {
 		return (NNGRPC_RESOURCE_EXHAUSTED);
 	}
-	rv = hotel_suggest(ds, req->prefix, limit, nngrpc_call_deadline(call),
-	    &s, &n, err, sizeof(err));
+	stop = call_stop(call);
+	rv = hotel_suggest(
+	    ds, req->prefix, limit, &stop, &s, &n, err, sizeof(err));
 	if (rv != HOTEL_OK) {
 		return (engine_error(call, rv, err));
 	}
@@ -637,10 +651,10 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 	pthread_mutex_lock(&svc->s_reload_mtx);
 	if (req->source_case == HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH) {
 		rv = hotel_engine_reload_jsonl(
-		    svc->s_engine, req->path, err, sizeof(err));
+		    svc->s_engine, req->path, NULL, err, sizeof(err));
 	} else {
 		rv = hotel_engine_reload_generate(svc->s_engine,
-		    (size_t) req->generate->count, req->generate->seed);
+		    (size_t) req->generate->count, req->generate->seed, NULL);
 	}
 	ds = rv == HOTEL_OK ? hotel_engine_acquire(svc->s_engine) : NULL;
 	if (rv == HOTEL_OK) {
@@ -721,7 +735,7 @@ hotel_service_load(hotel_service *svc, const hotel_service_options *opts,
 
 	if (opts->data != NULL) {
 		rv = hotel_dataset_load_jsonl(
-		    opts->data, &ds, msg, sizeof(msg));
+		    opts->data, NULL, &ds, msg, sizeof(msg));
 		if (rv == HOTEL_EIO) {
 			char why[ENGINE_ERR_MAX + 64];
 			snprintf(err, errlen, "--data: %s",
@@ -740,7 +754,7 @@ hotel_service_load(hotel_service *svc, const hotel_service_options *opts,
 			return (HOTEL_EINVAL);
 		}
 		rv = hotel_dataset_generate(
-		    (size_t) opts->hotels, opts->seed, &ds);
+		    (size_t) opts->hotels, opts->seed, NULL, &ds);
 		if (rv != HOTEL_OK) {
 			snprintf(err, errlen,
 			    "cannot generate %" PRIu64 " hotels: %s",

@@ -8,7 +8,9 @@
  *          special doubles (NaN, inf, -0, out of range...), 0x08 fetch the
  *          next page too, 0x10 raw numbers (not brought into the valid
  *          ranges first), 0x20 a deadline already passed, 0x40 send the
- *          page token below
+ *          page token below, 0x80 cancel the search at its (1 + byte 20
+ *          % 4)-th stop check (hotel_stop: the start, then one every
+ *          HOTEL_STOP_EVERY documents or postings)
  *   1      sort                    2   page_size
  *   3      min_stars               4   max_price_cents (int32)
  *   8      amenities_all (uint32)  12  top_cities (uint16)
@@ -21,7 +23,8 @@
  *
  * Checks, beyond "no sanitizer report": the result code is one of those
  * documented, and HOTEL_EINVAL only for a query that is invalid (raw
- * numbers, special geo, a page token, too many words); on success
+ * numbers, special geo, a page token, too many words), HOTEL_ECANCELED only
+ * for one cancelled, and only when it reached that check; on success
  *  - n_hits <= page_size, total >= n_hits;
  *  - total, and with facets the stars and city counts, equal a brute-force
  *    count of the hotels that have every word (the last as a prefix) and
@@ -209,7 +212,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	(void) argc;
 	(void) argv;
-	if (hotel_dataset_generate(N_HOTELS, SEED, &ds) != HOTEL_OK) {
+	if (hotel_dataset_generate(N_HOTELS, SEED, NULL, &ds) != HOTEL_OK) {
 		die("hotel_dataset_generate failed");
 	}
 	build_oracle();
@@ -224,6 +227,8 @@ typedef struct input {
 	bool        follow;     /* fetch the next page */
 	bool        may_be_bad; /* EINVAL is an acceptable answer */
 	bool        past_deadline;
+	long        cancel_at; /* 0, or the stop check that cancels */
+	long        checks;    /* the stop checks made so far */
 	uint32_t    next_size; /* raw byte */
 	size_t      limit;     /* of suggestions */
 	char       *token;     /* NUL-terminated copy, or NULL */
@@ -247,6 +252,15 @@ special(unsigned v)
 		1e308, -1e308, 90.0, -90.0, 180.0, -180.0, 90.000001,
 		-180.000001, 5e-324, 20037.5, 1e-9 };
 	return (table[v & 15]);
+}
+
+/* The cancel function: counts the checks, cancels from cancel_at on. */
+static bool
+cancelled_at(void *arg)
+{
+	input *in = arg;
+
+	return (++in->checks >= in->cancel_at);
 }
 
 static bool
@@ -314,7 +328,12 @@ parse(const uint8_t *data, size_t size, input *in)
 	    (const char *) data + HEADER + tlen, size - HEADER - tlen);
 	q->text = in->text;
 	q->page_token = in->token;
-	q->deadline_ns = in->past_deadline ? hotel_now_ns() - 1 : 0;
+	q->stop.deadline_ns = in->past_deadline ? hotel_now_ns() - 1 : 0;
+	if ((flags & 0x80) != 0) {
+		in->cancel_at = 1 + data[20] % 4;
+		q->stop.cancelled = cancelled_at;
+		q->stop.cancel_arg = in;
+	}
 	return (true);
 }
 
@@ -650,6 +669,14 @@ check_error(const input *in, const words *ws, int rv, const char *err,
 	if (rv == HOTEL_EDEADLINE && in->past_deadline) {
 		return;
 	}
+	if (rv == HOTEL_ECANCELED && in->cancel_at > 0) {
+		if (in->checks != in->cancel_at
+		    || strcmp(err, "cancelled") != 0) {
+			die("%s: cancelled at check %ld of %ld (\"%s\")", what,
+			    in->checks, in->cancel_at, err);
+		}
+		return;
+	}
 	if (rv == HOTEL_EINVAL
 	    && (in->may_be_bad || ws->n > HOTEL_MAX_WORDS)) {
 		if (err[0] == '\0') {
@@ -720,7 +747,7 @@ check_suggest(const char *prefix, size_t limit)
 	sug              *exp;
 	int               rv;
 
-	rv = hotel_suggest(ds, prefix, limit, 0, &s, &n, err, sizeof(err));
+	rv = hotel_suggest(ds, prefix, limit, NULL, &s, &n, err, sizeof(err));
 	if (limit < 1 || limit > HOTEL_SUGGEST_MAX) {
 		if (rv != HOTEL_EINVAL || err[0] == '\0') {
 			die("suggest: limit %zu: %d", limit, rv);
@@ -828,6 +855,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (in.past_deadline) {
 		die("search succeeded past its deadline");
 	}
+	if (in.cancel_at > 0 && in.checks >= in.cancel_at) {
+		die("search succeeded after it was cancelled");
+	}
+	in.q.stop.cancelled = NULL; /* the queries below run to the end */
 	if (ws.n > HOTEL_MAX_WORDS) {
 		die("search accepted more than %d words", HOTEL_MAX_WORDS);
 	}

@@ -61,7 +61,7 @@ load(const void *buf, size_t len, const char *what)
 	if (len == 0) {
 		fgetc(f); /* past the NUL */
 	}
-	rv = hotel_dataset_read_jsonl(f, "fuzz", &ds, err, sizeof(err));
+	rv = hotel_dataset_read_jsonl(f, "fuzz", NULL, &ds, err, sizeof(err));
 	fclose(f);
 	if (memchr(err, '\0', sizeof(err)) == NULL) {
 		die("%s: err is not NUL-terminated", what);
@@ -213,7 +213,7 @@ check_queries(const hotel_dataset *ds)
 		hotel_result_free(r);
 
 		rv = hotel_suggest(
-		    ds, h->name, 10, 0, &s, &ns, err, sizeof(err));
+		    ds, h->name, 10, NULL, &s, &ns, err, sizeof(err));
 		if (rv != HOTEL_OK || ns > 10) {
 			die("suggest for a name: %d: %s", rv, err);
 		}

@@ -175,7 +175,7 @@ open_hotels(struct nngrpc_server *srv)
 		die("cannot create %s", small_jsonl);
 	}
 	atexit(remove_small_jsonl);
-	if (hotel_dataset_generate(20, 7, &small) != HOTEL_OK
+	if (hotel_dataset_generate(20, 7, NULL, &small) != HOTEL_OK
 	    || hotel_dataset_write_jsonl(small, f) != HOTEL_OK
 	    || fclose(f) != 0) {
 		die("cannot write %s", small_jsonl);

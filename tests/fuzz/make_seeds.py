@@ -205,6 +205,10 @@ def engine_seeds():
                      max_price=-1, amenities=0xFFFFFFFF, top_cities=5000),
         "special-geo": query(flags=0x01 | 0x04, geo=(0.0, 0.0, 0.1)),
         "past-deadline": query(flags=0x20, text="beach"),
+        # Cancelled at the first stop check (the start), then at the second
+        # (part way through a facet scan of every hotel).
+        "cancel-start": query(flags=0x80, text="beach", next_size=0),
+        "cancel-mid": query(flags=0x80 | 0x02, next_size=1),
         "cjk": query(text="東京 ホテル"),
         "upper": query(text="ÉCOLE MÜNCHEN ÆØÅ", flags=0x02),
     }

@@ -7,8 +7,12 @@
  * For each count: generation + index build time, the dataset's own memory
  * figure (Stats) and the process RSS growth, then p50/p99 latency over a
  * few thousand queries of each kind (single-threaded, warm): wall clock,
- * and this thread's CPU time, which a busy machine inflates less.
+ * and this thread's CPU time, which a busy machine inflates less. The
+ * queries have no deadline, except the "with stop" row: the prefix queries
+ * again with a deadline an hour away and a cancel flag, as a server's calls
+ * have, so that both are checked (every HOTEL_STOP_EVERY postings).
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,13 +96,15 @@ typedef enum {
 	Q_GEO,
 	Q_FACETS,
 	Q_PREFIX,
+	Q_PREFIX_STOP,
 	Q_EMPTY_RATING,
 	Q_SUGGEST,
 	Q_KINDS
 } kind;
-static const char *kind_names[Q_KINDS] = { "one word", "two words",
-	"geo 5 km (no words)", "one word + facets", "prefix (2-3 letters)",
-	"empty query, sort=RATING", "suggest (2-3 letters)" };
+static const char *kind_names[Q_KINDS]
+    = { "one word", "two words", "geo 5 km (no words)", "one word + facets",
+	      "prefix (2-3 letters)", "prefix, with stop",
+	      "empty query, sort=RATING", "suggest (2-3 letters)" };
 
 static void
 bench(size_t count)
@@ -112,9 +118,10 @@ bench(size_t count)
 	size_t                  n_cities;
 	static int64_t          lat[RUNS], cpu[RUNS];
 	uint64_t                sum_total = 0;
+	atomic_bool             cancelled;
 	int                     rv;
 
-	if ((rv = hotel_dataset_generate(count, 42, &ds)) != HOTEL_OK) {
+	if ((rv = hotel_dataset_generate(count, 42, NULL, &ds)) != HOTEL_OK) {
 		fprintf(stderr, "generate: %s\n", hotel_strerror(rv));
 		exit(1);
 	}
@@ -138,6 +145,7 @@ bench(size_t count)
 	    "p99 us", "cpu p50", "cpu p99", "avg hits");
 
 	cities = hotel_world_cities(&n_cities);
+	atomic_init(&cancelled, false);
 	for (int k = 0; k < Q_KINDS; k++) {
 		sum_total = 0;
 		for (int i = -200; i < RUNS; i++) {
@@ -150,7 +158,7 @@ bench(size_t count)
 			int64_t           a, b, ca, cb;
 
 			q.page_size = 10;
-			q.deadline_ns = HOTEL_DEADLINE_NONE;
+			q.stop.deadline_ns = HOTEL_DEADLINE_NONE;
 			switch (k) {
 			case Q_ONE:
 				q.text = one_word[j % 30];
@@ -175,6 +183,12 @@ bench(size_t count)
 			case Q_PREFIX:
 				q.text = prefixes[j % 12];
 				break;
+			case Q_PREFIX_STOP:
+				q.text = prefixes[j % 12];
+				q.stop = (hotel_stop) { hotel_now_ns()
+					    + 3600 * INT64_C(1000000000),
+					hotel_stop_flag, &cancelled };
+				break;
 			case Q_EMPTY_RATING:
 				q.sort = HOTEL_SORT_RATING;
 				break;
@@ -185,8 +199,7 @@ bench(size_t count)
 			a = hotel_now_ns();
 			if (k == Q_SUGGEST) {
 				rv = hotel_suggest(ds, prefixes[j % 12], 10,
-				    HOTEL_DEADLINE_NONE, &sg, &nsg, err,
-				    sizeof(err));
+				    NULL, &sg, &nsg, err, sizeof(err));
 				if (rv == HOTEL_OK) {
 					sum_total += nsg;
 					hotel_suggestions_free(sg);

@@ -74,7 +74,7 @@ query(const char *text)
 	hotel_query q = { 0 };
 	q.text = text;
 	q.page_size = HOTEL_PAGE_SIZE_MAX;
-	q.deadline_ns = HOTEL_DEADLINE_NONE;
+	q.stop.deadline_ns = HOTEL_DEADLINE_NONE;
 	return (q);
 }
 

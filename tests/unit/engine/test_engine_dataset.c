@@ -28,9 +28,9 @@ test_generator_deterministic(void **state)
 	size_t         la, lb;
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(2000, 7, &a), HOTEL_OK);
-	assert_int_equal(hotel_dataset_generate(2000, 7, &b), HOTEL_OK);
-	assert_int_equal(hotel_dataset_generate(2000, 8, &c), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(2000, 7, NULL, &a), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(2000, 7, NULL, &b), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(2000, 8, NULL, &c), HOTEL_OK);
 	da = dump(a, &la);
 	db = dump(b, &lb);
 	assert_int_equal(la, lb);
@@ -49,7 +49,7 @@ test_generator_deterministic(void **state)
 	/* Pinned: the same on every machine and in every build. If this
 	 * changes, the generator's output changed (and with it every page
 	 * token and benchmark figure): do it on purpose. */
-	assert_int_equal(hotel_dataset_generate(1000, 42, &a), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(1000, 42, NULL, &a), HOTEL_OK);
 	hotel_dataset_stats(a, &sa);
 	assert_string_equal(sa.dataset_id, GOLDEN_ID_1000_42);
 	hotel_dataset_release(a);
@@ -60,12 +60,13 @@ test_generator_arguments(void **state)
 {
 	hotel_dataset *ds = (hotel_dataset *) 0x1;
 	(void) state;
-	assert_int_equal(hotel_dataset_generate(0, 1, &ds), HOTEL_EINVAL);
 	assert_int_equal(
-	    hotel_dataset_generate(HOTEL_GENERATE_MAX + 1, 1, &ds),
+	    hotel_dataset_generate(0, 1, NULL, &ds), HOTEL_EINVAL);
+	assert_int_equal(
+	    hotel_dataset_generate(HOTEL_GENERATE_MAX + 1, 1, NULL, &ds),
 	    HOTEL_EINVAL);
 	assert_ptr_equal(ds, (hotel_dataset *) 0x1);
-	assert_int_equal(hotel_dataset_generate(1, 1, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(1, 1, NULL, &ds), HOTEL_OK);
 	assert_int_equal(hotel_dataset_count(ds), 1);
 	hotel_dataset_release(ds);
 }
@@ -130,7 +131,7 @@ test_generated_data_plausible(void **state)
 	uint32_t      *reviews = malloc(n * sizeof(uint32_t));
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(n, 99, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(n, 99, NULL, &ds), HOTEL_OK);
 	for (size_t i = 0; i < n; i++) {
 		const hotel            *h = hotel_dataset_at(ds, i);
 		const hotel_world_city *c = find_city(h->city, h->country);
@@ -266,7 +267,7 @@ test_get_and_stats(void **state)
 	assert_string_equal(st.source, "array n=11");
 	hotel_dataset_release(ds);
 
-	assert_int_equal(hotel_dataset_generate(500, 3, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(500, 3, NULL, &ds), HOTEL_OK);
 	hotel_dataset_stats(ds, &st);
 	assert_string_equal(st.source, "generate count=500 seed=3");
 	assert_int_equal(st.hotel_count, 500);
@@ -275,7 +276,7 @@ test_get_and_stats(void **state)
 		hotel_dataset *big;
 		hotel_stats    sb;
 		assert_int_equal(
-		    hotel_dataset_generate(5000, 3, &big), HOTEL_OK);
+		    hotel_dataset_generate(5000, 3, NULL, &big), HOTEL_OK);
 		hotel_dataset_stats(big, &sb);
 		assert_true(sb.memory_bytes > 5 * st.memory_bytes);
 		hotel_dataset_release(big);
@@ -335,7 +336,7 @@ test_from_array_errors(void **state)
 		q = query("x");
 		assert_int_equal(run_ids(ds, &q, NULL, 0, &total), 0);
 		assert_int_equal(
-		    hotel_suggest(ds, "x", 5, 0, &s, &n, err, sizeof(err)),
+		    hotel_suggest(ds, "x", 5, NULL, &s, &n, err, sizeof(err)),
 		    HOTEL_OK);
 		assert_int_equal(n, 0);
 	}
@@ -352,8 +353,8 @@ check_suggest(const hotel_dataset *ds, const char *prefix, size_t limit,
 	size_t            n;
 	char              err[128];
 
-	assert_int_equal(hotel_suggest(ds, prefix, limit, HOTEL_DEADLINE_NONE,
-	                     &s, &n, err, sizeof(err)),
+	assert_int_equal(
+	    hotel_suggest(ds, prefix, limit, NULL, &s, &n, err, sizeof(err)),
 	    HOTEL_OK);
 	if (n != want_n) {
 		fail_msg("suggest \"%s\": %zu results, want %zu", prefix, n,
@@ -390,7 +391,7 @@ test_suggest(void **state)
 		check_suggest(ds, "par", 10, 3, t, k);
 		check_suggest(ds, "PÂR", 10, 3, t, k);
 		check_suggest(ds, "par", 2, 2, t, k);
-		assert_int_equal(hotel_suggest(ds, "paris b", 5, 0, &s, &n,
+		assert_int_equal(hotel_suggest(ds, "paris b", 5, NULL, &s, &n,
 		                     err, sizeof(err)),
 		    HOTEL_OK);
 		assert_int_equal(n, 1);
@@ -399,8 +400,8 @@ test_suggest(void **state)
 		assert_string_equal(s[0].city, "Paris");
 		assert_string_equal(s[0].country, "France");
 		hotel_suggestions_free(s);
-		assert_int_equal(
-		    hotel_suggest(ds, "par", 1, 0, &s, &n, err, sizeof(err)),
+		assert_int_equal(hotel_suggest(ds, "par", 1, NULL, &s, &n, err,
+		                     sizeof(err)),
 		    HOTEL_OK);
 		assert_int_equal(s[0].weight, 1940);
 		assert_int_equal(s[0].hotel_id, 0);
@@ -448,21 +449,21 @@ test_suggest(void **state)
 	check_suggest(ds, "xyz", 10, 0, NULL, NULL);
 	/* No words: nothing, not an error. */
 	assert_int_equal(
-	    hotel_suggest(ds, " !! ", 10, 0, &s, &n, err, sizeof(err)),
+	    hotel_suggest(ds, " !! ", 10, NULL, &s, &n, err, sizeof(err)),
 	    HOTEL_OK);
 	assert_int_equal(n, 0);
 	assert_null(s);
 	/* Errors. */
 	s = (hotel_suggestion *) 0x1;
 	assert_int_equal(
-	    hotel_suggest(ds, "par", 0, 0, &s, &n, err, sizeof(err)),
+	    hotel_suggest(ds, "par", 0, NULL, &s, &n, err, sizeof(err)),
 	    HOTEL_EINVAL);
 	assert_non_null(strstr(err, "limit"));
-	assert_int_equal(hotel_suggest(ds, "par", HOTEL_SUGGEST_MAX + 1, 0, &s,
-	                     &n, err, sizeof(err)),
+	assert_int_equal(hotel_suggest(ds, "par", HOTEL_SUGGEST_MAX + 1, NULL,
+	                     &s, &n, err, sizeof(err)),
 	    HOTEL_EINVAL);
 	assert_int_equal(
-	    hotel_suggest(ds, NULL, 5, 0, &s, &n, err, sizeof(err)),
+	    hotel_suggest(ds, NULL, 5, NULL, &s, &n, err, sizeof(err)),
 	    HOTEL_EINVAL);
 	assert_ptr_equal(s, (hotel_suggestion *) 0x1);
 	hotel_suggestions_free(NULL);
@@ -478,9 +479,10 @@ test_suggest_generated(void **state)
 	char              err[128];
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(5000, 11, &ds), HOTEL_OK);
 	assert_int_equal(
-	    hotel_suggest(ds, "s", 100, 0, &s, &n, err, sizeof(err)),
+	    hotel_dataset_generate(5000, 11, NULL, &ds), HOTEL_OK);
+	assert_int_equal(
+	    hotel_suggest(ds, "s", 100, NULL, &s, &n, err, sizeof(err)),
 	    HOTEL_OK);
 	assert_int_equal(n, 100);
 	for (size_t i = 0; i < n; i++) {

@@ -71,13 +71,14 @@ test_round_trip(void **state)
 	hotel_stats    st;
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(3000, 5, &a), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(3000, 5, NULL, &a), HOTEL_OK);
 	snprintf(path, sizeof(path), "%s/rt.jsonl", tmpdir);
 	f = fopen(path, "w");
 	assert_int_equal(hotel_dataset_write_jsonl(a, f), HOTEL_OK);
 	fclose(f);
 	assert_int_equal(
-	    hotel_dataset_load_jsonl(path, &b, err, sizeof(err)), HOTEL_OK);
+	    hotel_dataset_load_jsonl(path, NULL, &b, err, sizeof(err)),
+	    HOTEL_OK);
 	assert_same_hotels(a, b);
 	hotel_dataset_stats(b, &st);
 	assert_non_null(strstr(st.source, "rt.jsonl"));
@@ -97,7 +98,7 @@ test_round_trip(void **state)
 		assert_int_equal(hotel_dataset_write_jsonl(a, f), HOTEL_OK);
 		fclose(f);
 		assert_int_equal(
-		    hotel_dataset_load_jsonl(path, &b, err, sizeof(err)),
+		    hotel_dataset_load_jsonl(path, NULL, &b, err, sizeof(err)),
 		    HOTEL_OK);
 		assert_same_hotels(a, b);
 		hotel_dataset_release(a);
@@ -149,7 +150,8 @@ test_good_file(void **state)
 	(void) state;
 
 	assert_int_equal(
-	    hotel_dataset_load_jsonl(path, &ds, err, sizeof(err)), HOTEL_OK);
+	    hotel_dataset_load_jsonl(path, NULL, &ds, err, sizeof(err)),
+	    HOTEL_OK);
 	assert_int_equal(hotel_dataset_count(ds), 3);
 	assert_int_equal(hotel_get(ds, 1, &h), HOTEL_OK);
 	assert_string_equal(h->name, "Hôtel Un");
@@ -169,7 +171,8 @@ test_good_file(void **state)
 	/* Empty file: an empty dataset. */
 	path = write_file("empty.jsonl", "");
 	assert_int_equal(
-	    hotel_dataset_load_jsonl(path, &ds, err, sizeof(err)), HOTEL_OK);
+	    hotel_dataset_load_jsonl(path, NULL, &ds, err, sizeof(err)),
+	    HOTEL_OK);
 	assert_int_equal(hotel_dataset_count(ds), 0);
 	hotel_dataset_release(ds);
 }
@@ -186,7 +189,8 @@ expect_bad(const char *line4, const char *msg)
 	snprintf(content, sizeof(content), "%s\n%s%s\n%s", GOOD1, GOOD2, line4,
 	    GOOD3);
 	path = write_file("bad.jsonl", content);
-	assert_int_equal(hotel_dataset_load_jsonl(path, &ds, err, sizeof(err)),
+	assert_int_equal(
+	    hotel_dataset_load_jsonl(path, NULL, &ds, err, sizeof(err)),
 	    HOTEL_EPARSE);
 	assert_ptr_equal(ds, (hotel_dataset *) 0x1);
 	if (strncmp(err, "line 4: ", 8) != 0 || strstr(err, msg) == NULL) {
@@ -301,8 +305,8 @@ test_messages_stay_utf8(void **state)
 	path = write_file("utf8.jsonl", content);
 	{
 		char big[256];
-		assert_int_equal(
-		    hotel_dataset_load_jsonl(path, &ds, big, sizeof(big)),
+		assert_int_equal(hotel_dataset_load_jsonl(
+		                     path, NULL, &ds, big, sizeof(big)),
 		    HOTEL_EPARSE);
 		assert_non_null(strstr(big, "aaa\""));
 		assert_null(strstr(big, "\xc3"));
@@ -312,7 +316,8 @@ test_messages_stay_utf8(void **state)
 	    "{\"id\": 1, \"name\": \"N\", \"city\": \"C\", "
 	    "\"country\": \"K\", \"stars\": 3, \"éé\": 1}\n");
 	path = write_file("utf8b.jsonl", content);
-	assert_int_equal(hotel_dataset_load_jsonl(path, &ds, err, sizeof(err)),
+	assert_int_equal(
+	    hotel_dataset_load_jsonl(path, NULL, &ds, err, sizeof(err)),
 	    HOTEL_EPARSE);
 	/* "line 1: unknown field \"éé\"" cut to 15 bytes. */
 	for (size_t i = 0; err[i]; i++) {
@@ -335,21 +340,23 @@ test_io_errors(void **state)
 
 	snprintf(path, sizeof(path), "%s/missing.jsonl", tmpdir);
 	assert_int_equal(
-	    hotel_dataset_load_jsonl(path, &ds, err, sizeof(err)), HOTEL_EIO);
+	    hotel_dataset_load_jsonl(path, NULL, &ds, err, sizeof(err)),
+	    HOTEL_EIO);
 	assert_non_null(strstr(err, "missing.jsonl"));
 	assert_non_null(strstr(err, "No such file"));
 	/* A directory opens but cannot be read. */
 	assert_int_equal(
-	    hotel_dataset_load_jsonl(tmpdir, &ds, err, sizeof(err)),
+	    hotel_dataset_load_jsonl(tmpdir, NULL, &ds, err, sizeof(err)),
 	    HOTEL_EIO);
-	assert_int_equal(hotel_dataset_load_jsonl(NULL, &ds, err, sizeof(err)),
+	assert_int_equal(
+	    hotel_dataset_load_jsonl(NULL, NULL, &ds, err, sizeof(err)),
 	    HOTEL_EINVAL);
 	assert_int_equal(
-	    hotel_dataset_read_jsonl(NULL, "x", &ds, err, sizeof(err)),
+	    hotel_dataset_read_jsonl(NULL, "x", NULL, &ds, err, sizeof(err)),
 	    HOTEL_EINVAL);
 	/* err may be NULL. */
 	assert_int_equal(
-	    hotel_dataset_load_jsonl(path, &ds, NULL, 0), HOTEL_EIO);
+	    hotel_dataset_load_jsonl(path, NULL, &ds, NULL, 0), HOTEL_EIO);
 	assert_ptr_equal(ds, (hotel_dataset *) 0x1);
 }
 
@@ -363,14 +370,15 @@ test_failed_reload_keeps_serving(void **state)
 	const char    *bad;
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(200, 1, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(200, 1, NULL, &ds), HOTEL_OK);
 	hotel_dataset_stats(ds, &before);
 	assert_int_equal(hotel_engine_open(ds, &e), HOTEL_OK);
 	bad = write_file("reload-bad.jsonl",
 	    GOOD1 "{\"id\": \"3\", \"name\": \"N\", \"city\": \"C\", "
 	          "\"country\": \"K\", \"stars\": 9}\n");
 	assert_int_equal(
-	    hotel_engine_reload_jsonl(e, bad, err, sizeof(err)), HOTEL_EPARSE);
+	    hotel_engine_reload_jsonl(e, bad, NULL, err, sizeof(err)),
+	    HOTEL_EPARSE);
 	assert_string_equal(err, "line 2: stars: must be 1..5, got 9");
 	cur = hotel_engine_acquire(e);
 	hotel_dataset_stats(cur, &after);
@@ -379,8 +387,8 @@ test_failed_reload_keeps_serving(void **state)
 	hotel_dataset_release(cur);
 	/* A good one replaces it. */
 	assert_int_equal(hotel_engine_reload_jsonl(e,
-	                     write_file("reload-good.jsonl", GOOD1 GOOD2), err,
-	                     sizeof(err)),
+	                     write_file("reload-good.jsonl", GOOD1 GOOD2),
+	                     NULL, err, sizeof(err)),
 	    HOTEL_OK);
 	cur = hotel_engine_acquire(e);
 	assert_int_equal(hotel_dataset_count(cur), 2);

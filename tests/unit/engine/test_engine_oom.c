@@ -83,7 +83,7 @@ static int
 op_generate(void *arg)
 {
 	hotel_dataset *ds = (hotel_dataset *) 0x1;
-	int            rv = hotel_dataset_generate(300, 4, &ds);
+	int            rv = hotel_dataset_generate(300, 4, NULL, &ds);
 	(void) arg;
 	if (rv == HOTEL_OK) {
 		hotel_dataset_release(ds);
@@ -98,7 +98,7 @@ op_load(void *arg)
 {
 	hotel_dataset *ds = (hotel_dataset *) 0x1;
 	char           err[256];
-	int rv = hotel_dataset_load_jsonl(arg, &ds, err, sizeof(err));
+	int rv = hotel_dataset_load_jsonl(arg, NULL, &ds, err, sizeof(err));
 	if (rv == HOTEL_OK) {
 		hotel_dataset_release(ds);
 	} else {
@@ -135,7 +135,7 @@ op_suggest(void *arg)
 {
 	hotel_suggestion *s = (hotel_suggestion *) 0x1;
 	size_t            n;
-	int rv = hotel_suggest(shared_ds, arg, 10, 0, &s, &n, NULL, 0);
+	int rv = hotel_suggest(shared_ds, arg, 10, NULL, &s, &n, NULL, 0);
 	if (rv == HOTEL_OK) {
 		hotel_suggestions_free(s);
 	} else {
@@ -151,14 +151,14 @@ op_engine(void *arg)
 	hotel_dataset *ds;
 	int            rv;
 	(void) arg;
-	if ((rv = hotel_dataset_generate(20, 1, &ds)) != HOTEL_OK) {
+	if ((rv = hotel_dataset_generate(20, 1, NULL, &ds)) != HOTEL_OK) {
 		return (rv);
 	}
 	if ((rv = hotel_engine_open(ds, &e)) != HOTEL_OK) {
 		hotel_dataset_release(ds);
 		return (rv);
 	}
-	rv = hotel_engine_reload_generate(e, 30, 2);
+	rv = hotel_engine_reload_generate(e, 30, 2, NULL);
 	hotel_engine_close(e);
 	return (rv);
 }
@@ -179,7 +179,7 @@ test_load(void **state)
 	FILE          *f = fdopen(fd, "w");
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(200, 9, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(200, 9, NULL, &ds), HOTEL_OK);
 	assert_int_equal(hotel_dataset_write_jsonl(ds, f), HOTEL_OK);
 	fclose(f);
 	hotel_dataset_release(ds);
@@ -192,7 +192,7 @@ test_queries(void **state)
 {
 	(void) state;
 	assert_int_equal(
-	    hotel_dataset_generate(2000, 5, &shared_ds), HOTEL_OK);
+	    hotel_dataset_generate(2000, 5, NULL, &shared_ds), HOTEL_OK);
 	each_failure(op_search, NULL);
 	each_failure(op_search, "hotel");
 	each_failure(op_search, "spa ho"); /* prefix union, merged */

@@ -83,8 +83,8 @@ test_reload_under_load(void **state)
 	/* Two small datasets swapped back and forth; every tenth reload
 	 * builds a fresh one instead, so old datasets are really freed by
 	 * their last reader. */
-	assert_int_equal(hotel_dataset_generate(300, 1, &a), HOTEL_OK);
-	assert_int_equal(hotel_dataset_generate(450, 2, &b), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(300, 1, NULL, &a), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(450, 2, NULL, &b), HOTEL_OK);
 	memset(&sh, 0, sizeof(sh));
 	assert_int_equal(
 	    hotel_engine_open(hotel_dataset_retain(a), &sh.engine), HOTEL_OK);
@@ -95,8 +95,8 @@ test_reload_under_load(void **state)
 		long before = atomic_load(&sh.searches);
 		if (i % 10 == 9) {
 			assert_int_equal(
-			    hotel_engine_reload_generate(
-			        sh.engine, 200 + (size_t) i, (uint64_t) i),
+			    hotel_engine_reload_generate(sh.engine,
+			        200 + (size_t) i, (uint64_t) i, NULL),
 			    HOTEL_OK);
 		} else {
 			hotel_engine_swap(
@@ -128,8 +128,8 @@ test_reader_outlives_swap(void **state)
 	char           err[128];
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(100, 1, &a), HOTEL_OK);
-	assert_int_equal(hotel_dataset_generate(100, 2, &b), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(100, 1, NULL, &a), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(100, 2, NULL, &b), HOTEL_OK);
 	assert_int_equal(hotel_engine_open(a, &e), HOTEL_OK);
 	held = hotel_engine_acquire(e);
 	assert_ptr_equal(held, a);
@@ -165,12 +165,13 @@ test_engine_errors(void **state)
 	hotel_engine_close(NULL);
 	{
 		hotel_dataset *ds;
-		assert_int_equal(hotel_dataset_generate(10, 1, &ds), HOTEL_OK);
+		assert_int_equal(
+		    hotel_dataset_generate(10, 1, NULL, &ds), HOTEL_OK);
 		assert_int_equal(hotel_engine_open(ds, &e), HOTEL_OK);
 		assert_int_equal(
-		    hotel_engine_reload_generate(e, 0, 1), HOTEL_EINVAL);
+		    hotel_engine_reload_generate(e, 0, 1, NULL), HOTEL_EINVAL);
 		assert_int_equal(hotel_engine_reload_jsonl(
-		                     e, "/nonexistent/x.jsonl", NULL, 0),
+		                     e, "/nonexistent/x.jsonl", NULL, NULL, 0),
 		    HOTEL_EIO);
 		ds = hotel_engine_acquire(e);
 		assert_int_equal(hotel_dataset_count(ds), 10);

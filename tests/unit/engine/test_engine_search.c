@@ -412,7 +412,7 @@ test_paging(void **state)
 	check_paging(ds, q, 1, 4);
 	hotel_dataset_release(ds);
 
-	assert_int_equal(hotel_dataset_generate(1500, 3, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(1500, 3, NULL, &ds), HOTEL_OK);
 	q = query(NULL);
 	check_paging(ds, q, 7, 100);
 	q = query("hotel");
@@ -571,23 +571,26 @@ test_deadline(void **state)
 	char              err[128];
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(3000, 1, &ds), HOTEL_OK);
+	assert_int_equal(hotel_dataset_generate(3000, 1, NULL, &ds), HOTEL_OK);
 	q = query(NULL);
-	q.deadline_ns = hotel_now_ns() - 1;
+	q.stop.deadline_ns = hotel_now_ns() - 1;
 	expect_search_error(ds, &q, HOTEL_EDEADLINE, "deadline");
 	q = query("hotel spa");
-	q.deadline_ns = 1; /* long past */
+	q.stop.deadline_ns = 1; /* long past */
 	expect_search_error(ds, &q, HOTEL_EDEADLINE, "deadline");
-	assert_int_equal(hotel_suggest(ds, "par", 5, hotel_now_ns() - 1, &s,
-	                     &n, err, sizeof(err)),
-	    HOTEL_EDEADLINE);
+	{
+		hotel_stop past = { .deadline_ns = hotel_now_ns() - 1 };
+		assert_int_equal(hotel_suggest(ds, "par", 5, &past, &s, &n,
+		                     err, sizeof(err)),
+		    HOTEL_EDEADLINE);
+	}
 	/* A deadline far away, or none (0 too), changes nothing. */
 	q = query("hotel");
-	q.deadline_ns = hotel_now_ns() + 60 * 1000000000LL;
+	q.stop.deadline_ns = hotel_now_ns() + 60 * 1000000000LL;
 	{
 		uint64_t ids[100], t1, t2;
 		run_ids(ds, &q, ids, 100, &t1);
-		q.deadline_ns = 0;
+		q.stop.deadline_ns = 0;
 		run_ids(ds, &q, ids, 100, &t2);
 		assert_int_equal(t1, t2);
 		assert_true(t1 > 0);
@@ -605,7 +608,8 @@ test_deadline_mid_query(void **state)
 
 	/* A deadline a few microseconds out stops a scan of 30k hotels part
 	 * way (the clock is read every 1024 documents). */
-	assert_int_equal(hotel_dataset_generate(30000, 5, &ds), HOTEL_OK);
+	assert_int_equal(
+	    hotel_dataset_generate(30000, 5, NULL, &ds), HOTEL_OK);
 	for (int i = 0; i < 20; i++) {
 		hotel_result *res;
 		char          err[128];
@@ -613,7 +617,7 @@ test_deadline_mid_query(void **state)
 		q = query(NULL);
 		q.sort = HOTEL_SORT_RATING;
 		q.facets = true;
-		q.deadline_ns = hotel_now_ns() + 3000;
+		q.stop.deadline_ns = hotel_now_ns() + 3000;
 		rv = hotel_search(ds, &q, &res, err, sizeof(err));
 		if (rv == HOTEL_OK) {
 			hotel_result_free(res);
@@ -637,7 +641,8 @@ test_deadline_in_prefix_union(void **state)
 	int            expired = 0;
 	(void) state;
 
-	assert_int_equal(hotel_dataset_generate(30000, 6, &ds), HOTEL_OK);
+	assert_int_equal(
+	    hotel_dataset_generate(30000, 6, NULL, &ds), HOTEL_OK);
 	for (int i = 0; i < 4; i++) {
 		hotel_query q = query(texts[i]);
 		run_ids(ds, &q, NULL, 0, &before[i]);
@@ -647,7 +652,7 @@ test_deadline_in_prefix_union(void **state)
 		hotel_query   q = query(texts[i % 4]);
 		hotel_result *res;
 		int           rv;
-		q.deadline_ns = hotel_now_ns() + 2000;
+		q.stop.deadline_ns = hotel_now_ns() + 2000;
 		rv = hotel_search(ds, &q, &res, NULL, 0);
 		if (rv == HOTEL_OK) {
 			hotel_result_free(res);

@@ -26,7 +26,7 @@ load(const char *text, size_t len)
 
 	assert_non_null(f);
 	assert_int_equal(
-	    hotel_dataset_read_jsonl(f, "test", &ds, err, sizeof(err)),
+	    hotel_dataset_read_jsonl(f, "test", NULL, &ds, err, sizeof(err)),
 	    HOTEL_OK);
 	fclose(f);
 	return (ds);

@@ -20,8 +20,8 @@ assert_suggest(const hotel_dataset *ds, const char *prefix,
 	size_t            n;
 	char              err[128];
 
-	assert_int_equal(hotel_suggest(ds, prefix, 10, HOTEL_DEADLINE_NONE, &s,
-	                     &n, err, sizeof(err)),
+	assert_int_equal(
+	    hotel_suggest(ds, prefix, 10, NULL, &s, &n, err, sizeof(err)),
 	    HOTEL_OK);
 	if (n != n_want) {
 		fail_msg("suggest \"%s\": %zu results, want %zu", prefix, n,
