@@ -136,6 +136,70 @@ method_cmp(const void *a, const void *b)
 	    ((const method *) a)->m_name, ((const method *) b)->m_name));
 }
 
+/* Returns new: a service record holding a copy of impl. */
+static service *
+service_new(const ProtobufCServiceDescriptor *desc,
+    const nngrpc_file_info *file, const void *impl, size_t impl_size,
+    void *user)
+{
+	service *svc = calloc(1, sizeof(*svc));
+
+	if (svc == NULL) {
+		return (NULL);
+	}
+	svc->s_desc = desc;
+	svc->s_file = file;
+	svc->s_user = user;
+	atomic_init(&svc->s_serving, true);
+	if (impl_size > 0) {
+		if ((svc->s_impl = malloc(impl_size)) == NULL) {
+			free(svc);
+			return (NULL);
+		}
+		memcpy(svc->s_impl, impl, impl_size);
+	}
+	return (svc);
+}
+
+/* Writes svc's methods, "/Service/Method", into the n free slots at the
+ * end of the table (room for them is there). Returns 0, NNG_ENOMEM or
+ * NNG_EEXIST (a name already registered); on failure none is left. */
+static int
+fill_methods(nngrpc_dispatch *d, service *svc, const nngrpc_method_fn *fns)
+{
+	const ProtobufCServiceDescriptor *desc = svc->s_desc;
+	method                           *ms = d->d_methods + d->d_n_methods;
+	int                               rv = 0;
+	size_t                            i;
+
+	for (i = 0; i < desc->n_methods && rv == 0; i++) {
+		size_t len
+		    = strlen(desc->name) + strlen(desc->methods[i].name) + 3;
+
+		ms[i] = (method) { .m_desc = &desc->methods[i],
+			.m_fn = fns[i],
+			.m_svc = svc,
+			.m_metric = -1 };
+		if ((ms[i].m_name = malloc(len)) == NULL) {
+			rv = NNG_ENOMEM;
+			break;
+		}
+		snprintf(ms[i].m_name, len, "/%s/%s", desc->name,
+		    desc->methods[i].name);
+		/* protoc rejects duplicates within one service; find() sees
+		 * the table sorted as far as the services before. */
+		if (find(d, ms[i].m_name) != NULL) {
+			rv = NNG_EEXIST;
+		}
+	}
+	if (rv != 0) {
+		while (i-- > 0) {
+			free(ms[i].m_name);
+		}
+	}
+	return (rv);
+}
+
 int
 nngrpc_dispatch_add_service(nngrpc_dispatch *d,
     const ProtobufCServiceDescriptor *desc, const nngrpc_file_info *file,
@@ -145,72 +209,34 @@ nngrpc_dispatch_add_service(nngrpc_dispatch *d,
 	service  *svc;
 	service **svcs;
 	method   *ms;
-	size_t    n = desc->n_methods;
+	int       rv = NNG_ENOMEM;
 
 	if (d->d_sealed) {
 		return (NNG_EBUSY);
 	}
-	if ((svc = calloc(1, sizeof(*svc))) == NULL) {
+	if ((svc = service_new(desc, file, impl, impl_size, user)) == NULL) {
 		return (NNG_ENOMEM);
 	}
-	svc->s_desc = desc;
-	svc->s_file = file;
-	svc->s_user = user;
-	atomic_init(&svc->s_serving, true);
-	if (impl_size > 0) {
-		if ((svc->s_impl = malloc(impl_size)) == NULL) {
-			free(svc);
-			return (NNG_ENOMEM);
-		}
-		memcpy(svc->s_impl, impl, impl_size);
-	}
 	svcs = realloc(d->d_services, (d->d_n_services + 1) * sizeof(*svcs));
-	if (svcs == NULL) {
-		goto fail;
-	}
-	d->d_services = svcs;
-	ms = realloc(d->d_methods, (d->d_n_methods + n) * sizeof(*ms));
-	if (ms == NULL) {
-		goto fail;
-	}
-	d->d_methods = ms;
-	for (size_t i = 0; i < n; i++) {
-		method *m = &ms[d->d_n_methods + i];
-		size_t  len
-		    = strlen(desc->name) + strlen(desc->methods[i].name) + 3;
-		m->m_desc = &desc->methods[i];
-		m->m_fn = fns[i];
-		m->m_svc = svc;
-		m->m_metric = -1;
-		m->m_inline = false;
-		if ((m->m_name = malloc(len)) == NULL) {
-			for (size_t j = 0; j < i; j++) {
-				free(ms[d->d_n_methods + j].m_name);
-			}
-			goto fail;
-		}
-		snprintf(m->m_name, len, "/%s/%s", desc->name,
-		    desc->methods[i].name);
-		if (find(d, m->m_name) != NULL) {
-			for (size_t j = 0; j <= i; j++) {
-				free(ms[d->d_n_methods + j].m_name);
-			}
-			free(svc->s_impl);
-			free(svc);
-			return (NNG_EEXIST);
+	if (svcs != NULL) {
+		d->d_services = svcs;
+		ms = realloc(d->d_methods,
+		    (d->d_n_methods + desc->n_methods) * sizeof(*ms));
+		if (ms != NULL) {
+			d->d_methods = ms;
+			rv = fill_methods(d, svc, fns);
 		}
 	}
-	/* protoc rejects duplicate method names within one service. */
-	d->d_n_methods += n;
+	if (rv != 0) {
+		free(svc->s_impl);
+		free(svc);
+		return (rv);
+	}
+	d->d_n_methods += desc->n_methods;
 	d->d_services[d->d_n_services++] = svc;
-	/* Sorted after each service, so find() works in the loop above. */
+	/* Sorted after each service, so find() works in fill_methods(). */
 	qsort(d->d_methods, d->d_n_methods, sizeof(method), method_cmp);
 	return (0);
-
-fail:
-	free(svc->s_impl);
-	free(svc);
-	return (NNG_ENOMEM);
 }
 
 static int
@@ -447,20 +473,15 @@ deadline_of(int64_t recv_ns, uint64_t timeout_us)
 	return (recv_ns + (int64_t) timeout_us * 1000);
 }
 
-/* Runs the call up to the handler's status; the output to encode, if any,
- * goes to *outputp. */
+/* Decodes the envelope into the call: method, metadata, request id (set
+ * as the thread's for every line it logs), deadline. */
 static nngrpc_status
-run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
-    size_t len, int64_t recv_ns, int64_t start_ns, ProtobufCMessage **outputp)
+open_envelope(nngrpc_call *call, const uint8_t *body, size_t len,
+    int64_t recv_ns, int64_t start_ns)
 {
-	Nngrpc__V1__Request *req;
-	const method        *m;
-	ProtobufCMessage    *input;
-	ProtobufCMessage    *output;
-	char                 name[128];
-	nngrpc_status        st;
+	const Nngrpc__V1__Request *req
+	    = nngrpc_envelope_decode(&call->c_arena, body, len);
 
-	req = nngrpc_envelope_decode(&call->c_arena, body, len);
 	if (req == NULL) {
 		return (nngrpc_call_error(call, NNGRPC_INTERNAL,
 		    "cannot decode the request envelope (%zu bytes): not a "
@@ -473,7 +494,6 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	if (call->c_request_id == NULL) {
 		call->c_request_id = "";
 	} else {
-		/* Every line this worker logs for the call carries it. */
 		nngrpc_log_set_request_id(call->c_request_id);
 	}
 	call->c_deadline = deadline_of(recv_ns, req->timeout_us);
@@ -482,8 +502,20 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 		    "deadline exceeded after %lld us in the server queue",
 		    (long long) ((start_ns - recv_ns) / 1000)));
 	}
-	if ((m = find(d, req->method)) == NULL) {
-		printable(name, sizeof(name), req->method);
+	return (NNGRPC_OK);
+}
+
+/* Whether the method may run now: registered, let through by the
+ * interceptors, its service serving, a handler there. */
+static nngrpc_status
+admit(const nngrpc_dispatch *d, nngrpc_call *call, const method **mp)
+{
+	const method *m = find(d, call->c_method);
+	char          name[128];
+	nngrpc_status st;
+
+	if (m == NULL) {
+		printable(name, sizeof(name), call->c_method);
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
 		    "unknown method \"%s\"", name));
 	}
@@ -505,25 +537,37 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
 		    "method %s is not implemented by this server", m->m_name));
 	}
+	*mp = m;
+	return (NNGRPC_OK);
+}
+
+/* Decodes the input, initialises the output and runs the handler; the
+ * output to encode goes to *outputp when it succeeds. */
+static nngrpc_status
+invoke(const method *m, nngrpc_call *call, ProtobufCMessage **outputp)
+{
+	ProtobufCMessage *input, *output;
+	nngrpc_status     st;
+
 	call->c_metric = m->m_metric;
 	if (nngrpc_log_enabled(NNGRPC_LOG_DEBUG)) {
 		nngrpc_log(NNGRPC_LOG_DEBUG, "call %s", m->m_name);
 	}
 	call->c_impl = m->m_svc->s_impl;
 	call->c_user = m->m_svc->s_user;
-	input = protobuf_c_message_unpack(m->m_desc->input,
-	    &call->c_arena.a_pb, req->payload.len, req->payload.data);
+	input
+	    = protobuf_c_message_unpack(m->m_desc->input, &call->c_arena.a_pb,
+	        call->c_req->payload.len, call->c_req->payload.data);
 	if (input == NULL) {
 		return (nngrpc_call_error(call, NNGRPC_INTERNAL,
 		    "cannot decode the request payload (%zu bytes) as %s",
-		    req->payload.len, m->m_desc->input->name));
+		    call->c_req->payload.len, m->m_desc->input->name));
 	}
-	output = nngrpc_call_alloc(call, m->m_desc->output->sizeof_message);
-	if (output == NULL) {
+	if ((output = nngrpc_call_new_message(call, m->m_desc->output))
+	    == NULL) {
 		return (nngrpc_call_error(
 		    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory"));
 	}
-	m->m_desc->output->message_init(output);
 	st = m->m_fn(call, input, output);
 	if (!nngrpc_status_valid((int) st)) {
 		return (nngrpc_call_error(call, NNGRPC_UNKNOWN,
@@ -535,6 +579,23 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 		*outputp = output;
 	}
 	return (st);
+}
+
+/* Runs the call up to the handler's status; the output to encode, if any,
+ * goes to *outputp. */
+static nngrpc_status
+run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
+    size_t len, int64_t recv_ns, int64_t start_ns, ProtobufCMessage **outputp)
+{
+	const method *m = NULL;
+	nngrpc_status st;
+
+	if ((st = open_envelope(call, body, len, recv_ns, start_ns))
+	        != NNGRPC_OK
+	    || (st = admit(d, call, &m)) != NNGRPC_OK) {
+		return (st);
+	}
+	return (invoke(m, call, outputp));
 }
 
 int

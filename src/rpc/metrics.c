@@ -641,99 +641,129 @@ render_process(sbuf *sb, const nngrpc_metrics *m)
 	sb_printf(sb, "process_start_time_seconds %.2f\n", m->m_start_time);
 }
 
-int
-nngrpc_metrics_render(nngrpc_metrics *m, char **textp, size_t *lenp)
-{
-	sbuf           sb = { 0 };
+/* The methods a render shows: the registered ones, then "unknown" once
+ * it has seen a call; all[i]'s label is labels[i]. */
+typedef struct method_list {
 	method_stats **all;
 	const char   **labels;
-	int            n_methods;
-	int            n_all = 0;
-	int            n_fns;
+	int            n;
+} method_list;
 
-	n_methods
+static int
+list_methods(nngrpc_metrics *m, method_list *ml)
+{
+	int n_methods
 	    = atomic_load_explicit(&m->m_n_methods, memory_order_acquire);
-	n_fns = atomic_load_explicit(&m->m_n_fns, memory_order_acquire);
 
-	/* The registered methods, then "unknown" once it has seen a call. */
-	all = malloc(sizeof(*all) * (size_t) (n_methods + 1));
-	labels = malloc(sizeof(*labels) * (size_t) (n_methods + 1));
-	sb.sb_cap = 8192;
-	sb.sb_buf = malloc(sb.sb_cap);
-	if (all == NULL || labels == NULL || sb.sb_buf == NULL) {
-		free(all);
-		free(labels);
-		free(sb.sb_buf);
+	ml->n = 0;
+	ml->all = malloc(sizeof(*ml->all) * (size_t) (n_methods + 1));
+	ml->labels = malloc(sizeof(*ml->labels) * (size_t) (n_methods + 1));
+	if (ml->all == NULL || ml->labels == NULL) {
+		free(ml->all);
+		free(ml->labels);
 		return (NNG_ENOMEM);
 	}
 	for (int i = 0; i < n_methods; i++) {
-		all[n_all] = m->m_methods[i];
-		labels[n_all++] = m->m_methods[i]->ms_label;
+		ml->all[ml->n] = m->m_methods[i];
+		ml->labels[ml->n++] = m->m_methods[i]->ms_label;
 	}
 	if (method_seen(&m->m_unknown)) {
-		all[n_all] = &m->m_unknown;
-		labels[n_all++] = "unknown";
+		ml->all[ml->n] = &m->m_unknown;
+		ml->labels[ml->n++] = "unknown";
 	}
+	return (0);
+}
 
-	/* Every registered method shows code="OK", even at 0, so rate()
-	 * works from the first scrape; other codes once they happen. */
-	sb_help(&sb, "nngrpc_calls_total", "counter",
+/* nngrpc_calls_total. Every registered method shows code="OK", even at
+ * 0, so rate() works from the first scrape; other codes once they
+ * happen. */
+static void
+render_calls(sbuf *sb, const nngrpc_metrics *m, const method_list *ml)
+{
+	sb_help(sb, "nngrpc_calls_total", "counter",
 	    "Calls finished, by method and status code.");
-	for (int i = 0; i < n_all; i++) {
+	for (int i = 0; i < ml->n; i++) {
 		for (int c = 0; c < NNGRPC_STATUS_COUNT; c++) {
-			uint64_t v = ld(&all[i]->ms_calls[c]);
+			uint64_t v = ld(&ml->all[i]->ms_calls[c]);
 			if (v == 0
-			    && (c != NNGRPC_OK || all[i] == &m->m_unknown)) {
+			    && (c != NNGRPC_OK
+			        || ml->all[i] == &m->m_unknown)) {
 				continue;
 			}
-			sb_printf(&sb,
+			sb_printf(sb,
 			    "nngrpc_calls_total{method=\"%s\",code=\"%s\"} "
 			    "%" PRIu64 "\n",
-			    labels[i], nngrpc_status_name(c), v);
+			    ml->labels[i], nngrpc_status_name(c), v);
 		}
 	}
+}
 
-	sb_help(&sb, "nngrpc_call_queue_seconds", "histogram",
+/* The latency histograms and the byte counters, per method. */
+static void
+render_per_method(sbuf *sb, const method_list *ml)
+{
+	sb_help(sb, "nngrpc_call_queue_seconds", "histogram",
 	    "Time calls waited in the queue for a worker.");
-	for (int i = 0; i < n_all; i++) {
-		render_histo(&sb, "nngrpc_call_queue_seconds", labels[i],
-		    &all[i]->ms_queue);
+	for (int i = 0; i < ml->n; i++) {
+		render_histo(sb, "nngrpc_call_queue_seconds", ml->labels[i],
+		    &ml->all[i]->ms_queue);
 	}
-	sb_help(&sb, "nngrpc_call_run_seconds", "histogram",
+	sb_help(sb, "nngrpc_call_run_seconds", "histogram",
 	    "Time calls ran on a worker.");
-	for (int i = 0; i < n_all; i++) {
-		render_histo(&sb, "nngrpc_call_run_seconds", labels[i],
-		    &all[i]->ms_run);
+	for (int i = 0; i < ml->n; i++) {
+		render_histo(sb, "nngrpc_call_run_seconds", ml->labels[i],
+		    &ml->all[i]->ms_run);
 	}
-
-	sb_help(&sb, "nngrpc_request_bytes_total", "counter",
+	sb_help(sb, "nngrpc_request_bytes_total", "counter",
 	    "Request envelope bytes received.");
-	for (int i = 0; i < n_all; i++) {
-		sb_printf(&sb,
+	for (int i = 0; i < ml->n; i++) {
+		sb_printf(sb,
 		    "nngrpc_request_bytes_total{method=\"%s\"} %" PRIu64 "\n",
-		    labels[i], ld(&all[i]->ms_bytes_in));
+		    ml->labels[i], ld(&ml->all[i]->ms_bytes_in));
 	}
-	sb_help(&sb, "nngrpc_response_bytes_total", "counter",
+	sb_help(sb, "nngrpc_response_bytes_total", "counter",
 	    "Response envelope bytes sent.");
-	for (int i = 0; i < n_all; i++) {
-		sb_printf(&sb,
+	for (int i = 0; i < ml->n; i++) {
+		sb_printf(sb,
 		    "nngrpc_response_bytes_total{method=\"%s\"} %" PRIu64 "\n",
-		    labels[i], ld(&all[i]->ms_bytes_out));
+		    ml->labels[i], ld(&ml->all[i]->ms_bytes_out));
 	}
+}
+
+/* The gauges and counters read from elsewhere. */
+static void
+render_fns(sbuf *sb, const nngrpc_metrics *m)
+{
+	int n_fns = atomic_load_explicit(&m->m_n_fns, memory_order_acquire);
 
 	for (int i = 0; i < n_fns; i++) {
 		const fn_metric *f = &m->m_fns[i];
-		sb_help(&sb, f->f_name,
+		sb_help(sb, f->f_name,
 		    f->f_kind == FN_GAUGE ? "gauge" : "counter", f->f_help);
-		sb_printf(&sb, "%s ", f->f_name);
-		sb_double(&sb, f->f_fn(f->f_arg));
-		sb_printf(&sb, "\n");
+		sb_printf(sb, "%s ", f->f_name);
+		sb_double(sb, f->f_fn(f->f_arg));
+		sb_printf(sb, "\n");
 	}
+}
 
+int
+nngrpc_metrics_render(nngrpc_metrics *m, char **textp, size_t *lenp)
+{
+	sbuf        sb = { 0 };
+	method_list ml;
+
+	sb.sb_cap = 8192;
+	if ((sb.sb_buf = malloc(sb.sb_cap)) == NULL
+	    || list_methods(m, &ml) != 0) {
+		free(sb.sb_buf);
+		return (NNG_ENOMEM);
+	}
+	render_calls(&sb, m, &ml);
+	render_per_method(&sb, &ml);
+	render_fns(&sb, m);
 	render_process(&sb, m);
-
-	free(all);
-	free(labels);
+	free(ml.all);
+	free(ml.labels);
 	if (sb.sb_oom) {
 		free(sb.sb_buf);
 		return (NNG_ENOMEM);

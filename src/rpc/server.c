@@ -439,79 +439,93 @@ run_inline(work *w)
 	call_ended(s);
 }
 
+/* A call arrived on w: run it inline, queue it, or answer at once that
+ * the queue is full or the server is draining. */
+static void
+on_received(work *w)
+{
+	nngrpc_server *s = w->w_server;
+	bool           stopping;
+	size_t         len;
+
+	w->w_msg = nng_aio_get_msg(w->w_aio);
+	w->w_recv_ns = nngrpc_now_ns();
+	w->w_pipe = nng_msg_get_pipe(w->w_msg);
+	nng_aio_set_msg(w->w_aio, NULL);
+	if (nngrpc_dispatch_peek_inline(s->s_dispatch, nng_msg_body(w->w_msg),
+	        nng_msg_len(w->w_msg))) {
+		run_inline(w);
+		return;
+	}
+	if (queue_push(s, w, &stopping)) {
+		return;
+	}
+	len = nng_msg_len(w->w_msg);
+	nng_msg_free(w->w_msg);
+	w->w_msg = NULL;
+	nngrpc_metrics_call_done(s->s_metrics, -1,
+	    stopping ? NNGRPC_UNAVAILABLE : NNGRPC_RESOURCE_EXHAUSTED, -1, -1,
+	    len, 0);
+	if (stopping) {
+		ctx_send_status(w, NNGRPC_UNAVAILABLE,
+		    "server is draining: send calls elsewhere");
+	} else {
+		ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED,
+		    "server queue is full: every worker is busy");
+	}
+}
+
+/* A reply on w was sent, or not (rv): count it out and receive again. */
+static void
+on_sent(work *w, int rv)
+{
+	nngrpc_server *s = w->w_server;
+
+	if (rv != 0) {
+		/* Not sent (peer gone, socket closing): still ours. */
+		nng_msg_free(nng_aio_get_msg(w->w_aio));
+		nng_aio_set_msg(w->w_aio, NULL);
+		if (rv == NNG_ETIMEDOUT) {
+			nngrpc_log(NNGRPC_LOG_WARN,
+			    "a client stopped reading its replies for %d ms: "
+			    "closing its connection",
+			    SEND_TIMEOUT_MS);
+			/* Frees the contexts queued behind it. */
+			nng_pipe_close(w->w_pipe);
+		}
+	}
+	pthread_mutex_lock(&s->s_mtx);
+	if (--s->s_sending == 0) {
+		pthread_cond_broadcast(&s->s_idle_cv);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+	if (rv == NNG_ECLOSED) {
+		w->w_state = CTX_IDLE;
+		return;
+	}
+	/* Receive again even when stopping: what arrives before the socket
+	 * closes is answered UNAVAILABLE, not dropped. */
+	ctx_recv(w);
+}
+
 static void
 ctx_cb(void *arg)
 {
-	work          *w = arg;
-	nngrpc_server *s = w->w_server;
-	bool           stopping;
-	int            rv = nng_aio_result(w->w_aio);
+	work *w = arg;
+	int   rv = nng_aio_result(w->w_aio);
 
 	switch (w->w_state) {
 	case CTX_RECV:
-		if (rv != 0) {
-			if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
-				w->w_state = CTX_IDLE;
-				return;
-			}
-			/* A broken pipe mid-receive: keep receiving. */
-			ctx_recv(w);
-			return;
-		}
-		w->w_msg = nng_aio_get_msg(w->w_aio);
-		w->w_recv_ns = nngrpc_now_ns();
-		w->w_pipe = nng_msg_get_pipe(w->w_msg);
-		nng_aio_set_msg(w->w_aio, NULL);
-		if (nngrpc_dispatch_peek_inline(s->s_dispatch,
-		        nng_msg_body(w->w_msg), nng_msg_len(w->w_msg))) {
-			run_inline(w);
-			return;
-		}
-		if (!queue_push(s, w, &stopping)) {
-			size_t len = nng_msg_len(w->w_msg);
-			nng_msg_free(w->w_msg);
-			w->w_msg = NULL;
-			nngrpc_metrics_call_done(s->s_metrics, -1,
-			    stopping ? NNGRPC_UNAVAILABLE
-			             : NNGRPC_RESOURCE_EXHAUSTED,
-			    -1, -1, len, 0);
-			if (stopping) {
-				ctx_send_status(w, NNGRPC_UNAVAILABLE,
-				    "server is draining: send calls "
-				    "elsewhere");
-			} else {
-				ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED,
-				    "server queue is full: every worker is "
-				    "busy");
-			}
+		if (rv == NNG_ECLOSED || rv == NNG_ECANCELED) {
+			w->w_state = CTX_IDLE;
+		} else if (rv != 0) {
+			ctx_recv(w); /* a broken pipe mid-receive */
+		} else {
+			on_received(w);
 		}
 		return;
 	case CTX_SEND:
-		if (rv != 0) {
-			/* Not sent (peer gone, socket closing): still ours. */
-			nng_msg_free(nng_aio_get_msg(w->w_aio));
-			nng_aio_set_msg(w->w_aio, NULL);
-			if (rv == NNG_ETIMEDOUT) {
-				nngrpc_log(NNGRPC_LOG_WARN,
-				    "a client stopped reading its replies for "
-				    "%d ms: closing its connection",
-				    SEND_TIMEOUT_MS);
-				/* Frees the contexts queued behind it. */
-				nng_pipe_close(w->w_pipe);
-			}
-		}
-		pthread_mutex_lock(&s->s_mtx);
-		if (--s->s_sending == 0) {
-			pthread_cond_broadcast(&s->s_idle_cv);
-		}
-		pthread_mutex_unlock(&s->s_mtx);
-		if (rv == NNG_ECLOSED) {
-			w->w_state = CTX_IDLE;
-			return;
-		}
-		/* Receive again even when stopping: what arrives before the
-		 * socket closes is answered UNAVAILABLE, not dropped. */
-		ctx_recv(w);
+		on_sent(w, rv);
 		return;
 	default:
 		nngrpc_log(NNGRPC_LOG_ERROR, "context callback in state %d",
@@ -672,19 +686,12 @@ tls_setup(nngrpc_server *s, nng_listener l, char *err, size_t errlen)
 	return (rv);
 }
 
-int
-nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
+/* The REP socket and its receive limit. */
+static int
+open_socket(nngrpc_server *s, char *err, size_t errlen)
 {
-	sigset_t all, old;
-	size_t   n_works;
-	int      rv;
+	int rv;
 
-	if (s->s_started) {
-		snprintf(err, errlen, "server already started");
-		return (NNG_EBUSY);
-	}
-	s->s_started = true;
-	nngrpc_dispatch_seal(s->s_dispatch);
 	if ((rv = nng_rep0_open(&s->s_sock)) != 0) {
 		return (start_fail(s, rv, err, errlen,
 		    "cannot open a REP socket", nng_strerror(rv)));
@@ -696,9 +703,18 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		return (start_fail(s, rv, err, errlen, "max message bytes",
 		    nng_strerror(rv)));
 	}
+	return (0);
+}
 
-	n_works = (size_t) s->s_cfg.workers + (size_t) s->s_cfg.queue
+/* workers + queue + SPARE_CONTEXTS receive contexts, each with its aio
+ * (see the top of this file); none receives yet. */
+static int
+open_contexts(nngrpc_server *s, char *err, size_t errlen)
+{
+	size_t n_works = (size_t) s->s_cfg.workers + (size_t) s->s_cfg.queue
 	    + SPARE_CONTEXTS;
+	int rv;
+
 	if ((s->s_works = calloc(n_works, sizeof(*s->s_works))) == NULL) {
 		return (start_fail(
 		    s, NNG_ENOMEM, err, errlen, "contexts", "out of memory"));
@@ -714,6 +730,14 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		}
 		s->s_n_works = i + 1;
 	}
+	return (0);
+}
+
+/* The worker threads, started with every signal blocked: main owns them. */
+static int
+start_workers(nngrpc_server *s, char *err, size_t errlen)
+{
+	sigset_t all, old;
 
 	if ((s->s_workers
 	        = calloc((size_t) s->s_cfg.workers, sizeof(*s->s_workers)))
@@ -721,7 +745,6 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		return (start_fail(
 		    s, NNG_ENOMEM, err, errlen, "workers", "out of memory"));
 	}
-	/* Workers inherit a mask with every signal blocked: main owns them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (int i = 0; i < s->s_cfg.workers; i++) {
@@ -735,10 +758,15 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		s->s_n_workers++;
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return (0);
+}
 
-	for (size_t i = 0; i < s->s_n_works; i++) {
-		ctx_recv(&s->s_works[i]);
-	}
+/* One listener per URL, TLS ones configured first. */
+static int
+start_listeners(nngrpc_server *s, char *err, size_t errlen)
+{
+	int rv;
+
 	for (size_t i = 0; i < s->s_cfg.n_listen; i++) {
 		const char   *url = s->s_cfg.listen[i];
 		nng_listener *l = &s->s_listeners[i];
@@ -760,22 +788,58 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		s->s_n_listeners++;
 		nngrpc_log(NNGRPC_LOG_INFO, "listening on %s", url);
 	}
-	if (s->s_http != NULL) {
-		nngrpc_ops_hooks hooks = {
-			.serving = ops_serving,
-			.ready = ops_serving,
-			.metrics = s->s_metrics,
-			.arg = s,
-		};
-		if ((rv = nngrpc_ops_start(
-		         s->s_http, &hooks, &s->s_ops, err, errlen))
-		    != 0) {
-			nngrpc_server_stop(s);
-			return (rv);
-		}
-		nngrpc_log(NNGRPC_LOG_INFO,
-		    "ops endpoint on http://%s (port %d)", s->s_http,
-		    nngrpc_ops_port(s->s_ops));
+	return (0);
+}
+
+/* The ops HTTP endpoint, when an address is configured. */
+static int
+start_ops(nngrpc_server *s, char *err, size_t errlen)
+{
+	nngrpc_ops_hooks hooks = {
+		.serving = ops_serving,
+		.ready = ops_serving,
+		.metrics = s->s_metrics,
+		.arg = s,
+	};
+	int rv;
+
+	if (s->s_http == NULL) {
+		return (0);
+	}
+	if ((rv = nngrpc_ops_start(s->s_http, &hooks, &s->s_ops, err, errlen))
+	    != 0) {
+		nngrpc_server_stop(s);
+		return (rv);
+	}
+	nngrpc_log(NNGRPC_LOG_INFO, "ops endpoint on http://%s (port %d)",
+	    s->s_http, nngrpc_ops_port(s->s_ops));
+	return (0);
+}
+
+int
+nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
+{
+	int rv;
+
+	if (s->s_started) {
+		snprintf(err, errlen, "server already started");
+		return (NNG_EBUSY);
+	}
+	s->s_started = true;
+	nngrpc_dispatch_seal(s->s_dispatch);
+	if ((rv = open_socket(s, err, errlen)) != 0
+	    || (rv = open_contexts(s, err, errlen)) != 0
+	    || (rv = start_workers(s, err, errlen)) != 0) {
+		return (rv);
+	}
+	/* Contexts receive before anything listens: the first call finds
+	 * them waiting. */
+	for (size_t i = 0; i < s->s_n_works; i++) {
+		ctx_recv(&s->s_works[i]);
+	}
+	if ((rv = start_listeners(s, err, errlen)) != 0
+	    || (rv = start_ops(s, err, errlen)) != 0) {
+		return (rv);
 	}
 	return (0);
 }

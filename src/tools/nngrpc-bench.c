@@ -189,100 +189,72 @@ parse_seconds(const char *flag, const char *s, double min)
 	return (v);
 }
 
-static void
-parse_options(int argc, char **argv, options *o)
+/* Sets a switch (an option without a value); false when name is none. */
+static bool
+set_switch(options *o, const char *name)
 {
-	memset(o, 0, sizeof(*o));
-	o->method = "/nngrpc.testing.v1.Testing/Echo";
-	o->payload_bytes = -1;
-	o->concurrency = 1;
-	o->connections = 1;
-	o->duration_s = 5.0;
-	o->warmup_s = 0.5;
-	o->timeout_ms = 5000;
-	o->verify = true;
-
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		const char *v = NULL;
-		const char *eq;
-		char        name[64];
-
-		if (strncmp(a, "--", 2) != 0) {
-			usage_error("unexpected argument '%s'", a);
-		}
-		/* --flag=value or --flag value */
-		if ((eq = strchr(a, '=')) != NULL) {
-			size_t n = (size_t) (eq - a);
-			if (n >= sizeof(name)) {
-				usage_error("unknown option '%s'", a);
-			}
-			memcpy(name, a, n);
-			name[n] = '\0';
-			v = eq + 1;
-		} else {
-			snprintf(name, sizeof(name), "%s", a);
-		}
-#define FLAG(s) (strcmp(name, (s)) == 0)
-#define NEED_VALUE()                                                          \
-	do {                                                                  \
-		if (v == NULL) {                                              \
-			if (i + 1 >= argc) {                                  \
-				usage_error("%s needs a value", name);        \
-			}                                                     \
-			v = argv[++i];                                        \
-		}                                                             \
-	} while (0)
-		if (FLAG("--help") || FLAG("-h")) {
-			fputs(usage_text, stdout);
-			exit(0);
-		} else if (FLAG("--url")) {
-			NEED_VALUE();
-			o->url = v;
-		} else if (FLAG("--method")) {
-			NEED_VALUE();
-			o->method = v;
-		} else if (FLAG("--payload-bytes")) {
-			NEED_VALUE();
-			o->payload_bytes = parse_int(name, v, 0, 1LL << 31);
-		} else if (FLAG("--request-file")) {
-			NEED_VALUE();
-			o->request_file = v;
-		} else if (FLAG("--concurrency")) {
-			NEED_VALUE();
-			o->concurrency = (int) parse_int(name, v, 1, 100000);
-		} else if (FLAG("--connections")) {
-			NEED_VALUE();
-			o->connections = (int) parse_int(name, v, 1, 1024);
-		} else if (FLAG("--duration")) {
-			NEED_VALUE();
-			o->duration_s = parse_seconds(name, v, 0.01);
-		} else if (FLAG("--warmup")) {
-			NEED_VALUE();
-			o->warmup_s = parse_seconds(name, v, 0.0);
-		} else if (FLAG("--timeout-ms")) {
-			NEED_VALUE();
-			o->timeout_ms
-			    = (int) parse_int(name, v, 1, 24LL * 3600 * 1000);
-		} else if (FLAG("--raw")) {
-			o->raw = true;
-		} else if (FLAG("--json")) {
-			o->json = true;
-		} else if (FLAG("--no-verify")) {
-			o->verify = false;
-		} else if (FLAG("--quiet")) {
-			o->quiet = true;
-		} else {
-			usage_error("unknown option '%s'", a);
-		}
-		if (eq != NULL
-		    && (FLAG("--raw") || FLAG("--json") || FLAG("--no-verify")
-		        || FLAG("--quiet"))) {
-			usage_error("%s takes no value", name);
-		}
-#undef FLAG
-#undef NEED_VALUE
+	if (strcmp(name, "--raw") == 0) {
+		o->raw = true;
+	} else if (strcmp(name, "--json") == 0) {
+		o->json = true;
+	} else if (strcmp(name, "--no-verify") == 0) {
+		o->verify = false;
+	} else if (strcmp(name, "--quiet") == 0) {
+		o->quiet = true;
+	} else {
+		return (false);
 	}
+	return (true);
+}
+
+/* True for an option that takes a value (set_value() knows it). */
+static bool
+takes_value(const char *name)
+{
+	static const char *const names[] = { "--url", "--method",
+		"--payload-bytes", "--request-file", "--concurrency",
+		"--connections", "--duration", "--warmup", "--timeout-ms" };
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(name, names[i]) == 0) {
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* Sets an option that takes a value. */
+static void
+set_value(options *o, const char *name, const char *v)
+{
+	if (strcmp(name, "--url") == 0) {
+		o->url = v;
+	} else if (strcmp(name, "--method") == 0) {
+		o->method = v;
+	} else if (strcmp(name, "--payload-bytes") == 0) {
+		o->payload_bytes = parse_int(name, v, 0, 1LL << 31);
+	} else if (strcmp(name, "--request-file") == 0) {
+		o->request_file = v;
+	} else if (strcmp(name, "--concurrency") == 0) {
+		o->concurrency = (int) parse_int(name, v, 1, 100000);
+	} else if (strcmp(name, "--connections") == 0) {
+		o->connections = (int) parse_int(name, v, 1, 1024);
+	} else if (strcmp(name, "--duration") == 0) {
+		o->duration_s = parse_seconds(name, v, 0.01);
+	} else if (strcmp(name, "--warmup") == 0) {
+		o->warmup_s = parse_seconds(name, v, 0.0);
+	} else if (strcmp(name, "--timeout-ms") == 0) {
+		o->timeout_ms
+		    = (int) parse_int(name, v, 1, 24LL * 3600 * 1000);
+	} else {
+		usage_error("unknown option '%s'", name);
+	}
+}
+
+/* What the options say together. */
+static void
+check_options(options *o)
+{
 	if (o->url == NULL) {
 		usage_error("%s is required", "--url");
 	}
@@ -298,6 +270,53 @@ parse_options(int argc, char **argv, options *o)
 		            "'%s'",
 		    o->method);
 	}
+}
+
+/* --flag=value or --flag value, --switch; exits on bad usage. */
+static void
+parse_options(int argc, char **argv, options *o)
+{
+	*o = (options) { .method = "/nngrpc.testing.v1.Testing/Echo",
+		.payload_bytes = -1,
+		.concurrency = 1,
+		.connections = 1,
+		.duration_s = 5.0,
+		.warmup_s = 0.5,
+		.timeout_ms = 5000,
+		.verify = true };
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		const char *eq = strchr(a, '=');
+		size_t      n = eq != NULL ? (size_t) (eq - a) : strlen(a);
+		char        name[64];
+
+		if (strncmp(a, "--", 2) != 0) {
+			usage_error("unexpected argument '%s'", a);
+		}
+		if (n >= sizeof(name)) {
+			usage_error("unknown option '%s'", a);
+		}
+		memcpy(name, a, n);
+		name[n] = '\0';
+		if (strcmp(name, "--help") == 0) {
+			fputs(usage_text, stdout);
+			exit(0);
+		}
+		if (set_switch(o, name)) {
+			if (eq != NULL) {
+				usage_error("%s takes no value", name);
+			}
+		} else if (!takes_value(name)) {
+			usage_error("unknown option '%s'", a);
+		} else if (eq != NULL) {
+			set_value(o, name, eq + 1);
+		} else if (i + 1 < argc) {
+			set_value(o, name, argv[++i]);
+		} else {
+			usage_error("%s needs a value", name);
+		}
+	}
+	check_options(o);
 }
 
 /* ---- latency histogram -------------------------------------------------- */
@@ -976,47 +995,38 @@ print_text(const bench *b, const results *r)
 
 /* ---- main --------------------------------------------------------------- */
 
-int
-main(int argc, char **argv)
+/* Starts every call and lets them run through the warmup and the
+ * measured window. */
+static void
+run_window(bench *b)
 {
-	static bench b; /* large (the histogram): not on the stack */
-	results      r;
-	int64_t      start;
-	int64_t      drain_until;
-	int          rc = 0;
+	int64_t start = now_ns();
 
-	parse_options(argc, argv, &b.b_opt);
-	pthread_mutex_init(&b.b_mtx, NULL);
-	pthread_cond_init(&b.b_cv, NULL);
-	signal(SIGPIPE, SIG_IGN);
-
-	if (build_request(&b) != 0) {
-		return (1);
-	}
-	if (open_socket(&b) != 0 || open_calls(&b) != 0) {
-		return (1);
-	}
-	start = now_ns();
-	b.b_begin_ns = start + (int64_t) (b.b_opt.warmup_s * 1e9);
-	b.b_end_ns = b.b_begin_ns + (int64_t) (b.b_opt.duration_s * 1e9);
-	b.b_active = b.b_opt.concurrency;
-	if (!b.b_opt.quiet && !b.b_opt.json) {
+	b->b_begin_ns = start + (int64_t) (b->b_opt.warmup_s * 1e9);
+	b->b_end_ns = b->b_begin_ns + (int64_t) (b->b_opt.duration_s * 1e9);
+	b->b_active = b->b_opt.concurrency;
+	if (!b->b_opt.quiet && !b->b_opt.json) {
 		fprintf(stderr, "nngrpc-bench: %d in flight for %.1f s...\n",
-		    b.b_opt.concurrency,
-		    b.b_opt.warmup_s + b.b_opt.duration_s);
+		    b->b_opt.concurrency,
+		    b->b_opt.warmup_s + b->b_opt.duration_s);
 	}
-	for (int i = 0; i < b.b_opt.concurrency; i++) {
-		call_start(&b.b_calls[i]);
+	for (int i = 0; i < b->b_opt.concurrency; i++) {
+		call_start(&b->b_calls[i]);
 	}
-	sleep_until(b.b_end_ns);
-	atomic_store(&b.b_stop, true);
+	sleep_until(b->b_end_ns);
+	atomic_store(&b->b_stop, true);
+}
 
-	/* Let the calls in flight finish (they no longer count), but not
-	 * longer than one timeout. */
-	drain_until
-	    = now_ns() + (int64_t) (b.b_opt.timeout_ms + 1000) * 1000000;
-	pthread_mutex_lock(&b.b_mtx);
-	while (b.b_active > 0 && now_ns() < drain_until) {
+/* Lets the calls in flight finish (they no longer count), but not longer
+ * than one timeout. */
+static void
+wait_calls(bench *b)
+{
+	int64_t until
+	    = now_ns() + (int64_t) (b->b_opt.timeout_ms + 1000) * 1000000;
+
+	pthread_mutex_lock(&b->b_mtx);
+	while (b->b_active > 0 && now_ns() < until) {
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 20 * 1000000;
@@ -1024,10 +1034,41 @@ main(int argc, char **argv)
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
-		pthread_cond_timedwait(&b.b_cv, &b.b_mtx, &ts);
+		pthread_cond_timedwait(&b->b_cv, &b->b_mtx, &ts);
 	}
-	pthread_mutex_unlock(&b.b_mtx);
+	pthread_mutex_unlock(&b->b_mtx);
+}
 
+/* Closing the socket aborts what is still in flight; freeing an aio
+ * waits for its callback. */
+static void
+close_bench(bench *b)
+{
+	nng_close(b->b_sock);
+	for (int i = 0; i < b->b_opt.concurrency; i++) {
+		nng_aio_free(b->b_calls[i].c_aio);
+	}
+	free(b->b_calls);
+	free((void *) b->b_expect);
+	free(b->b_request);
+}
+
+int
+main(int argc, char **argv)
+{
+	static bench b; /* large (the histogram): not on the stack */
+	results      r;
+
+	parse_options(argc, argv, &b.b_opt);
+	pthread_mutex_init(&b.b_mtx, NULL);
+	pthread_cond_init(&b.b_cv, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (build_request(&b) != 0 || open_socket(&b) != 0
+	    || open_calls(&b) != 0) {
+		return (1);
+	}
+	run_window(&b);
+	wait_calls(&b);
 	compute(&b, &r);
 	if (b.b_opt.json) {
 		print_json(&b, &r);
@@ -1035,20 +1076,6 @@ main(int argc, char **argv)
 		print_text(&b, &r);
 	}
 	fflush(stdout);
-	if (r.errors > 0 || r.ok == 0) {
-		rc = 3;
-	}
-
-	/* Closing the socket aborts what is still in flight; freeing an aio
-	 * waits for its callback. */
-	nng_close(b.b_sock);
-	for (int i = 0; i < b.b_opt.concurrency; i++) {
-		nng_aio_free(b.b_calls[i].c_aio);
-	}
-	free(b.b_calls);
-	if (b.b_expect != NULL) {
-		free((void *) b.b_expect);
-	}
-	free(b.b_request);
-	return (rc);
+	close_bench(&b);
+	return (r.errors > 0 || r.ok == 0 ? 3 : 0);
 }

@@ -321,44 +321,44 @@ judge(nng_msg *msg, const char *url, const char *service)
 	return (exit_code);
 }
 
-int
-main(int argc, char **argv)
-{
-	int         timeout_ms = DEFAULT_TIMEOUT;
-	const char *service = "";
-	const char *url = NULL;
-	char        urlbuf[512];
-	nng_socket  sock;
-	nng_msg    *msg;
-	int64_t     start;
-	int         rv;
-	int         exit_code = 1;
+/* What the command line asks for. */
+typedef struct probe_args {
+	int         timeout_ms;
+	const char *service;
+	const char *url; /* NULL: the default (see default_url()) */
+} probe_args;
 
+/* Parses argv into *pa. Returns -1 to go on, or the exit code (0 after
+ * --help, 1 after a line on stderr). */
+static int
+parse_args(int argc, char **argv, probe_args *pa)
+{
+	*pa = (probe_args) { .timeout_ms = DEFAULT_TIMEOUT, .service = "" };
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			return (0);
 		} else if (strcmp(a, "--timeout-ms") == 0 && i + 1 < argc) {
-			if (!parse_ms(argv[++i], &timeout_ms)) {
+			if (!parse_ms(argv[++i], &pa->timeout_ms)) {
 				return (1);
 			}
 		} else if (strncmp(a, "--timeout-ms=", 13) == 0) {
-			if (!parse_ms(a + 13, &timeout_ms)) {
+			if (!parse_ms(a + 13, &pa->timeout_ms)) {
 				return (1);
 			}
 		} else if (strcmp(a, "--service") == 0 && i + 1 < argc) {
-			service = argv[++i];
+			pa->service = argv[++i];
 		} else if (strncmp(a, "--service=", 10) == 0) {
-			service = a + 10;
+			pa->service = a + 10;
 		} else if (a[0] == '-' && a[1] != '\0') {
 			fprintf(stderr,
 			    PROG ": unknown or incomplete option '%s' (see "
 			         "--help)\n",
 			    a);
 			return (1);
-		} else if (url == NULL) {
-			url = a;
+		} else if (pa->url == NULL) {
+			pa->url = a;
 		} else {
 			fprintf(stderr,
 			    PROG ": one URL only, got '%s' too (see --help)\n",
@@ -366,9 +366,58 @@ main(int argc, char **argv)
 			return (1);
 		}
 	}
-	if (url == NULL) {
-		url = default_url(urlbuf, sizeof(urlbuf));
+	return (-1);
+}
+
+/* Dials url and asks, under the alarm main armed, which it disarms.
+ * Returns the exit code. */
+static int
+probe(const probe_args *pa, const char *url, int64_t start)
+{
+	nng_socket sock;
+	nng_msg   *msg;
+	int        rv;
+	int        exit_code = 1;
+
+	if ((rv = nng_req0_open(&sock)) != 0) {
+		fprintf(stderr, PROG ": cannot open a REQ socket: %s\n",
+		    nng_strerror(rv));
+		return (1);
 	}
+	/* One attempt: no automatic resend (a resend is a second call). */
+	nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 64 * 1024);
+	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
+		fprintf(stderr, PROG ": %s: %s\n", url, transport_error(rv));
+	} else {
+		snprintf(alarm_line, sizeof(alarm_line),
+		    PROG ": %s: no answer within %d ms\n", url,
+		    pa->timeout_ms);
+		msg = call_check(
+		    sock, url, pa->service, pa->timeout_ms, start);
+		if (msg != NULL) {
+			exit_code = judge(msg, url, pa->service);
+			nng_msg_free(msg);
+		}
+	}
+	set_alarm(0); /* done: closing must not be reported as a timeout */
+	nng_close(sock);
+	return (exit_code);
+}
+
+int
+main(int argc, char **argv)
+{
+	probe_args  pa;
+	char        urlbuf[512];
+	const char *url;
+	int64_t     start;
+	int         rc;
+
+	if ((rc = parse_args(argc, argv, &pa)) >= 0) {
+		return (rc);
+	}
+	url = pa.url != NULL ? pa.url : default_url(urlbuf, sizeof(urlbuf));
 	start = now_ms();
 	signal(SIGPIPE, SIG_IGN);
 
@@ -379,31 +428,8 @@ main(int argc, char **argv)
 	 * says so. */
 	snprintf(alarm_line, sizeof(alarm_line),
 	    PROG ": %s: timed out after %d ms while connecting\n", url,
-	    timeout_ms);
+	    pa.timeout_ms);
 	signal(SIGALRM, on_alarm);
-	set_alarm(timeout_ms);
-
-	if ((rv = nng_req0_open(&sock)) != 0) {
-		fprintf(stderr, PROG ": cannot open a REQ socket: %s\n",
-		    nng_strerror(rv));
-		return (1);
-	}
-	/* One attempt: no automatic resend (a resend is a second call). */
-	nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 64 * 1024);
-
-	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
-		fprintf(stderr, PROG ": %s: %s\n", url, transport_error(rv));
-	} else {
-		snprintf(alarm_line, sizeof(alarm_line),
-		    PROG ": %s: no answer within %d ms\n", url, timeout_ms);
-		if ((msg = call_check(sock, url, service, timeout_ms, start))
-		    != NULL) {
-			exit_code = judge(msg, url, service);
-			nng_msg_free(msg);
-		}
-	}
-	set_alarm(0);
-	nng_close(sock);
-	return (exit_code);
+	set_alarm(pa.timeout_ms);
+	return (probe(&pa, url, start));
 }
