@@ -195,6 +195,22 @@ def test_symbol_kinds(channel: nngrpc.Channel, name: str, kind: str) -> None:
 
 
 @pytest.mark.parametrize("name", [
+    "hotel.v1.HotelSearch",
+    "hotel.v1.HotelSearch.Suggest",
+    "hotel.v1.Hotel",
+    "hotel.v1.SearchRequest.geo",
+    "hotel.v1.SortOrder",
+    "hotel.v1.SortOrder.SORT_PRICE",
+])
+def test_file_containing_symbol_of_every_kind(refl: ReflectionClient, name: str) -> None:
+    """Answered from the pool once the file is there (a method or an enum
+    value has no .file of its own: the answer comes from its service, its
+    enum)."""
+    refl.service("hotel.v1.HotelSearch")
+    assert refl.file_containing_symbol(name).name == "hotel/v1/hotel.proto"
+
+
+@pytest.mark.parametrize("name", [
     "nope.v1.Nope",
     "hotel.v1.Nope",
     "hotel.v1.HotelSearch.Nope",

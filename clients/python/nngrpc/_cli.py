@@ -489,11 +489,10 @@ def describe_method(refl: ReflectionClient, method: Any) -> Dict[str, Any]:
         "input_type": method.input_type.full_name,
         "output_type": method.output_type.full_name,
     }
-    level = 0
     try:
-        level = int(refl.proto_of(full).options.idempotency_level)
+        level = refl.proto_of(full).options.idempotency_level
     except KeyError:
-        pass
+        level = 0
     if level:
         d["idempotency_level"] = _IDEMPOTENCY.Name(level)
     d["comment"] = refl.comments(full)

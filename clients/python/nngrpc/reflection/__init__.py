@@ -28,7 +28,7 @@ calls too: pass ``metadata={"authorization": "Bearer <token>"}``.
 from __future__ import annotations
 
 import threading
-from typing import Any, Callable, Dict, List, Optional, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple, Type, TypeVar, Union, cast
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.descriptor import (
@@ -57,6 +57,22 @@ __all__ = [
     "split_method",
 ]
 
+class _TypedPool(Protocol):
+    """The DescriptorPool methods used here, with their types (the protobuf
+    stubs of python3-typeshed leave them unannotated, and mypy --strict
+    rejects untyped calls from typed code)."""
+
+    def Add(self, file_desc_proto: descriptor_pb2.FileDescriptorProto) -> None: ...
+
+    def FindFileByName(self, file_name: str) -> FileDescriptor: ...
+
+    def FindServiceByName(self, full_name: str) -> ServiceDescriptor: ...
+
+    def FindMessageTypeByName(self, full_name: str) -> Descriptor: ...
+
+    def FindEnumTypeByName(self, full_name: str) -> EnumDescriptor: ...
+
+
 #: The full name of the reflection service.
 SERVICE_NAME = "nngrpc.reflection.v1.Reflection"
 
@@ -81,6 +97,8 @@ _ENUM_VALUE = 2
 _SERVICE_METHOD = 2
 
 Path = Tuple[int, ...]
+
+_D = TypeVar("_D", ServiceDescriptor, Descriptor, EnumDescriptor)
 
 
 def split_method(name: str) -> Tuple[str, str]:
@@ -138,7 +156,7 @@ class ReflectionClient:
         # Guards the pool and everything below (re-entrant: message_class
         # may resolve a name while holding it).
         self._lock = threading.RLock()
-        self._pool = descriptor_pool.DescriptorPool()
+        self._pool: _TypedPool = descriptor_pool.DescriptorPool()
         # Guarded by _lock: every file added to _pool, by name.
         self._files: Dict[str, Any] = {}
         # Guarded by _lock: full name -> (file name, source path).
@@ -156,7 +174,7 @@ class ReflectionClient:
     @property
     def pool(self) -> descriptor_pool.DescriptorPool:
         """The client's own pool, holding every file fetched so far."""
-        return self._pool
+        return cast(descriptor_pool.DescriptorPool, self._pool)
 
     # ---- the server's answers ----------------------------------------------
     def list_services(self) -> List[str]:
@@ -173,7 +191,7 @@ class ReflectionClient:
         enum), fetched from the server unless the pool has it already."""
         found = self._find_local(symbol)
         if found is not None:
-            return found.file
+            return _file_of(found)
         return self._fetch(symbol)
 
     def _fetch(self, symbol: str) -> FileDescriptor:
@@ -240,13 +258,13 @@ class ReflectionClient:
     # ---- lookups ------------------------------------------------------------
     def service(self, name: str) -> ServiceDescriptor:
         """The descriptor of a service ("hotel.v1.HotelSearch")."""
-        return self._resolve(name.lstrip("."), "service")
+        return self._resolve_as(name.lstrip("."), "service", ServiceDescriptor)
 
     def method(self, name: str) -> MethodDescriptor:
         """The descriptor of a method, in any spelling split_method takes."""
         service_name, method_name = split_method(name)
         service = self.service(service_name)
-        method = service.methods_by_name.get(method_name)
+        method: Optional[MethodDescriptor] = service.methods_by_name.get(method_name)
         if method is None:
             raise RpcError.of(
                 StatusCode.NOT_FOUND,
@@ -256,11 +274,11 @@ class ReflectionClient:
 
     def message(self, name: str) -> Descriptor:
         """The descriptor of a message type ("hotel.v1.SearchRequest")."""
-        return self._resolve(name.lstrip("."), "message")
+        return self._resolve_as(name.lstrip("."), "message", Descriptor)
 
     def enum(self, name: str) -> EnumDescriptor:
         """The descriptor of an enum type ("hotel.v1.SortOrder")."""
-        return self._resolve(name.lstrip("."), "enum")
+        return self._resolve_as(name.lstrip("."), "enum", EnumDescriptor)
 
     def symbol(self, name: str) -> Symbol:
         """Any symbol: a service, a method ("pkg.Service.Method" or
@@ -269,9 +287,18 @@ class ReflectionClient:
         name = name.strip().lstrip("/").lstrip(".")
         if "/" in name:
             return self.method(name)
-        return self._resolve(name, "symbol")
+        return self._resolve(name)
 
-    def _resolve(self, name: str, kind: str) -> Any:
+    def _resolve_as(self, name: str, kind: str, want: Type[_D]) -> _D:
+        """The descriptor named name, which must be a want (kind names it)."""
+        found = self._resolve(name)
+        if not isinstance(found, want):
+            raise RpcError.of(
+                StatusCode.NOT_FOUND, "%s is a %s, not a %s" % (name, kind_of(found), kind)
+            )
+        return found
+
+    def _resolve(self, name: str) -> Symbol:
         found = self._find_local(name)
         if found is None:
             # Fields and enum values are not symbols the server looks up:
@@ -293,29 +320,21 @@ class ReflectionClient:
                 if error is not None:
                     raise error
                 raise RpcError.of(StatusCode.NOT_FOUND, "symbol %r not found" % name)
-        want = {
-            "service": ServiceDescriptor,
-            "message": Descriptor,
-            "enum": EnumDescriptor,
-        }.get(kind)
-        if want is not None and not isinstance(found, want):
-            raise RpcError.of(
-                StatusCode.NOT_FOUND, "%s is a %s, not a %s" % (name, kind_of(found), kind)
-            )
         return found
 
-    def _find_local(self, name: str) -> Optional[Any]:
+    def _find_local(self, name: str) -> Optional[Symbol]:
         """The descriptor named name in the pool, or None."""
         with self._lock:
             return self._find_local_locked(name)
 
-    def _find_local_locked(self, name: str) -> Optional[Any]:
+    def _find_local_locked(self, name: str) -> Optional[Symbol]:
         pool = self._pool
-        for find in (
+        finders: Tuple[Callable[[str], Symbol], ...] = (
             pool.FindServiceByName,
             pool.FindMessageTypeByName,
             pool.FindEnumTypeByName,
-        ):
+        )
+        for find in finders:
             try:
                 return find(name)
             except KeyError:
@@ -324,15 +343,18 @@ class ReflectionClient:
         if not parent:
             return None
         try:
-            return pool.FindServiceByName(parent).methods_by_name[leaf]
+            method: MethodDescriptor = pool.FindServiceByName(parent).methods_by_name[leaf]
+            return method
         except KeyError:
             pass
         try:
-            return pool.FindMessageTypeByName(parent).fields_by_name[leaf]
+            field: FieldDescriptor = pool.FindMessageTypeByName(parent).fields_by_name[leaf]
+            return field
         except KeyError:
             pass
         try:
-            return pool.FindEnumTypeByName(parent).values_by_name[leaf]
+            value: EnumValueDescriptor = pool.FindEnumTypeByName(parent).values_by_name[leaf]
+            return value
         except KeyError:
             pass
         return None
@@ -352,7 +374,7 @@ class ReflectionClient:
                     cls = get_class(desc)
                 else:
                     if self._factory is None:
-                        self._factory = message_factory.MessageFactory(self._pool)
+                        self._factory = message_factory.MessageFactory(self.pool)
                     cls = self._factory.GetPrototype(desc)
                 self._classes[full_name] = cls
             return cls
@@ -445,6 +467,18 @@ class ReflectionClient:
                     file_name,
                     (_FILE_SERVICE, i, _SERVICE_METHOD, k),
                 )
+
+
+def _file_of(sym: Symbol) -> FileDescriptor:
+    """The file that defines sym (methods and enum values have no .file of
+    their own: their service's, their enum's)."""
+    owner: Any = sym
+    if isinstance(sym, MethodDescriptor):
+        owner = sym.containing_service
+    elif isinstance(sym, EnumValueDescriptor):
+        owner = sym.type
+    file: FileDescriptor = owner.file
+    return file
 
 
 def kind_of(desc: Any) -> str:
