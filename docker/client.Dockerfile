@@ -1,15 +1,27 @@
-# A small Python client image: Debian's python3 and python3-protobuf, the
-# nngrpc package (clients/python, with its generated modules) and the
-# generated hotel stubs, and docker/client/smoke_client.py as entry point.
+# The smoke client image: Debian's python3 and python3-protobuf, the nngrpc
+# wheels installed in a venv as any service installs them, and
+# docker/client/smoke_client.py as entry point.
 #
 #   DOCKER_BUILDKIT=0 docker build -f docker/client.Dockerfile -t nngrpc/smoke-client:dev .
+#   docker run --rm nngrpc/smoke-client:dev --help
+#   docker run --rm --entrypoint python3 nngrpc/smoke-client:dev \
+#       -c 'import nngrpc; from hotel.v1 import hotel_nngrpc'
 #
-# docker/compose.yml runs it against the hoteld replicas. The package is
-# built by the project's own rules (clients/python/python.mk, `make python`)
-# in the first stage, so the image has exactly what build/venv has.
+# docker/compose.yml runs it against the hoteld replicas. Stages:
+#   wheels   `make wheel`: the nngrpc wheel and the hotel stub wheel
+#   python   debian:$DEBIAN-slim (trixie: Python 3.13; bookworm: 3.11), a
+#            venv (--system-site-packages: Debian's python3-protobuf) with
+#            both wheels installed by pip, on PATH; the wheels stay in
+#            /opt/nngrpc/wheels
+#   pycheck  python plus protoc, mypy-protobuf, mypy, typeshed and pytest:
+#            `make docker-test` runs tests/integration/test_wheels.py and
+#            test_mypy.py in it (the wheels under Python 3.13)
+#   client   python plus the smoke client (the last stage: the default)
 
-# ---- build the nngrpc package and stubs -----------------------------------
-FROM debian:bookworm-slim AS pybuild
+ARG DEBIAN=trixie
+
+# ---- wheels ---------------------------------------------------------------
+FROM debian:trixie-slim AS wheels
 # The same first line as docker/Dockerfile's build stage: one cached layer.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -18,36 +30,51 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3-venv python3-pip python3-setuptools python3-wheel \
+      python3-venv python3-pip mypy-protobuf \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+# What `make wheel` reads (the Makefile includes fragments from src/; the
+# status table is src/rpc/status_table.h): a change to the tests or the
+# docs does not rebuild the wheels.
 COPY Makefile ./
 COPY proto/ proto/
 COPY src/ src/
 COPY clients/python/ clients/python/
-# The installed package and the generated user stubs, gathered into one
-# directory for PYTHONPATH.
-RUN make python \
- && mkdir -p /out/python \
- && cp -R build/venv/lib/python3*/site-packages/nngrpc /out/python/ \
- && cp -R build/gen/python/. /out/python/ \
- && find /out/python -name __pycache__ -prune -exec rm -rf {} +
+RUN make wheel && ls -l build/dist
 
-# ---- client ---------------------------------------------------------------
-FROM debian:bookworm-slim AS client
+# ---- python ---------------------------------------------------------------
+FROM debian:${DEBIAN}-slim AS python
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3 python3-protobuf \
+      python3 python3-protobuf python3-venv \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log \
  && groupadd --system --gid 10001 nngrpc \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent \
       --no-create-home --shell /usr/sbin/nologin nngrpc
-COPY --from=pybuild /out/python/ /opt/nngrpc/python/
-COPY docker/client/smoke_client.py /opt/nngrpc/smoke_client.py
-# Byte-compile now: the root file system may be read-only at run time.
-RUN python3 -m compileall -q /opt/nngrpc \
- && python3 -c 'import sys; sys.path.insert(0, "/opt/nngrpc/python"); import nngrpc, hotel.v1.hotel_nngrpc'
-ENV PYTHONPATH=/opt/nngrpc/python \
+COPY --from=wheels /src/build/dist/ /opt/nngrpc/wheels/
+# pip byte-compiles what it installs: the root file system may be read-only
+# at run time.
+RUN python3 -m venv --system-site-packages /opt/nngrpc/venv \
+ && /opt/nngrpc/venv/bin/pip install --no-index --no-cache-dir \
+      --disable-pip-version-check /opt/nngrpc/wheels/*.whl \
+ && cd / && /opt/nngrpc/venv/bin/python3 -c 'import nngrpc; from hotel.v1 import hotel_nngrpc'
+ENV PATH=/opt/nngrpc/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
+
+# ---- pycheck --------------------------------------------------------------
+FROM python AS pycheck
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      protobuf-compiler mypy-protobuf python3-mypy python3-typeshed python3-pytest \
+      python3-pip \
+ && rm -rf /var/lib/apt/lists/*
+USER 10001:10001
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    HOME=/tmp
+
+# ---- client ---------------------------------------------------------------
+FROM python AS client
+COPY docker/client/smoke_client.py /opt/nngrpc/smoke_client.py
+RUN python3 -m compileall -q /opt/nngrpc/smoke_client.py
 USER 10001:10001
 ENTRYPOINT ["python3", "/opt/nngrpc/smoke_client.py"]

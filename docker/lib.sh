@@ -11,8 +11,9 @@ NNGRPC_IMAGE=${NNGRPC_IMAGE:-nngrpc/hoteld:dev}
 NNGRPC_CLIENT_IMAGE=${NNGRPC_CLIENT_IMAGE:-nngrpc/smoke-client:dev}
 export NNGRPC_IMAGE NNGRPC_CLIENT_IMAGE
 # The Debian suites whose debian:SUITE-slim the Dockerfiles start from:
-# trixie (docker/Dockerfile, tests/fault/trixie.Dockerfile), bookworm
-# (docker/client.Dockerfile).
+# trixie (docker/Dockerfile, docker/client.Dockerfile,
+# tests/fault/trixie.Dockerfile), bookworm (docker/client.Dockerfile with
+# --build-arg DEBIAN=bookworm: Python 3.11).
 BASE_SUITES=${BASE_SUITES:-trixie bookworm}
 
 # Makes `docker` work. On the project's build machines no engine runs and

@@ -17,7 +17,14 @@
 #     then, while a client keeps calling, hoteld2 is stopped (no call may
 #     fail, hoteld2 gets none after it stopped, it exits 0 and stays
 #     stopped), started again, and gets calls again
-#  5. always (trap): removes the container and the compose project
+#  5. the Python packages in Debian 13 (Python 3.13): the smoke client image
+#     has the wheels installed in a venv (import check); the `pycheck`
+#     stage of docker/client.Dockerfile runs tests/integration/test_wheels.py
+#     and test_mypy.py with the source tree mounted read-only, against
+#     hoteld1 (build the wheels, install them in a fresh venv, make and
+#     install stub wheels, call hoteld through them; mypy --strict with
+#     protobuf's stubs, which Debian 12 lacks)
+#  6. always (trap): removes the container and the compose project
 #
 # Prints "ok", "FAIL" or "skip" per check and one closing line. Exit 0 only
 # when no check failed. Needs build/venv (make) and build/bin/nngrpc-health.
@@ -34,6 +41,7 @@ RUN_ID=$$
 CONTAINER=nngrpc-test-$RUN_ID
 PROJECT=nngrpctest$RUN_ID
 COMPOSE=(docker-compose -p "$PROJECT" -f docker/compose.yml)
+PYCHECK_IMAGE=${NNGRPC_PYCHECK_IMAGE:-nngrpc/pycheck:dev}
 LOGDIR=$(mktemp -d)
 T0=$SECONDS
 passed=0 failed=0 skipped=0
@@ -180,9 +188,12 @@ else
 	fail "build $NNGRPC_IMAGE"
 	exit 1
 fi
-# The client image builds while the single container is tested.
+# The client image (and its pycheck stage, the same layers up to the venv
+# with the wheels) builds while the single container is tested.
 ( build_image docker/client.Dockerfile "$NNGRPC_CLIENT_IMAGE" >"$LOGDIR/client-build.secs" \
-	2>"$LOGDIR/client-build.log" ) &
+	2>"$LOGDIR/client-build.log" &&
+	build_image docker/client.Dockerfile "$PYCHECK_IMAGE" --target pycheck \
+		>"$LOGDIR/pycheck-build.secs" 2>"$LOGDIR/client-build.log" ) &
 client_build=$!
 
 # ---------------------------------------------------------------------------
@@ -297,7 +308,7 @@ docker rm -f "$CONTAINER" >/dev/null
 # ---------------------------------------------------------------------------
 step "compose: three replicas, one Channel"
 if wait $client_build; then
-	ok "built $NNGRPC_CLIENT_IMAGE in $(cat "$LOGDIR/client-build.secs") s: $(image_mb "$NNGRPC_CLIENT_IMAGE") MB"
+	ok "built $NNGRPC_CLIENT_IMAGE in $(cat "$LOGDIR/client-build.secs") s: $(image_mb "$NNGRPC_CLIENT_IMAGE") MB, and its pycheck stage in $(cat "$LOGDIR/pycheck-build.secs") s"
 else
 	cat "$LOGDIR/client-build.log"
 	fail "build $NNGRPC_CLIENT_IMAGE"
@@ -332,6 +343,24 @@ if [ $rc = 0 ] && result "$LOGDIR/smoke.log" \
 	ok "client container: 300 calls through one Channel, all three replicas answered"
 else
 	fail "client container: 300 calls through one Channel, all three replicas answered"
+fi
+
+step "Python 3.13 (Debian 13): the wheels, stub wheels, mypy --strict"
+out=$(docker run --rm --entrypoint python3 "$NNGRPC_CLIENT_IMAGE" -c '
+import sys, nngrpc
+from hotel.v1 import hotel_nngrpc
+print("Python %d.%d" % sys.version_info[:2], nngrpc.__file__, hotel_nngrpc.__file__)' 2>&1)
+check "client image: import nngrpc, hotel.v1.hotel_nngrpc from the wheels: $out" \
+	grep -q '^Python 3.13 /opt/nngrpc/venv/.*/site-packages/nngrpc/__init__.py ' <<<"$out"
+if docker run --rm --network "${PROJECT}_default" -v "$PWD:/src:ro" -w /src \
+	-e NNGRPC_TEST_TARGET=tcp://hoteld1:5555 -e NNGRPC_REQUIRE_PROTOBUF_STUBS=1 \
+	"$PYCHECK_IMAGE" python3 -m pytest -q -p no:cacheprovider -rs \
+	-W ignore::DeprecationWarning \
+	tests/integration/test_wheels.py tests/integration/test_mypy.py >"$LOGDIR/pycheck.log" 2>&1; then
+	ok "test_wheels.py, test_mypy.py under $(docker run --rm --entrypoint python3 "$PYCHECK_IMAGE" -V): $(tail -n 1 "$LOGDIR/pycheck.log")"
+else
+	cat "$LOGDIR/pycheck.log"
+	fail "test_wheels.py, test_mypy.py in Debian 13"
 fi
 
 step "compose: stop hoteld2, then start it, while a client calls through the one Channel"

@@ -1,71 +1,71 @@
-# clients/python/python.mk: the nngrpc Python package and generated code.
-# Included by the top Makefile, which defines BUILD, SYSPY, VENV, VENV_PY
-# and GEN_PY.
+# clients/python/python.mk: the nngrpc Python wheels, and build/venv.
+# Included by the top Makefile, which defines BUILD, SYSPY, VENV and VENV_PY.
 #
-#   $(PY_STAMP)   build/venv with nngrpc installed (runtime protos and stubs
-#                 generated inside the package) and the user-service protos
-#                 generated into $(GEN_PY), on the venv's path via a .pth.
+#   make wheel    $(PY_DIST): the nngrpc wheel (runtime, built-in services'
+#                 stubs, CLI, protoc plugin; built by pip through the
+#                 package's own PEP 517 backend, clients/python/buildtools)
+#                 and the hotel API's stub wheel (made by
+#                 `python -m nngrpc.stubs`, as any team makes one)
+#   $(PY_STAMP)   build/venv (Debian's python3, --system-site-packages) with
+#                 both wheels installed by pip, as a user installs them
 #
-# The package is staged in $(PY_STAGE) (a copy of clients/python plus the
-# generated modules) and pip-installed from there, so the source tree never
-# holds generated files.
+# Nothing is generated into the source tree: the backend generates the
+# runtime protos' modules and _status_table.py in a temporary directory.
 
-PY_DIR      := clients/python
-PY_STAGE    := $(BUILD)/python
-PY_PLUGIN   := $(PY_DIR)/protoc-gen-nngrpc_python
-PY_SRCS     := $(shell find $(PY_DIR)/nngrpc -name '*.py' -o -name 'py.typed') \
-               $(PY_DIR)/pyproject.toml $(PY_DIR)/gen_status.py $(PY_PLUGIN)
-# Protos whose code lives inside the nngrpc package (proto package
-# nngrpc.v1 -> Python package nngrpc.v1): the envelope, the diagnostics
-# service and the built-in health and reflection services (their Python
-# packages' __init__.py, with nngrpc.health.check and the reflection
-# client, are in the source tree).
-PY_RUNTIME_PROTOS := nngrpc/v1/rpc.proto nngrpc/testing/v1/testing.proto \
-                     nngrpc/health/v1/health.proto \
-                     nngrpc/reflection/v1/reflection.proto
-# User-service protos, generated into $(GEN_PY) (may not exist yet).
+PY_DIR     := clients/python
+PY_DIST    := $(BUILD)/dist
+PY_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' $(PY_DIR)/nngrpc/_version.py)
+PY_WHEEL   := $(PY_DIST)/nngrpc-$(PY_VERSION)-py3-none-any.whl
+PY_SRCS    := $(shell find $(PY_DIR)/nngrpc $(PY_DIR)/buildtools -name __pycache__ -prune \
+                -o -type f -print) $(PY_DIR)/pyproject.toml $(PY_DIR)/README.md
+# What the backend generates from (pyproject.toml's [tool.nngrpc-build]).
+PY_INPUTS  := src/rpc/status_table.h $(shell find proto/nngrpc -name '*.proto')
+# The service API's protos and the name of their stub wheel.
 PY_USER_PROTOS ?= $(patsubst proto/%,%,$(wildcard proto/hotel/v1/*.proto))
-PY_PROTOC    = protoc -Iproto --python_out=$(1) --pyi_out=$(1) \
-               --plugin=protoc-gen-nngrpc_python=$(PY_PLUGIN) \
-               --nngrpc_python_out=$(1)
+PY_STUBS_NAME  ?= hotel-stubs
+PY_STUBS_WHEEL := $(PY_DIST)/$(subst -,_,$(PY_STUBS_NAME))-$(PY_VERSION)-py3-none-any.whl
 
 PY_INSTALLED := $(VENV)/.nngrpc-package
 PY_STAMP     := $(VENV)/.nngrpc-installed
+# pip, quiet unless something fails; never an index.
+PY_PIP        = $(1) -m pip --disable-pip-version-check -q
+
+$(PY_WHEEL): $(PY_SRCS) $(PY_INPUTS)
+	@mkdir -p $(PY_DIST)
+	rm -f $(PY_DIST)/nngrpc-*.whl
+	$(call PY_PIP,$(SYSPY)) wheel --no-index --no-build-isolation --no-deps \
+		-w $(PY_DIST) $(PY_DIR)
 
 $(VENV_PY):
 	rm -rf $(VENV)
 	$(SYSPY) -m venv --system-site-packages $(VENV)
 
-# The nngrpc package, with rpc_pb2, testing_pb2 + stubs and _status_table.
-$(PY_INSTALLED): $(VENV_PY) $(PY_SRCS) src/rpc/status_table.h \
-		$(addprefix proto/,$(PY_RUNTIME_PROTOS))
-	rm -rf $(PY_STAGE)
-	mkdir -p $(PY_STAGE)
-	cp -R $(PY_DIR)/pyproject.toml $(PY_DIR)/nngrpc $(PY_STAGE)/
-	find $(PY_STAGE) -name __pycache__ -prune -exec rm -rf {} +
-	$(call PY_PROTOC,$(PY_STAGE)) $(PY_RUNTIME_PROTOS)
-	$(SYSPY) $(PY_DIR)/gen_status.py src/rpc/status_table.h \
-		$(PY_STAGE)/nngrpc/_status_table.py
-	$(VENV_PY) -m pip install --quiet --no-index --no-build-isolation \
-		--no-deps --force-reinstall $(PY_STAGE)
+# Reinstalled on every new wheel (the version stays the same): uninstall,
+# then the plain install a user runs.
+$(PY_INSTALLED): $(VENV_PY) $(PY_WHEEL)
+	$(call PY_PIP,$(VENV_PY)) uninstall -y nngrpc 2>/dev/null || true
+	$(call PY_PIP,$(VENV_PY)) install --no-index $(PY_WHEEL)
 	touch $@
 
-# User-service protos into $(GEN_PY), plus a .pth so the venv finds them.
-$(PY_STAMP): $(PY_INSTALLED) $(PY_PLUGIN) $(addprefix proto/,$(PY_USER_PROTOS))
-	rm -rf $(GEN_PY)
-	mkdir -p $(GEN_PY)
-	$(if $(strip $(PY_USER_PROTOS)),$(call PY_PROTOC,$(GEN_PY)) $(PY_USER_PROTOS))
-	find $(GEN_PY) -mindepth 1 -type d -exec touch {}/__init__.py \;
-	$(VENV_PY) -c 'import sysconfig, sys; \
-		open(sysconfig.get_paths()["purelib"] + "/nngrpc-gen.pth", "w").write(sys.argv[1] + "\n")' \
-		$(abspath $(GEN_PY))
-	$(VENV_PY) -c 'import nngrpc, nngrpc.testing.v1.testing_nngrpc, \
+$(PY_STUBS_WHEEL): $(PY_INSTALLED) $(addprefix proto/,$(PY_USER_PROTOS))
+	rm -f $@
+	$(VENV_PY) -m nngrpc.stubs --proto-path proto --name $(PY_STUBS_NAME) \
+		--version $(PY_VERSION) --out $(PY_DIST) $(PY_USER_PROTOS) >/dev/null
+
+$(PY_STAMP): $(PY_INSTALLED) $(PY_STUBS_WHEEL)
+	@# Left by builds before the wheels: generated code on a .pth path.
+	rm -rf $(BUILD)/python $(BUILD)/gen/python $(VENV)/lib/python3*/site-packages/nngrpc-gen.pth
+	$(call PY_PIP,$(VENV_PY)) uninstall -y $(PY_STUBS_NAME) 2>/dev/null || true
+	$(call PY_PIP,$(VENV_PY)) install --no-index $(PY_STUBS_WHEEL)
+	cd / && $(abspath $(VENV_PY)) -c 'import nngrpc, nngrpc.testing.v1.testing_nngrpc, \
 		nngrpc.health.v1.health_nngrpc, nngrpc.reflection.v1.reflection_nngrpc, \
-		nngrpc.health, nngrpc.reflection'
+		nngrpc.health, nngrpc.reflection, nngrpc.stubs; \
+		from hotel.v1 import hotel_pb2, hotel_nngrpc'
 	touch $@
 
-.PHONY: python python-test
+.PHONY: python python-test wheel
 python: $(PY_STAMP)
+wheel: $(PY_WHEEL) $(PY_STUBS_WHEEL)
 
 # Pure-Python unit tests of the client (no server needed).
 python-test: $(PY_STAMP)

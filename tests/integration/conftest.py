@@ -44,6 +44,18 @@ def hoteld(request: pytest.FixtureRequest) -> Iterator[Server]:
             stop_server(server)
 
 
+@pytest.fixture(scope="session")
+def hoteld_url(request: pytest.FixtureRequest) -> str:
+    """The tcp:// URL of a hoteld to call: $NNGRPC_TEST_TARGET when set (a
+    server run elsewhere: make docker-test sets it to a container for the
+    tests it runs inside Debian 13), else the session's own hoteld."""
+    url = os.environ.get("NNGRPC_TEST_TARGET")
+    if url:
+        return url
+    server: Server = request.getfixturevalue("hoteld")
+    return server.tcp
+
+
 @pytest.fixture
 def channel(hoteld: Server) -> Iterator[nngrpc.Channel]:
     with nngrpc.Channel(hoteld.tcp) as ch:

@@ -204,6 +204,6 @@ def test_pyi_gives_precise_types(tmp_path: Path) -> None:
     assert 'Revealed type is "builtins.str"' in out, out
     assert 'Revealed type is "nngrpc.testing.v1.testing_pb2.FailResponse"' in out, out
     assert out.count('Revealed type is "nngrpc.testing.v1.testing_pb2.EchoResponse"') == 2, out
-    # Debian ships no protobuf stubs (types-protobuf), so message classes
-    # derive from Any and mypy cannot tell one message type from another.
+    # Message types themselves (a wrong request type is an error where
+    # protobuf's stubs exist): tests/integration/test_mypy.py.
     assert "Success: no issues found" in out, out

@@ -19,7 +19,7 @@ GRPC_NAMES = [
 
 
 def load_gen_status():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("gen_status", os.path.join(PY_DIR, "gen_status.py"))
+    spec = importlib.util.spec_from_file_location("gen_status", os.path.join(PY_DIR, "buildtools", "gen_status.py"))
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
