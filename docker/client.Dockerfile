@@ -34,10 +34,11 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # What `make wheel` reads (the Makefile includes fragments from src/; the
-# status table is src/rpc/status_table.h): a change to the tests or the
-# docs does not rebuild the wheels.
+# status table is include/nngrpc/status_table.h): a change to the tests or
+# the docs does not rebuild the wheels.
 COPY Makefile ./
 COPY proto/ proto/
+COPY include/ include/
 COPY src/ src/
 COPY clients/python/ clients/python/
 RUN make wheel && ls -l build/dist

@@ -19,7 +19,7 @@ PY_WHEEL   := $(PY_DIST)/nngrpc-$(PY_VERSION)-py3-none-any.whl
 PY_SRCS    := $(shell find $(PY_DIR)/nngrpc $(PY_DIR)/buildtools -name __pycache__ -prune \
                 -o -type f -print) $(PY_DIR)/pyproject.toml $(PY_DIR)/README.md
 # What the backend generates from (pyproject.toml's [tool.nngrpc-build]).
-PY_INPUTS  := src/rpc/status_table.h $(shell find proto/nngrpc -name '*.proto')
+PY_INPUTS  := include/nngrpc/status_table.h $(shell find proto/nngrpc -name '*.proto')
 # The service API's protos and the name of their stub wheel.
 PY_USER_PROTOS ?= $(patsubst proto/%,%,$(wildcard proto/hotel/v1/*.proto))
 PY_STUBS_NAME  ?= hotel-stubs

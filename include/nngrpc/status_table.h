@@ -3,8 +3,8 @@
  *
  * Everything else is generated from this list: the C enum and
  * nngrpc_status_name() (status.h), and the Python nngrpc.StatusCode enum
- * (clients/python/gen_status.py parses the XX lines at build time). Keep one
- * XX(...) per line.
+ * (clients/python/buildtools/gen_status.py parses the XX lines when the
+ * wheel is built). Keep one XX(...) per line.
  */
 #ifndef NNGRPC_STATUS_TABLE_H
 #define NNGRPC_STATUS_TABLE_H

@@ -289,7 +289,7 @@ def test_sdist_builds_outside_the_repository(built: Built) -> None:
         tf.extractall(elsewhere, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     top = name[: -len(".tar.gz")]
     assert top + "/proto/nngrpc/v1/rpc.proto" in members
-    assert top + "/src/rpc/status_table.h" in members
+    assert top + "/include/nngrpc/status_table.h" in members
     assert not any(m.endswith(("_pb2.py", "_status_table.py")) for m in members), members
     out = built.work / "dist-from-sdist"
     proc = _pip_wheel(elsewhere / top, out, elsewhere)

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Generate nngrpc/_status_table.py from src/rpc/status_table.h.
+"""Generate nngrpc/_status_table.py from include/nngrpc/status_table.h.
 
 The C header is the one table of status codes (an X-macro, one
 ``XX(NAME, number, "description")`` per line).  This script reads those
@@ -70,7 +70,7 @@ def main(argv: List[str]) -> int:
         return 2
     with open(argv[1], encoding="utf-8") as f:
         entries = parse(f.read())
-    text = render(entries, "src/rpc/status_table.h")
+    text = render(entries, "include/nngrpc/status_table.h")
     with open(argv[2], "w", encoding="utf-8") as f:
         f.write(text)
     return 0

@@ -8,7 +8,7 @@ Part of the package is generated at build time, as before from the
 Makefile, now by the backend itself: the runtime protos' modules
 (``_pb2.py``, mypy-protobuf's ``.pyi``, the ``_nngrpc`` stubs, listed in
 pyproject.toml's [tool.nngrpc-build] ``protos``) and ``_status_table.py``
-(from the C runtime's src/rpc/status_table.h, by gen_status.py beside this
+(from the C runtime's include/nngrpc/status_table.h, by gen_status.py beside this
 file).  Everything happens in a temporary directory: the sources are
 copied there, the generated files added, the wheel written straight to
 the frontend's directory.  Nothing is written into the source tree (no
@@ -17,7 +17,7 @@ needed (the wheel is written by nngrpc/_wheel.py, the protos run through
 nngrpc/_protoc.py, the modules ``python -m nngrpc.stubs`` uses too).
 
 Inputs are found in the repository (the protos in ../../proto, the status
-table in ../../src/rpc) or, in an sdist, inside it: build_sdist copies
+table in ../../include/nngrpc) or, in an sdist, inside it: build_sdist copies
 them in, so ``pip install nngrpc-X.tar.gz`` builds anywhere protoc is.
 Needs protoc (a missing protoc fails the build with one line saying so),
 and uses mypy-protobuf's protoc-gen-mypy when it is there (else protoc's
@@ -239,7 +239,7 @@ def build_wheel(
 def build_sdist(sdist_directory: str, config_settings: Optional[Mapping[str, Any]] = None) -> str:
     """Writes an sdist that builds outside the repository: the sources, this
     backend, and the inputs of the generated modules (the runtime protos
-    under proto/, the status table under src/rpc/), in the places the
+    under proto/, the status table under include/nngrpc/), in the places the
     backend looks for them.  No generated file: building it needs protoc,
     as building from the repository does."""
     try:

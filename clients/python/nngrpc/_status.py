@@ -1,7 +1,7 @@
 """The behaviour of nngrpc.StatusCode; its members are generated.
 
 The members (names, numbers, descriptions) come from the one table of status
-codes, src/rpc/status_table.h, through gen_status.py, into _status_table.py.
+codes, include/nngrpc/status_table.h, through gen_status.py, into _status_table.py.
 This module holds what every member can do, so the generated file is data.
 """
 

@@ -1,4 +1,4 @@
-"""StatusCode, generated from src/rpc/status_table.h."""
+"""StatusCode, generated from include/nngrpc/status_table.h."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_from_int() -> None:
 
 def test_installed_table_matches_the_header() -> None:
     gen = load_gen_status()
-    with open(os.path.join(ROOT, "src/rpc/status_table.h")) as f:
+    with open(os.path.join(ROOT, "include/nngrpc/status_table.h")) as f:
         entries = gen.parse(f.read())
     assert [(c.name, c.value_int, c.description) for c in nngrpc.StatusCode] == entries
 

@@ -1,1 +1,0 @@
-../../include/nngrpc/status_table.h
