@@ -13,7 +13,8 @@
 #            venv (--system-site-packages: Debian's python3-protobuf) with
 #            both wheels installed by pip, on PATH; the wheels stay in
 #            /opt/nngrpc/wheels
-#   pycheck  python plus protoc, mypy-protobuf, mypy, typeshed and pytest:
+#   pycheck  python plus protoc, mypy-protobuf, mypy, typeshed, pytest and
+#            prometheus_client (mypy checks nngrpc.prometheus against it):
 #            `make docker-test` runs tests/integration/test_wheels.py and
 #            test_mypy.py in it (the wheels under Python 3.13)
 #   client   python plus the smoke client (the last stage: the default)
@@ -67,7 +68,7 @@ FROM python AS pycheck
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       protobuf-compiler mypy-protobuf python3-mypy python3-typeshed python3-pytest \
-      python3-pip \
+      python3-pip python3-prometheus-client \
  && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 ENV PYTHONDONTWRITEBYTECODE=1 \
