@@ -318,54 +318,59 @@ fill_stats(
 /* ---- Search ---------------------------------------------------------------
  */
 
-/* Checks the request and fills *q. Returns OK or INVALID_ARGUMENT naming
- * the field. q borrows from req. */
+/* SearchRequest.page_size (absent: the default). */
 static nngrpc_status
-search_query(
+search_page_size(
+    nngrpc_call *call, const Hotel__V1__SearchRequest *req, hotel_query *q)
+{
+	if (req->page_size_present_case
+	    != HOTEL__V1__SEARCH_REQUEST__PAGE_SIZE_PRESENT_PAGE_SIZE) {
+		return (NNGRPC_OK);
+	}
+	if (req->page_size < 1 || req->page_size > PAGE_SIZE_MAX) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "page_size: must be 1..%d, got %" PRIu32, PAGE_SIZE_MAX,
+		    req->page_size));
+	}
+	q->page_size = req->page_size;
+	return (NNGRPC_OK);
+}
+
+/* SearchRequest.geo (NULL: no geo filter). Written so that NaN fails
+ * every check. */
+static nngrpc_status
+search_geo(nngrpc_call *call, const Hotel__V1__GeoFilter *g, hotel_query *q)
+{
+	if (g == NULL) {
+		return (NNGRPC_OK);
+	}
+	if (!(g->latitude >= -90.0 && g->latitude <= 90.0)) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "geo.latitude: must be -90..90, got %g", g->latitude));
+	}
+	if (!(g->longitude >= -180.0 && g->longitude <= 180.0)) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "geo.longitude: must be -180..180, got %g", g->longitude));
+	}
+	if (!(g->radius_km > 0.0 && isfinite(g->radius_km))) {
+		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+		    "geo.radius_km: must be a finite number > 0, got %g",
+		    g->radius_km));
+	}
+	q->has_geo = true;
+	q->lat = g->latitude;
+	q->lon = g->longitude;
+	q->radius_km = g->radius_km;
+	return (NNGRPC_OK);
+}
+
+/* The filters: min_stars, max_price_cents, amenities. */
+static nngrpc_status
+search_filters(
     nngrpc_call *call, const Hotel__V1__SearchRequest *req, hotel_query *q)
 {
 	char echo[ECHO_MAX + 4];
 
-	memset(q, 0, sizeof(*q));
-	q->text = req->query;
-	q->page_size = PAGE_SIZE_DEFAULT;
-	if (req->page_size_present_case
-	    == HOTEL__V1__SEARCH_REQUEST__PAGE_SIZE_PRESENT_PAGE_SIZE) {
-		if (req->page_size < 1 || req->page_size > PAGE_SIZE_MAX) {
-			return (
-			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
-			        "page_size: must be 1..%d, got %" PRIu32,
-			        PAGE_SIZE_MAX, req->page_size));
-		}
-		q->page_size = req->page_size;
-	}
-	if (req->geo != NULL) {
-		const Hotel__V1__GeoFilter *g = req->geo;
-		/* Written so that NaN fails every check. */
-		if (!(g->latitude >= -90.0 && g->latitude <= 90.0)) {
-			return (
-			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
-			        "geo.latitude: must be -90..90, got %g",
-			        g->latitude));
-		}
-		if (!(g->longitude >= -180.0 && g->longitude <= 180.0)) {
-			return (
-			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
-			        "geo.longitude: must be -180..180, got %g",
-			        g->longitude));
-		}
-		if (!(g->radius_km > 0.0 && isfinite(g->radius_km))) {
-			return (nngrpc_call_error(call,
-			    NNGRPC_INVALID_ARGUMENT,
-			    "geo.radius_km: must be a finite number > 0, got "
-			    "%g",
-			    g->radius_km));
-		}
-		q->has_geo = true;
-		q->lat = g->latitude;
-		q->lon = g->longitude;
-		q->radius_km = g->radius_km;
-	}
 	if (req->min_stars > 5) {
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
 		    "min_stars: must be 0..5, got %" PRIu32, req->min_stars));
@@ -387,16 +392,24 @@ search_query(
 		}
 		q->amenities_all |= HOTEL_AMENITY_BIT(a);
 	}
+	return (NNGRPC_OK);
+}
+
+/* SearchRequest.sort; SORT_DISTANCE needs geo. */
+static nngrpc_status
+search_sort(
+    nngrpc_call *call, const Hotel__V1__SearchRequest *req, hotel_query *q)
+{
 	switch (req->sort) {
 	case HOTEL__V1__SORT_ORDER__SORT_RELEVANCE:
 		q->sort = HOTEL_SORT_RELEVANCE;
-		break;
+		return (NNGRPC_OK);
 	case HOTEL__V1__SORT_ORDER__SORT_RATING:
 		q->sort = HOTEL_SORT_RATING;
-		break;
+		return (NNGRPC_OK);
 	case HOTEL__V1__SORT_ORDER__SORT_PRICE:
 		q->sort = HOTEL_SORT_PRICE;
-		break;
+		return (NNGRPC_OK);
 	case HOTEL__V1__SORT_ORDER__SORT_DISTANCE:
 		if (req->geo == NULL) {
 			return (
@@ -404,10 +417,30 @@ search_query(
 			        "sort: SORT_DISTANCE needs geo"));
 		}
 		q->sort = HOTEL_SORT_DISTANCE;
-		break;
+		return (NNGRPC_OK);
 	default:
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
 		    "sort: unknown value %d", (int) req->sort));
+	}
+}
+
+/* Checks the request and fills *q. Returns OK or INVALID_ARGUMENT naming
+ * the field. q borrows from req. */
+static nngrpc_status
+search_query(
+    nngrpc_call *call, const Hotel__V1__SearchRequest *req, hotel_query *q)
+{
+	nngrpc_status st;
+
+	memset(q, 0, sizeof(*q));
+	q->text = req->query;
+	q->page_size = PAGE_SIZE_DEFAULT;
+	/* In the order of the fields, so the first bad one is named. */
+	if ((st = search_page_size(call, req, q)) != NNGRPC_OK
+	    || (st = search_geo(call, req->geo, q)) != NNGRPC_OK
+	    || (st = search_filters(call, req, q)) != NNGRPC_OK
+	    || (st = search_sort(call, req, q)) != NNGRPC_OK) {
+		return (st);
 	}
 	if (req->top_cities > TOP_CITIES_MAX) {
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
@@ -602,19 +635,12 @@ stats(nngrpc_call *call, const Hotel__V1__StatsRequest *req,
 	return (status);
 }
 
+/* Checks a Reload's source and describes it in what (for the logs). */
 static nngrpc_status
-reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
-    Hotel__V1__ReloadResponse *resp)
+reload_source(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
+    char *what, size_t len)
 {
-	hotel_service            *svc = nngrpc_call_user(call);
-	Hotel__V1__StatsResponse *st;
-	hotel_dataset            *ds;
-	nngrpc_status             status;
-	char                      err[ENGINE_ERR_MAX] = "";
-	char                      what[ENGINE_ERR_MAX];
-	char                      echo[ECHO_MAX + 4];
-	int64_t                   start = nngrpc_now_ns();
-	int                       rv;
+	char echo[ECHO_MAX + 4];
 
 	switch (req->source_case) {
 	case HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH:
@@ -623,9 +649,9 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 			    nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
 			        "path: must not be empty"));
 		}
-		snprintf(what, sizeof(what), "file %s",
+		snprintf(what, len, "file %s",
 		    echo_arg(echo, sizeof(echo), req->path));
-		break;
+		return (NNGRPC_OK);
 	case HOTEL__V1__RELOAD_REQUEST__SOURCE_GENERATE:
 		if (req->generate->count < 1
 		    || req->generate->count > RELOAD_COUNT_MAX) {
@@ -634,46 +660,80 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 			        "generate.count: must be 1..%d, got %" PRIu64,
 			        RELOAD_COUNT_MAX, req->generate->count));
 		}
-		snprintf(what, sizeof(what),
-		    "%" PRIu64 " generated (seed %" PRIu64 ")",
+		snprintf(what, len, "%" PRIu64 " generated (seed %" PRIu64 ")",
 		    req->generate->count, req->generate->seed);
-		break;
+		return (NNGRPC_OK);
 	default:
 		return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
 		    "source: set path or generate"));
 	}
-	if ((st = hotel__v1__stats_response__new(call)) == NULL) {
-		return (out_of_memory(call));
-	}
+}
 
-	/* One build at a time; the stats read under the lock are those of
-	 * the dataset this call swapped in. */
+/* Builds the new dataset and swaps it in, one build at a time. Returns an
+ * engine code; on success *dsp is the dataset swapped in, acquired under
+ * the lock, so its stats are this call's. */
+static int
+reload_build(hotel_service *svc, const Hotel__V1__ReloadRequest *req,
+    hotel_dataset **dsp, char *err, size_t errlen)
+{
+	int rv;
+
 	pthread_mutex_lock(&svc->s_reload_mtx);
 	if (req->source_case == HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH) {
 		rv = hotel_engine_reload_jsonl(
-		    svc->s_engine, req->path, NULL, err, sizeof(err));
+		    svc->s_engine, req->path, NULL, err, errlen);
 	} else {
 		rv = hotel_engine_reload_generate(svc->s_engine,
 		    (size_t) req->generate->count, req->generate->seed, NULL);
 	}
-	ds = rv == HOTEL_OK ? hotel_engine_acquire(svc->s_engine) : NULL;
 	if (rv == HOTEL_OK) {
+		*dsp = hotel_engine_acquire(svc->s_engine);
 		atomic_fetch_add(&svc->s_reloads, 1);
 	}
 	pthread_mutex_unlock(&svc->s_reload_mtx);
+	return (rv);
+}
 
-	if (rv != HOTEL_OK) {
-		nngrpc_log(NNGRPC_LOG_WARN,
-		    "reload: %s failed, still serving the old dataset: %s",
-		    what, err[0] ? err : hotel_strerror(rv));
-		if (rv == HOTEL_EIO) {
-			char why[ENGINE_ERR_MAX + 64];
-			/* Name the field, as every other message does. */
-			return (nngrpc_call_error(call,
-			    NNGRPC_FAILED_PRECONDITION, "path: %s",
-			    io_message(why, sizeof(why), req->path, err)));
-		}
-		return (engine_error(call, rv, err));
+/* The status of a failed reload; the old dataset is still served. */
+static nngrpc_status
+reload_failed(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
+    const char *what, int rv, char *err)
+{
+	char why[ENGINE_ERR_MAX + 64];
+
+	nngrpc_log(NNGRPC_LOG_WARN,
+	    "reload: %s failed, still serving the old dataset: %s", what,
+	    err[0] ? err : hotel_strerror(rv));
+	if (rv == HOTEL_EIO) {
+		/* Name the field, as every other message does. */
+		return (nngrpc_call_error(call, NNGRPC_FAILED_PRECONDITION,
+		    "path: %s", io_message(why, sizeof(why), req->path, err)));
+	}
+	return (engine_error(call, rv, err));
+}
+
+static nngrpc_status
+reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
+    Hotel__V1__ReloadResponse *resp)
+{
+	hotel_service            *svc = nngrpc_call_user(call);
+	Hotel__V1__StatsResponse *st;
+	hotel_dataset            *ds = NULL;
+	nngrpc_status             status;
+	char                      err[ENGINE_ERR_MAX] = "";
+	char                      what[ENGINE_ERR_MAX];
+	int64_t                   start = nngrpc_now_ns();
+	int                       rv;
+
+	if ((status = reload_source(call, req, what, sizeof(what)))
+	    != NNGRPC_OK) {
+		return (status);
+	}
+	if ((st = hotel__v1__stats_response__new(call)) == NULL) {
+		return (out_of_memory(call));
+	}
+	if ((rv = reload_build(svc, req, &ds, err, sizeof(err))) != HOTEL_OK) {
+		return (reload_failed(call, req, what, rv, err));
 	}
 	status = fill_stats(call, ds, st);
 	hotel_dataset_release(ds);
