@@ -4,8 +4,10 @@ For each .proto file with services, writes ``<name>_nngrpc.py`` (per
 service a ``<Service>Stub`` class for nngrpc.Channel and a
 ``<Service>AsyncStub`` class for nngrpc.aio.Channel, each binding every
 method with ``channel.unary_unary``, idempotent methods marked so the
-channel may retry them; a table of the methods' idempotency levels) and
-``<name>_nngrpc.pyi`` (precise types for the stubs).
+channel may retry them; a ``<Service>Servicer`` base class for Python
+implementations that nngrpc.testing.FakeChannel serves, whose methods
+answer UNIMPLEMENTED until overridden; a table of the methods' idempotency
+levels) and ``<name>_nngrpc.pyi`` (precise types for all of it).
 
     protoc -Iproto --python_out=OUT --pyi_out=OUT \\
         --plugin=protoc-gen-nngrpc_python=clients/python/protoc-gen-nngrpc_python \\
@@ -171,6 +173,7 @@ class ServiceInfo:
     name: str
     doc: str
     methods: Tuple[MethodInfo, ...]
+    full_name: str = ""  # "pkg.Service"
 
 
 def describe_services(
@@ -213,6 +216,7 @@ def describe_services(
                 name=svc.name,
                 doc=docs.get((_SERVICE_FIELD, si), MISSING_DOC),
                 methods=tuple(methods),
+                full_name=prefix + svc.name,
             )
         )
     return services
@@ -229,7 +233,8 @@ def _header(fd: descriptor_pb2.FileDescriptorProto) -> List[str]:
     return [
         BANNER,
         "# source: %s" % fd.name,
-        '"""Client stubs for the services of %s."""' % fd.name,
+        '"""Client stubs, and servicer base classes for tests, for the services of %s."""'
+        % fd.name,
         "",
     ]
 
@@ -283,6 +288,44 @@ def render_stub_class(service: ServiceInfo, *, aio: bool = False) -> List[str]:
     return out
 
 
+def _servicer_doc(service: ServiceInfo) -> str:
+    return (
+        service.doc
+        + "\n\nBase class of a Python implementation of %s, for tests\n"
+        "(nngrpc.testing.FakeChannel): override its methods, each called as\n"
+        "method(request, context); a method left as it is answers UNIMPLEMENTED."
+        % service.full_name
+    )
+
+
+def render_servicer_class(service: ServiceInfo) -> List[str]:
+    """Returns the lines of one <Service>Servicer class: the base of a
+    Python implementation of the service, which nngrpc.testing.FakeChannel
+    serves (found through NNGRPC_SERVICER_METHODS)."""
+    out = ["class %sServicer:" % service.name]
+    out += docstring(_servicer_doc(service), "    ")
+    out += [
+        "",
+        "    #: The service's full name.",
+        "    NNGRPC_SERVICE = %r" % service.full_name,
+        "    #: Full method name -> (Python method, request type, response type).",
+        "    NNGRPC_SERVICER_METHODS = {",
+    ]
+    for m in service.methods:
+        out.append(
+            "        %r: (%r, %s, %s)," % (m.path, m.name, m.request.expr(), m.response.expr())
+        )
+    out.append("    }")
+    for m in service.methods:
+        out += ["", "    def %s(self, request, context):" % m.name]
+        out += docstring(m.doc, "        ")
+        out.append(
+            "        context.abort(nngrpc.StatusCode.UNIMPLEMENTED, %r)"
+            % ("method %s is not implemented by this servicer" % m.path)
+        )
+    return out
+
+
 def render_module(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[ServiceInfo]) -> str:
     """Returns the text of <name>_nngrpc.py."""
     out = _header(fd)
@@ -316,6 +359,8 @@ def render_module(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[Ser
         out += render_stub_class(s)
         out += ["", ""]
         out += render_stub_class(s, aio=True)
+        out += ["", ""]
+        out += render_servicer_class(s)
     out.append("")
     return "\n".join(out)
 
@@ -323,7 +368,7 @@ def render_module(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[Ser
 def render_pyi(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[ServiceInfo]) -> str:
     """Returns the text of <name>_nngrpc.pyi."""
     out = _header(fd)
-    out += ["import typing", "", "import nngrpc", "import nngrpc.aio", ""]
+    out += ["import typing", "", "import nngrpc", "import nngrpc.aio", "import nngrpc.testing", ""]
     out += _imports(services)
     out += [
         "",
@@ -346,6 +391,24 @@ def render_pyi(fd: descriptor_pb2.FileDescriptorProto, services: Sequence[Servic
                     "    ]",
                 ]
                 out += docstring(m.doc, "    ")
+        out += ["", "class %sServicer:" % s.name]
+        out += docstring(_servicer_doc(s), "    ")
+        out += [
+            "    NNGRPC_SERVICE: str",
+            "    NNGRPC_SERVICER_METHODS: typing.Dict[str, typing.Tuple[str, typing.Any, typing.Any]]",
+        ]
+        for m in s.methods:
+            out += [
+                "    def %s(" % m.name,
+                "        self,",
+                "        request: %s," % m.request.expr(),
+                "        context: nngrpc.testing.ServicerContext,",
+                "    ) -> typing.Union[",
+                "        %s," % m.response.expr(),
+                "        typing.Awaitable[%s]," % m.response.expr(),
+                "    ]:",
+            ]
+            out += docstring(m.doc, "        ")
     out.append("")
     return "\n".join(out)
 

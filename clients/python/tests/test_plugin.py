@@ -75,6 +75,14 @@ def test_render_cross_file_nested_types_and_docs() -> None:
     assert '"""Buys "it\\""""' in py
     assert pp.MISSING_DOC in py  # Look and Empty have no comments
     assert "class EmptyStub:" in py
+    # Servicer base classes, for nngrpc.testing's fake channels.
+    assert "class ShopServicer:" in py and "class EmptyServicer:" in py
+    assert "NNGRPC_SERVICE = 'shop.v1.Shop'" in py
+    assert (
+        "'/shop.v1.Shop/Buy': ('Buy', shop_dot_v1_dot_shop__pb2.Req,"
+        " common_dot_v1_dot_types__x__pb2.Outer.Inner)," in py
+    )
+    assert "context.abort(nngrpc.StatusCode.UNIMPLEMENTED, 'method /shop.v1.Shop/Look is not" in py
     compile(py, "shop_nngrpc.py", "exec")
     compile(files["shop/v1/shop_nngrpc.pyi"], "shop_nngrpc.pyi", "exec")
     # The escaped docstring reads back as the comment.
@@ -207,3 +215,49 @@ def test_pyi_gives_precise_types(tmp_path: Path) -> None:
     # Message types themselves (a wrong request type is an error where
     # protobuf's stubs exist): tests/integration/test_mypy.py.
     assert "Success: no issues found" in out, out
+
+
+def test_servicers_type_check(tmp_path: Path) -> None:
+    """A servicer with plain and async methods, served by the fake
+    channels, is clean under mypy --strict with the generated .pyi."""
+    pytest.importorskip("mypy")
+    script = tmp_path / "use_servicer.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import nngrpc
+            from nngrpc.testing import FakeAsyncChannel, FakeChannel, ServicerContext
+            from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
+
+            class Mine(testing_nngrpc.TestingServicer):
+                def Echo(
+                    self, request: testing_pb2.EchoRequest, context: ServicerContext
+                ) -> testing_pb2.EchoResponse:
+                    context.set_trailing_metadata({"k": "v"})
+                    return testing_pb2.EchoResponse(payload=request.payload)
+
+                async def Sleep(
+                    self, request: testing_pb2.SleepRequest, context: ServicerContext
+                ) -> testing_pb2.SleepResponse:
+                    left = context.time_remaining()
+                    if left is not None and left < request.ms / 1000:
+                        context.abort(nngrpc.StatusCode.DEADLINE_EXCEEDED, "too long")
+                    return testing_pb2.SleepResponse()
+
+            def use() -> bytes:
+                stub = testing_nngrpc.TestingStub(FakeChannel([Mine()]))
+                return stub.Echo(testing_pb2.EchoRequest(payload=b"x"), timeout=1.0).payload
+
+            async def use_aio() -> None:
+                stub = testing_nngrpc.TestingAsyncStub(FakeAsyncChannel([Mine()]))
+                await stub.Sleep(testing_pb2.SleepRequest(ms=1), timeout=1.0)
+            """
+        )
+    )
+    res = subprocess.run(
+        [sys.executable, "-m", "mypy", "--strict", "--no-incremental", str(script)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert "Success: no issues found" in res.stdout, res.stdout
