@@ -1,20 +1,21 @@
 """examples/places as an adopter builds it, out of this tree: install
 nngrpc into a temporary prefix, copy the example elsewhere, build it with
 its own Makefile (pkg-config nngrpc and the installed C plugin only), run
-placesd, and call it with examples/places/client.py.
+placesd, and call it with examples/places/client.py from a venv of its
+own that has the nngrpc wheel and a stub wheel made from places.proto.
 
 `make example-test` runs this file alone; `make test` runs it with
 tests/lib."""
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
-from typing import Dict, Iterator, List, Tuple
+from typing import Dict, Iterator, List
 
 import pytest
 
@@ -59,17 +60,29 @@ def example(root: str, prefix: str, workdir: str) -> str:
     return src
 
 
-def stub_python(root: str, example: str, workdir: str) -> Tuple[List[str], Dict[str, str]]:
-    """A Python that imports nngrpc and the places stubs: the command and
-    its environment."""
-    stubs = os.path.join(workdir, "stubs")
-    os.makedirs(stubs, exist_ok=True)
-    subprocess.run(
-        ["protoc", "-I" + os.path.join(example, "proto"), "--python_out=" + stubs,
-         "--plugin=protoc-gen-nngrpc_python="
-         + os.path.join(root, "clients/python/protoc-gen-nngrpc_python"),
-         "--nngrpc_python_out=" + stubs, "places/v1/places.proto"], check=True)
-    return [sys.executable], dict(os.environ, PYTHONPATH=stubs)
+@pytest.fixture(scope="module")
+def client_python(build_dir: str, example: str, workdir: str) -> str:
+    """The client's own venv, made as docs/adopting.md says: Debian's
+    python3 (protobuf from python3-protobuf), the nngrpc wheel from
+    `make wheel`, and a stub wheel of places.proto made by
+    `python -m nngrpc.stubs`. Returns its python."""
+    venv = os.path.join(workdir, "venv")
+    py = os.path.join(venv, "bin", "python")
+    wheels = glob.glob(os.path.join(build_dir, "dist", "nngrpc-*.whl"))
+    assert len(wheels) == 1, "make wheel first: %s" % wheels
+    run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv])
+    pip = [py, "-m", "pip", "--disable-pip-version-check", "-q", "install", "--no-index"]
+    run(pip + wheels)
+    run([py, "-m", "nngrpc.stubs", "-I", os.path.join(example, "proto"),
+         "places/v1/places.proto", "--name", "places-stubs",
+         "--out", os.path.join(workdir, "dist")])
+    run(pip + glob.glob(os.path.join(workdir, "dist", "places_stubs-*.whl")))
+    return py
+
+
+def run(cmd: List[str]) -> None:
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd="/")
+    assert p.returncode == 0, "%s: exit %d\n%s%s" % (cmd, p.returncode, p.stdout, p.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +113,9 @@ def test_glue_is_50_lines_or_fewer(root: str) -> None:
     assert sum(lines.values()) <= GLUE_MAX_LINES, lines
 
 
-def test_the_client_calls_placesd(root: str, example: str, workdir: str,
-                                  placesd: str) -> None:
-    cmd, env = stub_python(root, example, workdir)
-    p = subprocess.run(cmd + [os.path.join(example, "client.py"), placesd], env=env,
-                       capture_output=True, text=True, timeout=60)
+def test_the_client_calls_placesd(example: str, client_python: str, placesd: str) -> None:
+    p = subprocess.run([client_python, os.path.join(example, "client.py"), placesd],
+                       capture_output=True, text=True, timeout=60, cwd="/")
     assert p.returncode == 0, p.stdout + p.stderr
     lines = p.stdout.splitlines()
     # The three landmarks nearest to the centre of Paris, nearest first.
