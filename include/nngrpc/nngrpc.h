@@ -159,6 +159,29 @@ NNGRPC_API int nngrpc_server_set_inline(
     nngrpc_server *server, const char *method, bool on);
 
 /*
+ * Process isolation (nngrpc_serve()'s --isolation process): handlers run
+ * in worker processes forked from a "zygote" that ran the service's load
+ * step, while this process (the front end) keeps the sockets, the queue,
+ * the interceptors, health, reflection and the inline methods. True when
+ * this server runs that way; known from the setup step on. An inline
+ * method runs in the front end, which holds what setup made but never
+ * what load made: a method that reads loaded state must not be inline
+ * when this is true.
+ */
+NNGRPC_API bool nngrpc_server_isolated(const nngrpc_server *server);
+
+/*
+ * Marks a method that rebuilds what the load step built (a dataset
+ * reload). Under process isolation it runs in the zygote, which keeps the
+ * new state; workers forked from then on serve it, and the older ones
+ * finish their calls and exit, so no call fails. In thread mode it
+ * changes nothing. Before start. Returns 0, NNG_ENOENT (not registered)
+ * or NNG_EBUSY.
+ */
+NNGRPC_API int nngrpc_server_set_reload(
+    nngrpc_server *server, const char *method);
+
+/*
  * Sets the health of one service (full name, "hotel.v1.HotelSearch") or,
  * with NULL or "", of the whole server. Calls to a NOT_SERVING service, or
  * to any service while the server is NOT_SERVING, are answered

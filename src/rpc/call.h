@@ -40,6 +40,8 @@ struct nngrpc_call {
 	size_t                                c_n_trailers;
 	size_t                                c_cap_trailers;
 	call_defer                           *c_defers; /* newest first */
+	/* The output packed elsewhere (a worker process), in c_arena. */
+	ProtobufCBinaryData c_payload;
 };
 
 /* Starts a call: an empty arena, no deadline. */

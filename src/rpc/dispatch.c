@@ -44,6 +44,7 @@ typedef struct method {
 	const service                   *m_svc;
 	int                              m_metric; /* metrics index */
 	bool                             m_inline; /* never blocks */
+	bool                             m_reload; /* rebuilds loaded state */
 } method;
 
 struct nngrpc_dispatch {
@@ -56,6 +57,9 @@ struct nngrpc_dispatch {
 	size_t              d_n_interceptors;
 	nngrpc_metrics     *d_metrics; /* borrowed, or NULL */
 	atomic_bool         d_serving; /* the whole server */
+	/* Process isolation: who runs handlers instead (or NULL). */
+	nngrpc_dispatch_runner d_runner;
+	void                  *d_runner_arg;
 };
 
 int
@@ -289,6 +293,28 @@ nngrpc_dispatch_set_inline(nngrpc_dispatch *d, const char *name, bool on)
 	}
 	m->m_inline = on;
 	return (0);
+}
+
+int
+nngrpc_dispatch_set_reload(nngrpc_dispatch *d, const char *name)
+{
+	method *m = (method *) find(d, name);
+	if (d->d_sealed) {
+		return (NNG_EBUSY);
+	}
+	if (m == NULL) {
+		return (NNG_ENOENT);
+	}
+	m->m_reload = true;
+	return (0);
+}
+
+void
+nngrpc_dispatch_set_runner(
+    nngrpc_dispatch *d, nngrpc_dispatch_runner fn, void *arg)
+{
+	d->d_runner = fn;
+	d->d_runner_arg = arg;
 }
 
 bool
@@ -595,6 +621,12 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	    || (st = admit(d, call, &m)) != NNGRPC_OK) {
 		return (st);
 	}
+	if (d->d_runner != NULL && !m->m_inline && !m->m_svc->s_open) {
+		call->c_metric = m->m_metric;
+		return (d->d_runner(d->d_runner_arg, call,
+		    (uint32_t) (m - d->d_methods), m->m_reload, body, len,
+		    &call->c_payload));
+	}
 	return (invoke(m, call, outputp));
 }
 
@@ -621,6 +653,9 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	}
 	resp.trailers = call.c_trailers;
 	resp.n_trailers = call.c_n_trailers;
+	if (st == NNGRPC_OK && output == NULL) {
+		resp.payload = call.c_payload; /* packed by a runner */
+	}
 	end_ns = nngrpc_now_ns();
 	call.c_run_us = (end_ns - start_ns) / 1000;
 	resp.queue_us = (uint64_t) call.c_queue_us;
@@ -635,4 +670,34 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	}
 	nngrpc_call_fini(&call);
 	return (rv);
+}
+
+nngrpc_status
+nngrpc_dispatch_invoke(const nngrpc_dispatch *d, nngrpc_call *call,
+    uint32_t index, const uint8_t *body, size_t len, int64_t recv_ns,
+    ProtobufCBuffer *out)
+{
+	ProtobufCMessage *output = NULL;
+	const method     *m;
+	nngrpc_status     st;
+
+	/* start_ns = recv_ns: the front end checked the deadline. */
+	if ((st = open_envelope(call, body, len, recv_ns, recv_ns))
+	    != NNGRPC_OK) {
+		return (st);
+	}
+	m = index == NNGRPC_DISPATCH_ANY_METHOD ? find(d, call->c_method)
+	    : index < d->d_n_methods            ? &d->d_methods[index]
+	                                        : NULL;
+	if (m == NULL || strcmp(m->m_name, call->c_method) != 0
+	    || m->m_fn == NULL) {
+		char name[128];
+		printable(name, sizeof(name), call->c_method);
+		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
+		    "method \"%s\" is not served here", name));
+	}
+	if ((st = invoke(m, call, &output)) == NNGRPC_OK && output != NULL) {
+		protobuf_c_message_pack_to_buffer(output, out);
+	}
+	return (st);
 }

@@ -98,4 +98,50 @@ int nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body,
     size_t len, nng_pipe pipe, int64_t recv_ns, int64_t start_ns,
     nng_msg **replyp);
 
+/* ---- the seam of process isolation (src/rpc/isolate.c) ----------------- */
+
+/* No method index: nngrpc_dispatch_invoke() finds the method by name. */
+#define NNGRPC_DISPATCH_ANY_METHOD UINT32_MAX
+
+/*
+ * Runs an admitted call's handler somewhere else (a worker process), in
+ * place of decoding the input and running the handler here. Called on the
+ * call's thread for every method that is not inline and not of an open
+ * service (health, reflection), once the envelope is decoded, the
+ * deadline checked and the `before` hooks passed; the `after` hooks, the
+ * metrics and the reply stay here. method is the method's index for
+ * nngrpc_dispatch_invoke(); reload is true for a method marked with
+ * nngrpc_dispatch_set_reload(). body is the request envelope (borrowed).
+ * Returns the status, with the message and trailers set on call
+ * (nngrpc_call_error(), nngrpc_call_set_trailer()); on NNGRPC_OK, *payload
+ * is the packed output (in call memory, or empty).
+ */
+typedef nngrpc_status (*nngrpc_dispatch_runner)(void *arg, nngrpc_call *call,
+    uint32_t method, bool reload, const uint8_t *body, size_t len,
+    ProtobufCBinaryData *payload);
+
+/* Hands every call the runner takes (see above) to fn(arg, ...). Before
+ * sealing; arg is borrowed until the registry is freed. */
+void nngrpc_dispatch_set_runner(
+    nngrpc_dispatch *d, nngrpc_dispatch_runner fn, void *arg);
+
+/* Marks a method that rebuilds what the service loaded (see
+ * nngrpc_server_set_reload()). Before sealing. 0, NNG_ENOENT or
+ * NNG_EBUSY. */
+int nngrpc_dispatch_set_reload(nngrpc_dispatch *d, const char *method);
+
+/*
+ * The runner's other end, in a worker process or for --replay: runs the
+ * handler of method number `method` (NNGRPC_DISPATCH_ANY_METHOD: the one
+ * the envelope names) for the request envelope body (borrowed), on this
+ * thread, with no libnng call. call (initialised by the caller, who ends
+ * it with nngrpc_call_fini()) receives the envelope, the deadline (from
+ * recv_ns), the message and the trailers; the packed output goes to out
+ * when the status is NNGRPC_OK. No interceptor runs and nothing is
+ * counted: the front end did and does that.
+ */
+nngrpc_status nngrpc_dispatch_invoke(const nngrpc_dispatch *d,
+    nngrpc_call *call, uint32_t method, const uint8_t *body, size_t len,
+    int64_t recv_ns, ProtobufCBuffer *out);
+
 #endif /* NNGRPC_DISPATCH_H */

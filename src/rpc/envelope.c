@@ -42,8 +42,10 @@ nngrpc_envelope_encode(const Nngrpc__V1__Response *resp,
 	size_t               size;
 	int                  rv;
 
-	head.payload.len = 0;
-	head.payload.data = NULL;
+	if (output != NULL) {
+		head.payload.len = 0;
+		head.payload.data = NULL;
+	}
 	size = nngrpc__v1__response__get_packed_size(&head);
 	if (output != NULL) {
 		out_len = protobuf_c_message_get_packed_size(output);

@@ -18,10 +18,11 @@
 Nngrpc__V1__Request *nngrpc_envelope_decode(
     nngrpc_arena *arena, const uint8_t *data, size_t len);
 
-/* Encodes a response envelope. resp->payload is ignored: when output is
- * not NULL it is packed as the payload straight into the message, with no
- * intermediate copy. Borrows resp and output. Returns new: *msgp, which
- * the caller sends or frees. Returns 0 or NNG_ENOMEM. */
+/* Encodes a response envelope. When output is not NULL it is packed as
+ * the payload straight into the message, with no intermediate copy, and
+ * resp->payload is ignored; else resp->payload (already packed) is sent.
+ * Borrows resp and output. Returns new: *msgp, which the caller sends or
+ * frees. Returns 0 or NNG_ENOMEM. */
 int nngrpc_envelope_encode(const Nngrpc__V1__Response *resp,
     const ProtobufCMessage *output, nng_msg **msgp);
 

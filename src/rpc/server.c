@@ -51,6 +51,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "ops_http.h"
+#include "server.h"
 
 #define SPARE_CONTEXTS 16
 /* How long a reply may wait for its client to read before the connection
@@ -89,6 +90,7 @@ struct nngrpc_server {
 	pthread_t           *s_workers;
 	size_t               s_n_workers; /* started */
 	bool                 s_started;
+	bool                 s_isolated; /* handlers run in worker processes */
 
 	pthread_mutex_t s_mtx;
 	pthread_cond_t  s_cv;       /* queue not empty, or stopping */
@@ -310,6 +312,34 @@ nngrpc_server_set_inline(nngrpc_server *s, const char *method, bool on)
 		return (NNG_EBUSY);
 	}
 	return (nngrpc_dispatch_set_inline(s->s_dispatch, method, on));
+}
+
+int
+nngrpc_server_set_reload(nngrpc_server *s, const char *method)
+{
+	if (s->s_started) {
+		return (NNG_EBUSY);
+	}
+	return (nngrpc_dispatch_set_reload(s->s_dispatch, method));
+}
+
+bool
+nngrpc_server_isolated(const nngrpc_server *s)
+{
+	return (s->s_isolated);
+}
+
+void
+nngrpc_server_isolate(nngrpc_server *s, nngrpc_dispatch_runner fn, void *arg)
+{
+	s->s_isolated = true;
+	nngrpc_dispatch_set_runner(s->s_dispatch, fn, arg);
+}
+
+nngrpc_dispatch *
+nngrpc_server_dispatch(nngrpc_server *s)
+{
+	return (s->s_dispatch);
 }
 
 int
