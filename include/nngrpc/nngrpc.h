@@ -14,8 +14,11 @@
  *           resp->payload = req->payload;   // borrowed, see below
  *           return (NNGRPC_OK);
  *   }
- *   static const pkg_echo_impl impl = { .echo = echo };
- *   pkg_echo_register(server, &impl, NULL);
+ *   static const Pkg__Echoer_Impl impl = { .echo = echo };
+ *   pkg__echoer__register(server, &impl, NULL);
+ *
+ * (or, for a whole program, nngrpc_serve() in serve.h, which the generated
+ * pkg__echoer__serve() calls). docs/adopting.md walks through a service.
  *
  * Handlers run on worker threads, any number at once: they must be
  * thread-safe, and they may block (that is what the workers are for).
@@ -24,8 +27,9 @@
  * the runtime and live until the call ends. The output message struct is
  * the runtime's too, initialised before the handler runs; the handler fills
  * its fields with pointers that must stay valid until the call ends: into
- * the input, into memory from nngrpc_call_alloc() (freed with the call),
- * or into data the handler keeps alive and releases in an
+ * the input, into call memory (freed with the call: nngrpc_call_alloc(),
+ * and the generated <type>__new() and <type>__new_<field>() helpers), or
+ * into data the handler keeps alive and releases in an
  * nngrpc_call_defer() function. The runtime never frees an output field.
  *
  * Functions that can fail return 0 or one of nng's error codes (NNG_ENOMEM,
