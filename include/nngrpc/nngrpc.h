@@ -302,7 +302,9 @@ NNGRPC_API int64_t nngrpc_call_queue_us(const nngrpc_call *call);
  * built), or -1 while it runs: known in interceptors' `after`. */
 NNGRPC_API int64_t nngrpc_call_run_us(const nngrpc_call *call);
 
-/* The status message set so far, or "". Borrowed from the call. */
+/* The status message set so far, or "". Borrowed from the call; a
+ * message set with nngrpc_call_error_len() may hold NUL bytes, and reads
+ * here up to the first. */
 NNGRPC_API const char *nngrpc_call_message(const nngrpc_call *call);
 
 /* Request metadata value for key, or NULL. Borrowed from the call. */
@@ -349,11 +351,25 @@ NNGRPC_API char *nngrpc_call_strdup(nngrpc_call *call, const char *s);
 NNGRPC_API int nngrpc_call_defer(
     nngrpc_call *call, void (*fn)(void *), void *arg);
 
+/* The longest status message a reply carries, in bytes. A longer one is
+ * cut to the longest prefix of at most this many bytes that ends on a
+ * UTF-8 character boundary. */
+#define NNGRPC_MAX_STATUS_MESSAGE 4096
+
 /* Sets the status message (printf-style) and returns code, so a handler
  * writes: return (nngrpc_call_error(call, NNGRPC_NOT_FOUND, "id %d", id));
- */
+ * The message is UTF-8: bytes that are not become '?' (the reply's
+ * message is a proto3 string, which clients refuse when it is not valid
+ * UTF-8). Up to NNGRPC_MAX_STATUS_MESSAGE bytes go out byte for byte;
+ * see there for longer ones. Like every C string, it ends at its first
+ * NUL: to send one, use nngrpc_call_error_len(). */
 NNGRPC_API nngrpc_status nngrpc_call_error(
     nngrpc_call *call, nngrpc_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* As nngrpc_call_error(), with the message given as len bytes (copied),
+ * which may hold NUL bytes: they reach the client. */
+NNGRPC_API nngrpc_status nngrpc_call_error_len(
+    nngrpc_call *call, nngrpc_status code, const char *message, size_t len);
 
 #endif /* NNGRPC_NNGRPC_H */

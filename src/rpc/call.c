@@ -396,64 +396,123 @@ nngrpc_call_defer(nngrpc_call *call, void (*fn)(void *), void *arg)
 	return (0);
 }
 
-/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing past U+10FFFF), or 0 when it is not one. */
+/* Length of the valid UTF-8 sequence at s, of at most n bytes (RFC 3629:
+ * no overlongs, no surrogates, nothing past U+10FFFF), or 0 when it is
+ * not one. */
 static size_t
-utf8_len(const unsigned char *s)
+utf8_len(const unsigned char *s, size_t n)
 {
 	if (s[0] < 0x80) {
 		return (1);
 	}
 	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		return ((s[1] & 0xc0) == 0x80 ? 2 : 0);
+		return (n >= 2 && (s[1] & 0xc0) == 0x80 ? 2 : 0);
 	}
 	if (s[0] >= 0xe0 && s[0] <= 0xef) {
 		unsigned char lo = s[0] == 0xe0 ? 0xa0 : 0x80;
 		unsigned char hi = s[0] == 0xed ? 0x9f : 0xbf;
 		return (
-		    s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80 ? 3 : 0);
+		    n >= 3 && s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80
+		        ? 3
+		        : 0);
 	}
 	if (s[0] >= 0xf0 && s[0] <= 0xf4) {
 		unsigned char lo = s[0] == 0xf0 ? 0x90 : 0x80;
 		unsigned char hi = s[0] == 0xf4 ? 0x8f : 0xbf;
-		return (s[1] >= lo && s[1] <= hi && (s[2] & 0xc0) == 0x80
-		            && (s[3] & 0xc0) == 0x80
+		return (n >= 4 && s[1] >= lo && s[1] <= hi
+		            && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
 		        ? 4
 		        : 0);
 	}
 	return (0);
 }
 
-/* Makes buf valid UTF-8 in place: each byte that does not start a valid
- * sequence becomes '?'. The status message is a proto3 string, and a
- * client's parser rejects the whole reply when it is not valid UTF-8;
- * messages echo client input and may be cut mid-character. (The checks
- * above stop at the NUL, which is never a continuation byte.) */
+/* Makes the len bytes at buf valid UTF-8 in place: each byte that does
+ * not start a valid sequence becomes '?'. The status message is a proto3
+ * string, and a client's parser rejects the whole reply when it is not
+ * valid UTF-8; messages echo client input. NUL is valid and stays. */
 static void
-utf8_sanitize(char *buf)
+utf8_sanitize(char *buf, size_t len)
 {
 	unsigned char *s = (unsigned char *) buf;
-	while (*s != '\0') {
-		size_t n = utf8_len(s);
+	size_t         i = 0;
+
+	while (i < len) {
+		size_t n = utf8_len(s + i, len - i);
 		if (n == 0) {
-			*s = '?';
+			s[i] = '?';
 			n = 1;
 		}
-		s += n;
+		i += n;
 	}
+}
+
+/* The length of the longest prefix of msg (len bytes) of at most
+ * NNGRPC_MAX_STATUS_MESSAGE bytes that ends on a character boundary:
+ * before a byte that is not a UTF-8 continuation byte. At most 3 bytes
+ * are given up (a character has at most 3 continuation bytes); a cut in
+ * invalid bytes is then sanitized like them. */
+static size_t
+message_cut(const char *msg, size_t len)
+{
+	size_t cut = NNGRPC_MAX_STATUS_MESSAGE;
+
+	if (len <= cut) {
+		return (len);
+	}
+	for (int i = 0; i < 3 && ((unsigned char) msg[cut] & 0xc0) == 0x80;
+	     i++) {
+		cut--;
+	}
+	return (cut);
+}
+
+/* Sets the call's status message to len bytes of msg, cut and sanitized
+ * as nngrpc.h says. Out of memory leaves the message empty; the code
+ * still goes out. */
+static void
+set_message(nngrpc_call *call, const char *msg, size_t len)
+{
+	char *copy;
+
+	len = message_cut(msg, len);
+	call->c_message = NULL;
+	call->c_message_len = 0;
+	if ((copy = nngrpc_call_alloc(call, len + 1)) == NULL) {
+		return;
+	}
+	memcpy(copy, msg, len);
+	copy[len] = '\0';
+	utf8_sanitize(copy, len);
+	call->c_message = copy;
+	call->c_message_len = len;
 }
 
 nngrpc_status
 nngrpc_call_error(nngrpc_call *call, nngrpc_status code, const char *fmt, ...)
 {
-	char    buf[512];
+	/* One byte past the limit, so message_cut() sees where the cut
+	 * falls; vsnprintf() adds the NUL. */
+	char    buf[NNGRPC_MAX_STATUS_MESSAGE + 2];
 	va_list ap;
+	int     n;
 
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
-	utf8_sanitize(buf);
-	/* Out of memory leaves the message empty; the code still goes out. */
-	call->c_message = nngrpc_call_strdup(call, buf);
+	if (n < 0) {
+		n = 0;
+	}
+	set_message(call, buf,
+	    (size_t) n < sizeof(buf) - 1 ? (size_t) n : sizeof(buf) - 1);
+	return (code);
+}
+
+nngrpc_status
+nngrpc_call_error_len(
+    nngrpc_call *call, nngrpc_status code, const char *message, size_t len)
+{
+	set_message(
+	    call, message != NULL ? message : "", message != NULL ? len : 0);
 	return (code);
 }

@@ -34,8 +34,11 @@ struct nngrpc_call {
 	bool         c_oom; /* an allocation from call memory failed */
 	const void  *c_impl;
 	void        *c_user;
-	const Nngrpc__V1__Request *c_req;     /* in c_arena */
-	const char                *c_message; /* in c_arena, or NULL */
+	const Nngrpc__V1__Request *c_req; /* in c_arena */
+	/* The status message: c_message_len bytes (NUL-terminated after
+	 * them, and may hold NUL bytes) in c_arena, or NULL. */
+	const char                           *c_message;
+	size_t                                c_message_len;
 	Nngrpc__V1__Response__TrailersEntry **c_trailers; /* in c_arena */
 	size_t                                c_n_trailers;
 	size_t                                c_cap_trailers;

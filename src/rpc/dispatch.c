@@ -634,33 +634,38 @@ int
 nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
     nng_pipe pipe, int64_t recv_ns, int64_t start_ns, nng_msg **replyp)
 {
-	Nngrpc__V1__Response resp = NNGRPC__V1__RESPONSE__INIT;
-	ProtobufCMessage    *output = NULL;
-	nngrpc_call          call;
-	nngrpc_status        st;
-	int64_t              end_ns;
-	int                  rv;
+	nngrpc_reply      reply = { 0 };
+	ProtobufCMessage *output = NULL;
+	nngrpc_call       call;
+	nngrpc_status     st;
+	int64_t           end_ns;
+	int               rv;
 
 	nngrpc_call_init(&call);
 	call.c_pipe = pipe;
 	call.c_queue_us = (start_ns - recv_ns) / 1000;
 	st = run(d, &call, body, len, recv_ns, start_ns, &output);
-	resp.code = (int32_t) st;
+	reply.code = (int32_t) st;
 	if (call.c_message != NULL) {
-		resp.message = (char *) call.c_message;
+		reply.message = call.c_message;
+		reply.message_len = call.c_message_len;
 	} else if (st != NNGRPC_OK && call.c_oom) {
-		resp.message = (char *) "out of memory";
+		reply.message = "out of memory";
+		reply.message_len = strlen(reply.message);
 	}
-	resp.trailers = call.c_trailers;
-	resp.n_trailers = call.c_n_trailers;
+	reply.trailers = call.c_trailers;
+	reply.n_trailers = call.c_n_trailers;
+	reply.output = output;
 	if (st == NNGRPC_OK && output == NULL) {
-		resp.payload = call.c_payload; /* packed by a runner */
+		/* packed by a runner */
+		reply.payload = call.c_payload.data;
+		reply.payload_len = call.c_payload.len;
 	}
 	end_ns = nngrpc_now_ns();
 	call.c_run_us = (end_ns - start_ns) / 1000;
-	resp.queue_us = (uint64_t) call.c_queue_us;
-	resp.run_us = (uint64_t) call.c_run_us;
-	rv = nngrpc_envelope_encode(&resp, output, replyp);
+	reply.queue_us = (uint64_t) call.c_queue_us;
+	reply.run_us = (uint64_t) call.c_run_us;
+	rv = nngrpc_envelope_encode(&reply, replyp);
 	nngrpc_metrics_call_done(d->d_metrics, call.c_metric, (int) st,
 	    start_ns - recv_ns, end_ns - start_ns, len,
 	    rv == 0 ? nng_msg_len(*replyp) : 0);

@@ -22,6 +22,26 @@ nngrpc_wire_put_varint(uint8_t *out, uint64_t v)
 }
 
 size_t
+nngrpc_wire_varint_size(uint64_t v)
+{
+	size_t n = 1;
+
+	while (v >= 0x80) {
+		v >>= 7;
+		n++;
+	}
+	return (n);
+}
+
+size_t
+nngrpc_wire_len_header_size(uint32_t field, size_t len)
+{
+	return (
+	    nngrpc_wire_varint_size(((uint64_t) field << 3) | NNGRPC_WIRE_LEN)
+	    + nngrpc_wire_varint_size(len));
+}
+
+size_t
 nngrpc_wire_put_len_header(uint8_t *out, uint32_t field, size_t len)
 {
 	size_t n = nngrpc_wire_put_varint(

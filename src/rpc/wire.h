@@ -46,6 +46,12 @@ enum {
  * and returns the number of bytes written. */
 size_t nngrpc_wire_put_varint(uint8_t *out, uint64_t v);
 
+/* The number of bytes nngrpc_wire_put_varint() writes for v. */
+size_t nngrpc_wire_varint_size(uint64_t v);
+
+/* The number of bytes nngrpc_wire_put_len_header() writes. */
+size_t nngrpc_wire_len_header_size(uint32_t field, size_t len);
+
 /* Writes the key and the length of a length-delimited field into out
  * (NNGRPC_WIRE_LEN_HEADER_MAX bytes at least); the len bytes of the value
  * follow. Returns the number of bytes written. */

@@ -73,6 +73,11 @@ fail(nngrpc_call *call, const Nngrpc__Testing__V1__FailRequest *req,
 	if (req->code == NNGRPC_OK) {
 		return (NNGRPC_OK);
 	}
+	if (req->message_bytes.len > 0) {
+		return (nngrpc_call_error_len(call, (nngrpc_status) req->code,
+		    (const char *) req->message_bytes.data,
+		    req->message_bytes.len));
+	}
 	return (nngrpc_call_error(
 	    call, (nngrpc_status) req->code, "%s", req->message));
 }

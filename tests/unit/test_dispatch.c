@@ -22,6 +22,7 @@
 #include "dispatch.h"
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"
+#include "wire.h"
 
 static const nng_pipe no_pipe = NNG_PIPE_INITIALIZER;
 static int            handler_runs;
@@ -322,6 +323,126 @@ test_error_message(void **state)
 	assert_int_equal(r->code, NNGRPC_NOT_FOUND);
 	assert_string_equal(r->message, "no hotel 7");
 	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+}
+
+/* Fails with the request's payload as the status message: by length
+ * when the "who" metadata is "len", as a C string through printf else. */
+static nngrpc_status
+message_fn(
+    nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	const Nngrpc__Testing__V1__EchoRequest *req = (const void *) in;
+	const char *mode = nngrpc_call_metadata(call, "who");
+	char       *text;
+
+	(void) out;
+	if (mode != NULL && strcmp(mode, "len") == 0) {
+		return (nngrpc_call_error_len(call, NNGRPC_FAILED_PRECONDITION,
+		    (const char *) req->payload.data, req->payload.len));
+	}
+	text = nngrpc_call_alloc(call, req->payload.len + 1);
+	assert_non_null(text);
+	memcpy(text, req->payload.data, req->payload.len);
+	text[req->payload.len] = '\0';
+	return (
+	    nngrpc_call_error(call, NNGRPC_FAILED_PRECONDITION, "%s", text));
+}
+
+/* "€" (3 bytes) n times after prefix ASCII letters; the caller frees it. */
+static char *
+euros(size_t prefix, size_t n, size_t *lenp)
+{
+	char *s = malloc(prefix + 3 * n + 1);
+
+	assert_non_null(s);
+	memset(s, 'a', prefix);
+	for (size_t i = 0; i < n; i++) {
+		memcpy(s + prefix + 3 * i, "\xe2\x82\xac", 3);
+	}
+	*lenp = prefix + 3 * n;
+	s[*lenp] = '\0';
+	return (s);
+}
+
+/* Runs message_fn with msg (len bytes) in mode; checks the status message
+ * that comes back is want (want_len bytes), byte for byte. */
+static void
+check_message(nngrpc_dispatch *d, const char *mode, const char *msg,
+    size_t len, const char *want, size_t want_len)
+{
+	Nngrpc__Testing__V1__EchoRequest in
+	    = NNGRPC__TESTING__V1__ECHO_REQUEST__INIT;
+	uint8_t             *payload = malloc(len + 16), *buf;
+	size_t               n;
+	nng_msg             *reply;
+	nngrpc_wire_response w;
+	int64_t              now = nngrpc_now_ns();
+
+	in.payload.data = (uint8_t *) msg;
+	in.payload.len = len;
+	n = nngrpc__testing__v1__echo_request__pack(&in, payload);
+	n = make_request(
+	    "/nngrpc.testing.v1.Testing/Echo", 0, payload, n, mode, &buf);
+	assert_int_equal(
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	assert_true(nngrpc_wire_scan_response(
+	    nng_msg_body(reply), nng_msg_len(reply), &w));
+	assert_int_equal(w.code, NNGRPC_FAILED_PRECONDITION);
+	assert_int_equal(w.message_len, want_len);
+	assert_memory_equal(w.message, want, want_len);
+	nng_msg_free(reply);
+	free(buf);
+	free(payload);
+}
+
+/* Status messages: up to NNGRPC_MAX_STATUS_MESSAGE bytes byte for byte,
+ * NUL included when given by length; longer ones cut on a character
+ * boundary; invalid UTF-8 becomes '?'. */
+static void
+test_status_messages(void **state)
+{
+	static const nngrpc_method_fn fns[3] = { message_fn, NULL, NULL };
+	static const char             nul[] = "before\0after";
+	nngrpc_dispatch              *d;
+	size_t                        len;
+	char                         *m;
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
+	    0);
+	nngrpc_dispatch_seal(d);
+	check_message(d, "len", nul, sizeof(nul) - 1, nul, sizeof(nul) - 1);
+	check_message(d, "printf", nul, sizeof(nul) - 1, "before", 6);
+	for (int i = 0; i < 2; i++) {
+		const char *mode = i == 0 ? "len" : "printf";
+		m = euros(0, 1000, &len); /* 3000 bytes: exact */
+		check_message(d, mode, m, len, m, len);
+		free(m);
+		m = euros(0, 1667, &len); /* 5001: 1365 whole euros */
+		check_message(d, mode, m, len, m, 4095);
+		free(m);
+		m = euros(4095, 1, &len); /* the cut falls in the euro */
+		check_message(d, mode, m, len, m, 4095);
+		free(m);
+		m = euros(4096, 1, &len); /* right after 4096 bytes */
+		check_message(d, mode, m, len, m, 4096);
+		free(m);
+		m = euros(4094, 1, &len); /* 4097: cut before the euro */
+		check_message(d, mode, m, len, m, 4094);
+		free(m);
+		m = euros(4093, 1, &len); /* 4096: fits */
+		check_message(d, mode, m, len, m, 4096);
+		free(m);
+	}
+	check_message(d, "len",
+	    "a\xff"
+	    "b\xe2\x82",
+	    5, "a?b??", 5);
+	check_message(d, "len", "", 0, "", 0);
 	nngrpc_dispatch_free(d);
 }
 
@@ -896,6 +1017,7 @@ main(void)
 		cmocka_unit_test(test_unprintable_method_name),
 		cmocka_unit_test(test_error_message),
 		cmocka_unit_test(test_out_of_memory_is_said),
+		cmocka_unit_test(test_status_messages),
 		cmocka_unit_test(test_registration_errors),
 		cmocka_unit_test(test_typed_glue_and_server_lifecycle),
 		cmocka_unit_test(test_listen_errors),

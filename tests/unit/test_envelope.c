@@ -2,6 +2,7 @@
  * the payload packed in place. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 #include "arena.h"
 #include "envelope.h"
 #include "nngrpc/testing/v1/testing.pb-c.h"
+#include "wire.h"
 
 static void
 test_decode_request(void **state)
@@ -84,7 +86,7 @@ test_encode_with_payload(void **state)
 {
 	Nngrpc__Testing__V1__EchoResponse out
 	    = NNGRPC__TESTING__V1__ECHO_RESPONSE__INIT;
-	Nngrpc__V1__Response  resp = NNGRPC__V1__RESPONSE__INIT;
+	nngrpc_reply          resp = { .output = &out.base };
 	Nngrpc__V1__Response *got;
 	nng_msg              *msg;
 	size_t sizes[] = { 0, 1, 127, 128, 16383, 16384, 1024 * 1024 };
@@ -97,8 +99,7 @@ test_encode_with_payload(void **state)
 		out.payload.len = sizes[i];
 		resp.queue_us = 12;
 		resp.run_us = 34;
-		assert_int_equal(
-		    nngrpc_envelope_encode(&resp, &out.base, &msg), 0);
+		assert_int_equal(nngrpc_envelope_encode(&resp, &msg), 0);
 		got = decode_reply(msg);
 		assert_non_null(got);
 		assert_int_equal(got->code, 0);
@@ -145,6 +146,86 @@ test_encode_status(void **state)
 	nng_msg_free(msg);
 }
 
+/* The message by length: NUL bytes and all, next to trailers, timings
+ * and a payload given as bytes. */
+static void
+test_encode_message_bytes(void **state)
+{
+	static const char                   msg[] = "before\0after";
+	Nngrpc__V1__Response__TrailersEntry t
+	    = NNGRPC__V1__RESPONSE__TRAILERS_ENTRY__INIT;
+	Nngrpc__V1__Response__TrailersEntry *tp = &t;
+	nngrpc_reply                         r = { .code = 9,
+		                        .message = msg,
+		                        .message_len = sizeof(msg) - 1,
+		                        .trailers = &tp,
+		                        .n_trailers = 1,
+		                        .queue_us = 300,
+		                        .run_us = 70000,
+		                        .payload = (const uint8_t *) "xyz",
+		                        .payload_len = 3 };
+	nngrpc_wire_response                 w;
+	Nngrpc__V1__Response                *got;
+	nng_msg                             *m;
+
+	(void) state;
+	t.key = "k";
+	t.value = "v";
+	assert_int_equal(nngrpc_envelope_encode(&r, &m), 0);
+	assert_true(
+	    nngrpc_wire_scan_response(nng_msg_body(m), nng_msg_len(m), &w));
+	assert_int_equal(w.code, 9);
+	assert_int_equal(w.message_len, sizeof(msg) - 1);
+	assert_memory_equal(w.message, msg, sizeof(msg) - 1);
+	assert_int_equal(w.payload_len, 3);
+	assert_memory_equal(w.payload, "xyz", 3);
+	assert_int_equal(w.queue_us, 300);
+	assert_int_equal(w.run_us, 70000);
+	got = decode_reply(m); /* protobuf-c reads it too */
+	assert_non_null(got);
+	assert_int_equal(got->n_trailers, 1);
+	assert_string_equal(got->trailers[0]->value, "v");
+	nngrpc__v1__response__free_unpacked(got, NULL);
+	nng_msg_free(m);
+}
+
+typedef struct {
+	uint8_t buf[64];
+	size_t  asked;
+	bool    fail;
+} fixed_buf;
+
+static uint8_t *
+fixed_alloc(void *arg, size_t len)
+{
+	fixed_buf *b = arg;
+
+	b->asked = len;
+	return (b->fail || len > sizeof(b->buf) ? NULL : b->buf);
+}
+
+/* Into a caller's buffer: exactly the size asked for; an allocation that
+ * fails is NNG_ENOMEM; an empty OK reply is 0 bytes. */
+static void
+test_pack_into_buffer(void **state)
+{
+	nngrpc_reply r = { .code = 5, .message = "gone", .message_len = 4 };
+	fixed_buf    b = { .fail = false };
+	size_t       len = 99;
+
+	(void) state;
+	assert_int_equal(nngrpc_envelope_pack(&r, fixed_alloc, &b, &len), 0);
+	assert_int_equal(len, b.asked);
+	assert_int_equal(len, 2 + 6); /* code 5, message "gone" */
+	assert_memory_equal(b.buf, "\x08\x05\x12\x04gone", 8);
+	b.fail = true;
+	assert_int_equal(
+	    nngrpc_envelope_pack(&r, fixed_alloc, &b, &len), NNG_ENOMEM);
+	r = (nngrpc_reply) { .code = 0 };
+	assert_int_equal(nngrpc_envelope_pack(&r, fixed_alloc, &b, &len), 0);
+	assert_int_equal(len, 0);
+}
+
 static void
 test_arena(void **state)
 {
@@ -174,6 +255,8 @@ main(void)
 		cmocka_unit_test(test_decode_garbage),
 		cmocka_unit_test(test_encode_with_payload),
 		cmocka_unit_test(test_encode_status),
+		cmocka_unit_test(test_encode_message_bytes),
+		cmocka_unit_test(test_pack_into_buffer),
 		cmocka_unit_test(test_arena),
 	};
 	return (cmocka_run_group_tests_name("envelope", tests, NULL, NULL));
