@@ -120,6 +120,8 @@ struct nngrpc_metrics {
 	fn_metric      m_fns[NNGRPC_METRICS_MAX_FNS];
 	atomic_int     m_n_fns;      /* published with release */
 	double         m_start_time; /* process start, Unix seconds */
+	char *(*m_text_fn)(void *);  /* families rendered elsewhere */
+	void *m_text_arg;
 };
 
 /* Names of the built-in families, which added gauges may not reuse. */
@@ -747,6 +749,30 @@ render_fns(sbuf *sb, const nngrpc_metrics *m)
 }
 
 int
+nngrpc_metrics_add_text(nngrpc_metrics *m, char *(*fn)(void *), void *arg)
+{
+	if (m->m_text_fn != NULL) {
+		return (NNG_EBUSY);
+	}
+	m->m_text_fn = fn;
+	m->m_text_arg = arg;
+	return (0);
+}
+
+/* The families rendered elsewhere. */
+static void
+render_text(sbuf *sb, const nngrpc_metrics *m)
+{
+	char *text;
+
+	if (m->m_text_fn != NULL
+	    && (text = m->m_text_fn(m->m_text_arg)) != NULL) {
+		sb_printf(sb, "%s", text);
+		free(text);
+	}
+}
+
+int
 nngrpc_metrics_render(nngrpc_metrics *m, char **textp, size_t *lenp)
 {
 	sbuf        sb = { 0 };
@@ -761,6 +787,7 @@ nngrpc_metrics_render(nngrpc_metrics *m, char **textp, size_t *lenp)
 	render_calls(&sb, m, &ml);
 	render_per_method(&sb, &ml);
 	render_fns(&sb, m);
+	render_text(&sb, m);
 	render_process(&sb, m);
 	free(ml.all);
 	free(ml.labels);

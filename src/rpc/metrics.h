@@ -72,6 +72,15 @@ void nngrpc_metrics_call_done(nngrpc_metrics *m, int method, int code,
     int64_t queue_ns, int64_t run_ns, size_t bytes_in, size_t bytes_out);
 
 /*
+ * Adds families rendered by fn(arg) (one at most): it returns new text in
+ * the exposition format (malloc'd, freed here), or NULL to skip; called on
+ * the rendering thread, after the gauges. Before the server starts.
+ * Returns 0 or NNG_EBUSY when one is set already.
+ */
+int nngrpc_metrics_add_text(
+    nngrpc_metrics *m, char *(*fn)(void *arg), void *arg);
+
+/*
  * Renders every family in the Prometheus text exposition format 0.0.4
  * (NNGRPC_METRICS_CONTENT_TYPE). Returns new: *textp (malloc'd,
  * NUL-terminated, freed with free()) and its length without the NUL in

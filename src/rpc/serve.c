@@ -33,7 +33,11 @@
 #include <nngrpc/nngrpc.h>
 #include <nngrpc/serve.h>
 
+#include "call.h"
+#include "isolate.h"
+#include "sandbox.h"
 #include "serve_config.h"
+#include "server.h"
 
 extern char **environ;
 
@@ -46,6 +50,7 @@ typedef struct run {
 	const nngrpc_serve_spec *spec;
 	nngrpc_serve_config      cfg;
 	nngrpc_server           *server; /* opened by set_up() */
+	nngrpc_isolate          *iso;    /* --isolation process, or NULL */
 	bool                     set_up; /* setup was called: cleanup runs */
 	sigset_t                 stop_sigs; /* SIGINT, SIGTERM */
 	char                     token[TOKEN_MAX];
@@ -133,6 +138,28 @@ prepare(run *r)
 	return (0);
 }
 
+/* Process isolation: the pool, and the server's calls handed to it. */
+static int
+isolate(run *r)
+{
+	nngrpc_isolate_config ic = {
+		.workers = r->cfg.server.workers,
+		.grace_ns = (int64_t) (r->cfg.deadline_grace * 1e9),
+		.memory_limit = r->cfg.worker_memory_mb << 20,
+		.crash_dir = r->cfg.crash_dir,
+		.program = r->spec->name,
+		.poison_crashes = r->cfg.poison_crashes,
+		.poison_window_ns = (int64_t) (r->cfg.poison_window * 1e9),
+		.sandbox = r->cfg.worker_seccomp && sandbox_available(),
+	};
+
+	if (nngrpc_isolate_alloc(&ic, &r->iso) != 0) {
+		return (fail(r, 1, "out of memory"));
+	}
+	nngrpc_server_isolate(r->server, nngrpc_isolate_runner, r->iso);
+	return (0);
+}
+
 /* Step 3: the server, not started, and the service's setup. */
 static int
 set_up(run *r)
@@ -147,6 +174,10 @@ set_up(run *r)
 		return (fail(r, 1, line));
 	}
 	r->set_up = true;
+	if (r->cfg.isolation_process && r->cfg.replay == NULL
+	    && (rv = isolate(r)) != 0) {
+		return (rv);
+	}
 	if ((rv = r->spec->setup(r->server, r->spec->arg, err, sizeof(err)))
 	    != 0) {
 		snprintf(line, sizeof(line), "%s",
@@ -156,13 +187,58 @@ set_up(run *r)
 	return (0);
 }
 
+/* The load step as the zygote runs it (process isolation). */
+static int
+zygote_load(void *arg, char *err, size_t errlen)
+{
+	run *r = arg;
+
+	if (r->spec->load == NULL) {
+		return (0);
+	}
+	return (r->spec->load(r->server, r->spec->arg, err, errlen));
+}
+
+/* Forks the zygote, once setup has registered everything and before
+ * anything touched libnng: it keeps the services as they are now. */
+static int
+fork_zygote(run *r)
+{
+	char line[600];
+	int  rv;
+
+	if (r->iso == NULL) {
+		return (0);
+	}
+	if ((rv = nngrpc_isolate_add_metrics(
+	         r->iso, nngrpc_server_metrics(r->server)))
+	        != 0
+	    || (rv = nngrpc_isolate_fork(
+	            r->iso, nngrpc_server_dispatch(r->server), zygote_load, r))
+	        != 0) {
+		snprintf(line, sizeof(line), "isolation: cannot fork: %s",
+		    strerror(rv));
+		return (fail(r, 1, line));
+	}
+	nngrpc_log(NNGRPC_LOG_INFO,
+	    "isolation: process (%d workers, memory limit %llu MiB, "
+	    "grace %g s, seccomp %s)",
+	    r->cfg.server.workers,
+	    (unsigned long long) r->cfg.worker_memory_mb,
+	    r->cfg.deadline_grace,
+	    !r->cfg.worker_seccomp    ? "off"
+	        : sandbox_available() ? "on"
+	                              : "off (sanitizer build)");
+	return (0);
+}
+
 /* Step 4: listening. NOT_SERVING until the load step is done. */
 static int
 start(run *r)
 {
 	char err[512];
 
-	if (r->spec->load != NULL) {
+	if (r->spec->load != NULL || r->iso != NULL) {
 		nngrpc_server_set_serving(r->server, NULL, false);
 	}
 	if (nngrpc_server_start(r->server, err, sizeof(err)) != 0) {
@@ -178,11 +254,15 @@ load(run *r)
 	char err[512] = "";
 	int  rv;
 
-	if (r->spec->load == NULL) {
+	if (r->iso != NULL) {
+		/* The zygote loads, then forks the workers. */
+		rv = nngrpc_isolate_load(r->iso, err, sizeof(err));
+	} else if (r->spec->load == NULL) {
 		return (0);
+	} else {
+		rv = r->spec->load(r->server, r->spec->arg, err, sizeof(err));
 	}
-	if ((rv = r->spec->load(r->server, r->spec->arg, err, sizeof(err)))
-	    != 0) {
+	if (rv != 0) {
 		return (fail(r, rv, err[0] != '\0' ? err : "load failed"));
 	}
 	nngrpc_server_set_serving(r->server, NULL, true);
@@ -244,6 +324,7 @@ finish(run *r, int code)
 	/* No handler runs once the server is closed: the service's state
 	 * can go. */
 	nngrpc_server_close(r->server);
+	nngrpc_isolate_free(r->iso); /* ends the zygote and the workers */
 	if (r->set_up && r->spec->cleanup != NULL) {
 		r->spec->cleanup(r->spec->arg);
 	}
@@ -251,6 +332,71 @@ finish(run *r, int code)
 		nngrpc_log(NNGRPC_LOG_INFO, "stopped");
 	}
 	return (code);
+}
+
+/* Reads a whole file. Returns new: a buffer to free(), or NULL with errno
+ * set. */
+static uint8_t *
+read_file(const char *path, size_t *lenp)
+{
+	FILE    *f = fopen(path, "rb");
+	uint8_t *buf = NULL;
+	long     n;
+
+	if (f == NULL) {
+		return (NULL);
+	}
+	if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0
+	    && fseek(f, 0, SEEK_SET) == 0
+	    && (buf = malloc((size_t) n + 1)) != NULL
+	    && fread(buf, 1, (size_t) n, f) != (size_t) n) {
+		free(buf);
+		buf = NULL;
+		errno = EIO;
+	}
+	*lenp = buf != NULL ? (size_t) n : 0;
+	fclose(f);
+	return (buf);
+}
+
+/* --replay FILE: the load step, then the saved request through the
+ * handler, here and now, as its worker process ran it. Exit code: the
+ * status code (0 for OK). */
+static int
+replay(run *r)
+{
+	uint8_t               tmp[256];
+	ProtobufCBufferSimple out = PROTOBUF_C_BUFFER_SIMPLE_INIT(tmp);
+	char                  err[512] = "";
+	nngrpc_call           call;
+	nngrpc_status         st;
+	uint8_t              *buf;
+	size_t                len;
+	int                   rv;
+
+	if ((buf = read_file(r->cfg.replay, &len)) == NULL) {
+		snprintf(err, sizeof(err), "--replay: cannot read %s: %s",
+		    r->cfg.replay, strerror(errno));
+		return (fail(r, 2, err));
+	}
+	if (r->spec->load != NULL
+	    && (rv = r->spec->load(r->server, r->spec->arg, err, sizeof(err)))
+	        != 0) {
+		free(buf);
+		return (fail(r, rv, err[0] != '\0' ? err : "load failed"));
+	}
+	nngrpc_call_init(&call);
+	nngrpc_log(NNGRPC_LOG_INFO, "replay: %s", r->cfg.replay);
+	st = nngrpc_dispatch_invoke(nngrpc_server_dispatch(r->server), &call,
+	    NNGRPC_DISPATCH_ANY_METHOD, buf, len, nngrpc_now_ns(), &out.base);
+	printf("%s: %s%s%s (%zu bytes of output)\n", nngrpc_call_method(&call),
+	    nngrpc_status_name(st), call.c_message != NULL ? ": " : "",
+	    call.c_message != NULL ? call.c_message : "", out.len);
+	fflush(stdout);
+	PROTOBUF_C_BUFFER_SIMPLE_CLEAR(&out);
+	nngrpc_call_fini(&call);
+	free(buf);
+	return ((int) st);
 }
 
 int
@@ -265,9 +411,10 @@ nngrpc_serve(const nngrpc_serve_spec *spec, int argc, char **argv)
 	}
 	r->spec = spec;
 	if ((rc = configure(r, argc, argv, environ)) < 0) {
-		if ((rc = prepare(r)) == 0
-		    && (rc = set_up(r)) == 0
-		    /* (a zygote for worker processes forks here) */
+		if ((rc = prepare(r)) == 0 && (rc = set_up(r)) == 0
+		    && r->cfg.replay != NULL) {
+			rc = replay(r);
+		} else if (rc == 0 && (rc = fork_zygote(r)) == 0
 		    && (rc = start(r)) == 0 && (rc = load(r)) == 0) {
 			serve_until_signal(r);
 		}

@@ -31,6 +31,7 @@ typedef enum {
 	K_FORMAT,
 	K_ACCESS,
 	K_FLAG,
+	K_ISOLATION,
 } kind;
 
 /* A standard option: its value is the field at offset in the config. */
@@ -84,6 +85,38 @@ static const standard_option standard[] = {
 	    FIELD(access_sample),
 	    "with --access-log sampled: the share of calls logged, 0..1 "
 	    "(default 0.01)" },
+	{ "isolation", "NNGRPC_ISOLATION", K_ISOLATION, 0, 0,
+	    FIELD(isolation_process),
+	    "where handlers run: thread (in this process) or process (in "
+	    "worker processes forked from a zygote that loaded the data: a "
+	    "crash, a hang or a runaway allocation fails one call)" },
+	{ "worker-memory-mb", "NNGRPC_WORKER_MEMORY_MB", K_U64, 0, 1 << 20,
+	    FIELD(worker_memory_mb),
+	    "process isolation: a worker whose resident memory grows by more "
+	    "than this many MiB is killed, its call RESOURCE_EXHAUSTED; 0 "
+	    "for no limit (default 1024)" },
+	{ "deadline-grace", "NNGRPC_DEADLINE_GRACE", K_SECONDS, 0, 3600,
+	    FIELD(deadline_grace),
+	    "process isolation: seconds a call may run past its deadline "
+	    "before its worker is killed (default 1)" },
+	{ "crash-dir", "NNGRPC_CRASH_DIR", K_STR, 0, 0, FIELD(crash_dir),
+	    "process isolation: save the request of every call that lost "
+	    "its worker here, for --replay" },
+	{ "poison-pill-crashes", "NNGRPC_POISON_PILL_CRASHES", K_INT, 0,
+	    1000000, FIELD(poison_crashes),
+	    "process isolation: a request (method and payload) that crashed "
+	    "workers this many times is refused without running; 0: never "
+	    "(default 3)" },
+	{ "poison-pill-window", "NNGRPC_POISON_PILL_WINDOW", K_SECONDS, 0,
+	    86400, FIELD(poison_window),
+	    "the window of --poison-pill-crashes, in seconds (default 60)" },
+	{ "worker-seccomp", "NNGRPC_WORKER_SECCOMP", K_BOOL, 0, 0,
+	    FIELD(worker_seccomp),
+	    "process isolation: confine workers with no_new_privs and a "
+	    "seccomp allow-list (default true; off in sanitizer builds)" },
+	{ "replay", NULL, K_STR, 0, 0, FIELD(replay),
+	    "run the request saved in FILE (by --crash-dir) in this process, "
+	    "print its status and exit: for gdb or a sanitizer build" },
 	{ "print-config", NULL, K_FLAG, 0, 0, FIELD(print_config),
 	    "print the effective configuration and exit" },
 	{ "help", NULL, K_FLAG, 0, 0, FIELD(help), "show this help" },
@@ -314,6 +347,13 @@ apply_name(
 		ok = nngrpc_log_parse_format(v, o->field);
 		want = "text or json";
 		break;
+	case K_ISOLATION:
+		ok = strcmp(v, "thread") == 0 || strcmp(v, "process") == 0;
+		if (ok) {
+			*(bool *) o->field = strcmp(v, "process") == 0;
+		}
+		want = "thread or process";
+		break;
 	default:
 		ok = nngrpc_log_parse_access(v, o->field);
 		want = "off, all or sampled";
@@ -442,6 +482,11 @@ defaults(nngrpc_serve_config *cfg)
 	cfg->access_log = NNGRPC_ACCESS_OFF;
 	cfg->access_sample = 0.01;
 	cfg->drain_timeout = 10;
+	cfg->worker_memory_mb = 1024;
+	cfg->deadline_grace = 1;
+	cfg->poison_crashes = 3;
+	cfg->poison_window = 60;
+	cfg->worker_seccomp = true;
 }
 
 bool
@@ -563,6 +608,10 @@ print_option(const opt *o, const nngrpc_serve_config *cfg, FILE *out)
 		            == NNGRPC_ACCESS_SAMPLED
 		        ? "sampled"
 		        : "off");
+		return;
+	case K_ISOLATION:
+		fprintf(out, "%s = %s\n", o->flag,
+		    *(const bool *) v ? "process" : "thread");
 		return;
 	case K_FLAG:
 		return;

@@ -31,6 +31,17 @@ typedef struct nngrpc_serve_config {
 	double drain_timeout;
 	bool   print_config;
 	bool   help;
+	/* Process isolation (--isolation process): handlers run in worker
+	 * processes (see nngrpc_server_isolated()). */
+	bool        isolation_process;
+	uint64_t    worker_memory_mb; /* 0: no limit */
+	double      deadline_grace;   /* seconds past a deadline: killed */
+	const char *crash_dir;        /* or NULL */
+	int         poison_crashes;   /* 0: no guard */
+	double      poison_window;    /* seconds */
+	bool        worker_seccomp;
+	/* --replay FILE: run a saved request in this process, then exit. */
+	const char *replay;
 	/* The listen URLs server.listen points to. */
 	char urls[NNGRPC_MAX_LISTEN][NNGRPC_SERVE_URL_MAX];
 } nngrpc_serve_config;

@@ -32,12 +32,17 @@ typedef struct hoteld {
 
 /* Methods that never block and take microseconds: run on the receiving
  * thread (see nngrpc_server_set_inline()). Search and Reload stay on the
- * workers: they can take milliseconds or seconds. */
-static const char *const inline_methods[] = {
-	"/nngrpc.testing.v1.Testing/Echo",
-	"/nngrpc.testing.v1.Testing/Fail",
-	"/hotel.v1.HotelSearch/GetHotel",
-	"/hotel.v1.HotelSearch/Stats",
+ * workers: they can take milliseconds or seconds. GetHotel and Stats read
+ * the dataset, which under process isolation only the zygote and the
+ * workers have: inline in thread mode only. */
+static const struct {
+	const char *method;
+	bool        reads_dataset;
+} inline_methods[] = {
+	{ "/nngrpc.testing.v1.Testing/Echo", false },
+	{ "/nngrpc.testing.v1.Testing/Fail", false },
+	{ "/hotel.v1.HotelSearch/GetHotel", true },
+	{ "/hotel.v1.HotelSearch/Stats", true },
 };
 
 /* Registers the services; the hotel service starts without a dataset. */
@@ -47,6 +52,7 @@ setup(nngrpc_server *server, void *arg, char *err, size_t errlen)
 	hoteld *h = arg;
 	int     rv;
 
+	testing_service_allow_crash(h->testing);
 	if (h->testing && (rv = testing_service_register(server)) != 0) {
 		snprintf(err, errlen,
 		    "cannot register the testing service: %s",
@@ -65,15 +71,22 @@ setup(nngrpc_server *server, void *arg, char *err, size_t errlen)
 	}
 	for (size_t i = 0;
 	     i < sizeof(inline_methods) / sizeof(inline_methods[0]); i++) {
+		if (inline_methods[i].reads_dataset
+		    && nngrpc_server_isolated(server)) {
+			continue;
+		}
 		/* NNG_ENOENT: that service is not served this time. */
-		rv = nngrpc_server_set_inline(server, inline_methods[i], true);
+		rv = nngrpc_server_set_inline(
+		    server, inline_methods[i].method, true);
 		if (rv != 0 && rv != NNG_ENOENT) {
-			snprintf(err, errlen, "%s: %s", inline_methods[i],
-			    nng_strerror(rv));
+			snprintf(err, errlen, "%s: %s",
+			    inline_methods[i].method, nng_strerror(rv));
 			return (rv);
 		}
 	}
-	return (0);
+	/* A Reload under process isolation runs in the zygote. */
+	rv = nngrpc_server_set_reload(server, "/hotel.v1.HotelSearch/Reload");
+	return (rv == NNG_ENOENT ? 0 : rv);
 }
 
 /* Builds the hotel dataset and logs how long it took. */
@@ -121,7 +134,7 @@ main(int argc, char **argv)
 		{ "testing", "NNGRPC_TESTING", NNGRPC_OPTION_BOOL, &h.testing,
 		    0, 0,
 		    "also serve nngrpc.testing.v1.Testing (Echo, Sleep, "
-		    "Fail)" },
+		    "Fail, and Crash: fault injection)" },
 		{ "hotels", "NNGRPC_HOTELS", NNGRPC_OPTION_UINT64, &h.hotels,
 		    0, 100000000, "hotels in the generated dataset (100000)" },
 		{ "seed", "NNGRPC_SEED", NNGRPC_OPTION_UINT64, &h.seed, 0,

@@ -5,10 +5,16 @@
  * host in the trailer of that key: behind DNS round-robin (a Swarm
  * service, a headless Kubernetes Service) that tells which replica
  * answered. Sleep sleeps in slices so it notices the deadline; Fail
- * answers the status it is asked for.
+ * answers the status it is asked for. Crash injects the fault it is
+ * asked for, bounded where a fault could take the machine (HANG: 60 s,
+ * OOM: 2 GiB), since in thread mode it runs in the server itself.
  */
 #include "testing_service.h"
 
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,6 +25,12 @@
 /* The host name, read once by testing_service_register() before the
  * server runs; read-only (so shared by the workers) afterwards. */
 static char hostname[256];
+/* Set once before the server runs: Crash may inject its faults. */
+static bool crash_allowed;
+
+#define HANG_MAX_NS   (60LL * 1000000000LL)
+#define OOM_MAX_BYTES (2ULL << 30)
+#define OOM_CHUNK     (16u << 20)
 
 static nngrpc_status
 echo(nngrpc_call *call, const Nngrpc__Testing__V1__EchoRequest *req,
@@ -82,6 +94,93 @@ fail(nngrpc_call *call, const Nngrpc__Testing__V1__FailRequest *req,
 	    call, (nngrpc_status) req->code, "%s", req->message));
 }
 
+/* Recursion the compiler cannot turn into a loop: each frame keeps 4 KiB
+ * alive across the call. */
+__attribute__((noinline)) static int
+overflow(volatile int depth)
+{
+	volatile char frame[4096];
+
+	frame[0] = (char) depth;
+	frame[sizeof(frame) - 1] = (char) depth;
+	if (depth == INT32_MAX) { /* never: 8 TiB of stack */
+		return (0);
+	}
+	return (overflow(depth + 1) + frame[0] + frame[sizeof(frame) - 1]);
+}
+
+/* Touches OOM_CHUNK bytes at a time until malloc fails or the bound. */
+static nngrpc_status
+eat_memory(nngrpc_call *call)
+{
+	void **chunks = calloc(OOM_MAX_BYTES / OOM_CHUNK, sizeof(void *));
+	size_t n = 0;
+
+	if (chunks == NULL) {
+		return (nngrpc_call_error(
+		    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory at once"));
+	}
+	while (n < OOM_MAX_BYTES / OOM_CHUNK
+	    && (chunks[n] = malloc(OOM_CHUNK)) != NULL) {
+		memset(chunks[n], (int) n | 1, OOM_CHUNK);
+		n++;
+	}
+	for (size_t i = 0; i < n; i++) {
+		free(chunks[i]);
+	}
+	free(chunks);
+	return (nngrpc_call_error(call, NNGRPC_RESOURCE_EXHAUSTED,
+	    "allocated %zu MiB, then %s", n * (OOM_CHUNK >> 20),
+	    n == OOM_MAX_BYTES / OOM_CHUNK ? "stopped at the test's bound"
+	                                   : "malloc failed"));
+}
+
+static nngrpc_status
+crash(nngrpc_call *call, const Nngrpc__Testing__V1__CrashRequest *req,
+    Nngrpc__Testing__V1__CrashResponse *resp)
+{
+	int64_t until = nngrpc_now_ns() + HANG_MAX_NS;
+	volatile int *volatile null = NULL;
+	int fd;
+
+	(void) resp;
+	if (!crash_allowed) {
+		return (nngrpc_call_error(call, NNGRPC_FAILED_PRECONDITION,
+		    "fault injection is off in this server"));
+	}
+	switch (req->kind) {
+	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_SEGFAULT:
+		*null = 1;
+		raise(SIGSEGV); /* in case page 0 is mapped */
+		break;
+	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_ABORT:
+		abort();
+	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_HANG:
+		while (nngrpc_now_ns() < until) { }
+		return (nngrpc_call_error(call, NNGRPC_DEADLINE_EXCEEDED,
+		    "hung for the test's bound (60 s)"));
+	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_OOM:
+		return (eat_memory(call));
+	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_STACK_OVERFLOW:
+		return (overflow(0) == 0 ? NNGRPC_OK : NNGRPC_INTERNAL);
+	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_FORBIDDEN_SYSCALL:
+		if ((fd = socket(AF_INET, SOCK_STREAM, 0)) >= 0) {
+			close(fd);
+		}
+		return (NNGRPC_OK);
+	default:
+		break;
+	}
+	return (nngrpc_call_error(call, NNGRPC_INVALID_ARGUMENT,
+	    "kind: %d is not a fault to inject", (int) req->kind));
+}
+
+void
+testing_service_allow_crash(bool allow)
+{
+	crash_allowed = allow;
+}
+
 int
 testing_service_register(nngrpc_server *server)
 {
@@ -92,6 +191,7 @@ testing_service_register(nngrpc_server *server)
 		.echo = echo,
 		.sleep = sleep_for,
 		.fail = fail,
+		.crash = crash,
 	};
 	return (nngrpc__testing__v1__testing__register(server, &impl, NULL));
 }

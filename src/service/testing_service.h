@@ -1,9 +1,12 @@
 /*
- * The diagnostics service nngrpc.testing.v1.Testing (Echo, Sleep, Fail),
+ * The diagnostics service nngrpc.testing.v1.Testing (Echo, Sleep, Fail,
+ * Crash),
  * served by `hoteld --testing` for tests and benchmarks.
  */
 #ifndef NNGRPC_SERVICE_TESTING_SERVICE_H
 #define NNGRPC_SERVICE_TESTING_SERVICE_H
+
+#include <stdbool.h>
 
 #include <nngrpc/nngrpc.h>
 
@@ -15,5 +18,10 @@
 /* Registers the Testing service on server, reading the host name once.
  * Call it before the server runs. Returns 0 or an nng error. */
 int testing_service_register(nngrpc_server *server);
+
+/* Lets Crash inject its faults (hoteld --testing does); until then Crash
+ * answers FAILED_PRECONDITION, so that a fuzzer driving the service finds
+ * real crashes only. Before the server runs. */
+void testing_service_allow_crash(bool allow);
 
 #endif /* NNGRPC_SERVICE_TESTING_SERVICE_H */

@@ -47,7 +47,9 @@ FUZZ_TARGETS ?= fuzz_dispatch fuzz_payload \
 # libnngrpc without the server (sockets, threads) and the process around
 # it (serve*.c): fuzz_rpc.c stands in for them. Then every generated message
 # and all the service glue.
-FUZZ_NOT_RPC  := src/rpc/server.c src/rpc/serve.c src/rpc/serve_config.c
+FUZZ_NOT_RPC  := src/rpc/server.c src/rpc/serve.c src/rpc/serve_config.c \
+                 src/rpc/isolate.c src/rpc/zygote.c src/rpc/sandbox.c \
+                 src/rpc/crash.c src/rpc/isoproto.c
 FUZZ_RPC_SRCS := $(filter-out $(FUZZ_NOT_RPC),$(wildcard src/rpc/*.c)) \
                  src/service/testing_service.c tests/fuzz/fuzz_rpc.c \
                  $(FUZZ_HOTEL)

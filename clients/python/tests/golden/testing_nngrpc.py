@@ -32,6 +32,7 @@ NNGRPC_METHODS = {
     '/nngrpc.testing.v1.Testing/Echo': 'NO_SIDE_EFFECTS',
     '/nngrpc.testing.v1.Testing/Sleep': 'NO_SIDE_EFFECTS',
     '/nngrpc.testing.v1.Testing/Fail': 'NO_SIDE_EFFECTS',
+    '/nngrpc.testing.v1.Testing/Crash': 'IDEMPOTENCY_UNKNOWN',
 }
 
 
@@ -72,6 +73,18 @@ class TestingStub:
         )
         """Answers with the status code and message it is asked for. An out of
         range code gives INVALID_ARGUMENT.
+        """
+        self.Crash = channel.unary_unary(
+            '/nngrpc.testing.v1.Testing/Crash',
+            request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashRequest.SerializeToString,
+            response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse.FromString,
+            idempotent=False,
+        )
+        """Injects the fault it is asked for, in the process that runs the call:
+        under --isolation process a worker process, which dies of it (the call
+        gets INTERNAL, or DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED for HANG and
+        OOM) while the server goes on; under --isolation thread the whole
+        server. Not idempotent: never retried.
         """
 
 
@@ -116,6 +129,18 @@ class TestingAsyncStub:
         """Answers with the status code and message it is asked for. An out of
         range code gives INVALID_ARGUMENT.
         """
+        self.Crash = channel.unary_unary(
+            '/nngrpc.testing.v1.Testing/Crash',
+            request_serializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashRequest.SerializeToString,
+            response_deserializer=nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse.FromString,
+            idempotent=False,
+        )
+        """Injects the fault it is asked for, in the process that runs the call:
+        under --isolation process a worker process, which dies of it (the call
+        gets INTERNAL, or DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED for HANG and
+        OOM) while the server goes on; under --isolation thread the whole
+        server. Not idempotent: never retried.
+        """
 
 
 class TestingServicer:
@@ -133,6 +158,7 @@ class TestingServicer:
         '/nngrpc.testing.v1.Testing/Echo': ('Echo', nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoRequest, nngrpc_dot_testing_dot_v1_dot_testing__pb2.EchoResponse),
         '/nngrpc.testing.v1.Testing/Sleep': ('Sleep', nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepRequest, nngrpc_dot_testing_dot_v1_dot_testing__pb2.SleepResponse),
         '/nngrpc.testing.v1.Testing/Fail': ('Fail', nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailRequest, nngrpc_dot_testing_dot_v1_dot_testing__pb2.FailResponse),
+        '/nngrpc.testing.v1.Testing/Crash': ('Crash', nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashRequest, nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse),
     }
 
     def Echo(self, request, context):
@@ -154,3 +180,12 @@ class TestingServicer:
         range code gives INVALID_ARGUMENT.
         """
         context.abort(nngrpc.StatusCode.UNIMPLEMENTED, 'method /nngrpc.testing.v1.Testing/Fail is not implemented by this servicer')
+
+    def Crash(self, request, context):
+        """Injects the fault it is asked for, in the process that runs the call:
+        under --isolation process a worker process, which dies of it (the call
+        gets INTERNAL, or DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED for HANG and
+        OOM) while the server goes on; under --isolation thread the whole
+        server. Not idempotent: never retried.
+        """
+        context.abort(nngrpc.StatusCode.UNIMPLEMENTED, 'method /nngrpc.testing.v1.Testing/Crash is not implemented by this servicer')

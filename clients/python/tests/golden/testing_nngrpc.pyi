@@ -39,6 +39,16 @@ class TestingStub:
     """Answers with the status code and message it is asked for. An out of
     range code gives INVALID_ARGUMENT.
     """
+    Crash: nngrpc.UnaryUnaryMultiCallable[
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashRequest,
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse,
+    ]
+    """Injects the fault it is asked for, in the process that runs the call:
+    under --isolation process a worker process, which dies of it (the call
+    gets INTERNAL, or DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED for HANG and
+    OOM) while the server goes on; under --isolation thread the whole
+    server. Not idempotent: never retried.
+    """
 
 class TestingAsyncStub:
     """Runtime diagnostics.
@@ -68,6 +78,16 @@ class TestingAsyncStub:
     ]
     """Answers with the status code and message it is asked for. An out of
     range code gives INVALID_ARGUMENT.
+    """
+    Crash: nngrpc.aio.UnaryUnaryMultiCallable[
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashRequest,
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse,
+    ]
+    """Injects the fault it is asked for, in the process that runs the call:
+    under --isolation process a worker process, which dies of it (the call
+    gets INTERNAL, or DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED for HANG and
+    OOM) while the server goes on; under --isolation thread the whole
+    server. Not idempotent: never retried.
     """
 
 class TestingServicer:
@@ -113,4 +133,18 @@ class TestingServicer:
     ]:
         """Answers with the status code and message it is asked for. An out of
         range code gives INVALID_ARGUMENT.
+        """
+    def Crash(
+        self,
+        request: nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashRequest,
+        context: nngrpc.testing.ServicerContext,
+    ) -> typing.Union[
+        nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse,
+        typing.Awaitable[nngrpc_dot_testing_dot_v1_dot_testing__pb2.CrashResponse],
+    ]:
+        """Injects the fault it is asked for, in the process that runs the call:
+        under --isolation process a worker process, which dies of it (the call
+        gets INTERNAL, or DEADLINE_EXCEEDED and RESOURCE_EXHAUSTED for HANG and
+        OOM) while the server goes on; under --isolation thread the whole
+        server. Not idempotent: never retried.
         """
