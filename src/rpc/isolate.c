@@ -196,6 +196,25 @@ give_back(nngrpc_isolate *iso, iso_worker *w)
 	}
 }
 
+/* Ends the idle workers of older generations; with i_mtx held. Busy ones
+ * leave as their calls end (give_back()). */
+static void
+retire_older(nngrpc_isolate *iso)
+{
+	iso_worker **pp = &iso->i_idle;
+
+	while (*pp != NULL) {
+		iso_worker *x = *pp;
+		if (x->w_gen < iso->i_gen) {
+			*pp = x->w_next;
+			iso->i_alive--;
+			retire(x);
+		} else {
+			pp = &x->w_next;
+		}
+	}
+}
+
 /* Takes an idle worker of the current generation, retiring older ones on
  * the way; waits for one until deadline. NULL with the call's error set
  * when none comes. */
@@ -315,6 +334,7 @@ supervise_one(nngrpc_isolate *iso)
 		body = NULL;
 		if (f.f_a == NNGRPC_OK) {
 			iso->i_gen = f.f_b; /* new calls go to the new ones */
+			retire_older(iso);
 		}
 	} else if (f.f_kind == ISO_SPAWN_FAILED) {
 		nngrpc_log(NNGRPC_LOG_ERROR,

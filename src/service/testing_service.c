@@ -139,9 +139,9 @@ static nngrpc_status
 crash(nngrpc_call *call, const Nngrpc__Testing__V1__CrashRequest *req,
     Nngrpc__Testing__V1__CrashResponse *resp)
 {
-	int64_t until = nngrpc_now_ns() + HANG_MAX_NS;
-	volatile int *volatile null = NULL;
-	int fd;
+	int64_t            until = nngrpc_now_ns() + HANG_MAX_NS;
+	volatile uintptr_t low = 16; /* unmapped, and not NULL for UBSan */
+	int                fd;
 
 	(void) resp;
 	if (!crash_allowed) {
@@ -150,7 +150,7 @@ crash(nngrpc_call *call, const Nngrpc__Testing__V1__CrashRequest *req,
 	}
 	switch (req->kind) {
 	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_SEGFAULT:
-		*null = 1;
+		*(volatile int *) low = 1;
 		raise(SIGSEGV); /* in case page 0 is mapped */
 		break;
 	case NNGRPC__TESTING__V1__CRASH_KIND__CRASH_ABORT:
