@@ -234,7 +234,7 @@ test_peek_inline(void **state)
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
 	assert_int_equal(nngrpc_dispatch_add_service(d,
 	                     &nngrpc__testing__v1__testing__descriptor, NULL,
-	                     (nngrpc_method_fn[3]) { echo_fn, echo_fn, NULL },
+	                     (nngrpc_method_fn[4]) { echo_fn, echo_fn, NULL, NULL },
 	                     NULL, 0, NULL),
 	    0);
 	assert_int_equal(nngrpc_dispatch_set_inline(
@@ -402,7 +402,7 @@ check_message(nngrpc_dispatch *d, const char *mode, const char *msg,
 static void
 test_status_messages(void **state)
 {
-	static const nngrpc_method_fn fns[3] = { message_fn, NULL, NULL };
+	static const nngrpc_method_fn fns[4] = { message_fn, NULL, NULL };
 	static const char             nul[] = "before\0after";
 	nngrpc_dispatch              *d;
 	size_t                        len;

@@ -105,7 +105,7 @@ fail_with_payload(
 static void
 test_call_error_keeps_utf8(void **state)
 {
-	static const nngrpc_method_fn fns[3]
+	static const nngrpc_method_fn fns[4]
 	    = { fail_with_payload, NULL, NULL };
 	static const nng_pipe            no_pipe = NNG_PIPE_INITIALIZER;
 	Nngrpc__V1__Request              req = NNGRPC__V1__REQUEST__INIT;
