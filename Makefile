@@ -195,6 +195,21 @@ $(TESTBIN)/test_%: $(OBJ)/tests/unit/test_%.o $(LIBDIR)/libnngrpc.a \
 	$(CC) $(SANFLAGS) -o $@ $(filter %.o,$^) $(LIBDIR)/libnngrpc.a \
 		-lcmocka $(LDLIBS_RPC)
 
+# The pool of process isolation under TSan: its locks, its supervisor
+# thread and the workers it forks (tests/run-all runs $(BUILD)/tsan/tests).
+ISO_TSAN_TEST := $(BUILD)/tsan/tests/test_isolate
+ISO_TSAN_SRCS  = tests/unit/test_isolate.c $(RPC_SRCS) \
+                 $(RUNTIME_PROTOS:%.proto=$(GEN_C)/%.pb-c.c) \
+                 $(BUILTIN_PROTOS:%.proto=$(GEN_C)/%.nngrpc.c) \
+                 $(GEN_C)/nngrpc/testing/v1/testing.pb-c.c \
+                 $(GEN_C)/nngrpc/testing/v1/testing.nngrpc.c
+
+$(ISO_TSAN_TEST): $(ISO_TSAN_SRCS) | $(GEN_HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CSTD) -O1 -g -fsanitize=thread -Wall -Wextra -Werror \
+		-Wno-unused-parameter -Iinclude -Isrc -Isrc/rpc -I$(GEN_C) \
+		-o $@ $(ISO_TSAN_SRCS) -lcmocka $(LDLIBS_RPC)
+
 # ---- Python (clients/python/python.mk defines PY_STAMP) ---------------------
 -include clients/python/python.mk
 
@@ -216,7 +231,7 @@ run: deps all
 	@echo "hoteld: call it from Python with build/venv/bin/python examples/search.py"
 	$(BIN)/hoteld $(RUN_ARGS)
 
-test: deps all asan $(ENGINE_TSAN_TESTS)
+test: deps all asan $(ENGINE_TSAN_TESTS) $(ISO_TSAN_TEST)
 	@tests/run-all $(BUILD)
 
 # The same binaries and unit tests, built with ASan+UBSan.
@@ -231,7 +246,7 @@ example-test: all
 	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/lib/test_example.py \
 		--build $(BUILD)
 
-asan-test: deps all asan $(ENGINE_TSAN_TESTS)
+asan-test: deps all asan $(ENGINE_TSAN_TESTS) $(ISO_TSAN_TEST)
 	@tests/run-all $(BUILD) --asan-only
 
 C_SOURCES = $(shell find src include tests examples -name '*.[ch]' \

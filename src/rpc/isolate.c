@@ -98,7 +98,8 @@ struct nngrpc_isolate {
 	/* When replacements were asked, oldest first (a ring); i_mtx. */
 	int64_t     i_pending[REPLACE_PENDING];
 	size_t      i_pending_head, i_pending_n;
-	double      i_replace_last_s, i_replace_max_s;
+	double      i_replace_sum_s, i_replace_max_s;
+	uint64_t    i_replaced;
 	uint64_t    i_spawned, i_kills_deadline, i_kills_memory, i_refused;
 	poison_slot i_poison[POISON_SLOTS];
 	crash_count i_crashes[CRASH_SLOTS];
@@ -292,7 +293,8 @@ on_spawned(nngrpc_isolate *iso, const iso_frame *f, int fd)
 		iso->i_pending_head
 		    = (iso->i_pending_head + 1) % REPLACE_PENDING;
 		iso->i_pending_n--;
-		iso->i_replace_last_s = s;
+		iso->i_replace_sum_s += s;
+		iso->i_replaced++;
 		if (s > iso->i_replace_max_s) {
 			iso->i_replace_max_s = s;
 		}
@@ -722,7 +724,7 @@ fail_lost(nngrpc_isolate *iso, iso_worker *w, nngrpc_call *call, outcome o,
 	switch (o) {
 	case OUT_HUNG:
 		st = nngrpc_call_error(call, NNGRPC_DEADLINE_EXCEEDED,
-		    "%s ran %.1f s past its deadline: its worker process was "
+		    "%s ran %.3g s past its deadline: its worker process was "
 		    "killed (request id %s)",
 		    call->c_method, (double) iso->i_cfg.grace_ns / 1e9,
 		    rid[0] ? rid : "none");
@@ -886,12 +888,16 @@ render(void *arg)
 	    "# TYPE nngrpc_poison_pill_refusals_total counter\n"
 	    "nngrpc_poison_pill_refusals_total %" PRIu64 "\n"
 	    "# HELP nngrpc_worker_replace_seconds Time from a lost worker to "
-	    "its replacement in the pool: the last one and the longest.\n"
-	    "# TYPE nngrpc_worker_replace_seconds gauge\n"
-	    "nngrpc_worker_replace_seconds{which=\"last\"} %.6f\n"
-	    "nngrpc_worker_replace_seconds{which=\"max\"} %.6f\n",
-	    iso->i_spawned, iso->i_alive, iso->i_refused,
-	    iso->i_replace_last_s, iso->i_replace_max_s);
+	    "its replacement in the pool.\n"
+	    "# TYPE nngrpc_worker_replace_seconds summary\n"
+	    "nngrpc_worker_replace_seconds_sum %.6f\n"
+	    "nngrpc_worker_replace_seconds_count %" PRIu64 "\n"
+	    "# HELP nngrpc_worker_replace_seconds_max The longest "
+	    "replacement.\n"
+	    "# TYPE nngrpc_worker_replace_seconds_max gauge\n"
+	    "nngrpc_worker_replace_seconds_max %.6f\n",
+	    iso->i_spawned, iso->i_alive, iso->i_refused, iso->i_replace_sum_s,
+	    iso->i_replaced, iso->i_replace_max_s);
 	pthread_mutex_unlock(&iso->i_mtx);
 	if (fclose(f) != 0) {
 		free(text);

@@ -12,7 +12,7 @@
 #   make bench QUICK=1       the same, shorter (< 2 minutes; CI)
 #   make bench-smoke         pytest tests/bench (nngrpc-bench for 1 s)
 #   make bench BENCH_ONLY=latency,loadgen   a subset of the scenarios:
-#                            latency throughput sleep loadgen search rss
+#                            latency throughput sleep loadgen search rss isolation
 #
 # The anchors are built here from Debian packages (tests/bench/install-deps)
 # into $(BENCH_DIR): a raw NNG echo server, a C++ gRPC sync echo server

@@ -32,6 +32,9 @@ Scenarios (anchor of each in brackets):
               result sets are checked equal first          [SQLite FTS5]
   rss         hoteld VmRSS: testing only, 100k hotels, and 1000 idle SP
               connections                                    [the goals]
+  isolation   --isolation process against thread: Search p50/p99 and calls/s,
+              Echo, the crash storm, the memory of 8 workers with 100k and
+              1M hotels (tests/bench/bench_isolation.py)   [thread mode]
 
 The exit status is 0 unless something is broken: a server that does not
 start or exits badly, a call that fails, an echo that comes back wrong,
@@ -59,7 +62,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-SECTIONS = ("latency", "throughput", "sleep", "loadgen", "search", "rss")
+SECTIONS = ("latency", "throughput", "sleep", "loadgen", "search", "rss", "isolation")
 KIB = 1024
 MIB = 1024 * 1024
 CALL_TIMEOUT = 30.0  # seconds, every client's per-call deadline
@@ -1353,6 +1356,11 @@ class Bench:
             conn.close()
 
     # -- 6. rss --
+    def isolation(self) -> None:
+        import bench_isolation
+
+        bench_isolation.run(self)
+
     def rss(self) -> None:
         s = self.s
         import nngrpc

@@ -282,8 +282,9 @@ def test_workers_are_replaced_and_counted(binary: str, workdir: str) -> None:
         assert len(first & set(zygote_children(server))) <= WORKERS - 1
         text = metrics(http_port)
         assert "nngrpc_worker_spawns_total %d" % (WORKERS + 6) in text
-        m = re.search(r'nngrpc_worker_replace_seconds\{which="max"\} ([0-9.]+)', text)
+        m = re.search(r'nngrpc_worker_replace_seconds_max ([0-9.]+)', text)
         assert m and 0 < float(m.group(1)) < 5.0, text
+        assert "nngrpc_worker_replace_seconds_count 6" in text
     finally:
         stop_server(server)
 

@@ -232,10 +232,11 @@ test_peek_inline(void **state)
 
 	(void) state;
 	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
-	assert_int_equal(nngrpc_dispatch_add_service(d,
-	                     &nngrpc__testing__v1__testing__descriptor, NULL,
-	                     (nngrpc_method_fn[4]) { echo_fn, echo_fn, NULL, NULL },
-	                     NULL, 0, NULL),
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor, NULL,
+	        (nngrpc_method_fn[4]) { echo_fn, echo_fn, NULL, NULL }, NULL,
+	        0, NULL),
 	    0);
 	assert_int_equal(nngrpc_dispatch_set_inline(
 	                     d, "/nngrpc.testing.v1.Testing/Echo", true),
