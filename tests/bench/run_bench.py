@@ -18,6 +18,8 @@ Scenarios (anchor of each in brackets):
               libmicrohttpd, raw SP Python -> NNG echo server, the
               in-process GIL-holding extension, and nngrpc-bench (C) ->
               hoteld / NNG echo server                         [grpcio]
+              (1b: CPU per call; each client's also against the raw SP
+              client's to hoteld, envelope built once     [raw SP client])
   throughput  1, 8 and 32 Python threads, Echo 64 B, 16 KiB and 1 MiB: one
               shared nngrpc Channel / one grpc channel / one http (or raw
               SP) connection per thread                          [grpcio]
@@ -937,8 +939,11 @@ class Bench:
             ["client → server", "64 B p50", "×", "64 B p99", "×",
              "16 KiB p50", "×", "16 KiB p99", "×"], rows, data)
         # Where the time goes: CPU and context switches per call on each side.
+        # The client's CPU is also given against the raw SP client's to the
+        # same server (envelope built once): the Python floor of a call.
         rows = []
         data = {}
+        raw_cpu = {size: costs[("client", "rawsp_env", size)].per_call()[0] for size in sizes}
         for k in order + ["c_hoteld", "c_raw"]:
             row = [names[k]]
             for size in sizes:
@@ -946,10 +951,11 @@ class Bench:
                 sc = costs.get(("server", k, size))
                 c_cpu, c_sw = cc.per_call() if cc else (float("nan"), float("nan"))
                 s_cpu, s_sw = sc.per_call() if sc and sc.pid else (float("nan"), float("nan"))
-                row += [fmt(c_cpu), fmt(c_sw), fmt(s_cpu),
-                        (">= " if sc is not None and sc.lossy else "") + fmt(s_sw)]
+                row += [fmt(c_cpu), ratio_str(c_cpu / raw_cpu[size]) if cc else "-", fmt(c_sw),
+                        fmt(s_cpu), (">= " if sc is not None and sc.lossy else "") + fmt(s_sw)]
                 data["%s/%d" % (k, size)] = {"client": names[k], "payload_bytes": size,
                                              "client_cpu_us": c_cpu, "client_switches": c_sw,
+                                             "client_cpu_vs_raw_sp": c_cpu / raw_cpu[size],
                                              "server_cpu_us": s_cpu, "server_switches": s_sw}
             rows.append(row)
         threads = {k: thread_count(pid) for k, pid in self.server_pid.items()}
@@ -957,15 +963,27 @@ class Bench:
         self.report.section(
             "latency_cost", "1b. One caller: CPU and context switches per call",
             "none (absolute figures)",
-            "Same calls as table 1. Client: this Python process (getrusage: all its "
+            "Same calls as table 1. \"× raw SP\": the client's CPU against the raw SP "
+            "Python client's to hoteld (envelope built once). Client: this Python process "
+            "(getrusage: all its "
             "threads, grpcio's included; the C client's own cost is not counted); server: "
             "every thread of the server process (/proc/PID/task/*/schedstat and status; "
             "\">=\": threads ended meanwhile, their switches are lost). "
             "Server threads: hoteld %d, C++ gRPC %d, libmicrohttpd %d, NNG echo %d."
             % (threads["nngrpc"], threads["grpc"], threads["http"], threads["rawsp"]),
-            ["client → server", "64 B client CPU µs", "client cs", "server CPU µs",
-             "server cs", "16 KiB client CPU µs", "client cs", "server CPU µs", "server cs"],
+            ["client → server", "64 B client CPU µs", "× raw SP", "client cs", "server CPU µs",
+             "server cs", "16 KiB client CPU µs", "× raw SP", "client cs", "server CPU µs",
+             "server cs"],
             rows, data)
+        for size in sizes:
+            ours = costs[("client", "nngrpc", size)].per_call()[0]
+            self.report.goal(
+                "client_cpu_%d" % size,
+                "client CPU per call, Echo %s: nngrpc Python <= 1.2x the raw SP Python client "
+                "(envelope built once, same hoteld)" % size_name(size),
+                ours / raw_cpu[size],
+                "%.2fx (%s vs %s µs)" % (ours / raw_cpu[size], fmt(ours), fmt(raw_cpu[size])),
+                1.2, False)
 
         p50, _ = fig("nngrpc", 64)
         a50, _ = anchor[64]

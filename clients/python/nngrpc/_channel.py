@@ -51,10 +51,14 @@ multiprocessing's fork start method, pre-forking servers).  A process
 forked by C code that skips Python's fork hooks must not use channels it
 inherited (there is no per-call getpid(): it is a system call).
 
-Locking: ``_lock`` guards the pools, ``_busy``, ``_closed`` and, as the
-EndpointSet's lock, the endpoints' state.  It is never held across a
-blocking network wait, nor while calling into the EndpointSet (which takes
-it itself).
+Locking: a call takes an idle connection with ``idle.pop()`` and gives it
+back with ``idle.append()``, both atomic: the fast path takes no lock.
+``_lock`` guards each endpoint's set of open connections (``pipes``:
+dialled, discarded, closed), ``_closed`` and, as the EndpointSet's lock,
+the endpoints' state; whoever pops a connection owns it, so close() shuts
+down (never closes) a connection a call holds, and the call closes it.
+The lock is never held across a blocking network wait, nor while calling
+into the EndpointSet (which takes it itself).
 """
 
 from __future__ import annotations
@@ -90,7 +94,6 @@ from nngrpc._errors import Call, Metadata
 from nngrpc._pipe import ReqPipe
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from nngrpc._sp import ProtocolError
-from nngrpc._status_table import StatusCode
 from nngrpc._tls import context_for
 from nngrpc._transport import Address, dial, parse_url
 
@@ -107,13 +110,17 @@ ResponseT = TypeVar("ResponseT")
 
 
 class _Endpoint(Endpoint):
-    """One server address and its pool of idle connections."""
+    """One server address, its connections and its pool of idle ones."""
 
-    __slots__ = ("idle",)
+    __slots__ = ("pipes", "idle")
 
     def __init__(self, addr: Address) -> None:
         super().__init__(addr)
-        self.idle: List[ReqPipe] = []  # guarded by Channel._lock; LIFO
+        self.pipes: Set[ReqPipe] = set()  # every open one; changed under Channel._lock
+        self.idle: List[ReqPipe] = []  # LIFO; pop() and append() without the lock
+
+    def load(self) -> int:
+        return len(self.pipes) - len(self.idle)
 
 
 class Channel:
@@ -191,8 +198,7 @@ class Channel:
         self._connect_timeout = connect_timeout
         self._grace = deadline_grace
         self._retry = retry
-        self._busy: Set[ReqPipe] = set()  # checked out; guarded by _lock
-        self._closed = False  # guarded by _lock
+        self._closed = False  # set under _lock
         _CHANNELS.add(self)
 
     # ---- public API ----------------------------------------------------------
@@ -254,11 +260,9 @@ class Channel:
                 return
             self._closed = True
             for ep in self._endpoints:
-                for pipe in ep.idle:
-                    pipe.close()
-                ep.idle.clear()
-            for pipe in self._busy:
-                pipe.shutdown()
+                self._close_idle(ep)
+                for pipe in ep.pipes:  # in use by a call, which closes it
+                    pipe.shutdown()
         _CHANNELS.discard(self)
 
     def __enter__(self) -> "Channel":
@@ -282,11 +286,10 @@ class Channel:
         """Runs one call of mc; returns (response, Call if want_call)."""
         st = CallState(
             self._endpoints,
-            mc._field,
-            mc.payload(request),
+            mc,
+            request,
             timeout,
             metadata,
-            mc._idempotent,
             self._retry,
             self._max_send,
             self._grace,
@@ -312,30 +315,33 @@ class Channel:
                 continue
             try:
                 result = st.answered(ep, buf, start, end, deserialize)
-            finally:  # the reply is consumed: the connection is reusable
-                self._checkin(ep, pipe)
+            finally:  # the reply is consumed: the connection goes back
+                if len(ep.idle) < self._max_idle and not ep.removed:
+                    ep.idle.append(pipe)
+                    if self._closed:  # closed meanwhile
+                        self._reclaim(ep, pipe)
+                else:
+                    self._discard(ep, pipe)
             if result is not None:
                 return result
             time.sleep(st.delay)
 
     # ---- the pool ------------------------------------------------------------
     def _checkout(self, st: CallState) -> Tuple[_Endpoint, ReqPipe]:
-        """Returns an endpoint and an open connection to it, counted in
-        _busy and the endpoint's in_flight until _checkin or _discard."""
+        """Returns an endpoint and an open connection to it, which the
+        caller owns until it puts it back in the pool or _discard()s it."""
         errors: List[str] = []
         candidates = self._endpoints.endpoints
         if len(candidates) != 1:
             candidates = self._endpoints.candidates(st.avoid)  # type: ignore[arg-type]
         for ep in candidates:
-            while True:
-                with self._lock:  # the fast path: an idle pooled connection
-                    if self._closed:
-                        raise ValueError(CLOSED_MSG)
-                    if not ep.idle:
-                        break
+            while True:  # the fast path: an idle pooled connection, no lock
+                if self._closed:
+                    raise ValueError(CLOSED_MSG)
+                try:
                     pipe = ep.idle.pop()
-                    self._busy.add(pipe)
-                    ep.in_flight += 1
+                except IndexError:
+                    break
                 if pipe.is_idle_and_open():
                     return ep, pipe
                 self._discard(ep, pipe)
@@ -349,14 +355,13 @@ class Channel:
         raise st.unreachable(errors)
 
     def _take_new(self, ep: _Endpoint, pipe: ReqPipe) -> None:
-        """Checks out a connection just dialled (closes it and raises
+        """Counts in a connection just dialled (closes it and raises
         ValueError when the channel was closed meanwhile)."""
         with self._lock:
             if self._closed:
                 pipe.close()
                 raise ValueError(CLOSED_MSG)
-            self._busy.add(pipe)
-            ep.in_flight += 1
+            ep.pipes.add(pipe)
 
     def _dial(self, st: CallState, ep: _Endpoint) -> Union[ReqPipe, str]:
         """Returns new: a connection to ep, or why there is none.  Raises
@@ -368,28 +373,36 @@ class Channel:
             return dial(ep.addr, connect_by, self._max_recv, self._tls_context, self._tls_hostname)
         except TimeoutError:
             if st.deadline is not None and time.monotonic() >= st.deadline:
-                raise st.error(
-                    StatusCode.DEADLINE_EXCEEDED,
-                    "Deadline Exceeded while connecting to %s" % ep.addr.url,
-                ) from None
+                raise st.expired("Deadline Exceeded while connecting to %s" % ep.addr.url) from None
             return "connect timed out"
         except (OSError, ProtocolError) as e:
             return dial_error(ep.addr, e)
 
-    def _checkin(self, ep: _Endpoint, pipe: ReqPipe) -> None:
+    def _reclaim(self, ep: _Endpoint, pipe: ReqPipe) -> None:
+        """A connection went back to the pool of a channel closed meanwhile:
+        closes it, unless a call took it already (then that call owns it)."""
         with self._lock:
-            self._busy.discard(pipe)
-            ep.in_flight -= 1
-            if self._closed or ep.removed or len(ep.idle) >= self._max_idle:
-                pipe.close()
-            else:
-                ep.idle.append(pipe)
+            try:
+                ep.idle.remove(pipe)
+            except ValueError:
+                return
+            ep.pipes.discard(pipe)
+            pipe.close()
 
     def _discard(self, ep: _Endpoint, pipe: ReqPipe) -> None:
         # Closed under the lock, so close() never shuts down a reused fd.
         with self._lock:
-            self._busy.discard(pipe)
-            ep.in_flight -= 1
+            ep.pipes.discard(pipe)
+            pipe.close()
+
+    def _close_idle(self, ep: _Endpoint) -> None:
+        """Closes ep's idle connections (under _lock)."""
+        while True:
+            try:
+                pipe = ep.idle.pop()
+            except IndexError:
+                return
+            ep.pipes.discard(pipe)
             pipe.close()
 
     def _update_endpoints(self, urls: Sequence[str]) -> None:
@@ -399,9 +412,7 @@ class Channel:
         _, removed = self._endpoints.update([parse_url(u) for u in urls])
         with self._lock:
             for ep in removed:
-                for pipe in ep.idle:
-                    pipe.close()
-                ep.idle.clear()
+                self._close_idle(ep)
 
     def _reset_after_fork(self) -> None:
         """In a forked child: forget the parent's connections.
@@ -414,19 +425,21 @@ class Channel:
         self._lock = threading.Lock()
         self._endpoints.lock = self._lock
         for ep in self._endpoints:
-            for pipe in ep.idle:
+            for pipe in ep.pipes:
                 pipe.close()
-            ep.idle.clear()
-            ep.in_flight = 0
-        for pipe in self._busy:
-            pipe.close()
-        self._busy = set()
+            ep.pipes = set()
+            ep.idle = []
 
+    # ---- for tests ---------------------------------------------------------------
     def _open_fds(self) -> List[int]:
-        """For tests: the descriptors of every connection this channel holds."""
+        """The descriptors of every connection this channel holds."""
         with self._lock:
-            pipes = [p for e in self._endpoints for p in e.idle] + list(self._busy)
-        return [p.fileno() for p in pipes]
+            return [p.fileno() for e in self._endpoints for p in e.pipes]
+
+    @property
+    def _busy(self) -> Set[ReqPipe]:
+        """The connections calls hold."""
+        return {p for e in self._endpoints for p in e.pipes if p not in e.idle}
 
 
 class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):

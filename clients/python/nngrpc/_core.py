@@ -103,16 +103,24 @@ def uvarint(n: int) -> bytes:
     """Returns n (>= 0) as a protobuf varint."""
     if n < 0x80:
         return _BYTES[n]
-    if n < 0x200000:  # up to 2 s of timeout_us in three bytes, no loop
+    if n < 0x10000000:  # up to 268 s of timeout_us in four bytes, no loop
         if n < 0x4000:
             return bytes(((n & 0x7F) | 0x80, n >> 7))
-        return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+        if n < 0x200000:
+            return bytes(((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, n >> 14))
+        return bytes(
+            ((n & 0x7F) | 0x80, ((n >> 7) & 0x7F) | 0x80, ((n >> 14) & 0x7F) | 0x80, n >> 21)
+        )
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+#: Request.payload's tag and one-byte length, for lengths below 128.
+_PAYLOAD_TAGS = [bytes((0x22, i)) for i in range(128)]
 
 
 def varint_size(n: int) -> int:
@@ -274,10 +282,18 @@ def decode_response(buf: Bytes, pos: int, end: int) -> Decoded:
                 p_start = pos
                 pos += n
                 p_end = pos
-            elif tag == 0x28:  # queue_us
-                queue_us, pos = _varint(buf, pos)
+            elif tag == 0x28:  # queue_us (one byte: inline)
+                queue_us = buf[pos]
+                if queue_us & 0x80:
+                    queue_us, pos = _varint(buf, pos)
+                else:
+                    pos += 1
             elif tag == 0x30:  # run_us
-                run_us, pos = _varint(buf, pos)
+                run_us = buf[pos]
+                if run_us & 0x80:
+                    run_us, pos = _varint(buf, pos)
+                else:
+                    pos += 1
             elif tag == 0x08:  # code (int32: negative ones are 10 bytes)
                 code, pos = _varint(buf, pos)
                 code &= 0xFFFFFFFF
@@ -330,15 +346,19 @@ class Endpoint:
     """One server address and its health, as the core sees it.  Drivers
     subclass it to hang their connections on it."""
 
-    __slots__ = ("addr", "failures", "retry_at", "last_error", "in_flight", "removed")
+    __slots__ = ("addr", "failures", "retry_at", "last_error", "removed")
 
     def __init__(self, addr: "Address") -> None:
         self.addr = addr
         self.failures = 0  # consecutive failed dials
         self.retry_at = 0.0  # monotonic time its backoff ends
         self.last_error = ""
-        self.in_flight = 0  # attempts holding it (the driver counts)
         self.removed = False  # gone from the set: draining
+
+    def load(self) -> int:
+        """Calls in flight on this endpoint (the driver knows; for balancing
+        by least in flight)."""
+        return 0
 
     def __repr__(self) -> str:
         return "<Endpoint %s>" % self.addr.url
@@ -488,37 +508,30 @@ def dial_error(addr: "Address", e: BaseException) -> str:
 class CallState:
     """One unary call, from its request to its outcome; see DESIGN.
 
-    Made with (endpoints, encoded method field, serialized request,
-    timeout, metadata, idempotent, retry policy, max_send, deadline grace,
-    want_call).  Raises, when made: RpcError DEADLINE_EXCEEDED for no time left,
+    Made with (endpoints, the multicallable, the request, timeout,
+    metadata, retry policy, max_send, deadline grace, want_call); it
+    serializes the request.  Raises, when made: RpcError INTERNAL when the
+    request does not serialize, RpcError DEADLINE_EXCEEDED for no time left,
     RESOURCE_EXHAUSTED for a request over max_send (NNG would drop it
     silently); TypeError/ValueError for bad metadata.
     """
 
-    __slots__ = (
-        "endpoints",
-        "payload",
-        "rid",
-        "deadline",
-        "wait_until",
-        "attempt",
-        "avoid",
-        "delay",
-        "want_call",
-        "_method",
-        "_rest",
-        "_policy",
-        "_any_policy",
-    )
+    # No __slots__: what most calls never change is a class default, not
+    # a store per call.
+    attempt = 1
+    avoid: Optional[Endpoint] = None
+    delay = 0.0
+    deadline: Optional[float] = None
+    wait_until: Optional[float] = None
+    _last: Optional[RpcError] = None  # the previous attempt's error
 
     def __init__(
         self,
         endpoints: EndpointSet[Any],
-        method: bytes,
-        payload: Bytes,
+        mc: "MethodBase[Any, Any]",
+        request: Any,
         timeout: Optional[float],
         metadata: Optional[Metadata],
-        idempotent: bool,
         retry: Optional[RetryPolicy],
         max_send: int,
         grace: float,
@@ -526,36 +539,37 @@ class CallState:
     ) -> None:
         # Positional arguments only, and the common case inline: this runs
         # once per call, on the path every call takes.
+        serialize = mc._serialize
+        try:
+            payload = request if serialize is None else serialize(request)
+        except Exception as e:
+            raise RpcError.of(StatusCode.INTERNAL, "Exception serializing request: %s" % e) from e
+        if type(payload) is not bytes:
+            payload = _as_payload(payload, serialize is None)
+        method = mc._field
+        self._rid: Union[str, bytes]
         if metadata:
-            md, rid = metadata_field(metadata)
-        else:
+            md, self._rid = metadata_field(metadata)
+        else:  # a fresh request id, decoded to str only if asked for
             digits = b"%016x" % _ID_RNG.getrandbits(64)
             md = _RID_PREFIX + digits
-            rid = digits.decode()
+            self._rid = digits
         self.endpoints = endpoints
         self.payload = payload
-        self.rid = rid
-        self.attempt = 1
-        self.avoid: Optional[Endpoint] = None
         self.want_call = want_call
         self._method = method
         n = len(payload)
-        self._rest = md + b"\x22" + uvarint(n)
-        self._policy = retry if idempotent else None
-        # A reply saying the handler never ran may go elsewhere even when
-        # the method is not idempotent (the server was starting or draining).
-        self._any_policy = retry
-        if timeout is None:
-            self.deadline: Optional[float] = None
-            self.wait_until: Optional[float] = None
-        else:
+        self._rest = md + (_PAYLOAD_TAGS[n] if n < 0x80 else b"\x22" + uvarint(n))
+        self._retry = retry
+        self._idempotent = mc._idempotent
+        if timeout is not None:
             if timeout <= 0:
                 raise self.error(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
-            self.deadline = time.monotonic() + timeout
-            self.wait_until = self.deadline + grace
-        # The timeout field takes at most 11 bytes: the exact size only
-        # matters near the limit.
-        if _REQ_ID_BYTES + len(method) + len(self._rest) + n + 11 > max_send:
+            self.deadline = deadline = time.monotonic() + timeout
+            self.wait_until = deadline + grace
+        # Method, timeout and a generated id take little room: the exact
+        # size only matters near the limit, or with the caller's metadata.
+        if metadata or n + len(method) + 64 > max_send:
             self._check_size(timeout, max_send)
 
     def _check_size(self, timeout: Optional[float], max_send: int) -> None:
@@ -571,16 +585,31 @@ class CallState:
                 % (size, max_send),
             )
 
+    @property
+    def rid(self) -> str:
+        """The call's request id (nngrpc-request-id)."""
+        rid = self._rid
+        if isinstance(rid, bytes):
+            rid = self._rid = rid.decode()
+        return rid
+
     def head(self) -> bytes:
         """Returns this attempt's envelope up to the payload's bytes (send
-        it, then the payload).  Raises TimeoutError when the deadline
-        passed (attempt_error makes it DEADLINE_EXCEEDED)."""
+        it, then the payload).  Raises expired()'s error when the deadline
+        passed."""
         if self.deadline is None:
             return self._method + self._rest
         left = self.deadline - time.monotonic()
         if left <= 0:
-            raise TimeoutError
-        return self._method + b"\x10" + uvarint(max(1, int(left * 1e6))) + self._rest
+            raise self.expired("Deadline Exceeded")
+        us = int(left * 1e6) or 1
+        if 0x200000 <= us < 0x10000000:  # 2.1 s to 268 s: four bytes, inline
+            return (
+                self._method
+                + bytes((0x10, us & 0x7F | 0x80, us >> 7 & 0x7F | 0x80, us >> 14 & 0x7F | 0x80, us >> 21))
+                + self._rest
+            )
+        return self._method + b"\x10" + uvarint(us) + self._rest
 
     def envelope(self) -> bytes:
         """Returns this attempt's whole envelope (head and payload joined:
@@ -590,6 +619,17 @@ class CallState:
     def error(self, code: StatusCode, details: str) -> RpcError:
         """Returns an error made on the client side for this call."""
         return RpcError(Call(code, details, request_id=self.rid, attempts=self.attempt))
+
+    def expired(self, details: str) -> RpcError:
+        """The deadline passed before this attempt's request went out:
+        returns DEADLINE_EXCEEDED (details), or, when this attempt is a
+        retry whose backoff ended late (a busy machine), the error of the
+        attempt before: a retry never extends the deadline."""
+        last = self._last
+        if last is None:
+            return self.error(StatusCode.DEADLINE_EXCEEDED, details)
+        last.call.attempts = self.attempt - 1
+        return last
 
     # ---- outcomes ----------------------------------------------------------------
     def answered(
@@ -640,8 +680,10 @@ class CallState:
         if status is StatusCode.UNAVAILABLE:
             self.endpoints.answered_unavailable(ep, message)
         self.avoid = ep
+        # A reply saying the handler never ran may go elsewhere even when
+        # the method is not idempotent (the server was starting or draining).
         not_run = any(k == NOT_RUN_KEY for k, _ in trailers)
-        self._again(err, self._any_policy if not_run else self._policy, True)
+        self._again(err, self._retry if self._idempotent or not_run else None, True)
         return None
 
     def failed(self, f: AttemptFailed) -> float:
@@ -649,7 +691,7 @@ class CallState:
         driver's failed dial).  Returns the sleep before the next attempt;
         raises the call's RpcError when there is none."""
         self.avoid = f.endpoint
-        return self._again(f.error, self._policy, f.retryable)
+        return self._again(f.error, self._retry if self._idempotent else None, f.retryable)
 
     def _again(self, err: RpcError, policy: Optional[RetryPolicy], retryable: bool) -> float:
         delay = retry_delay(policy, err.code(), retryable, self.attempt, self.deadline)
@@ -658,6 +700,7 @@ class CallState:
             raise err
         self.attempt += 1
         self.delay = delay
+        self._last = err
         return delay
 
     def attempt_error(self, e: BaseException, ep: Endpoint, closed: bool) -> Exception:
@@ -691,6 +734,22 @@ class CallState:
         else:
             text = "no endpoint to connect to"
         return AttemptFailed(self.error(StatusCode.UNAVAILABLE, text), None, True)
+
+
+def _as_payload(data: Any, raw: bool) -> Bytes:
+    """Returns a serialized request that is not bytes as the payload:
+    bytearray and memoryview as they are; for the bytes API (raw), whatever
+    bytes() takes; else RpcError(INTERNAL)."""
+    if isinstance(data, (bytearray, memoryview)):
+        return data
+    if raw:
+        try:
+            return bytes(data)
+        except Exception as e:
+            raise RpcError.of(StatusCode.INTERNAL, "Exception serializing request: %s" % e) from e
+    raise RpcError.of(
+        StatusCode.INTERNAL, "request serializer returned %s, not bytes" % type(data).__name__
+    )
 
 
 # ---- multicallables -----------------------------------------------------------------
@@ -751,24 +810,6 @@ class MethodBase(Generic[RequestT, ResponseT]):
         """True if failed calls may be retried (NO_SIDE_EFFECTS or
         IDEMPOTENT method)."""
         return self._idempotent
-
-    def payload(self, request: Any) -> Bytes:
-        """Returns the serialized request; raises RpcError(INTERNAL) if the
-        serializer fails or returns something that is not bytes."""
-        serialize = self._serialize
-        try:
-            if serialize is None:
-                data = request if isinstance(request, (bytes, bytearray, memoryview)) else bytes(request)
-            else:
-                data = serialize(request)
-        except Exception as e:
-            raise RpcError.of(StatusCode.INTERNAL, "Exception serializing request: %s" % e) from e
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise RpcError.of(
-                StatusCode.INTERNAL,
-                "request serializer returned %s, not bytes" % type(data).__name__,
-            )
-        return data
 
     def __repr__(self) -> str:
         return "<%s %s>" % (type(self).__name__, self._method)

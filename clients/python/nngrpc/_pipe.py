@@ -60,6 +60,9 @@ class ReqPipe:
 
     __slots__ = ("sock", "ipc", "reader", "_rid", "_poller", "_fd")
 
+    #: TLS pipes send through _send() always (SSLSocket has no sendmsg).
+    tls = False
+
     def __init__(self, sock: socket.socket, *, ipc: bool, max_recv: int) -> None:
         sock.setblocking(False)
         self.sock = sock
@@ -137,7 +140,7 @@ class ReqPipe:
                 ready = self._poller.poll(-1)
             else:
                 left = deadline - time.monotonic()
-                ready = left > 0 and self._poller.poll(math.ceil(left * 1000))
+                ready = left > 0 and self._poller.poll(int(left * 1000) + 1)
             if not ready:
                 self._wait(POLLIN, deadline)
         reader = self.reader
@@ -177,11 +180,21 @@ class ReqPipe:
         TimeoutError.
         """
         rid = self._rid = 0x80000000 | ((self._rid + 1) & 0x7FFFFFFF)
-        size = len(head) + len(payload) + 4
+        n = len(payload)
         if self.ipc:
-            self._send(IPC_HEAD.pack(1, size, rid) + head, payload, deadline)
+            head = IPC_HEAD.pack(1, len(head) + n + 4, rid) + head
         else:
-            self._send(TCP_HEAD.pack(size, rid) + head, payload, deadline)
+            head = TCP_HEAD.pack(len(head) + n + 4, rid) + head
+        if n <= JOIN_MAX and not self.tls:  # the common case inline: one send
+            data = head + payload
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):
+                self._send_all(memoryview(data)[sent:], deadline)
+        else:
+            self._send(head, payload, deadline)
         self._receive(deadline, True)  # the reply cannot be there yet: wait
         reader = self.reader
         while True:

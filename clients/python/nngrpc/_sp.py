@@ -180,10 +180,9 @@ class FrameReader:
         """
         if self.start == self.end:  # all parsed: start over at the front
             self.start = self.end = 0
-            if len(self.buf) > KEEP_BUFFER:  # a large reply is gone
-                self._replace(INITIAL_BUFFER)
-            elif self._need <= len(self.buf):
+            if len(self.buf) <= KEEP_BUFFER:
                 return self.view
+            self._replace(INITIAL_BUFFER)  # a large reply is gone
         if len(self.buf) - self.end < 512 or self.start + self._need > len(self.buf):
             self._make_room()
         return self.view[self.end :]
@@ -240,10 +239,25 @@ class FrameReader:
         pos = self.start
         have = self.end - pos
         head = self._head
-        if have < head:
+        buf = self.buf
+        if have >= head + 4:  # length and request id in one unpack
+            if self.ipc:
+                kind, size, rid = IPC_HEAD.unpack_from(buf, pos)
+                if kind != 1:
+                    raise ProtocolError("ipc message type %d, expected 1" % kind)
+            else:
+                size, rid = TCP_HEAD.unpack_from(buf, pos)
+            if 4 <= size <= self.max_recv:
+                end = pos + head + size
+                if end <= self.end:
+                    self.start = end
+                    self._need = 0
+                    return rid, pos + head + 4, end
+                self._need = head + size
+                return None
+        elif have < head:
             self._need = head
             return None
-        buf = self.buf
         if self.ipc:
             if buf[pos] != 1:
                 raise ProtocolError("ipc message type %d, expected 1" % buf[pos])

@@ -138,6 +138,7 @@ class TlsReqPipe(ReqPipe):
 
     __slots__ = ()
 
+    tls = True
     sock: "ssl.SSLSocket"
 
     def tls_handshake(self, deadline: Optional[float]) -> None:

@@ -90,7 +90,6 @@ from nngrpc._intercept import (
 )
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
 from nngrpc._sp import ProtocolError
-from nngrpc._status_table import StatusCode
 from nngrpc._tls import TlsHandshakeError, context_for, describe_tls_error
 from nngrpc._transport import AddrInfo, Address, parse_url, resolve
 
@@ -127,13 +126,17 @@ class _Endpoint(Endpoint):
     Loop thread only.  in_flight counts the calls holding one of its slots.
     """
 
-    __slots__ = ("pipes", "dialing", "waiters")
+    __slots__ = ("pipes", "dialing", "waiters", "in_flight")
 
     def __init__(self, addr: Address) -> None:
         super().__init__(addr)
         self.pipes: List[AioPipe] = []  # connected, not lost
         self.dialing: "Optional[asyncio.Task[AioPipe]]" = None
         self.waiters: "Deque[asyncio.Future[None]]" = collections.deque()
+        self.in_flight = 0  # calls holding a slot
+
+    def load(self) -> int:
+        return self.in_flight
 
 
 class Channel:
@@ -282,11 +285,10 @@ class Channel:
         loop = self._bind()
         st = CallState(
             self._endpoints,
-            mc._field,
-            mc.payload(request),
+            mc,
+            request,
             timeout,
             metadata,
-            mc._idempotent,
             self._retry,
             self._max_send,
             self._grace,
@@ -408,8 +410,7 @@ class Channel:
                 except ValueError:
                     pass
             if isinstance(e, TimeoutError):
-                raise st.error(
-                    StatusCode.DEADLINE_EXCEEDED,
+                raise st.expired(
                     "Deadline Exceeded waiting for one of %d calls in flight to %s"
                     % (self._max_in_flight, ep.addr.url),
                 ) from None
@@ -508,10 +509,7 @@ class Channel:
         else:
             done, _ = await asyncio.wait({task}, timeout=st.deadline - time.monotonic())
         if not done:
-            raise st.error(
-                StatusCode.DEADLINE_EXCEEDED,
-                "Deadline Exceeded while connecting to %s" % ep.addr.url,
-            )
+            raise st.expired("Deadline Exceeded while connecting to %s" % ep.addr.url)
         if task.cancelled():
             raise ValueError(CLOSED_MSG)
         pipe = task.result()  # raises the dial's error

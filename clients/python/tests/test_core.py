@@ -14,7 +14,7 @@ import pytest
 
 import nngrpc
 from nngrpc import _core, _sp
-from nngrpc._core import CallState, EndpointSet, decode_response, method_field
+from nngrpc._core import CallState, EndpointSet, decode_response
 from nngrpc._transport import parse_url
 from nngrpc.testing.v1 import testing_pb2
 from nngrpc.v1 import rpc_pb2
@@ -44,18 +44,8 @@ def state(
     max_send: int = 1 << 20,
     want_call: bool = True,
 ) -> CallState:
-    return CallState(
-        eps or endpoints(),
-        method_field("/pkg.Svc/M"),
-        payload,
-        timeout,
-        metadata,
-        idempotent,
-        retry,
-        max_send,
-        0.02,
-        want_call,
-    )
+    mc: _core.MethodBase[bytes, bytes] = _core.MethodBase(None, "/pkg.Svc/M", None, None, idempotent)
+    return CallState(eps or endpoints(), mc, payload, timeout, metadata, retry, max_send, 0.02, want_call)
 
 
 def sent_request(st: CallState) -> Any:
@@ -256,10 +246,10 @@ def test_round_robin_and_backoff() -> None:
 def test_endpoint_set_update_keeps_adds_and_drains() -> None:
     eps = endpoints("tcp://h:1", "tcp://h:2")
     a, b = eps.endpoints
-    b.in_flight = 3
+    b.failures = 3
     added, removed = eps.update([parse_url("tcp://h:2"), parse_url("tcp://h:3"), parse_url("tcp://h:3")])
     assert removed == [a] and a.removed
-    assert eps.endpoints[0] is b and b.in_flight == 3 and not b.removed  # state kept
+    assert eps.endpoints[0] is b and b.failures == 3 and not b.removed  # state kept
     assert [e.addr.url for e in added] == ["tcp://h:3"] and eps.endpoints[1] is added[0]
     assert all(e is not a for _ in range(5) for e in eps.candidates())
     added, removed = eps.update([])
@@ -359,8 +349,23 @@ def test_head_has_the_time_left() -> None:
     time.sleep(0.02)
     assert sent_request(st).timeout_us <= first - 19_000
     st.deadline = time.monotonic() - 1
-    with pytest.raises(TimeoutError):
+    with pytest.raises(nngrpc.RpcError) as e:
         st.head()
+    assert e.value.code() is StatusCode.DEADLINE_EXCEEDED
+
+
+def test_a_retry_that_starts_late_raises_the_error_before() -> None:
+    """A backoff that ends past the deadline (a busy machine): the call
+    fails with the previous attempt's error, not DEADLINE_EXCEEDED (a
+    retry never extends the deadline)."""
+    st = state(timeout=0.2)
+    assert answer(st, reply(14, message="draining")) is None  # retry planned
+    st.deadline = time.monotonic() - 0.001  # ... and the sleep overslept
+    with pytest.raises(nngrpc.RpcError) as e:
+        st.head()
+    assert (e.value.code(), e.value.details(), e.value.call.attempts) == (
+        StatusCode.UNAVAILABLE, "draining", 1)
+    assert state(timeout=5.0).expired("x").code() is StatusCode.DEADLINE_EXCEEDED
 
 
 def test_deserializer_choice() -> None:

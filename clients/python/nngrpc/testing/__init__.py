@@ -259,11 +259,10 @@ class _Options:
             raise ValueError(CLOSED_MSG)
         return CallState(
             self._fake_endpoints,
-            mc._field,
-            mc.payload(request),
+            mc,
+            request,
             timeout,
             metadata,
-            mc._idempotent,
             self._fake_retry,
             self._fake_max_send,
             self._fake_grace,
@@ -272,10 +271,7 @@ class _Options:
 
     def _envelope(self, st: CallState) -> bytes:
         """This attempt's request envelope, as a server gets it."""
-        try:
-            return st.head() + bytes(st.payload)
-        except TimeoutError:  # the deadline passed during a backoff
-            raise st.attempt_error(TimeoutError(), st.endpoints[0], False) from None
+        return st.envelope()
 
     def _answer(self, st: CallState, reply: bytes, mc: "MethodBase[Any, Any]") -> Optional[Tuple[Any, Optional[Call]]]:
         """What the client does with the reply: as a real channel would."""
