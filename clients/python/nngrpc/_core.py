@@ -238,7 +238,7 @@ def _skip(buf: Bytes, pos: int, tag: int) -> int:
 
 
 def _string(buf: Bytes, start: int, end: int) -> str:
-    return bytes(buf[start:end]).decode("utf-8", "replace")
+    return str(buf[start:end], "utf-8", "replace")
 
 
 def _map_entry(buf: Bytes, pos: int, end: int) -> Tuple[str, str]:
@@ -635,12 +635,13 @@ class CallState:
     def answered(
         self,
         ep: Endpoint,
-        buf: Bytes,
+        buf: memoryview,
         start: int,
         end: int,
         deserialize: ViewDeserializer,
     ) -> Optional[Tuple[Any, Optional[Call]]]:
-        """The server answered with the envelope in buf[start:end].
+        """The server answered with the envelope in buf[start:end] (a view
+        of the receive buffer: the payload reaches deserialize uncopied).
 
         Returns (response, Call or None unless want_call) for OK; None when
         the call is to be tried again after ``delay`` seconds.  Raises the
@@ -657,7 +658,7 @@ class CallState:
             ) from None
         if code == _OK:
             try:
-                response = deserialize(memoryview(buf)[p_start:p_end])
+                response = deserialize(buf[p_start:p_end])
             except Exception as e:
                 raise RpcError(
                     Call(

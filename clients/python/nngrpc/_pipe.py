@@ -48,8 +48,8 @@ JOIN_MAX = 2048
 
 Bytes = Union[bytes, bytearray, memoryview]
 
-#: A reply's envelope: (buffer, start, end).
-Region = Tuple[bytearray, int, int]
+#: A reply's envelope: (a view of the receive buffer, start, end).
+Region = Tuple[memoryview, int, int]
 
 
 class ReqPipe:
@@ -172,8 +172,8 @@ class ReqPipe:
     # ---- one call ------------------------------------------------------------
     def call(self, head: bytes, payload: Bytes, deadline: Optional[float]) -> Region:
         """Sends one request, envelope head + payload, and returns where the
-        envelope of its reply is: (buffer, start, end), valid until the
-        next call on this pipe.
+        envelope of its reply is: (view of the receive buffer, start, end),
+        valid until the next call on this pipe.
 
         Replies with other ids are stale and dropped.  Raises
         MessageTooLarge, ProtocolError, PeerClosed (or another OSError) or
@@ -202,7 +202,7 @@ class ReqPipe:
             if frame is None:
                 self._receive(deadline, False)
             elif frame[0] == rid:
-                return reader.buf, frame[1], frame[2]
+                return reader.view, frame[1], frame[2]
             # else stale: the reply to an abandoned request
 
     def request(self, body: Bytes, deadline: Optional[float]) -> bytes:

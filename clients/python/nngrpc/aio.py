@@ -340,7 +340,7 @@ class Channel:
             if sp_id >= 0:
                 pipe.pending.pop(sp_id, None)
             self._release(ep, pipe)
-        return st.answered(ep, envelope, 0, len(envelope), deserialize)
+        return st.answered(ep, memoryview(envelope), 0, len(envelope), deserialize)
 
     # ---- endpoints and connections ---------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:

@@ -267,7 +267,7 @@ def reply(code: int = 0, payload: bytes = b"", trailers: Any = None, message: st
 
 
 def answer(st: CallState, data: bytes, deser: Any = None) -> Any:
-    return st.answered(st.endpoints[0], data, 0, len(data), _core.view_deserializer(deser))
+    return st.answered(st.endpoints[0], memoryview(data), 0, len(data), _core.view_deserializer(deser))
 
 
 def test_ok_reply_gives_response_and_call() -> None:
@@ -283,7 +283,7 @@ def test_ok_reply_gives_response_and_call() -> None:
 def test_unavailable_reply_is_retried_only_when_idempotent() -> None:
     eps = endpoints("tcp://h:1", "tcp://h:2")
     st = state(eps=eps)
-    assert st.answered(eps[0], reply(14), 0, len(reply(14)), bytes) is None
+    assert st.answered(eps[0], memoryview(reply(14)), 0, len(reply(14)), bytes) is None
     assert 0 <= st.delay <= 0.001 and st.attempt == 2 and st.avoid is eps[0]
     assert eps[0].retry_at > time.monotonic()  # tried last for a while
     once = state(eps=eps, idempotent=False)

@@ -280,7 +280,7 @@ class _Options:
             raise st.attempt_error(TimeoutError(), ep, False)  # gave up waiting
         if len(reply) + 4 > self._fake_max_recv:
             raise st.attempt_error(MessageTooLarge(len(reply) + 4, self._fake_max_recv), ep, False)
-        return st.answered(ep, reply, 0, len(reply), mc._deserialize)
+        return st.answered(ep, memoryview(reply), 0, len(reply), mc._deserialize)
 
 
 class FakeChannel(Channel, _Options):
