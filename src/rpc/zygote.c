@@ -33,6 +33,9 @@
 #include "sandbox.h"
 
 #define REAP_EVERY_MS 20
+/* Workers the zygote keeps forked ahead, so that a replacement is a
+ * message, not a fork: two, for two losses in a row. */
+#define SPARES 2
 /* Output of a call up to this size packs without a heap allocation. */
 #define OUT_INLINE 4096
 
@@ -41,6 +44,11 @@ typedef struct zygote {
 	int                z_ctl;
 	pid_t              z_pid;
 	int64_t            z_generation;
+	/* Workers forked ahead, each ready to hand over (z_n_spares). */
+	int   z_spare_fd[SPARES];
+	pid_t z_spare_pid[SPARES];
+	int   z_n_spares;
+	bool  z_loaded; /* spares only after the load step succeeded */
 } zygote;
 
 /* Dies with the process that forked this one; false when it is gone
@@ -146,34 +154,79 @@ worker_main(zygote *z, int fd)
 	_exit(0);
 }
 
-/* Forks one worker and hands its socket to the front end. */
+/* Forks one worker: *fdp is the front end's end of its socket. */
 static int
-spawn(zygote *z)
+fork_worker(zygote *z, int *fdp, pid_t *pidp)
 {
 	int   sv[2];
 	pid_t pid;
 	int   rv;
 
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-		rv = errno;
-		return (iso_send(z->z_ctl, ISO_SPAWN_FAILED, rv, 0, NULL, 0));
+		return (errno);
 	}
 	if ((pid = fork()) < 0) {
 		rv = errno;
 		close(sv[0]);
 		close(sv[1]);
-		return (iso_send(z->z_ctl, ISO_SPAWN_FAILED, rv, 0, NULL, 0));
+		return (rv);
 	}
 	if (pid == 0) {
 		close(sv[0]);
+		for (int i = 0; i < z->z_n_spares; i++) {
+			close(z->z_spare_fd[i]); /* the spares', not ours */
+		}
 		worker_main(z, sv[1]);
 	}
 	close(sv[1]);
-	rv = iso_send_fd(z->z_ctl, ISO_SPAWNED, pid, z->z_generation, sv[0]);
-	close(sv[0]);
+	*fdp = sv[0];
+	*pidp = pid;
+	return (0);
+}
+
+/* Forks spares up to SPARES; a failure leaves fewer (a replacement then
+ * forks its own). */
+static void
+fork_spares(zygote *z)
+{
+	while (z->z_loaded && z->z_n_spares < SPARES
+	    && fork_worker(z, &z->z_spare_fd[z->z_n_spares],
+	           &z->z_spare_pid[z->z_n_spares])
+	        == 0) {
+		z->z_n_spares++;
+	}
+}
+
+/* Ends the spares (a reload made them stale): their sockets close. */
+static void
+drop_spares(zygote *z)
+{
+	while (z->z_n_spares > 0) {
+		close(z->z_spare_fd[--z->z_n_spares]);
+	}
+}
+
+/* Hands the front end a worker: a spare if there is one, else a new one.
+ * Spares are forked again after, off the replacement's path. */
+static int
+spawn(zygote *z)
+{
+	int   fd, rv;
+	pid_t pid;
+
+	if (z->z_n_spares > 0) {
+		z->z_n_spares--;
+		fd = z->z_spare_fd[z->z_n_spares];
+		pid = z->z_spare_pid[z->z_n_spares];
+	} else if ((rv = fork_worker(z, &fd, &pid)) != 0) {
+		return (iso_send(z->z_ctl, ISO_SPAWN_FAILED, rv, 0, NULL, 0));
+	}
+	rv = iso_send_fd(z->z_ctl, ISO_SPAWNED, pid, z->z_generation, fd);
+	close(fd);
 	return (rv);
 }
 
+/* A whole generation, then its spares. */
 static int
 spawn_all(zygote *z)
 {
@@ -181,6 +234,7 @@ spawn_all(zygote *z)
 	for (int i = 0; i < z->z_spec->workers && rv == 0; i++) {
 		rv = spawn(z);
 	}
+	fork_spares(z);
 	return (rv);
 }
 
@@ -192,6 +246,7 @@ load(zygote *z)
 	struct iovec v = { err, strlen(err) };
 	int          rv;
 
+	z->z_loaded = code == 0;
 	if (code == 0 && (rv = spawn_all(z)) != 0) {
 		return (rv);
 	}
@@ -216,6 +271,7 @@ reload(zygote *z, const iso_frame *f, const uint8_t *buf)
 	nngrpc_log_set_request_id(NULL);
 	if (st == NNGRPC_OK) {
 		z->z_generation++;
+		drop_spares(z);
 		rv = spawn_all(z);
 	}
 	if (rv == 0) {
@@ -245,6 +301,11 @@ zygote_main(zygote *z)
 		int           rv;
 
 		reap();
+		/* Spares are forked when nothing waits: a request that came
+		 * meanwhile is answered first. */
+		if (poll(&p, 1, 0) == 0) {
+			fork_spares(z);
+		}
 		if (poll(&p, 1, REAP_EVERY_MS) <= 0) {
 			continue;
 		}

@@ -29,6 +29,7 @@ from hoteld_fixture import Server, free_port, start_server, stop_server
 
 K = testing_pb2
 WORKERS = 4
+SPARES = 2  # zygote.c
 
 
 def start(binary: str, workdir: str, mode: str, extra: List[str]) -> Server:
@@ -66,7 +67,9 @@ def metrics(port: int) -> str:
 
 
 def zygote_children(server: Server) -> List[int]:
-    """The worker processes: children of the zygote, the front end's child."""
+    """The worker processes: children of the zygote, the front end's child.
+    There are WORKERS + SPARES: the zygote keeps spares forked for the next
+    replacements."""
     out = subprocess.run(
         ["ps", "-eo", "pid=,ppid="], capture_output=True, text=True, check=True
     ).stdout
@@ -192,7 +195,7 @@ def test_process_mode_fault_fails_one_call_under_load(
             before = load.ok
             assert wait_for(lambda: load.ok > before + 20)
         assert not load.failures, load.failures[:5]
-        assert wait_for(lambda: len(zygote_children(server)) == WORKERS)
+        assert wait_for(lambda: len(zygote_children(server)) == WORKERS + SPARES)
         text = metrics(http_port)
         if kind in FATAL_IN_THREAD_MODE:
             sig = "SIGABRT" if kind == K.CRASH_ABORT else "SIGSEGV"
@@ -271,15 +274,20 @@ def test_forbidden_syscall_kills_the_worker_not_the_server(
 def test_workers_are_replaced_and_counted(binary: str, workdir: str) -> None:
     http_port = free_port()
     server = start(binary, workdir, "process",
-                   ["--no-hotels", "--poison-pill-crashes", "0",
+                   ["--hotels", "1000", "--poison-pill-crashes", "0",
                     "--http", "127.0.0.1:%d" % http_port])
     try:
         first = set(zygote_children(server))
-        assert len(first) == WORKERS
+        assert len(first) == WORKERS + SPARES
         for _ in range(6):
             crash(server.tcp, K.CRASH_SEGFAULT)
-        assert wait_for(lambda: len(zygote_children(server)) == WORKERS)
-        assert len(first & set(zygote_children(server))) <= WORKERS - 1
+        assert wait_for(lambda: len(zygote_children(server)) == WORKERS + SPARES)
+        assert len(first & set(zygote_children(server))) <= WORKERS
+        # Replacements (spares forked ahead among them) serve the dataset.
+        with nngrpc.Channel(server.tcp) as ch:
+            h = hotel_nngrpc.HotelSearchStub(ch)
+            for _ in range(4 * (WORKERS + SPARES)):
+                assert h.Stats(hotel_pb2.StatsRequest(), timeout=10).hotel_count == 1000
         text = metrics(http_port)
         assert "nngrpc_worker_spawns_total %d" % (WORKERS + 6) in text
         m = re.search(r'nngrpc_worker_replace_seconds_max ([0-9.]+)', text)
@@ -365,7 +373,7 @@ def test_reload_under_load_in_process_mode(binary: str, workdir: str) -> None:
             assert wait_for(lambda: load.ok > before + 50)
         assert not load.failures, load.failures[:5]
         # The old generation left; a full new one serves.
-        assert wait_for(lambda: len(zygote_children(server)) == WORKERS)
+        assert wait_for(lambda: len(zygote_children(server)) == WORKERS + SPARES)
         assert not first & set(zygote_children(server))
     finally:
         stop_server(server)

@@ -159,3 +159,23 @@ def _varint_field(number: int, value: int) -> bytes:
         out.append(b | (0x80 if value else 0))
         if not value:
             return bytes(out)
+
+
+def test_placesd_gets_process_isolation_from_the_serve_helper(
+        example: str, workdir: str) -> None:
+    """--isolation process is the serve helper's: placesd's handlers run in
+    worker processes with nothing in its 50 lines about it."""
+    url = "ipc://%s/placesd-iso.sock" % workdir
+    proc = subprocess.Popen([os.path.join(example, "placesd"), "--listen", url,
+                             "--workers", "2", "--isolation", "process"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        with nngrpc.Channel(url, backoff=0.01, backoff_max=0.05) as ch:
+            assert nngrpc.health.check(ch, timeout=10) is nngrpc.health.ServingStatus.SERVING
+            req = _field(1, 48.85) + _field(2, 2.35) + _varint_field(3, 2)
+            assert len(ch.call("/places.v1.Places/Nearest", req, timeout=5)) > 10
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == 0, out
+    assert "isolation: process (2 workers" in out, out
