@@ -554,7 +554,7 @@ admit(const nngrpc_dispatch *d, nngrpc_call *call, const method **mp)
 	        || !atomic_load(&m->m_svc->s_serving))) {
 		/* Tells clients the handler never ran, so even a call that
 		 * is not idempotent may safely go to another server. */
-		(void) nngrpc_call_set_trailer(call, "nngrpc-not-run", "1");
+		(void) nngrpc_call_set_trailer(call, NNGRPC_NOT_RUN_KEY, "1");
 		return (nngrpc_call_error(call, NNGRPC_UNAVAILABLE,
 		    "%s is not serving (starting or draining)",
 		    m->m_svc->s_desc->name));

@@ -126,13 +126,23 @@ nngrpc_envelope_encode(const nngrpc_reply *r, nng_msg **msgp)
 }
 
 int
-nngrpc_envelope_status(int code, const char *message, nng_msg **msgp)
+nngrpc_envelope_status(
+    int code, const char *message, bool not_run, nng_msg **msgp)
 {
-	nngrpc_reply r = { .code = code };
+	Nngrpc__V1__Response__TrailersEntry trailer
+	    = NNGRPC__V1__RESPONSE__TRAILERS_ENTRY__INIT;
+	Nngrpc__V1__Response__TrailersEntry *trailers[1] = { &trailer };
+	nngrpc_reply                         r = { .code = code };
 
 	if (message != NULL) {
 		r.message = message;
 		r.message_len = strlen(message);
+	}
+	if (not_run) {
+		trailer.key = (char *) NNGRPC_NOT_RUN_KEY;
+		trailer.value = (char *) "1";
+		r.trailers = trailers;
+		r.n_trailers = 1;
 	}
 	return (nngrpc_envelope_encode(&r, msgp));
 }

@@ -10,6 +10,7 @@
 #ifndef NNGRPC_ENVELOPE_H
 #define NNGRPC_ENVELOPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,9 +58,17 @@ int nngrpc_envelope_pack(const nngrpc_reply *r, nngrpc_envelope_alloc_fn alloc,
  * caller sends or frees. Returns 0 or NNG_ENOMEM. */
 int nngrpc_envelope_encode(const nngrpc_reply *r, nng_msg **msgp);
 
+/* The trailer that tells a client the handler never ran, so even a call
+ * that is not idempotent may go to another server (docs/compatibility.md).
+ * Its value is "1". */
+#define NNGRPC_NOT_RUN_KEY "nngrpc-not-run"
+
 /* Encodes a response with only a status code and message, for answers the
- * server gives without running a call (queue full, draining). Returns new:
- * *msgp. Returns 0 or NNG_ENOMEM. */
-int nngrpc_envelope_status(int code, const char *message, nng_msg **msgp);
+ * server gives without dispatching a call (queue full, draining, shed).
+ * not_run adds the trailer NNGRPC_NOT_RUN_KEY: "1"; set it only when no
+ * handler ran for the request. Returns new: *msgp. Returns 0 or
+ * NNG_ENOMEM. */
+int nngrpc_envelope_status(
+    int code, const char *message, bool not_run, nng_msg **msgp);
 
 #endif /* NNGRPC_ENVELOPE_H */

@@ -383,13 +383,15 @@ ctx_send(work *w, nng_msg *msg)
 	nng_ctx_send(w->w_ctx, w->w_aio);
 }
 
-/* Answers a call with a status alone, or drops it if even that fails. */
+/* Answers a call with a status alone, or drops it if even that fails.
+ * not_run: no handler ran for it (the reply says so, and a client may send
+ * even a call that is not idempotent elsewhere). */
 static void
-ctx_send_status(work *w, int code, const char *message)
+ctx_send_status(work *w, int code, const char *message, bool not_run)
 {
 	nng_msg *reply;
 
-	if (nngrpc_envelope_status(code, message, &reply) != 0) {
+	if (nngrpc_envelope_status(code, message, not_run, &reply) != 0) {
 		nngrpc_log(NNGRPC_LOG_ERROR, "out of memory answering a call");
 		ctx_recv(w); /* the client's deadline ends its wait */
 		return;
@@ -435,7 +437,9 @@ run_call(work *w, int64_t start_ns)
 	    != 0) {
 		nng_msg_free(w->w_msg);
 		w->w_msg = NULL;
-		ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED, "out of memory");
+		/* The handler may have run: no not-run mark. */
+		ctx_send_status(
+		    w, NNGRPC_RESOURCE_EXHAUSTED, "out of memory", false);
 		return;
 	}
 	nng_msg_free(w->w_msg);
@@ -498,10 +502,10 @@ on_received(work *w)
 	    len, 0);
 	if (stopping) {
 		ctx_send_status(w, NNGRPC_UNAVAILABLE,
-		    "server is draining: send calls elsewhere");
+		    "server is draining: send calls elsewhere", true);
 	} else {
 		ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED,
-		    "server queue is full: every worker is busy");
+		    "server queue is full: every worker is busy", true);
 	}
 }
 

@@ -128,20 +128,25 @@ test_encode_status(void **state)
 	nng_msg              *msg;
 
 	(void) state;
-	assert_int_equal(nngrpc_envelope_status(8, "queue full", &msg), 0);
+	assert_int_equal(
+	    nngrpc_envelope_status(8, "queue full", true, &msg), 0);
 	got = decode_reply(msg);
 	assert_non_null(got);
 	assert_int_equal(got->code, 8);
 	assert_string_equal(got->message, "queue full");
 	assert_int_equal(got->payload.len, 0);
+	assert_int_equal(got->n_trailers, 1);
+	assert_string_equal(got->trailers[0]->key, "nngrpc-not-run");
+	assert_string_equal(got->trailers[0]->value, "1");
 	nngrpc__v1__response__free_unpacked(got, NULL);
 	nng_msg_free(msg);
 
-	assert_int_equal(nngrpc_envelope_status(14, NULL, &msg), 0);
+	assert_int_equal(nngrpc_envelope_status(14, NULL, false, &msg), 0);
 	got = decode_reply(msg);
 	assert_non_null(got);
 	assert_int_equal(got->code, 14);
 	assert_string_equal(got->message, "");
+	assert_int_equal(got->n_trailers, 0);
 	nngrpc__v1__response__free_unpacked(got, NULL);
 	nng_msg_free(msg);
 }
