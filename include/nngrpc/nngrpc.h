@@ -116,6 +116,45 @@ NNGRPC_API void nngrpc_server_stop(nngrpc_server *server);
 /* Stops the server if needed and frees it. NULL is a no-op. */
 NNGRPC_API void nngrpc_server_close(nngrpc_server *server);
 
+/* ---- server options ----------------------------------------------------
+ *
+ * Settings that nngrpc_server_config does not hold. They are set by name,
+ * as NNG's socket options are, so that a new one never changes the size
+ * of that caller-allocated struct (which would break the ABI;
+ * docs/compatibility.md). Every value is an int64_t; durations are in
+ * milliseconds. Set them between nngrpc_server_open() and
+ * nngrpc_server_start().
+ */
+
+/*
+ * Admission (CoDel, as fbthrift's servers do): when calls have waited in
+ * the queue at least NNGRPC_OPT_QUEUE_TARGET_MS for a whole
+ * NNGRPC_OPT_QUEUE_INTERVAL_MS, each call that has waited the target when
+ * the server looks at it (a call arriving, a worker taking one) is
+ * answered RESOURCE_EXHAUSTED at once, with "nngrpc-not-run: 1", and not
+ * run. It looks only while every worker is busy, and keeps shedding until
+ * no call has reached the target for an interval; then it admits again.
+ * Served calls thus wait about the target at most, however many callers
+ * there are, and a burst shorter than the interval is queued as before. A
+ * target of 0 turns it off: only a full queue refuses calls. /metrics:
+ * nngrpc_queue_shed_total, nngrpc_queue_shedding.
+ */
+#define NNGRPC_OPT_QUEUE_TARGET_MS       "queue-target-ms"   /* 0..60000 */
+#define NNGRPC_OPT_QUEUE_INTERVAL_MS     "queue-interval-ms" /* 1..600000 */
+#define NNGRPC_DEFAULT_QUEUE_TARGET_MS   5
+#define NNGRPC_DEFAULT_QUEUE_INTERVAL_MS 100
+
+/* Sets option (one of the NNGRPC_OPT_* names above) to value. Before
+ * start. Returns 0, NNG_ENOTSUP (no such option), NNG_EINVAL (value out of
+ * the option's range) or NNG_EBUSY (started). */
+NNGRPC_API int nngrpc_server_set_int(
+    nngrpc_server *server, const char *option, int64_t value);
+
+/* Reads an option's value into *valuep. Any time. Returns 0 or
+ * NNG_ENOTSUP. */
+NNGRPC_API int nngrpc_server_get_int(
+    const nngrpc_server *server, const char *option, int64_t *valuep);
+
 /* ---- services --------------------------------------------------------- */
 
 /* A .proto file as reflection serves it; the C glue generator emits one

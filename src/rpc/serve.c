@@ -160,6 +160,32 @@ isolate(run *r)
 	return (0);
 }
 
+/* The server options of the configuration, on r->server. */
+static int
+set_options(run *r)
+{
+	const struct {
+		const char *name;
+		int64_t     value;
+	} opts[] = {
+		{ NNGRPC_OPT_QUEUE_TARGET_MS, r->cfg.queue_target_ms },
+		{ NNGRPC_OPT_QUEUE_INTERVAL_MS, r->cfg.queue_interval_ms },
+	};
+	char line[160];
+	int  rv;
+
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		if ((rv = nngrpc_server_set_int(
+		         r->server, opts[i].name, opts[i].value))
+		    != 0) {
+			snprintf(line, sizeof(line), "--%s: %s", opts[i].name,
+			    nng_strerror(rv));
+			return (fail(r, 2, line));
+		}
+	}
+	return (0);
+}
+
 /* Step 3: the server, not started, and the service's setup. */
 static int
 set_up(run *r)
@@ -174,6 +200,9 @@ set_up(run *r)
 		return (fail(r, 1, line));
 	}
 	r->set_up = true;
+	if ((rv = set_options(r)) != 0) {
+		return (rv);
+	}
 	if (r->cfg.isolation_process && r->cfg.replay == NULL
 	    && (rv = isolate(r)) != 0) {
 		return (rv);

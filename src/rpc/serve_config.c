@@ -54,6 +54,16 @@ static const standard_option standard[] = {
 	    "worker threads that run calls" },
 	{ "queue", "NNGRPC_QUEUE", K_INT, 1, 1000000, FIELD(server.queue),
 	    "calls that may wait for a worker before RESOURCE_EXHAUSTED" },
+	{ "queue-target-ms", "NNGRPC_QUEUE_TARGET_MS", K_INT, 0, 60000,
+	    FIELD(queue_target_ms),
+	    "admission: once calls have waited this long in the queue for a "
+	    "whole --queue-interval-ms, each call that has waited this long "
+	    "is answered RESOURCE_EXHAUSTED at once, until the queue keeps "
+	    "below it; 0 turns it off (default 5)" },
+	{ "queue-interval-ms", "NNGRPC_QUEUE_INTERVAL_MS", K_INT, 1, 600000,
+	    FIELD(queue_interval_ms),
+	    "admission: how long the queue may stand above "
+	    "--queue-target-ms before it sheds (default 100)" },
 	{ "max-message-bytes", "NNGRPC_MAX_MESSAGE_BYTES", K_SIZE, 64,
 	    1LL << 31, FIELD(server.max_message_bytes),
 	    "largest request accepted, in bytes" },
@@ -487,6 +497,8 @@ defaults(nngrpc_serve_config *cfg)
 	cfg->poison_crashes = 3;
 	cfg->poison_window = 60;
 	cfg->worker_seccomp = true;
+	cfg->queue_target_ms = NNGRPC_DEFAULT_QUEUE_TARGET_MS;
+	cfg->queue_interval_ms = NNGRPC_DEFAULT_QUEUE_INTERVAL_MS;
 }
 
 bool

@@ -29,6 +29,9 @@ typedef struct nngrpc_serve_config {
 	const char *auth_token_file;
 	/* Seconds a SIGTERM drain waits for calls in flight. */
 	double drain_timeout;
+	/* Server options set with nngrpc_server_set_int() (nngrpc.h). */
+	int queue_target_ms;
+	int queue_interval_ms;
 	bool   print_config;
 	bool   help;
 	/* Process isolation (--isolation process): handlers run in worker

@@ -44,6 +44,7 @@
 #include <nngrpc/nngrpc.h>
 
 #include "access.h"
+#include "admission.h"
 #include "auth.h"
 #include "builtin.h"
 #include "dispatch.h"
@@ -70,7 +71,14 @@ typedef struct work {
 	nng_msg       *w_msg;     /* received request, while queued */
 	int64_t        w_recv_ns; /* when it was received */
 	nng_pipe       w_pipe;    /* the connection it came on */
+	struct work   *w_next;    /* in a list of calls to shed */
 } work;
+
+/* The options of nngrpc_server_set_int(), in the server's units. */
+typedef struct server_opts {
+	int64_t queue_target_ms;
+	int64_t queue_interval_ms;
+} server_opts;
 
 struct nngrpc_server {
 	nngrpc_server_config s_cfg;
@@ -91,16 +99,23 @@ struct nngrpc_server {
 	size_t               s_n_workers; /* started */
 	bool                 s_started;
 	bool                 s_isolated; /* handlers run in worker processes */
+	server_opts          s_opts;
 
-	pthread_mutex_t s_mtx;
-	pthread_cond_t  s_cv;       /* queue not empty, or stopping */
-	pthread_cond_t  s_idle_cv;  /* s_running or s_sending dropped */
-	work          **s_queue;    /* ring, guarded by s_mtx */
-	size_t          s_q_head;   /* guarded by s_mtx */
-	size_t          s_q_len;    /* guarded by s_mtx */
-	bool            s_stopping; /* workers exit when idle; s_mtx */
-	size_t          s_running;  /* calls in handlers, guarded by s_mtx */
-	size_t          s_sending;  /* replies in NNG, guarded by s_mtx */
+	pthread_mutex_t  s_mtx;
+	pthread_cond_t   s_cv;       /* queue not empty, or stopping */
+	pthread_cond_t   s_idle_cv;  /* s_running or s_sending dropped */
+	work           **s_queue;    /* ring, guarded by s_mtx */
+	size_t           s_q_head;   /* guarded by s_mtx */
+	size_t           s_q_len;    /* guarded by s_mtx */
+	bool             s_stopping; /* workers exit when idle; s_mtx */
+	size_t           s_running;  /* calls in handlers, guarded by s_mtx */
+	size_t           s_working;  /* of those, on workers; s_mtx */
+	size_t           s_sending;  /* replies in NNG, guarded by s_mtx */
+	nngrpc_admission s_adm;      /* CoDel state, guarded by s_mtx */
+	pthread_cond_t   s_adm_cv;   /* CLOCK_MONOTONIC: the admission
+	                               thread's next look may be sooner */
+	pthread_t s_adm_thread;
+	bool      s_adm_started;
 };
 
 void
@@ -111,6 +126,71 @@ nngrpc_server_config_init(nngrpc_server_config *cfg)
 	cfg->queue = NNGRPC_DEFAULT_QUEUE;
 	cfg->max_message_bytes = NNGRPC_DEFAULT_MAX_MESSAGE_BYTES;
 	cfg->builtin_services = true;
+}
+
+/* ---- options (nngrpc_server_set_int) ------------------------------------ */
+
+typedef struct option_def {
+	const char *name;
+	size_t      offset; /* of its int64_t in server_opts */
+	int64_t     min, max;
+} option_def;
+
+#define OPT(f) offsetof(server_opts, f)
+
+static const option_def option_defs[] = {
+	{ NNGRPC_OPT_QUEUE_TARGET_MS, OPT(queue_target_ms), 0, 60000 },
+	{ NNGRPC_OPT_QUEUE_INTERVAL_MS, OPT(queue_interval_ms), 1, 600000 },
+};
+
+static void
+options_init(server_opts *o)
+{
+	o->queue_target_ms = NNGRPC_DEFAULT_QUEUE_TARGET_MS;
+	o->queue_interval_ms = NNGRPC_DEFAULT_QUEUE_INTERVAL_MS;
+}
+
+static const option_def *
+option_find(const char *name)
+{
+	for (size_t i = 0; i < sizeof(option_defs) / sizeof(option_defs[0]);
+	     i++) {
+		if (strcmp(option_defs[i].name, name) == 0) {
+			return (&option_defs[i]);
+		}
+	}
+	return (NULL);
+}
+
+int
+nngrpc_server_set_int(nngrpc_server *s, const char *option, int64_t value)
+{
+	const option_def *d = option_find(option);
+
+	if (d == NULL) {
+		return (NNG_ENOTSUP);
+	}
+	if (value < d->min || value > d->max) {
+		return (NNG_EINVAL);
+	}
+	if (s->s_started) {
+		return (NNG_EBUSY);
+	}
+	*(int64_t *) ((char *) &s->s_opts + d->offset) = value;
+	return (0);
+}
+
+int
+nngrpc_server_get_int(
+    const nngrpc_server *s, const char *option, int64_t *valuep)
+{
+	const option_def *d = option_find(option);
+
+	if (d == NULL) {
+		return (NNG_ENOTSUP);
+	}
+	*valuep = *(const int64_t *) ((const char *) &s->s_opts + d->offset);
+	return (0);
 }
 
 /* ---- metrics gauges (read at /metrics time, from NNG's HTTP thread) --- */
@@ -126,6 +206,12 @@ gauge_locked(nngrpc_server *s, int which)
 		break;
 	case 1:
 		v = (double) s->s_running;
+		break;
+	case 3:
+		v = (double) s->s_adm.a_shed;
+		break;
+	case 4:
+		v = s->s_adm.a_shedding ? 1 : 0;
 		break;
 	default:
 		v = (double) (s->s_q_len + s->s_running + s->s_sending);
@@ -154,6 +240,18 @@ gauge_in_flight(void *arg)
 }
 
 static double
+counter_shed(void *arg)
+{
+	return (gauge_locked(arg, 3));
+}
+
+static double
+gauge_shedding(void *arg)
+{
+	return (gauge_locked(arg, 4));
+}
+
+static double
 gauge_workers(void *arg)
 {
 	return ((double) ((nngrpc_server *) arg)->s_cfg.workers);
@@ -172,22 +270,33 @@ add_gauges(nngrpc_server *s)
 		const char *name;
 		const char *help;
 		double (*fn)(void *);
+		bool counter;
 	} gauges[] = {
 		{ "nngrpc_queue_depth", "Calls waiting for a worker.",
-		    gauge_queue },
-		{ "nngrpc_busy_workers", "Workers running a call.",
-		    gauge_busy },
+		    gauge_queue, false },
+		{ "nngrpc_busy_workers", "Workers running a call.", gauge_busy,
+		    false },
 		{ "nngrpc_in_flight_calls",
 		    "Calls received and not yet answered (queued, running or "
 		    "replying).",
-		    gauge_in_flight },
-		{ "nngrpc_workers", "Worker threads.", gauge_workers },
+		    gauge_in_flight, false },
+		{ "nngrpc_workers", "Worker threads.", gauge_workers, false },
 		{ "nngrpc_serving", "1 while the server is SERVING.",
-		    gauge_serving },
+		    gauge_serving, false },
+		{ "nngrpc_queue_shed_total",
+		    "Calls shed from the queue (waited past the target while "
+		    "it stood above it): RESOURCE_EXHAUSTED, not run.",
+		    counter_shed, true },
+		{ "nngrpc_queue_shedding",
+		    "1 while the queue sheds calls that wait past the target.",
+		    gauge_shedding, false },
 	};
 	for (size_t i = 0; i < sizeof(gauges) / sizeof(gauges[0]); i++) {
-		int rv = nngrpc_metrics_add_gauge(s->s_metrics, gauges[i].name,
-		    gauges[i].help, gauges[i].fn, s);
+		int rv = gauges[i].counter
+		    ? nngrpc_metrics_add_counter_fn(s->s_metrics,
+		        gauges[i].name, gauges[i].help, gauges[i].fn, s)
+		    : nngrpc_metrics_add_gauge(s->s_metrics, gauges[i].name,
+		        gauges[i].help, gauges[i].fn, s);
 		if (rv != 0) {
 			return (rv);
 		}
@@ -249,6 +358,19 @@ copy_config(nngrpc_server *s, const nngrpc_server_config *cfg)
 	return (0);
 }
 
+/* A condition variable whose timed waits are on CLOCK_MONOTONIC, the
+ * clock of call times. */
+static void
+monotonic_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t attr;
+
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &attr);
+	pthread_condattr_destroy(&attr);
+}
+
 int
 nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 {
@@ -266,6 +388,8 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 	pthread_mutex_init(&s->s_mtx, NULL);
 	pthread_cond_init(&s->s_cv, NULL);
 	pthread_cond_init(&s->s_idle_cv, NULL);
+	monotonic_cond_init(&s->s_adm_cv);
+	options_init(&s->s_opts);
 	s->s_queue = calloc((size_t) cfg->queue, sizeof(*s->s_queue));
 	rv = s->s_queue == NULL ? NNG_ENOMEM : copy_config(s, cfg);
 	if (rv != 0 || (rv = nngrpc_metrics_alloc(&s->s_metrics)) != 0
@@ -399,22 +523,79 @@ ctx_send_status(work *w, int code, const char *message, bool not_run)
 	ctx_send(w, reply);
 }
 
-/* Queues a received call. Returns false when the queue is full or the
- * workers are stopping; *drainingp says which. While draining, calls are
- * still queued: dispatch answers them UNAVAILABLE, except health checks,
- * which say NOT_SERVING. */
+/* Takes the oldest queued call off the queue. With s_mtx held. */
+static work *
+queue_take_locked(nngrpc_server *s)
+{
+	work *w = s->s_queue[s->s_q_head];
+
+	s->s_q_head = (s->s_q_head + 1) % (size_t) s->s_cfg.queue;
+	s->s_q_len--;
+	return (w);
+}
+
+/* Takes off the queue, oldest first, every call that admission sheds at
+ * now (admission.h), onto *shedp (linked through w_next). Each counts in
+ * s_running until answer_shed() has answered it, so a drain never sees
+ * it gone before its reply. With s_mtx held.
+ *
+ * Only while every worker is busy (but the one taking a call, popping): a
+ * queue that waits while workers are free waits for the scheduler (a
+ * machine short of CPU), not because the server has more calls than it
+ * can run, and shedding would not help it. Such a moment is not looked
+ * at. */
+static void
+shed_locked(nngrpc_server *s, int64_t now, bool popping, work **shedp)
+{
+	if (s->s_working + (popping ? 1 : 0) < (size_t) s->s_cfg.workers) {
+		return;
+	}
+	while (s->s_q_len > 0) {
+		work *w = s->s_queue[s->s_q_head];
+		bool  was = s->s_adm.a_shedding;
+
+		if (!nngrpc_admission_shed(
+		        &s->s_adm, now - w->w_recv_ns, now)) {
+			return;
+		}
+		if (!was) {
+			/* The admission thread's next look is sooner now. */
+			pthread_cond_signal(&s->s_adm_cv);
+		}
+		(void) queue_take_locked(s);
+		s->s_running++;
+		w->w_next = *shedp;
+		*shedp = w;
+	}
+}
+
+/* Queues a received call, first shedding what admission sheds (onto
+ * *shedp). Returns false when the queue is full or the workers are
+ * stopping; *drainingp says which. While draining, calls are still queued:
+ * dispatch answers them UNAVAILABLE, except health checks, which say
+ * NOT_SERVING. */
 static bool
-queue_push(nngrpc_server *s, work *w, bool *drainingp)
+queue_push(nngrpc_server *s, work *w, bool *drainingp, work **shedp)
 {
 	bool ok = false;
 
 	pthread_mutex_lock(&s->s_mtx);
 	*drainingp = s->s_stopping;
+	if (!s->s_stopping) {
+		if (s->s_q_len == 0) {
+			nngrpc_admission_drained(&s->s_adm, w->w_recv_ns);
+		}
+		shed_locked(s, w->w_recv_ns, false, shedp);
+	}
 	if (!s->s_stopping && s->s_q_len < (size_t) s->s_cfg.queue) {
 		size_t tail
 		    = (s->s_q_head + s->s_q_len) % (size_t) s->s_cfg.queue;
 		s->s_queue[tail] = w;
-		s->s_q_len++;
+		if (s->s_q_len++ == 0) {
+			/* A new oldest call: a new time for the admission
+			 * thread's next look. */
+			pthread_cond_signal(&s->s_adm_cv);
+		}
 		w->w_state = CTX_QUEUED;
 		ok = true;
 		pthread_cond_signal(&s->s_cv);
@@ -447,16 +628,48 @@ run_call(work *w, int64_t start_ns)
 	ctx_send(w, reply);
 }
 
-/* Ends a call that was counted in s_running. Counted in s_sending before
- * leaving s_running, so a drain never sees it gone before its reply. */
+/* Ends a call that was counted in s_running (and s_working: worker).
+ * Counted in s_sending before leaving s_running, so a drain never sees it
+ * gone before its reply. */
 static void
-call_ended(nngrpc_server *s)
+call_ended(nngrpc_server *s, bool worker)
 {
 	pthread_mutex_lock(&s->s_mtx);
+	if (worker) {
+		s->s_working--;
+	}
 	if (--s->s_running == 0) {
 		pthread_cond_broadcast(&s->s_idle_cv);
 	}
 	pthread_mutex_unlock(&s->s_mtx);
+}
+
+/* Answers the calls shed from the queue (a list through w_next, each
+ * counted in s_running): RESOURCE_EXHAUSTED, not run. */
+static void
+answer_shed(nngrpc_server *s, work *list)
+{
+	char msg[160];
+
+	while (list != NULL) {
+		work   *w = list;
+		int64_t waited = nngrpc_now_ns() - w->w_recv_ns;
+		size_t  len = nng_msg_len(w->w_msg);
+
+		list = w->w_next;
+		w->w_next = NULL;
+		nng_msg_free(w->w_msg);
+		w->w_msg = NULL;
+		nngrpc_metrics_call_done(s->s_metrics, -1,
+		    NNGRPC_RESOURCE_EXHAUSTED, waited, -1, len, 0);
+		snprintf(msg, sizeof(msg),
+		    "server overloaded: its queue has stood above %lld ms; "
+		    "this call waited %lld ms and was shed, not run",
+		    (long long) s->s_opts.queue_target_ms,
+		    (long long) (waited / 1000000));
+		ctx_send_status(w, NNGRPC_RESOURCE_EXHAUSTED, msg, true);
+		call_ended(s, false);
+	}
 }
 
 /* An inline method (never blocks, microseconds): run it right here on
@@ -470,7 +683,7 @@ run_inline(work *w)
 	s->s_running++;
 	pthread_mutex_unlock(&s->s_mtx);
 	run_call(w, w->w_recv_ns);
-	call_ended(s);
+	call_ended(s, false);
 }
 
 /* A call arrived on w: run it inline, queue it, or answer at once that
@@ -479,7 +692,8 @@ static void
 on_received(work *w)
 {
 	nngrpc_server *s = w->w_server;
-	bool           stopping;
+	work          *shed = NULL;
+	bool           stopping, queued;
 	size_t         len;
 
 	w->w_msg = nng_aio_get_msg(w->w_aio);
@@ -491,7 +705,9 @@ on_received(work *w)
 		run_inline(w);
 		return;
 	}
-	if (queue_push(s, w, &stopping)) {
+	queued = queue_push(s, w, &stopping, &shed);
+	answer_shed(s, shed);
+	if (queued) {
 		return;
 	}
 	len = nng_msg_len(w->w_msg);
@@ -568,6 +784,53 @@ ctx_cb(void *arg)
 	}
 }
 
+/* ---- the admission thread ---------------------------------------------- */
+
+/* Waits on cv with s_mtx held until CLOCK_MONOTONIC's until_ns (INT64_MAX:
+ * until signalled). */
+static void
+wait_until_ns(nngrpc_server *s, pthread_cond_t *cv, int64_t until_ns)
+{
+	struct timespec ts;
+
+	if (until_ns == INT64_MAX) {
+		pthread_cond_wait(cv, &s->s_mtx);
+		return;
+	}
+	ts.tv_sec = (time_t) (until_ns / 1000000000);
+	ts.tv_nsec = (long) (until_ns % 1000000000);
+	pthread_cond_timedwait(cv, &s->s_mtx, &ts);
+}
+
+/* Sheds queued calls when they reach the target even when no call arrives
+ * and no worker comes free to look (admission.h). */
+static void *
+admission_main(void *arg)
+{
+	nngrpc_server *s = arg;
+
+	pthread_mutex_lock(&s->s_mtx);
+	while (!s->s_stopping) {
+		work   *shed = NULL;
+		int64_t next = INT64_MAX;
+
+		shed_locked(s, nngrpc_now_ns(), false, &shed);
+		if (shed != NULL) {
+			pthread_mutex_unlock(&s->s_mtx);
+			answer_shed(s, shed);
+			pthread_mutex_lock(&s->s_mtx);
+			continue;
+		}
+		if (s->s_q_len > 0) {
+			next = nngrpc_admission_next_ns(
+			    &s->s_adm, s->s_queue[s->s_q_head]->w_recv_ns);
+		}
+		wait_until_ns(s, &s->s_adm_cv, next);
+	}
+	pthread_mutex_unlock(&s->s_mtx);
+	return (NULL);
+}
+
 /* ---- workers (our threads) ------------------------------------------- */
 
 static void *
@@ -576,24 +839,34 @@ worker_main(void *arg)
 	nngrpc_server *s = arg;
 
 	for (;;) {
-		work *w;
+		work   *w, *shed = NULL;
+		int64_t now;
+		bool    stopping;
 
 		pthread_mutex_lock(&s->s_mtx);
+		if (s->s_q_len == 0 && !s->s_stopping) {
+			nngrpc_admission_drained(&s->s_adm, nngrpc_now_ns());
+		}
 		while (s->s_q_len == 0 && !s->s_stopping) {
 			pthread_cond_wait(&s->s_cv, &s->s_mtx);
 		}
-		if (s->s_q_len == 0) {
-			pthread_mutex_unlock(&s->s_mtx);
-			return (NULL);
+		now = nngrpc_now_ns();
+		shed_locked(s, now, true, &shed);
+		w = s->s_q_len > 0 ? queue_take_locked(s) : NULL;
+		if (w != NULL) {
+			s->s_running++;
+			s->s_working++;
 		}
-		w = s->s_queue[s->s_q_head];
-		s->s_q_head = (s->s_q_head + 1) % (size_t) s->s_cfg.queue;
-		s->s_q_len--;
-		s->s_running++;
+		stopping = s->s_stopping;
 		pthread_mutex_unlock(&s->s_mtx);
 
-		run_call(w, nngrpc_now_ns());
-		call_ended(s);
+		answer_shed(s, shed);
+		if (w != NULL) {
+			run_call(w, now);
+			call_ended(s, true);
+		} else if (stopping) {
+			return (NULL);
+		}
 	}
 }
 
@@ -791,6 +1064,16 @@ start_workers(nngrpc_server *s, char *err, size_t errlen)
 		pthread_setname_np(s->s_workers[i], "nngrpc-worker");
 		s->s_n_workers++;
 	}
+	if (s->s_opts.queue_target_ms > 0) {
+		if (pthread_create(&s->s_adm_thread, NULL, admission_main, s)
+		    != 0) {
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			return (start_fail(s, NNG_ENOMEM, err, errlen,
+			    "workers", "cannot start a thread"));
+		}
+		pthread_setname_np(s->s_adm_thread, "nngrpc-admit");
+		s->s_adm_started = true;
+	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return (0);
 }
@@ -860,6 +1143,8 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 		return (NNG_EBUSY);
 	}
 	s->s_started = true;
+	nngrpc_admission_init(&s->s_adm, s->s_opts.queue_target_ms * 1000000,
+	    s->s_opts.queue_interval_ms * 1000000);
 	nngrpc_dispatch_seal(s->s_dispatch);
 	if ((rv = open_socket(s, err, errlen)) != 0
 	    || (rv = open_contexts(s, err, errlen)) != 0
@@ -924,7 +1209,12 @@ nngrpc_server_stop(nngrpc_server *s)
 	}
 	s->s_stopping = true;
 	pthread_cond_broadcast(&s->s_cv);
+	pthread_cond_broadcast(&s->s_adm_cv);
 	pthread_mutex_unlock(&s->s_mtx);
+	if (s->s_adm_started) {
+		pthread_join(s->s_adm_thread, NULL);
+		s->s_adm_started = false;
+	}
 
 	/* Listeners stay open until the end: closing one closes its pipes,
 	 * and replies still to come would be lost. Meanwhile new calls are
@@ -976,6 +1266,7 @@ nngrpc_server_close(nngrpc_server *s)
 	pthread_mutex_destroy(&s->s_mtx);
 	pthread_cond_destroy(&s->s_cv);
 	pthread_cond_destroy(&s->s_idle_cv);
+	pthread_cond_destroy(&s->s_adm_cv);
 	if (s->s_tls != NULL) {
 		nng_tls_config_free(s->s_tls);
 	}

@@ -1,6 +1,8 @@
 /*
- * nngrpc-bench: a closed-loop load generator for nngrpc servers, and with
- * --raw for any NNG REP server that echoes (the transport's floor).
+ * nngrpc-bench: a load generator for nngrpc servers, closed loop (a fixed
+ * number of calls in flight) or open loop (--rate: calls started at a fixed
+ * rate, whatever happened to the ones before), and with --raw for any NNG
+ * REP server that echoes (the transport's floor).
  *
  * DESIGN
  * ------
@@ -12,6 +14,12 @@
  *
  *   SEND --sent--> RECV --reply--> check, record --> SEND ...
  *     \--error--> record --> SEND ...            (until the run ends)
+ *
+ * Open loop (--rate R): the main thread starts call k at t0 + k/R on a
+ * context from a free list, and a finished call goes back to the list
+ * instead of sending again. Latency then runs from the call's due time, so
+ * a call that a busy generator sends late is not flattered (coordinated
+ * omission); a call due while every context is busy is counted unsent.
  *
  * The callbacks never block (nng#856). Request resend is off
  * (NNG_OPT_REQ_RESENDTIME infinite), as in every nngrpc client: a resend
@@ -28,9 +36,11 @@
  * request.
  *
  * Latencies (send to reply) of successful calls go into one log-linear
- * histogram, 64 linear buckets per power of two (< 1.6 % error, about 0.8 %
- * on the midpoint), updated with relaxed atomics: memory does not grow with
- * the run. Only calls that end inside the measured window (after
+ * histogram, those of calls the server refused (RESOURCE_EXHAUSTED: a full
+ * queue, or shed) into another, 64 linear buckets per power of two (< 1.6 %
+ * error, about 0.8 % on the midpoint), updated with relaxed atomics: memory
+ * does not grow with the run. Only calls that end inside the measured window
+ * (after
  * --warmup) are counted.
  *
  * Threads: main parses, dials, starts the calls, sleeps, stops, waits for
@@ -74,6 +84,7 @@ typedef struct options {
 	double      duration_s;
 	double      warmup_s;
 	int         timeout_ms;
+	double      rate; /* calls/s started, open loop; 0: closed loop */
 	bool        raw;
 	bool        json;
 	bool        verify;
@@ -83,9 +94,10 @@ typedef struct options {
 static const char usage_text[]
     = "Usage: nngrpc-bench --url URL [--method NAME] [options]\n"
       "\n"
-      "Closed-loop load generator for nngrpc servers: keeps --concurrency\n"
-      "calls in flight on one NNG REQ socket for --duration seconds and\n"
-      "prints calls/s, latency percentiles and errors by status code.\n"
+      "Load generator for nngrpc servers: keeps --concurrency calls in\n"
+      "flight on one NNG REQ socket (closed loop), or starts --rate calls\n"
+      "a second (open loop), for --duration seconds and prints calls/s,\n"
+      "latency percentiles and errors by status code.\n"
       "For capacity planning, raise --concurrency until calls/s stops\n"
       "growing: that is the server's capacity, and the latency there is\n"
       "what a saturated server gives. Run it from another machine when\n"
@@ -115,6 +127,11 @@ static const char usage_text[]
       "                       (default 0.5)\n"
       "  --timeout-ms MS      the deadline sent with each call; the client\n"
       "                       itself gives up 1 s later (default 5000)\n"
+      "  --rate CALLS         open loop: start this many calls a second,\n"
+      "                       each when due, on one of --concurrency\n"
+      "                       contexts (a call due while all are busy is\n"
+      "                       counted unsent); latency runs from the due\n"
+      "                       time\n"
       "\n"
       "Output:\n"
       "  --json               one JSON object on stdout instead of text\n"
@@ -125,7 +142,9 @@ static const char usage_text[]
       "JSON fields: calls, ok, errors (in the measured time), calls_started\n"
       "(every call sent, warmup included), calls_per_s, latency_us {p50,\n"
       "p90, p99, p999, max, mean}, server_us {queue_mean, run_mean},\n"
-      "errors_by_code {name: count}, and the options used.\n"
+      "errors_by_code {name: count}, refused {count, latency_us {p50,\n"
+      "p99, max}} (calls answered RESOURCE_EXHAUSTED), rate and unsent\n"
+      "(open loop), and the options used.\n"
       "\n"
       "Latency runs from handing the request to NNG to having the reply,\n"
       "for successful calls (percentiles within 1 %). Errors are counted\n"
@@ -211,9 +230,10 @@ set_switch(options *o, const char *name)
 static bool
 takes_value(const char *name)
 {
-	static const char *const names[] = { "--url", "--method",
-		"--payload-bytes", "--request-file", "--concurrency",
-		"--connections", "--duration", "--warmup", "--timeout-ms" };
+	static const char *const names[]
+	    = { "--url", "--method", "--payload-bytes", "--request-file",
+		      "--concurrency", "--connections", "--duration",
+		      "--warmup", "--timeout-ms", "--rate" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		if (strcmp(name, names[i]) == 0) {
@@ -243,6 +263,8 @@ set_value(options *o, const char *name, const char *v)
 		o->duration_s = parse_seconds(name, v, 0.01);
 	} else if (strcmp(name, "--warmup") == 0) {
 		o->warmup_s = parse_seconds(name, v, 0.0);
+	} else if (strcmp(name, "--rate") == 0) {
+		o->rate = (double) parse_int(name, v, 1, 10000000);
 	} else if (strcmp(name, "--timeout-ms") == 0) {
 		o->timeout_ms
 		    = (int) parse_int(name, v, 1, 24LL * 3600 * 1000);
@@ -399,10 +421,16 @@ typedef struct bench {
 	_Atomic uint64_t b_queue_us; /* server's own timings, summed */
 	_Atomic uint64_t b_run_us;
 	_Atomic uint64_t b_started; /* calls sent, warmup and drain included */
+	/* Calls answered RESOURCE_EXHAUSTED: their latencies. */
+	_Atomic uint64_t b_rej_hist[HIST_BUCKETS];
+	_Atomic uint64_t b_rej_max_ns;
+	_Atomic uint64_t b_unsent; /* open loop: due, no free context */
 
 	pthread_mutex_t b_mtx;
 	pthread_cond_t  b_cv;
 	int             b_active; /* calls not idle; guarded by b_mtx */
+	call          **b_free;   /* open loop: idle calls; b_mtx */
+	int             b_n_free; /* guarded by b_mtx */
 } bench;
 
 static int64_t
@@ -428,12 +456,35 @@ count_error(bench *b, int slot, int64_t t)
 	}
 }
 
+/* Raises *max to v. */
+static void
+atomic_max(_Atomic uint64_t *max, uint64_t v)
+{
+	uint64_t m = atomic_load_explicit(max, memory_order_relaxed);
+
+	while (v > m
+	    && !atomic_compare_exchange_weak_explicit(
+	        max, &m, v, memory_order_relaxed, memory_order_relaxed)) { }
+}
+
+/* A call the server refused (RESOURCE_EXHAUSTED) ended at end. */
+static void
+record_refused(bench *b, int64_t start, int64_t end)
+{
+	uint64_t lat = (uint64_t) (end - start);
+
+	if (in_window(b, end)) {
+		atomic_fetch_add_explicit(
+		    &b->b_rej_hist[hist_index(lat)], 1, memory_order_relaxed);
+		atomic_max(&b->b_rej_max_ns, lat);
+	}
+}
+
 static void
 record_ok(
     bench *b, int64_t start, int64_t end, uint64_t queue_us, uint64_t run_us)
 {
 	uint64_t lat = (uint64_t) (end - start);
-	uint64_t max;
 
 	if (!in_window(b, end)) {
 		return;
@@ -445,10 +496,7 @@ record_ok(
 	atomic_fetch_add_explicit(
 	    &b->b_queue_us, queue_us, memory_order_relaxed);
 	atomic_fetch_add_explicit(&b->b_run_us, run_us, memory_order_relaxed);
-	max = atomic_load_explicit(&b->b_lat_max_ns, memory_order_relaxed);
-	while (lat > max
-	    && !atomic_compare_exchange_weak_explicit(&b->b_lat_max_ns, &max,
-	        lat, memory_order_relaxed, memory_order_relaxed)) { }
+	atomic_max(&b->b_lat_max_ns, lat);
 }
 
 /* ---- reply check: a zero-copy scan of nngrpc.v1.Response ---------------- */
@@ -510,29 +558,56 @@ call_idle(call *c)
 	pthread_mutex_unlock(&b->b_mtx);
 }
 
-/* Starts the next call on c, or parks c when the run is over. */
+/* Open loop: c goes back to the free list. */
 static void
-call_start(call *c)
+call_park(call *c)
+{
+	bench *b = c->c_bench;
+
+	c->c_state = CALL_IDLE;
+	pthread_mutex_lock(&b->b_mtx);
+	b->b_free[b->b_n_free++] = c;
+	if (--b->b_active == 0) {
+		pthread_cond_broadcast(&b->b_cv);
+	}
+	pthread_mutex_unlock(&b->b_mtx);
+}
+
+/* Sends a call on c, due at due_ns (its latency runs from there). */
+static void
+call_send(call *c, int64_t due_ns)
 {
 	bench   *b = c->c_bench;
 	nng_msg *msg;
 	int      rv;
 
-	if (atomic_load_explicit(&b->b_stop, memory_order_relaxed)) {
-		call_idle(c);
-		return;
-	}
 	if ((rv = nng_msg_alloc(&msg, b->b_request_len)) != 0) {
 		count_error(b, nng_error_slot(rv), now_ns());
-		call_idle(c);
+		b->b_opt.rate > 0 ? call_park(c) : call_idle(c);
 		return;
 	}
 	memcpy(nng_msg_body(msg), b->b_request, b->b_request_len);
 	atomic_fetch_add_explicit(&b->b_started, 1, memory_order_relaxed);
 	c->c_state = CALL_SEND;
-	c->c_start_ns = now_ns();
+	c->c_start_ns = due_ns;
 	nng_aio_set_msg(c->c_aio, msg);
 	nng_ctx_send(c->c_ctx, c->c_aio);
+}
+
+/* A call on c ended: closed loop, the next one starts on c (or c parks
+ * when the run is over); open loop, c goes back to the free list. */
+static void
+call_start(call *c)
+{
+	bench *b = c->c_bench;
+
+	if (b->b_opt.rate > 0) {
+		call_park(c);
+	} else if (atomic_load_explicit(&b->b_stop, memory_order_relaxed)) {
+		call_idle(c);
+	} else {
+		call_send(c, now_ns());
+	}
 }
 
 static void
@@ -582,6 +657,9 @@ call_cb(void *arg)
 			record_ok(b, c->c_start_ns, t, r.queue_us, r.run_us);
 		} else {
 			count_error(b, slot, t);
+			if (slot == NNGRPC_RESOURCE_EXHAUSTED) {
+				record_refused(b, c->c_start_ns, t);
+			}
 		}
 		call_start(c);
 		return;
@@ -767,7 +845,9 @@ open_calls(bench *b)
 	int            rv;
 
 	if ((b->b_calls = calloc((size_t) o->concurrency, sizeof(*b->b_calls)))
-	    == NULL) {
+	        == NULL
+	    || (b->b_free = calloc((size_t) o->concurrency, sizeof(call *)))
+	        == NULL) {
 		fprintf(stderr, "nngrpc-bench: out of memory\n");
 		return (-1);
 	}
@@ -809,10 +889,13 @@ typedef struct results {
 	double   rate;
 	double   p50_us, p90_us, p99_us, p999_us, max_us, mean_us;
 	double   queue_us, run_us; /* means of the server's timings */
+	uint64_t refused;          /* RESOURCE_EXHAUSTED */
+	double   rej_p50_us, rej_p99_us, rej_max_us;
+	uint64_t unsent;
 } results;
 
 static double
-percentile_us(const bench *b, uint64_t total, double q)
+percentile_us(const _Atomic uint64_t *hist, uint64_t total, double q)
 {
 	uint64_t want = (uint64_t) (q * (double) total + 0.5);
 	uint64_t seen = 0;
@@ -821,7 +904,7 @@ percentile_us(const bench *b, uint64_t total, double q)
 		want = 1;
 	}
 	for (size_t i = 0; i < HIST_BUCKETS; i++) {
-		seen += atomic_load(&b->b_hist[i]);
+		seen += atomic_load(&hist[i]);
 		if (seen >= want) {
 			return (hist_value(i) / 1000.0);
 		}
@@ -840,10 +923,10 @@ compute(const bench *b, results *r)
 	}
 	r->rate = (double) r->ok / r->seconds;
 	if (r->ok > 0) {
-		r->p50_us = percentile_us(b, r->ok, 0.50);
-		r->p90_us = percentile_us(b, r->ok, 0.90);
-		r->p99_us = percentile_us(b, r->ok, 0.99);
-		r->p999_us = percentile_us(b, r->ok, 0.999);
+		r->p50_us = percentile_us(b->b_hist, r->ok, 0.50);
+		r->p90_us = percentile_us(b->b_hist, r->ok, 0.90);
+		r->p99_us = percentile_us(b->b_hist, r->ok, 0.99);
+		r->p999_us = percentile_us(b->b_hist, r->ok, 0.999);
 		r->max_us = (double) atomic_load(&b->b_lat_max_ns) / 1000.0;
 		r->mean_us = (double) atomic_load(&b->b_lat_sum_ns) / 1000.0
 		    / (double) r->ok;
@@ -852,6 +935,14 @@ compute(const bench *b, results *r)
 		r->run_us
 		    = (double) atomic_load(&b->b_run_us) / (double) r->ok;
 	}
+	r->refused = atomic_load(&b->b_errors[NNGRPC_RESOURCE_EXHAUSTED]);
+	if (r->refused > 0) {
+		r->rej_p50_us = percentile_us(b->b_rej_hist, r->refused, 0.50);
+		r->rej_p99_us = percentile_us(b->b_rej_hist, r->refused, 0.99);
+		r->rej_max_us
+		    = (double) atomic_load(&b->b_rej_max_ns) / 1000.0;
+	}
+	r->unsent = atomic_load(&b->b_unsent);
 }
 
 /* Writes the name of error slot i into buf. */
@@ -936,6 +1027,16 @@ print_json(const bench *b, const results *r)
 		       "\"run_mean\": %.1f}",
 		    r->queue_us, r->run_us);
 	}
+	printf(", \"refused\": {\"count\": %" PRIu64
+	       ", \"latency_us\": {\"p50\": %.1f, \"p99\": %.1f, "
+	       "\"max\": %.1f}}",
+	    r->refused, r->rej_p50_us, r->rej_p99_us, r->rej_max_us);
+	if (o->rate > 0) {
+		printf(", \"rate\": %.1f, \"unsent\": %" PRIu64, o->rate,
+		    r->unsent);
+	} else {
+		printf(", \"rate\": null, \"unsent\": 0");
+	}
 	printf(", \"errors_by_code\": {");
 	for (int i = 0; i < ERR_SLOTS; i++) {
 		uint64_t n = atomic_load(&b->b_errors[i]);
@@ -964,9 +1065,19 @@ print_text(const bench *b, const results *r)
 		printf("nngrpc-bench: %s %s, %zu-byte requests\n", o->url,
 		    o->method, b->b_request_len);
 	}
-	printf("  in flight   %d on %d connection%s, %.2f s measured\n",
-	    o->concurrency, o->connections, o->connections == 1 ? "" : "s",
-	    r->seconds);
+	if (o->rate > 0) {
+		printf(
+		    "  open loop   %.0f calls/s offered, up to %d in flight "
+		    "on %d connection%s, %.2f s measured, %" PRIu64
+		    " unsent\n",
+		    o->rate, o->concurrency, o->connections,
+		    o->connections == 1 ? "" : "s", r->seconds, r->unsent);
+	} else {
+		printf(
+		    "  in flight   %d on %d connection%s, %.2f s measured\n",
+		    o->concurrency, o->connections,
+		    o->connections == 1 ? "" : "s", r->seconds);
+	}
 	printf("  calls       %" PRIu64 " ok, %" PRIu64 " errors\n", r->ok,
 	    r->errors);
 	printf("  throughput  %.1f calls/s\n", r->rate);
@@ -979,6 +1090,11 @@ print_text(const bench *b, const results *r)
 			printf("  server us   queue %.1f  run %.1f (means)\n",
 			    r->queue_us, r->run_us);
 		}
+	}
+	if (r->refused > 0) {
+		printf("  refused us  p50 %.1f  p99 %.1f  max %.1f "
+		       "(RESOURCE_EXHAUSTED)\n",
+		    r->rej_p50_us, r->rej_p99_us, r->rej_max_us);
 	}
 	if (r->errors > 0) {
 		printf("  errors     ");
@@ -995,6 +1111,39 @@ print_text(const bench *b, const results *r)
 
 /* ---- main --------------------------------------------------------------- */
 
+/* Open loop: starts call k at start + k / rate on a free context until
+ * the measured window ends. */
+static void
+pace_calls(bench *b, int64_t start)
+{
+	double period_ns = 1e9 / b->b_opt.rate;
+
+	for (int i = 0; i < b->b_opt.concurrency; i++) {
+		b->b_free[b->b_n_free++] = &b->b_calls[i];
+	}
+	for (uint64_t k = 0;; k++) {
+		int64_t due = start + (int64_t) ((double) k * period_ns);
+		call   *c = NULL;
+
+		if (due >= b->b_end_ns) {
+			return;
+		}
+		sleep_until(due);
+		pthread_mutex_lock(&b->b_mtx);
+		if (b->b_n_free > 0) {
+			c = b->b_free[--b->b_n_free];
+			b->b_active++;
+		}
+		pthread_mutex_unlock(&b->b_mtx);
+		if (c != NULL) {
+			call_send(c, due);
+		} else if (in_window(b, due)) {
+			atomic_fetch_add_explicit(
+			    &b->b_unsent, 1, memory_order_relaxed);
+		}
+	}
+}
+
 /* Starts every call and lets them run through the warmup and the
  * measured window. */
 static void
@@ -1004,14 +1153,19 @@ run_window(bench *b)
 
 	b->b_begin_ns = start + (int64_t) (b->b_opt.warmup_s * 1e9);
 	b->b_end_ns = b->b_begin_ns + (int64_t) (b->b_opt.duration_s * 1e9);
-	b->b_active = b->b_opt.concurrency;
 	if (!b->b_opt.quiet && !b->b_opt.json) {
 		fprintf(stderr, "nngrpc-bench: %d in flight for %.1f s...\n",
 		    b->b_opt.concurrency,
 		    b->b_opt.warmup_s + b->b_opt.duration_s);
 	}
+	if (b->b_opt.rate > 0) {
+		pace_calls(b, start);
+		atomic_store(&b->b_stop, true);
+		return;
+	}
+	b->b_active = b->b_opt.concurrency;
 	for (int i = 0; i < b->b_opt.concurrency; i++) {
-		call_start(&b->b_calls[i]);
+		call_send(&b->b_calls[i], now_ns());
 	}
 	sleep_until(b->b_end_ns);
 	atomic_store(&b->b_stop, true);
@@ -1049,6 +1203,7 @@ close_bench(bench *b)
 		nng_aio_free(b->b_calls[i].c_aio);
 	}
 	free(b->b_calls);
+	free(b->b_free);
 	free((void *) b->b_expect);
 	free(b->b_request);
 }

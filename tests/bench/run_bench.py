@@ -2,7 +2,7 @@
 """make bench: nngrpc against its anchors, side by side in one run.
 
     build/venv/bin/python tests/bench/run_bench.py --build build [--quick]
-        [--only latency,throughput,sleep,loadgen,search,rss]
+        [--only latency,throughput,sleep,loadgen,search,rss,overload]
 
 Run by ``make bench`` (``QUICK=1`` for the short CI run), after the anchors
 are built into BUILD/bench by tests/bench/bench.mk.  Starts every server
@@ -37,6 +37,12 @@ Scenarios (anchor of each in brackets):
   isolation   --isolation process against thread: Search p50/p99 and calls/s,
               Echo, the crash storm, the memory of 8 workers with 100k and
               1M hotels (tests/bench/bench_isolation.py)   [thread mode]
+  overload    hoteld --workers 4 --queue 64 serving Sleep(20 ms) (capacity
+              200 calls/s) under nngrpc-bench: 60 callers in a closed loop
+              and 2000 calls/s offered open-loop (10x), with CoDel
+              admission on (the default) and off (--queue-target-ms 0):
+              offered, served, shed, served p99   [the same server, one
+              caller: the unloaded p99]
 
 The exit status is 0 unless something is broken: a server that does not
 start or exits badly, a call that fails, an echo that comes back wrong,
@@ -64,7 +70,8 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-SECTIONS = ("latency", "throughput", "sleep", "loadgen", "search", "rss", "isolation")
+SECTIONS = ("latency", "throughput", "sleep", "loadgen", "search", "rss", "isolation",
+            "overload")
 KIB = 1024
 MIB = 1024 * 1024
 CALL_TIMEOUT = 30.0  # seconds, every client's per-call deadline
@@ -88,6 +95,7 @@ class Settings:
     tput_threads: Tuple[int, ...] = (1, 8, 32)
     tput_sizes: Tuple[int, ...] = (64, 16 * KIB, MIB)
     sleep_s: float = 3.0
+    overload_s: float = 5.0
     loadgen_s: float = 5.0
     loadgen_rounds: int = 3
     hotels: int = 100_000
@@ -107,6 +115,7 @@ class Settings:
                 tput_s=0.5,
                 tput_rounds=1,
                 sleep_s=0.8,
+                overload_s=1.5,
                 loadgen_s=1.0,
                 loadgen_rounds=1,
                 search_queries=40,
@@ -1461,6 +1470,122 @@ class Bench:
                              "%.1f MiB" % (hot / KIB), 120.0, False)
         self.report.goal("rss_idle", "1000 idle connected clients add <= 50 MiB",
                          (idle - base) / KIB, "+%.1f MiB" % ((idle - base) / KIB), 50.0, False)
+
+
+    def _wait_echo(self, srv: Server, url: str) -> None:
+        import nngrpc
+        from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
+
+        with nngrpc.Channel(url, backoff=0.01, backoff_max=0.05) as ch:
+            stub = testing_nngrpc.TestingStub(ch)
+
+            def up() -> bool:
+                stub.Echo(testing_pb2.EchoRequest(payload=b"x"), timeout=1.0)
+                return True
+
+            srv.wait_ready(up)
+
+    # -- 7. overload --
+    OVERLOAD_WORKERS = 4
+    OVERLOAD_QUEUE = 64
+    OVERLOAD_SLEEP_MS = 20
+
+    def overload(self) -> None:
+        """Served latency and throughput under 10x load, CoDel on and off."""
+        s = self.s
+        capacity = self.OVERLOAD_WORKERS * 1000.0 / self.OVERLOAD_SLEEP_MS
+        req = os.path.join(self.dir, "sleep20.bin")
+        with open(req, "wb") as f:  # SleepRequest{ms: 20}
+            f.write(bytes([0x08, self.OVERLOAD_SLEEP_MS]))
+        loads = (
+            ("unloaded: 1 caller", ["--concurrency", "1"]),
+            ("closed loop: 60 callers", ["--concurrency", "60"]),
+            ("open loop: %d calls/s (10x)" % (10 * capacity),
+             ["--rate", "%d" % (10 * capacity), "--concurrency", "2000"]),
+        )
+        runs: Dict[Tuple[int, int], Dict[str, Any]] = {}
+        for target in (5, 0):
+            url = "tcp://127.0.0.1:%d" % free_port()
+            srv = self._start(Server(
+                "hoteld-overload-%d" % target,
+                [self.hoteld_bin, "--testing", "--no-hotels", "--listen", url,
+                 "--workers", str(self.OVERLOAD_WORKERS), "--queue", str(self.OVERLOAD_QUEUE),
+                 "--queue-target-ms", str(target), "--log-level", "warn"], self.logdir))
+            try:
+                self._wait_echo(srv, url)
+                for i, (name, args) in enumerate(loads):
+                    log("overload: admission %s, %s" % ("on" if target else "off", name))
+                    runs[(target, i)] = run_loadgen_refusals(self.loadgen_bin, [
+                        "--url", url, "--method", "/nngrpc.testing.v1.Testing/Sleep",
+                        "--request-file", req, "--duration", str(s.overload_s),
+                        "--warmup", "0.5"] + args)
+            finally:
+                self._stop(srv)
+        rows: List[List[str]] = []
+        data: Dict[str, Any] = {"capacity": capacity, "runs": {}}
+        goals: Dict[str, Tuple[float, float, float]] = {}
+        for target in (5, 0):
+            unloaded = runs[(target, 0)]["latency_us"]["p99"]
+            for i, (name, _args) in enumerate(loads):
+                out = runs[(target, i)]
+                secs = out["duration_s"]
+                offered = out["calls"] / secs
+                served = out["ok"] / secs
+                shed = out["refused"]["count"] / secs
+                p99 = out["latency_us"]["p99"]
+                ratio = p99 / unloaded
+                rej = out["refused"]["latency_us"]
+                rows.append([name, "on, target 5 ms" if target else "off",
+                             fmt(offered, 0), fmt(served, 0), "%.0f%%" % (100 * served / capacity),
+                             fmt(shed, 0), fmt(out["latency_us"]["p50"] / 1e3),
+                             fmt(p99 / 1e3), "%.2f" % ratio,
+                             "%s / %s" % (fmt(rej["p50"] / 1e3, 2), fmt(rej["p99"] / 1e3, 2))
+                             if out["refused"]["count"] else ""])
+                data["runs"]["%s/%d" % ("on" if target else "off", i)] = {
+                    "load": name, "queue_target_ms": target, "offered_per_s": offered,
+                    "served_per_s": served, "shed_per_s": shed, "served_p99_us": p99,
+                    "unloaded_p99_us": unloaded, "p99_ratio": ratio, "bench": out}
+                if target and i > 0:
+                    goals["closed" if i == 1 else "open"] = (served / capacity, ratio,
+                                                             rej["p99"] / 1e3)
+        self.report.section(
+            "overload", "7. Overload: served latency and throughput at 10x capacity",
+            "the same server with one caller (unloaded p99)",
+            "hoteld --testing --workers %d --queue %d serving Sleep(%d ms): capacity %.0f "
+            "calls/s. nngrpc-bench (C), %.1f s per run: 60 callers in a closed loop (each "
+            "sends again at once, shed or not), then calls started at 10x capacity whatever "
+            "happened before (open loop; latency from each call's due time). Admission on: "
+            "CoDel, --queue-target-ms 5 --queue-interval-ms 100 (the defaults); off: "
+            "--queue-target-ms 0, only a full queue refuses. Shed = answered "
+            "RESOURCE_EXHAUSTED (queue full or shed); × = served p99 / unloaded p99."
+            % (self.OVERLOAD_WORKERS, self.OVERLOAD_QUEUE, self.OVERLOAD_SLEEP_MS, capacity,
+               s.overload_s),
+            ["load", "admission", "offered/s", "served/s", "of capacity", "shed/s",
+             "served p50 ms", "served p99 ms", "×", "shed p50 / p99 ms"], rows, data)
+        for key, (share, ratio, shed_p99) in goals.items():
+            loop = "closed loop" if key == "closed" else "open loop"
+            self.report.goal("overload_%s_p99" % key, "overload, %s: served p99 <= 2x "
+                             "unloaded" % loop, ratio, "%.2fx" % ratio, 2.0, False)
+            self.report.goal("overload_%s_served" % key, "overload, %s: served >= 90%% of "
+                             "capacity" % loop, share, "%.0f%%" % (100 * share), 0.9, True)
+            self.report.goal("overload_%s_shed" % key, "overload, %s: shed calls answered "
+                             "within 10 ms (p99)" % loop, shed_p99, "%.1f ms" % shed_p99,
+                             10.0, False)
+
+
+def run_loadgen_refusals(binary: str, args: List[str]) -> Dict[str, Any]:
+    """nngrpc-bench where RESOURCE_EXHAUSTED is an answer, not a failure."""
+    cmd = [binary, "--json", "--quiet"] + args
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    try:
+        out: Dict[str, Any] = json.loads(p.stdout)
+    except ValueError:
+        raise BenchFailure("nngrpc-bench printed no JSON (exit %d): %r %r"
+                           % (p.returncode, p.stdout[:500], p.stderr[:500])) from None
+    others = {k: v for k, v in out["errors_by_code"].items() if k != "RESOURCE_EXHAUSTED"}
+    if others or out["ok"] == 0:
+        raise BenchFailure("nngrpc-bench: %d ok, errors %s" % (out["ok"], out["errors_by_code"]))
+    return out
 
 
 def _settled_rss(pid: int) -> int:

@@ -34,11 +34,13 @@ SEARCH = "/hotel.v1.HotelSearch/Search"
 
 @pytest.fixture(scope="module")
 def one_worker(request: pytest.FixtureRequest) -> Iterator[Server]:
-    """hoteld --testing with a single worker, 2000 hotels and a full log."""
+    """hoteld --testing with a single worker, 2000 hotels and a full log.
+    CoDel admission is off: these tests keep calls queued behind a busy
+    worker for longer than its target and interval on purpose."""
     binary = str(request.config.getoption("--hoteld"))
     with tempfile.TemporaryDirectory(prefix="nngrpc-deadlines-") as workdir:
         server = start_server(binary, workdir, [
-            "--workers", "1", "--hotels", "2000",
+            "--workers", "1", "--hotels", "2000", "--queue-target-ms", "0",
             "--log-level", "debug", "--log-format", "json", "--access-log", "all",
         ])
         try:

@@ -72,6 +72,9 @@ test_defaults(void **state)
 	assert_int_equal(cfg.server.queue, NNGRPC_DEFAULT_QUEUE);
 	assert_int_equal(cfg.log_level, NNGRPC_LOG_INFO);
 	assert_true(cfg.drain_timeout == 10);
+	assert_int_equal(cfg.queue_target_ms, NNGRPC_DEFAULT_QUEUE_TARGET_MS);
+	assert_int_equal(
+	    cfg.queue_interval_ms, NNGRPC_DEFAULT_QUEUE_INTERVAL_MS);
 	assert_true(cfg.access_sample == 0.01);
 	assert_null(cfg.auth_token_file);
 	/* The service's defaults stay what it set. */
@@ -114,7 +117,10 @@ test_every_kind_of_value(void **state)
 	    "18446744073", "--ratio=0", "--log-level", "debug",
 	    "--log-format=json", "--access-log", "sampled",
 	    "--access-log-sample", "0.5", "--drain-timeout", "2.5",
-	    "--max-message-bytes", "1024", "--http", ":0", NULL));
+	    "--max-message-bytes", "1024", "--http", ":0", "--queue-target-ms",
+	    "0", "--queue-interval-ms=250", NULL));
+	assert_int_equal(cfg.queue_target_ms, 0);
+	assert_int_equal(cfg.queue_interval_ms, 250);
 	assert_true(service.verbose);
 	assert_int_equal(service.level, 9);
 	assert_true(service.size == 18446744073ULL);
