@@ -30,10 +30,10 @@ typedef struct nngrpc_serve_config {
 	/* Seconds a SIGTERM drain waits for calls in flight. */
 	double drain_timeout;
 	/* Server options set with nngrpc_server_set_int() (nngrpc.h). */
-	int queue_target_ms;
-	int queue_interval_ms;
-	bool   print_config;
-	bool   help;
+	int  queue_target_ms;
+	int  queue_interval_ms;
+	bool print_config;
+	bool help;
 	/* Process isolation (--isolation process): handlers run in worker
 	 * processes (see nngrpc_server_isolated()). */
 	bool        isolation_process;

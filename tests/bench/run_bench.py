@@ -1485,7 +1485,7 @@ class Bench:
 
             srv.wait_ready(up)
 
-    # -- 7. overload --
+    # -- 10. overload --
     OVERLOAD_WORKERS = 4
     OVERLOAD_QUEUE = 64
     OVERLOAD_SLEEP_MS = 20
@@ -1549,7 +1549,7 @@ class Bench:
                     goals["closed" if i == 1 else "open"] = (served / capacity, ratio,
                                                              rej["p99"] / 1e3)
         self.report.section(
-            "overload", "7. Overload: served latency and throughput at 10x capacity",
+            "overload", "10. Overload: served latency and throughput at 10x capacity",
             "the same server with one caller (unloaded p99)",
             "hoteld --testing --workers %d --queue %d serving Sleep(%d ms): capacity %.0f "
             "calls/s. nngrpc-bench (C), %.1f s per run: 60 callers in a closed loop (each "
