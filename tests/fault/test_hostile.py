@@ -612,7 +612,10 @@ def test_blocking_methods_run_on_workers(hoteld_binary: str, workdir: str) -> No
     plain build ran Search, Suggest and Sleep on NNG's callback threads.)"""
     env = asan_env()
     env["MALLOC_PERTURB_"] = "65"  # new blocks filled with 0xbe, as ASan does
-    h = spawn_hoteld(hoteld_binary, workdir, ["--hotels", "200", "--workers", "1"], env=env)
+    # Admission off: the second Sleep waits 300 ms behind the first, longer
+    # than CoDel's target and interval (it would be shed).
+    h = spawn_hoteld(hoteld_binary, workdir, ["--hotels", "200", "--workers", "1",
+                                              "--queue-target-ms", "0"], env=env)
     try:
         took: List[float] = []
         codes: List[str] = []
