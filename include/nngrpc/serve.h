@@ -26,7 +26,10 @@
  *   3. set up: the server is opened and spec->setup registers services,
  *      gauges and interceptors. Nothing up to here uses libnng's sockets
  *      or threads, so a process may still fork safely after this step (a
- *      forked child of a process that used libnng aborts);
+ *      forked child of a process that used libnng aborts). With
+ *      --isolation process the zygote is forked here: it runs step 5 and
+ *      forks the worker processes that run the handlers (see
+ *      nngrpc_server_isolated() in nngrpc/nngrpc.h);
  *   4. start: listeners, workers and the ops endpoint; with a load step
  *      the server starts NOT_SERVING: health checks say so and calls are
  *      answered UNAVAILABLE, as gRPC servers do while they start;
@@ -48,7 +51,10 @@
  * (repeatable; NNGRPC_LISTEN is comma-separated), workers, queue,
  * max-message-bytes, tls-cert, tls-key, tls-ca, auth-token-file,
  * drain-timeout, http, log-level, log-format, access-log,
- * access-log-sample, print-config, help.
+ * access-log-sample, isolation, worker-memory-mb, deadline-grace,
+ * crash-dir, poison-pill-crashes, poison-pill-window, worker-seccomp,
+ * replay (run a request saved by --crash-dir in this process: set up,
+ * load, the handler, exit with its status code), print-config, help.
  */
 #ifndef NNGRPC_SERVE_H
 #define NNGRPC_SERVE_H

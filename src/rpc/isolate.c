@@ -49,6 +49,8 @@
 #define NAME_BYTES      128
 #define PATH_BYTES      1024
 #define REPLACE_PENDING 4096
+/* How long /metrics waits for the zygote's gauges (it may be reloading). */
+#define GAUGE_WAIT_MS 200
 
 typedef struct iso_worker {
 	struct iso_worker *w_next;
@@ -96,14 +98,20 @@ struct nngrpc_isolate {
 	iso_frame       i_reload_frame;
 	uint8_t        *i_reload_body;
 	/* When replacements were asked, oldest first (a ring); i_mtx. */
-	int64_t     i_pending[REPLACE_PENDING];
-	size_t      i_pending_head, i_pending_n;
-	double      i_replace_sum_s, i_replace_max_s;
-	uint64_t    i_replaced;
-	uint64_t    i_spawned, i_kills_deadline, i_kills_memory, i_refused;
-	poison_slot i_poison[POISON_SLOTS];
-	crash_count i_crashes[CRASH_SLOTS];
-	size_t      i_n_crashes;
+	int64_t  i_pending[REPLACE_PENDING];
+	size_t   i_pending_head, i_pending_n;
+	double   i_replace_sum_s, i_replace_max_s;
+	uint64_t i_replaced;
+	uint64_t i_spawned, i_kills_deadline, i_kills_memory, i_refused;
+	/* The service's gauges, as the zygote last read them; i_mtx. */
+	pthread_mutex_t i_gauge_mtx; /* one /metrics read at a time */
+	int64_t         i_gauge_seq; /* the read waited for; i_mtx */
+	bool            i_gauge_fresh;
+	double          i_gauges[NNGRPC_METRICS_MAX_FNS];
+	size_t          i_n_gauges;
+	poison_slot     i_poison[POISON_SLOTS];
+	crash_count     i_crashes[CRASH_SLOTS];
+	size_t          i_n_crashes;
 };
 
 /* ---- the pool ------------------------------------------------------------
@@ -338,6 +346,13 @@ supervise_one(nngrpc_isolate *iso)
 			iso->i_gen = f.f_b; /* new calls go to the new ones */
 			retire_older(iso);
 		}
+	} else if (f.f_kind == ISO_GAUGE_VALUES && f.f_a == iso->i_gauge_seq) {
+		iso->i_n_gauges = f.f_len / sizeof(double);
+		if (iso->i_n_gauges > NNGRPC_METRICS_MAX_FNS) {
+			iso->i_n_gauges = NNGRPC_METRICS_MAX_FNS;
+		}
+		memcpy(iso->i_gauges, body, iso->i_n_gauges * sizeof(double));
+		iso->i_gauge_fresh = true;
 	} else if (f.f_kind == ISO_SPAWN_FAILED) {
 		nngrpc_log(NNGRPC_LOG_ERROR,
 		    "isolation: the zygote cannot fork a worker: %s",
@@ -384,14 +399,15 @@ nngrpc_isolate_alloc(const nngrpc_isolate_config *cfg, nngrpc_isolate **isop)
 	pthread_mutex_init(&iso->i_mtx, NULL);
 	pthread_mutex_init(&iso->i_ctl_mtx, NULL);
 	pthread_mutex_init(&iso->i_reload_mtx, NULL);
+	pthread_mutex_init(&iso->i_gauge_mtx, NULL);
 	pthread_cond_init(&iso->i_cv, NULL);
 	*isop = iso;
 	return (0);
 }
 
 int
-nngrpc_isolate_fork(nngrpc_isolate *iso, nngrpc_dispatch *d,
-    int (*load)(void *, char *, size_t), void            *load_arg)
+nngrpc_isolate_fork(nngrpc_isolate *iso, nngrpc_dispatch *d, nngrpc_metrics *m,
+    int (*load)(void *, char *, size_t), void *load_arg)
 {
 	/* Static: the zygote reads it after the fork, in its own copy. */
 	static zygote_spec spec;
@@ -400,7 +416,8 @@ nngrpc_isolate_fork(nngrpc_isolate *iso, nngrpc_dispatch *d,
 		.load = load,
 		.load_arg = load_arg,
 		.workers = iso->i_cfg.workers,
-		.sandbox = iso->i_cfg.sandbox };
+		.sandbox = iso->i_cfg.sandbox,
+		.metrics = m };
 	return (zygote_fork(&spec, &iso->i_ctl, &iso->i_zygote));
 }
 
@@ -462,6 +479,7 @@ nngrpc_isolate_free(nngrpc_isolate *iso)
 	pthread_mutex_destroy(&iso->i_mtx);
 	pthread_mutex_destroy(&iso->i_ctl_mtx);
 	pthread_mutex_destroy(&iso->i_reload_mtx);
+	pthread_mutex_destroy(&iso->i_gauge_mtx);
 	pthread_cond_destroy(&iso->i_cv);
 	free(iso);
 }
@@ -906,8 +924,48 @@ render(void *arg)
 	return (text);
 }
 
+/* The metrics relay: the service's gauges from the zygote; the last ones
+ * read when it does not answer in time (a reload), none before the first. */
+static bool
+relay(void *arg, double *values, size_t n)
+{
+	nngrpc_isolate *iso = arg;
+	int64_t         until = nngrpc_now_ns() + GAUGE_WAIT_MS * 1000000LL;
+	bool            have;
+	int             rv;
+
+	pthread_mutex_lock(&iso->i_gauge_mtx);
+	pthread_mutex_lock(&iso->i_mtx);
+	iso->i_gauge_fresh = false;
+	iso->i_gauge_seq++;
+	pthread_mutex_unlock(&iso->i_mtx);
+	pthread_mutex_lock(&iso->i_ctl_mtx);
+	rv = iso_send(iso->i_ctl, ISO_GAUGES, iso->i_gauge_seq, 0, NULL, 0);
+	pthread_mutex_unlock(&iso->i_ctl_mtx);
+	pthread_mutex_lock(&iso->i_mtx);
+	while (rv == 0 && !iso->i_gauge_fresh && !iso->i_gone
+	    && nngrpc_now_ns() < until) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&iso->i_cv, &iso->i_mtx, &ts);
+	}
+	have = iso->i_n_gauges >= n;
+	if (have) {
+		memcpy(values, iso->i_gauges, n * sizeof(double));
+	}
+	pthread_mutex_unlock(&iso->i_mtx);
+	pthread_mutex_unlock(&iso->i_gauge_mtx);
+	return (have);
+}
+
 int
 nngrpc_isolate_add_metrics(nngrpc_isolate *iso, nngrpc_metrics *m)
 {
+	nngrpc_metrics_set_relay(m, relay, iso);
 	return (nngrpc_metrics_add_text(m, render, iso));
 }

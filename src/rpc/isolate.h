@@ -55,12 +55,12 @@ int nngrpc_isolate_alloc(
     const nngrpc_isolate_config *cfg, nngrpc_isolate **isop);
 
 /*
- * Forks the zygote, which keeps d (borrowed) and runs load(load_arg, ...)
- * when asked. While the process has one thread and before any libnng
- * use. 0 or an errno value.
+ * Forks the zygote, which keeps d and m (borrowed: the service's gauges
+ * are read there) and runs load(load_arg, ...) when asked. While the process
+ * has one thread and before any libnng use. 0 or an errno value.
  */
 int nngrpc_isolate_fork(nngrpc_isolate *iso, nngrpc_dispatch *d,
-    int (*load)(void *, char *, size_t), void                *load_arg);
+    nngrpc_metrics *m, int (*load)(void *, char *, size_t), void *load_arg);
 
 /* Starts the supervisor thread, has the zygote load and fork the
  * workers, and waits for it. Returns 0, or the exit code load gave (err
@@ -72,8 +72,9 @@ nngrpc_status nngrpc_isolate_runner(void *arg, nngrpc_call *call,
     uint32_t method, bool reload, const uint8_t *body, size_t len,
     ProtobufCBinaryData *payload);
 
-/* Adds the worker families to m (before the server starts). 0 or an nng
- * error. */
+/* Adds the worker families to m, and relays the service's gauges to the
+ * zygote, where the loaded state is (before the server starts; answers
+ * within GAUGE_WAIT_MS or the last values read). 0 or an nng error. */
 int nngrpc_isolate_add_metrics(nngrpc_isolate *iso, nngrpc_metrics *m);
 
 /* Ends the zygote and the workers (their sockets close; the zygote is

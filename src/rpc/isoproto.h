@@ -19,6 +19,9 @@
  *                         worker's socket passed as SCM_RIGHTS
  *                         ISO_SPAWN_FAILED a=errno
  *                         ISO_RELOADED as ISO_REPLY, b=generation
+ *   front end -> zygote   ISO_GAUGES a=sequence number
+ *   zygote -> front end   ISO_GAUGE_VALUES a=the same, bytes: doubles,
+ *                         the service's gauges as the zygote reads them
  *
  * Threads: the functions are pure or act on the descriptors they are
  * given; callers serialise the use of one descriptor.
@@ -44,6 +47,8 @@ typedef enum iso_kind {
 	ISO_SPAWN_FAILED,
 	ISO_RELOAD,
 	ISO_RELOADED,
+	ISO_GAUGES,
+	ISO_GAUGE_VALUES,
 } iso_kind;
 
 /* Largest frame body: a request envelope of the largest size the server

@@ -122,6 +122,9 @@ struct nngrpc_metrics {
 	double         m_start_time; /* process start, Unix seconds */
 	char *(*m_text_fn)(void *);  /* families rendered elsewhere */
 	void *m_text_arg;
+	int   m_first_service_fn; /* m_fns from here on are the service's */
+	bool (*m_relay)(void *, double *, size_t);
+	void *m_relay_arg;
 };
 
 /* Names of the built-in families, which added gauges may not reuse. */
@@ -732,18 +735,53 @@ render_per_method(sbuf *sb, const method_list *ml)
 	}
 }
 
-/* The gauges and counters read from elsewhere. */
+void
+nngrpc_metrics_mark_service_fns(nngrpc_metrics *m)
+{
+	m->m_first_service_fn = atomic_load(&m->m_n_fns);
+}
+
+void
+nngrpc_metrics_set_relay(nngrpc_metrics *m,
+    bool (*fn)(void *arg, double *values, size_t n), void *arg)
+{
+	m->m_relay = fn;
+	m->m_relay_arg = arg;
+}
+
+size_t
+nngrpc_metrics_read_service_fns(nngrpc_metrics *m, double *values, size_t n)
+{
+	int    n_fns = atomic_load_explicit(&m->m_n_fns, memory_order_acquire);
+	size_t have = (size_t) (n_fns - m->m_first_service_fn);
+
+	for (size_t i = 0; i < have && i < n; i++) {
+		const fn_metric *f
+		    = &m->m_fns[m->m_first_service_fn + (int) i];
+		values[i] = f->f_fn(f->f_arg);
+	}
+	return (have);
+}
+
+/* The gauges and counters read from elsewhere: the service's through the
+ * relay when there is one. */
 static void
 render_fns(sbuf *sb, const nngrpc_metrics *m)
 {
-	int n_fns = atomic_load_explicit(&m->m_n_fns, memory_order_acquire);
+	int    n_fns = atomic_load_explicit(&m->m_n_fns, memory_order_acquire);
+	int    first = m->m_first_service_fn;
+	double relayed[NNGRPC_METRICS_MAX_FNS];
+	bool   relay = m->m_relay != NULL && n_fns > first
+	    && m->m_relay(m->m_relay_arg, relayed, (size_t) (n_fns - first));
 
 	for (int i = 0; i < n_fns; i++) {
 		const fn_metric *f = &m->m_fns[i];
 		sb_help(sb, f->f_name,
 		    f->f_kind == FN_GAUGE ? "gauge" : "counter", f->f_help);
 		sb_printf(sb, "%s ", f->f_name);
-		sb_double(sb, f->f_fn(f->f_arg));
+		sb_double(sb,
+		    relay && i >= first ? relayed[i - first]
+		                        : f->f_fn(f->f_arg));
 		sb_printf(sb, "\n");
 	}
 }

@@ -29,6 +29,7 @@
 #ifndef NNGRPC_RPC_METRICS_H
 #define NNGRPC_RPC_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,6 +80,27 @@ void nngrpc_metrics_call_done(nngrpc_metrics *m, int method, int code,
  */
 int nngrpc_metrics_add_text(
     nngrpc_metrics *m, char *(*fn)(void *arg), void *arg);
+
+/*
+ * Gauges and counter functions added from now on are the service's (the
+ * server calls this once its own are added): under process isolation their
+ * values come from where the service's state lives, through the relay.
+ */
+void nngrpc_metrics_mark_service_fns(nngrpc_metrics *m);
+
+/*
+ * Where the service's gauges are read (process isolation): at render time
+ * fn(arg, values, n) fills the n values of the service's functions, in the
+ * order they were added, and returns true; false leaves them to be read
+ * here. One relay at most; before the server starts.
+ */
+void nngrpc_metrics_set_relay(nngrpc_metrics *m,
+    bool (*fn)(void *arg, double *values, size_t n), void *arg);
+
+/* Reads the service's functions here into values (n at most); returns how
+ * many there are. What a relay's other end runs. */
+size_t nngrpc_metrics_read_service_fns(
+    nngrpc_metrics *m, double *values, size_t n);
 
 /*
  * Renders every family in the Prometheus text exposition format 0.0.4

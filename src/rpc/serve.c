@@ -242,8 +242,9 @@ fork_zygote(run *r)
 	if ((rv = nngrpc_isolate_add_metrics(
 	         r->iso, nngrpc_server_metrics(r->server)))
 	        != 0
-	    || (rv = nngrpc_isolate_fork(
-	            r->iso, nngrpc_server_dispatch(r->server), zygote_load, r))
+	    || (rv = nngrpc_isolate_fork(r->iso,
+	            nngrpc_server_dispatch(r->server),
+	            nngrpc_server_metrics(r->server), zygote_load, r))
 	        != 0) {
 		snprintf(line, sizeof(line), "isolation: cannot fork: %s",
 		    strerror(rv));

@@ -283,6 +283,20 @@ reload(zygote *z, const iso_frame *f, const uint8_t *buf)
 	return (rv);
 }
 
+/* The service's gauges, read here where the dataset is. */
+static int
+gauges(zygote *z, const iso_frame *f)
+{
+	double       v[NNGRPC_METRICS_MAX_FNS];
+	size_t       n = z->z_spec->metrics == NULL
+	          ? 0
+	          : nngrpc_metrics_read_service_fns(
+	              z->z_spec->metrics, v, NNGRPC_METRICS_MAX_FNS);
+	struct iovec iov = { v, n * sizeof(double) };
+
+	return (iso_send(z->z_ctl, ISO_GAUGE_VALUES, f->f_a, 0, &iov, 1));
+}
+
 static void
 reap(void)
 {
@@ -322,6 +336,9 @@ zygote_main(zygote *z)
 			break;
 		case ISO_RELOAD:
 			rv = reload(z, &f, buf);
+			break;
+		case ISO_GAUGES:
+			rv = gauges(z, &f);
 			break;
 		default:
 			rv = EPROTO;

@@ -13,7 +13,9 @@
  *               with the worker's socket attached;
  *   ISO_RELOAD  runs a reload method's handler here, so the zygote keeps
  *               the new state; on OK forks `workers` workers of the next
- *               generation (ISO_SPAWNED each), then answers ISO_RELOADED.
+ *               generation (ISO_SPAWNED each), then answers ISO_RELOADED;
+ *   ISO_GAUGES  reads the service's gauges (ISO_GAUGE_VALUES), for
+ *               /metrics.
  * While it runs a load or a reload it forks nothing: replacements wait.
  * It reaps its dead workers, and exits when the control socket closes
  * (or, through PR_SET_PDEATHSIG, when the front end dies).
@@ -31,6 +33,7 @@
 #include <sys/types.h>
 
 #include "dispatch.h"
+#include "metrics.h"
 
 typedef struct zygote_spec {
 	/* The registry, as setup left it (borrowed; the zygote's copy). */
@@ -43,6 +46,9 @@ typedef struct zygote_spec {
 	int workers;
 	/* Install the seccomp sandbox in workers. */
 	bool sandbox;
+	/* The server's metrics (the zygote's copy): ISO_GAUGES reads the
+	 * service's gauges here, where the loaded state is. */
+	nngrpc_metrics *metrics;
 } zygote_spec;
 
 /*

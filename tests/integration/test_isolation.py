@@ -353,9 +353,13 @@ def test_crash_report_replays_in_process(binary: str, workdir: str) -> None:
 
 
 def test_reload_under_load_in_process_mode(binary: str, workdir: str) -> None:
-    server = start(binary, workdir, "process", ["--hotels", "3000"])
+    http_port = free_port()
+    server = start(binary, workdir, "process",
+                   ["--hotels", "3000", "--http", "127.0.0.1:%d" % http_port])
     try:
         first = set(zygote_children(server))
+        # The service's gauges are read where the dataset is: the zygote.
+        assert "\nhotel_dataset_hotels 3000\n" in metrics(http_port)
         with Load(server.tcp, threads=4, search=True) as load:
             assert wait_for(lambda: load.ok > 50)
             with nngrpc.Channel(server.tcp) as ch:
@@ -375,6 +379,9 @@ def test_reload_under_load_in_process_mode(binary: str, workdir: str) -> None:
         # The old generation left; a full new one serves.
         assert wait_for(lambda: len(zygote_children(server)) == WORKERS + SPARES)
         assert not first & set(zygote_children(server))
+        text = metrics(http_port)
+        assert "\nhotel_dataset_hotels 4000\n" in text, text
+        assert "\nhotel_dataset_reloads_total 1\n" in text, text
     finally:
         stop_server(server)
 

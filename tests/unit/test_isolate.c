@@ -174,7 +174,7 @@ open_pool(int (*loader)(void *, char *, size_t))
 	    0);
 	assert_int_equal(nngrpc_isolate_alloc(&cfg, &iso), 0);
 	nngrpc_dispatch_set_runner(d, nngrpc_isolate_runner, iso);
-	assert_int_equal(nngrpc_isolate_fork(iso, d, loader, NULL), 0);
+	assert_int_equal(nngrpc_isolate_fork(iso, d, NULL, loader, NULL), 0);
 	nngrpc_dispatch_seal(d);
 	return (iso);
 }

@@ -634,6 +634,68 @@ test_label_escaping(void **state)
 	nngrpc_metrics_free(m);
 }
 
+static double
+seven(void *arg)
+{
+	(void) arg;
+	return (7);
+}
+
+static bool relay_answers;
+
+/* A relay (process isolation's): the service's gauges read elsewhere. */
+static bool
+relay(void *arg, double *values, size_t n)
+{
+	assert_ptr_equal(arg, &relay_answers);
+	assert_int_equal(n, 1);
+	values[0] = 42;
+	return (relay_answers);
+}
+
+static char *
+extra_text(void *arg)
+{
+	(void) arg;
+	return (
+	    strdup("# HELP extra_total Extra.\n# TYPE extra_total counter\n"
+	           "extra_total 3\n"));
+}
+
+static void
+test_relay_and_text(void **state)
+{
+	nngrpc_metrics *m;
+	double          v[4];
+	char           *text;
+
+	(void) state;
+	assert_int_equal(nngrpc_metrics_alloc(&m), 0);
+	/* The runtime's own gauge, then the service's. */
+	assert_int_equal(
+	    nngrpc_metrics_add_gauge(m, "own_gauge", "Own.", seven, NULL), 0);
+	nngrpc_metrics_mark_service_fns(m);
+	assert_int_equal(
+	    nngrpc_metrics_add_gauge(m, "svc_gauge", "Svc.", seven, NULL), 0);
+	assert_int_equal(nngrpc_metrics_read_service_fns(m, v, 4), 1);
+	assert_true(v[0] == 7);
+	nngrpc_metrics_set_relay(m, relay, &relay_answers);
+	assert_int_equal(nngrpc_metrics_add_text(m, extra_text, NULL), 0);
+	assert_int_equal(
+	    nngrpc_metrics_add_text(m, extra_text, NULL), NNG_EBUSY);
+	relay_answers = true;
+	text = render(m);
+	assert_true(sample(text, "own_gauge") == 7);
+	assert_true(sample(text, "svc_gauge") == 42);
+	assert_true(sample(text, "extra_total") == 3);
+	free(text);
+	relay_answers = false; /* no answer: read here */
+	text = render(m);
+	assert_true(sample(text, "svc_gauge") == 7);
+	free(text);
+	nngrpc_metrics_free(m);
+}
+
 int
 main(void)
 {
@@ -646,6 +708,7 @@ main(void)
 		cmocka_unit_test(test_process_gauges),
 		cmocka_unit_test(test_too_many_methods),
 		cmocka_unit_test(test_label_escaping),
+		cmocka_unit_test(test_relay_and_text),
 	};
 	return (cmocka_run_group_tests(tests, NULL, NULL));
 }
