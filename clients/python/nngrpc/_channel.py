@@ -30,7 +30,19 @@ Several endpoints (_core.EndpointSet): calls go round-robin over the
 endpoints that are up.  An endpoint that failed to connect is tried last
 for a growing backoff; one that answered UNAVAILABLE (draining, not
 serving) is tried last for ``unavailable_backoff`` seconds; one that failed
-the previous attempt of a call is tried last by its retry.
+the previous attempt of a call is tried last by its retry.  One that
+answered ``nngrpc-not-run`` (draining) also loses its pooled connections:
+the idle ones close at once, the busy ones as their calls return.
+
+Discovery (_discovery.py): a target whose host is a DNS name is one
+endpoint per address it resolves to, resolved again every
+``resolve_interval`` seconds and when something fails.  The resolver runs
+on a daemon thread of the channel's own (_ResolverThread, started by the
+first call), never on a caller's thread: getaddrinfo cannot be
+interrupted, and a call must not wait past its deadline.  Calls that find
+no endpoint yet wait for the first resolution, within their deadline.  The
+thread holds only a weak reference to the channel and ends with it (or
+with close()).
 
 Retries (_core.CallState, _retry.py): an idempotent call (a method marked
 NO_SIDE_EFFECTS or IDEMPOTENT, or ``call(..., idempotent=True)``) that
@@ -58,7 +70,11 @@ dialled, discarded, closed), ``_closed`` and, as the EndpointSet's lock,
 the endpoints' state; whoever pops a connection owns it, so close() shuts
 down (never closes) a connection a call holds, and the call closes it.
 The lock is never held across a blocking network wait, nor while calling
-into the EndpointSet (which takes it itself).
+into the EndpointSet (which takes it itself).  The resolver thread has a
+lock of its own, never held across the resolver call nor together with
+``_lock``.  In a forked child the resolver starts again (a new thread, a
+new lock, no resolution under way) at the next call, with the parent's
+last addresses meanwhile.
 """
 
 from __future__ import annotations
@@ -89,6 +105,14 @@ from nngrpc._core import (
     EndpointSet,
     MethodBase,
     dial_error,
+    weak_hook,
+)
+from nngrpc._discovery import (
+    DEFAULT_RESOLVE_INTERVAL,
+    Discovery,
+    Resolver,
+    resolve_all,
+    system_resolver,
 )
 from nngrpc._errors import Call, Metadata
 from nngrpc._pipe import ReqPipe
@@ -128,8 +152,10 @@ class Channel:
 
     ``target`` is a URL (``tcp://host:port``, ``ipc:///path``,
     ``tls+tcp://host:port``) or a list of them; calls are spread round-robin
-    over the reachable ones.  Nothing connects until the first call.  Use it
-    as a context manager, or call close().
+    over the reachable ones.  A host that is a DNS name stands for every
+    address it resolves to (one endpoint each), resolved again while the
+    channel lives.  Nothing resolves or connects until the first call.  Use
+    it as a context manager, or call close().
 
     Options (keyword-only):
 
@@ -154,7 +180,15 @@ class Channel:
       ``RetryPolicy()``: 5 attempts, 10 ms backoff doubling up to 1 s);
       None turns retries off.
     - ``tls``: a TlsConfig for ``tls+tcp://`` endpoints (default: the
-      system's CAs, no client certificate).
+      system's CAs, no client certificate).  An address found by resolving
+      a name is verified against that name.
+    - ``resolve_interval``: seconds between two resolutions of the DNS
+      names among the targets (default 1); a failure (a refused or lost
+      connection, UNAVAILABLE, a draining server, no endpoint reachable)
+      brings the next one forward, at most one per 0.5 s.
+    - ``resolver``: the function that resolves names, ``resolver(host,
+      port) -> [IP address, ...]``, raising OSError when it cannot (default:
+      getaddrinfo).  It runs on the channel's resolver thread.
 
     The channel speaks NNG's SP protocol itself on Python sockets; libnng is
     never loaded, so NNG's REQ resend (NNG_OPT_REQ_RESENDTIME) does not
@@ -177,20 +211,29 @@ class Channel:
         deadline_grace: float = 0.02,
         retry: Optional[RetryPolicy] = DEFAULT_RETRY_POLICY,
         tls: "Optional[TlsConfig]" = None,
+        resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
+        resolver: Optional[Resolver] = None,
     ) -> None:
         urls = [target] if isinstance(target, str) else list(target)
         if not urls:
             raise ValueError("Channel needs at least one endpoint URL")
         addrs = [parse_url(u) for u in urls]
+        self._targets = urls
+        discovery = Discovery(addrs, resolve_interval)
         self._lock = threading.Lock()
         self._endpoints: EndpointSet[_Endpoint] = EndpointSet(
-            addrs,
+            discovery.addresses(),
             _Endpoint,
             backoff=backoff,
             backoff_max=backoff_max,
             unavailable_backoff=unavailable_backoff,
             lock=self._lock,
         )
+        self._endpoints.drained = weak_hook(self._drained)
+        self._resolver: Optional[_ResolverThread] = None
+        if discovery.has_names:
+            self._resolver = _ResolverThread(self, discovery, resolver or system_resolver)
+            self._endpoints.wake = self._resolver.ask
         self._tls_context, self._tls_hostname = context_for(addrs, tls)
         self._max_send = max_message_bytes
         self._max_recv = max_receive_message_bytes
@@ -263,6 +306,8 @@ class Channel:
                 self._close_idle(ep)
                 for pipe in ep.pipes:  # in use by a call, which closes it
                     pipe.shutdown()
+        if self._resolver is not None:
+            self._resolver.stop()
         _CHANNELS.discard(self)
 
     def __enter__(self) -> "Channel":
@@ -272,7 +317,7 @@ class Channel:
         self.close()
 
     def __repr__(self) -> str:
-        return "<nngrpc.Channel %s>" % ", ".join(e.addr.url for e in self._endpoints)
+        return "<nngrpc.Channel %s>" % ", ".join(self._targets)
 
     # ---- one call ------------------------------------------------------------------
     def _unary(
@@ -316,9 +361,9 @@ class Channel:
             try:
                 result = st.answered(ep, buf, start, end, deserialize)
             finally:  # the reply is consumed: the connection goes back
-                if len(ep.idle) < self._max_idle and not ep.removed:
+                if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
                     ep.idle.append(pipe)
-                    if self._closed:  # closed meanwhile
+                    if self._closed or ep.removed or ep.draining:  # meanwhile
                         self._reclaim(ep, pipe)
                 else:
                     self._discard(ep, pipe)
@@ -332,6 +377,9 @@ class Channel:
         caller owns until it puts it back in the pool or _discard()s it."""
         errors: List[str] = []
         candidates = self._endpoints.endpoints
+        resolver = self._resolver
+        if resolver is not None and (not candidates or not resolver.started):
+            candidates = self._resolved_endpoints(resolver, st)
         if len(candidates) != 1:
             candidates = self._endpoints.candidates(st.avoid)  # type: ignore[arg-type]
         for ep in candidates:
@@ -345,6 +393,7 @@ class Channel:
                 if pipe.is_idle_and_open():
                     return ep, pipe
                 self._discard(ep, pipe)
+                self._endpoints.lost(ep)  # closed while idle: the server went?
             pipe_or_error = self._dial(st, ep)
             if isinstance(pipe_or_error, str):
                 errors.append(self._endpoints.dial_failed(ep, pipe_or_error))
@@ -353,6 +402,22 @@ class Channel:
             self._take_new(ep, pipe_or_error)
             return ep, pipe_or_error
         raise st.unreachable(errors)
+
+    def _resolved_endpoints(self, resolver: "_ResolverThread", st: CallState) -> List[_Endpoint]:
+        """Starts the resolver (first call); when there is no endpoint yet,
+        waits for a resolution (within the deadline).  Returns the
+        endpoints; raises AttemptFailed (UNAVAILABLE naming the hosts that
+        do not resolve) or DEADLINE_EXCEEDED when there is still none."""
+        resolver.start()
+        if self._endpoints.endpoints:
+            return self._endpoints.endpoints
+        if self._closed:
+            raise ValueError(CLOSED_MSG)
+        if not resolver.wait(st.deadline):
+            raise st.expired("Deadline Exceeded while resolving %s" % resolver.hosts)
+        if self._endpoints.endpoints:
+            return self._endpoints.endpoints
+        raise st.unresolved(resolver.unresolved())
 
     def _take_new(self, ep: _Endpoint, pipe: ReqPipe) -> None:
         """Counts in a connection just dialled (closes it and raises
@@ -395,6 +460,11 @@ class Channel:
             ep.pipes.discard(pipe)
             pipe.close()
 
+    def _drained(self, ep: _Endpoint) -> None:
+        """EndpointSet's drained hook: ep said it is draining (not-run)."""
+        with self._lock:
+            self._close_idle(ep)
+
     def _close_idle(self, ep: _Endpoint) -> None:
         """Closes ep's idle connections (under _lock)."""
         while True:
@@ -406,10 +476,14 @@ class Channel:
             pipe.close()
 
     def _update_endpoints(self, urls: Sequence[str]) -> None:
-        """Makes urls the channel's endpoints (for discovery): new ones join
+        """Makes urls the channel's endpoints (see _set_addresses)."""
+        self._set_addresses([parse_url(u) for u in urls])
+
+    def _set_addresses(self, addrs: Sequence[Address]) -> None:
+        """Makes addrs the channel's endpoints (discovery): new ones join
         the rotation, removed ones take no new call and their connections
         close once idle (see EndpointSet.update)."""
-        _, removed = self._endpoints.update([parse_url(u) for u in urls])
+        _, removed = self._endpoints.update(addrs)
         with self._lock:
             for ep in removed:
                 self._close_idle(ep)
@@ -424,6 +498,8 @@ class Channel:
         """
         self._lock = threading.Lock()
         self._endpoints.lock = self._lock
+        if self._resolver is not None:
+            self._resolver.after_fork()
         for ep in self._endpoints:
             for pipe in ep.pipes:
                 pipe.close()
@@ -440,6 +516,123 @@ class Channel:
     def _busy(self) -> Set[ReqPipe]:
         """The connections calls hold."""
         return {p for e in self._endpoints for p in e.pipes if p not in e.idle}
+
+
+class _ResolverThread:
+    """A sync channel's resolutions (_discovery.Discovery), on a daemon
+    thread of their own, so that no caller ever waits on DNS past its
+    deadline nor holds a lock while the resolver runs.
+
+    The thread sleeps on ``_cv`` until the next resolution is due (or
+    ask() brings it forward), runs the resolver with no lock held, and
+    hands changed addresses to the channel.  It holds the channel only by
+    a weak reference: it ends when the channel is closed or collected.
+    ``_cv`` guards the Discovery and the fields below; it is never held
+    with the channel's lock.
+    """
+
+    def __init__(self, channel: "Channel", discovery: Discovery, resolver: Resolver) -> None:
+        self._channel = weakref.ref(channel)
+        self._disc = discovery
+        self._resolver = resolver
+        self._cv = threading.Condition(threading.Lock())
+        self.started = False  # the thread was started (in this process)
+        self._stopped = False
+        self._busy = False  # resolving, or handing the answer over
+        self._published = 0  # resolutions handed over
+        self._jobs: List[Tuple[str, int]] = []  # the resolution under way
+        self.hosts = discovery.hosts
+
+    def start(self) -> None:
+        """Starts the thread, if not yet (the channel's first call)."""
+        with self._cv:
+            if self.started or self._stopped:
+                return
+            self.started = True
+        threading.Thread(
+            target=self._run, name="nngrpc-resolver %s" % self.hosts, daemon=True
+        ).start()
+
+    def stop(self) -> None:
+        """Ends the thread (channel closed); a resolution under way finishes
+        on its own, and its answer is dropped."""
+        with self._cv:
+            self._stopped = True
+            self._cv.notify_all()
+
+    def ask(self) -> None:
+        """Brings the next resolution forward (rate-limited by Discovery)."""
+        with self._cv:
+            self._disc.ask()
+            self._cv.notify_all()
+
+    def wait(self, deadline: Optional[float]) -> bool:
+        """Asks for a resolution and waits for it to be handed over, if one
+        runs or may start now.  Returns False if the deadline passed first."""
+        with self._cv:
+            self._disc.ask()
+            self._cv.notify_all()
+            seen = self._published
+            while (
+                self._published == seen
+                and not self._stopped
+                and (self._busy or self._disc.due(time.monotonic()))
+            ):
+                if deadline is None:
+                    self._cv.wait()
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(left)
+            return True
+
+    def unresolved(self) -> str:
+        with self._cv:
+            return self._disc.unresolved()
+
+    def after_fork(self) -> None:
+        """In a forked child: no thread runs here, and the parent's may have
+        held the lock; the next call starts a new one."""
+        self._cv = threading.Condition(threading.Lock())
+        self.started = False
+        self._busy = False
+        self._disc.after_fork()
+
+    def _run(self) -> None:
+        while self._wait_until_due():
+            try:
+                self._resolve_once()
+            finally:
+                with self._cv:
+                    self._busy = False
+                    self._published += 1
+                    self._cv.notify_all()
+
+    def _wait_until_due(self) -> bool:
+        """Sleeps until a resolution is due, then marks it started; False
+        when the thread is to end (channel closed or gone)."""
+        with self._cv:
+            while True:
+                if self._stopped or self._channel() is None:
+                    return False
+                now = time.monotonic()
+                if self._disc.due(now):
+                    self._jobs = self._disc.start(now)
+                    self._busy = True
+                    return True
+                self._cv.wait(max(self._disc.next_at() - now, 0.001))
+
+    def _resolve_once(self) -> None:
+        """Runs the resolver (no lock held) and hands the addresses over."""
+        answers = resolve_all(self._resolver, self._jobs)
+        with self._cv:
+            addrs = self._disc.finish(answers)
+        if addrs is None or self._stopped:
+            return
+        channel = self._channel()
+        if channel is not None:
+            channel._set_addresses(addrs)
 
 
 class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):

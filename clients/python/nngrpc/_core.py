@@ -23,8 +23,12 @@ functions that never touch a socket, a clock wait or a loop:
 - EndpointSet: which endpoint the next attempt tries (round-robin over the
   endpoints that are up, backoff for those that refused a connection or
   answered UNAVAILABLE), and the set itself, which may change while calls
-  run (update(): discovery adds and removes endpoints; a removed one
-  drains: it takes no new call and its connections close once idle);
+  run (update(): discovery, _discovery.py, adds and removes endpoints; a
+  removed one drains: it takes no new call and its connections close once
+  idle).  An endpoint that answers ``nngrpc-not-run`` (the server is
+  draining or starting) is draining too: its connections are not reused
+  and it is tried last for a while.  Failures ask discovery to resolve the
+  names again (the ``wake`` hook);
 - MethodBase: what both channels' multicallables share (serializing the
   request, choosing how the response is deserialized).
 
@@ -45,6 +49,7 @@ from __future__ import annotations
 
 import random
 import time
+import weakref
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -346,7 +351,7 @@ class Endpoint:
     """One server address and its health, as the core sees it.  Drivers
     subclass it to hang their connections on it."""
 
-    __slots__ = ("addr", "failures", "retry_at", "last_error", "removed")
+    __slots__ = ("addr", "failures", "retry_at", "last_error", "removed", "draining")
 
     def __init__(self, addr: "Address") -> None:
         self.addr = addr
@@ -354,6 +359,7 @@ class Endpoint:
         self.retry_at = 0.0  # monotonic time its backoff ends
         self.last_error = ""
         self.removed = False  # gone from the set: draining
+        self.draining = False  # said nngrpc-not-run: connections not reused
 
     def load(self) -> int:
         """Calls in flight on this endpoint (the driver knows; for balancing
@@ -367,6 +373,23 @@ class Endpoint:
 E = TypeVar("E", bound=Endpoint)
 
 
+def _nothing(*_: object) -> None:
+    return None
+
+
+def weak_hook(method: Callable[..., None]) -> Callable[..., None]:
+    """Returns method (a bound method) as an EndpointSet hook that does not
+    keep its object alive: a channel's endpoints never hold the channel."""
+    ref = weakref.WeakMethod(method)
+
+    def hook(*args: Any) -> None:
+        m = ref()
+        if m is not None:
+            m(*args)
+
+    return hook
+
+
 class EndpointSet(Generic[E]):
     """A channel's endpoints: which one an attempt tries, and their health.
 
@@ -374,9 +397,24 @@ class EndpointSet(Generic[E]):
     change happens under ``lock`` (the driver's; replaced after a fork).
     ``endpoints`` is replaced, never changed in place, so a reader holding
     the list sees a consistent one.
+
+    Hooks the driver sets, called without ``lock`` held and never blocking:
+    ``wake()`` asks discovery to resolve the names again (an endpoint
+    failed, or none answered); ``drained(ep)`` closes ep's idle connections
+    (it said it is draining).  Both do nothing by default.
     """
 
-    __slots__ = ("endpoints", "lock", "rr", "_make", "_backoff", "_backoff_max", "_unavailable_backoff")
+    __slots__ = (
+        "endpoints",
+        "lock",
+        "rr",
+        "wake",
+        "drained",
+        "_make",
+        "_backoff",
+        "_backoff_max",
+        "_unavailable_backoff",
+    )
 
     def __init__(
         self,
@@ -392,6 +430,8 @@ class EndpointSet(Generic[E]):
         self.endpoints: List[E] = [make(a) for a in addrs]
         self.lock: ContextManager[Any] = lock if lock is not None else _NoLock()
         self.rr = 0  # where the next round-robin turn starts
+        self.wake: Callable[[], None] = _nothing
+        self.drained: Callable[[E], None] = _nothing
         self._backoff = backoff
         self._backoff_max = backoff_max
         self._unavailable_backoff = unavailable_backoff
@@ -429,24 +469,48 @@ class EndpointSet(Generic[E]):
                 ep.failures, self._backoff, self._backoff_max
             )
             ep.last_error = reason
+        self.wake()
         return "%s (%s)" % (ep.addr.url, reason)
 
     def dial_ok(self, ep: E) -> None:
-        """ep accepted a connection: its backoff ends."""
-        if ep.failures or ep.retry_at:
+        """ep accepted a connection: its backoff ends, and so does its
+        draining (it is tried again only once its time out is over, or
+        when no other endpoint could be reached)."""
+        if ep.failures or ep.retry_at or ep.draining:
             with self.lock:
                 ep.failures = 0
                 ep.retry_at = 0.0
                 ep.last_error = ""
+                ep.draining = False
 
     def answered_unavailable(self, ep: E, reason: str) -> None:
-        """ep answered UNAVAILABLE (draining, not serving): it is tried
-        last for a while, when there are others."""
+        """ep answered UNAVAILABLE (not serving): it is tried last for a
+        while, when there are others."""
+        self.wake()
         if len(self.endpoints) < 2:
             return
         with self.lock:
             ep.retry_at = max(ep.retry_at, time.monotonic() + self._unavailable_backoff)
             ep.last_error = reason
+
+    def not_run(self, ep: E, reason: str) -> None:
+        """ep answered that it did not run the call (``nngrpc-not-run``: it
+        is draining, or starting).  It is about to close its connections,
+        so none is reused: the idle ones close now (the ``drained`` hook),
+        the others as their calls return.  It is tried last for
+        unavailable_backoff when there are others, and the names are
+        resolved again (a draining server has usually left DNS)."""
+        with self.lock:
+            ep.draining = True
+            ep.last_error = reason
+            if len(self.endpoints) > 1:
+                ep.retry_at = max(ep.retry_at, time.monotonic() + self._unavailable_backoff)
+        self.drained(ep)
+        self.wake()
+
+    def lost(self, ep: E) -> None:
+        """A connection to ep failed under a call (closed, reset)."""
+        self.wake()
 
     def update(self, addrs: Sequence["Address"]) -> Tuple[List[E], List[E]]:
         """Makes addrs the set (discovery: a name resolved again).
@@ -678,12 +742,14 @@ class CallState:
             )
         status = StatusCode.from_int(code)
         err = RpcError(Call(status, message, trailers, queue_us, run_us, self.rid, self.attempt))
-        if status is StatusCode.UNAVAILABLE:
+        not_run = any(k == NOT_RUN_KEY for k, _ in trailers)
+        if not_run:
+            self.endpoints.not_run(ep, message)
+        elif status is StatusCode.UNAVAILABLE:
             self.endpoints.answered_unavailable(ep, message)
         self.avoid = ep
         # A reply saying the handler never ran may go elsewhere even when
         # the method is not idempotent (the server was starting or draining).
-        not_run = any(k == NOT_RUN_KEY for k, _ in trailers)
         self._again(err, self._retry if self._idempotent or not_run else None, True)
         return None
 
@@ -720,6 +786,7 @@ class CallState:
             return self.error(StatusCode.INTERNAL, "SP protocol error from %s: %s" % (url, e))
         if closed:
             return self.error(StatusCode.CANCELLED, "channel closed")
+        self.endpoints.lost(ep)
         return AttemptFailed(
             self.error(
                 StatusCode.UNAVAILABLE, "connection to %s lost during the call: %s" % (url, e)
@@ -730,11 +797,17 @@ class CallState:
 
     def unreachable(self, errors: Sequence[str]) -> AttemptFailed:
         """No endpoint took a connection; errors: "url (reason)" each."""
+        self.endpoints.wake()
         if errors:
             text = "failed to connect to %s" % "; ".join(errors)
         else:
             text = "no endpoint to connect to"
         return AttemptFailed(self.error(StatusCode.UNAVAILABLE, text), None, True)
+
+    def unresolved(self, why: str) -> AttemptFailed:
+        """There is no endpoint: the names do not resolve (why says which,
+        and the resolver's error, from Discovery.unresolved())."""
+        return AttemptFailed(self.error(StatusCode.UNAVAILABLE, why), None, True)
 
 
 def _as_payload(data: Any, raw: bool) -> Bytes:

@@ -111,7 +111,7 @@ def connect_backoff(failures: int, backoff: float, backoff_max: float) -> float:
     """Returns how long an endpoint that failed to connect failures times
     in a row is tried last: backoff growing 1.6x per failure up to
     backoff_max, +-20% jitter."""
-    delay = min(backoff * 1.6 ** (failures - 1), backoff_max)
+    delay = min(backoff * 1.6 ** min(failures - 1, 64), backoff_max)  # 1.6**64: past any max
     return delay * random.uniform(0.8, 1.2)
 
 

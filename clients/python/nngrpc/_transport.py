@@ -29,7 +29,8 @@ _TCP_FAMILIES = {
 
 @dataclass(frozen=True)
 class Address:
-    """A parsed endpoint URL."""
+    """A parsed endpoint URL.  name: for an address discovered by resolving
+    a name (_discovery.py), that name (host is then the IP address)."""
 
     url: str
     ipc: bool
@@ -38,6 +39,13 @@ class Address:
     port: int = 0
     path: str = ""
     tls: bool = False
+    name: str = ""
+
+    @property
+    def tls_name(self) -> str:
+        """The name a TLS server's certificate must carry: the name the
+        address was discovered from, else the host dialled."""
+        return self.name or self.host
 
 
 def parse_url(url: str) -> Address:
@@ -154,7 +162,7 @@ def dial(
         pipe = _tls.wrap(
             sock,
             tls_context,
-            server_hostname or addr.host,
+            server_hostname or addr.tls_name,
             max_recv=max_recv,
             deadline=deadline,
         )

@@ -35,6 +35,14 @@ client core (_core.py), which builds the requests, decodes the replies and
 makes every decision; this module owns the loop's connections, timers and
 sleeps.
 
+Discovery (_discovery.py) as in the sync channel: a target whose host is
+a DNS name is one endpoint per address.  A task on the channel's loop
+(started by the first call) runs each resolution in the loop's default
+executor (the resolver blocks; the loop never does) and updates the
+endpoints; calls that find no endpoint yet wait for it, within their
+deadline.  An endpoint that answered ``nngrpc-not-run`` (draining) takes
+no new call on its connections: they close as their calls end.
+
 An aio.Channel belongs to the event loop of its first call.  Using it from
 another running loop raises RuntimeError; once that loop is closed the
 channel forgets its connections and follows the next loop.
@@ -80,6 +88,14 @@ from nngrpc._core import (
     EndpointSet,
     MethodBase,
     dial_error,
+    weak_hook,
+)
+from nngrpc._discovery import (
+    DEFAULT_RESOLVE_INTERVAL,
+    Discovery,
+    Resolver,
+    resolve_all,
+    system_resolver,
 )
 from nngrpc._errors import Call, Metadata
 from nngrpc._intercept import (
@@ -168,6 +184,8 @@ class Channel:
         tls: "Optional[TlsConfig]" = None,
         max_connections_per_endpoint: int = 4,
         max_in_flight_per_endpoint: int = 256,
+        resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
+        resolver: Optional[Resolver] = None,
     ) -> None:
         urls = [target] if isinstance(target, str) else list(target)
         if not urls:
@@ -175,13 +193,25 @@ class Channel:
         if max_connections_per_endpoint < 1 or max_in_flight_per_endpoint < 1:
             raise ValueError("connection and in-flight limits must be >= 1")
         addrs = [parse_url(u) for u in urls]
+        self._targets = urls
+        discovery = Discovery(addrs, resolve_interval)
         self._endpoints: EndpointSet[_Endpoint] = EndpointSet(
-            addrs,
+            discovery.addresses(),
             _Endpoint,
             backoff=backoff,
             backoff_max=backoff_max,
             unavailable_backoff=unavailable_backoff,
         )
+        self._endpoints.drained = weak_hook(self._drained)
+        # Discovery's state, on the loop (see _resolving); None: no names.
+        self._disc = discovery if discovery.has_names else None
+        self._resolver = resolver or system_resolver
+        self._resolve_task: "Optional[asyncio.Task[None]]" = None
+        self._resolve_wake: Optional[asyncio.Event] = None
+        self._resolve_busy = False  # resolving, or handing the answer over
+        self._resolution: "Optional[asyncio.Future[None]]" = None  # the next hand-over
+        if self._disc is not None:
+            self._endpoints.wake = weak_hook(self._wake_resolver)
         self._tls_context, self._tls_hostname = context_for(addrs, tls)
         self._max_send = max_message_bytes
         self._max_recv = max_receive_message_bytes
@@ -243,6 +273,8 @@ class Channel:
             return
         self._closed = True
         _CHANNELS.discard(self)
+        if self._resolve_task is not None:
+            self._resolve_task.cancel()
         if self._loop is None or self._loop.is_closed():
             self._forget_connections()  # nothing can run on that loop
             return
@@ -270,7 +302,7 @@ class Channel:
         await self.close()
 
     def __repr__(self) -> str:
-        return "<nngrpc.aio.Channel %s>" % ", ".join(e.addr.url for e in self._endpoints)
+        return "<nngrpc.aio.Channel %s>" % ", ".join(self._targets)
 
     # ---- one call -----------------------------------------------------------------
     async def _unary(
@@ -356,7 +388,36 @@ class Channel:
                 )
             self._forget_connections()
             self._loop = loop
+            if self._disc is not None:
+                self._resolve_wake = asyncio.Event()
+                self._resolve_task = loop.create_task(_resolving(weakref.ref(self), loop))
         return loop
+
+    # ---- discovery ----------------------------------------------------------------
+    def _wake_resolver(self) -> None:
+        """EndpointSet's wake hook: brings the next resolution forward."""
+        assert self._disc is not None
+        self._disc.ask()
+        if self._resolve_wake is not None:
+            self._resolve_wake.set()
+
+    async def _await_endpoints(self, loop: asyncio.AbstractEventLoop, st: CallState) -> None:
+        """There is no endpoint yet: waits for a resolution that runs or
+        may start now, within the deadline.  Raises AttemptFailed
+        (UNAVAILABLE naming the hosts that do not resolve) or
+        DEADLINE_EXCEEDED when there is still none."""
+        disc = self._disc
+        assert disc is not None
+        self._wake_resolver()
+        if self._resolve_busy or disc.due(time.monotonic()):
+            if self._resolution is None:
+                self._resolution = loop.create_future()
+            timeout = None if st.deadline is None else max(st.deadline - time.monotonic(), 0.0)
+            done, _ = await asyncio.wait({self._resolution}, timeout=timeout)
+            if not done:
+                raise st.expired("Deadline Exceeded while resolving %s" % disc.hosts)
+        if not self._endpoints.endpoints:
+            raise st.unresolved(disc.unresolved())
 
     async def _checkout(
         self, loop: asyncio.AbstractEventLoop, st: CallState
@@ -365,6 +426,8 @@ class Channel:
         endpoint's in-flight slots (released by _release)."""
         if self._closed:
             raise ValueError(CLOSED_MSG)
+        if not self._endpoints.endpoints and self._disc is not None:
+            await self._await_endpoints(loop, st)
         errors: List[str] = []
         for ep in self._endpoints.candidates(st.avoid):  # type: ignore[arg-type]
             await self._acquire(loop, ep, st)
@@ -424,8 +487,8 @@ class Channel:
     def _release(self, ep: _Endpoint, pipe: Optional[AioPipe]) -> None:
         """Gives back a slot: to the first caller waiting, else to the pool.
         pipe: the connection the call used, closed when its endpoint was
-        removed and it carries no call any more."""
-        if pipe is not None and ep.removed and not pipe.pending:
+        removed or is draining and it carries no call any more."""
+        if pipe is not None and (ep.removed or ep.draining) and not pipe.pending:
             pipe.abort(_Closed("endpoint removed"))
         waiters = ep.waiters
         while waiters:
@@ -440,7 +503,7 @@ class Channel:
         dialling another one when all are busy and the pool is not full."""
         best: Optional[AioPipe] = None
         load = 0
-        for pipe in ep.pipes:
+        for pipe in () if ep.draining else ep.pipes:  # draining: a new one
             n = len(pipe.pending)
             if best is None or n < load:
                 best, load = pipe, n
@@ -511,23 +574,34 @@ class Channel:
         if not done:
             raise st.expired("Deadline Exceeded while connecting to %s" % ep.addr.url)
         if task.cancelled():
-            raise ValueError(CLOSED_MSG)
+            if self._closed:
+                raise ValueError(CLOSED_MSG)
+            raise ConnectionAbortedError("endpoint left DNS or is draining")
         pipe = task.result()  # raises the dial's error
         if pipe.closed:
             raise ConnectionResetError("connection lost right after the handshake")
         return pipe
 
     def _update_endpoints(self, urls: Sequence[str]) -> None:
-        """Makes urls the channel's endpoints (for discovery): new ones join
+        """Makes urls the channel's endpoints (see _set_addresses)."""
+        self._set_addresses([parse_url(u) for u in urls])
+
+    def _set_addresses(self, addrs: Sequence[Address]) -> None:
+        """Makes addrs the channel's endpoints (discovery): new ones join
         the rotation; removed ones take no new call, and their connections
         close as their last call ends (see EndpointSet.update)."""
-        _, removed = self._endpoints.update([parse_url(u) for u in urls])
+        _, removed = self._endpoints.update(addrs)
         for ep in removed:
-            if ep.dialing is not None:
-                ep.dialing.cancel()
-            for pipe in list(ep.pipes):
-                if not pipe.pending:
-                    pipe.abort(_Closed("endpoint removed"))
+            self._drained(ep)
+
+    def _drained(self, ep: _Endpoint) -> None:
+        """Closes ep's connections that carry no call (it left DNS, or is
+        draining); _release closes the others as their last call ends."""
+        if ep.dialing is not None:
+            ep.dialing.cancel()
+        for pipe in list(ep.pipes):
+            if not pipe.pending:
+                pipe.abort(_Closed("endpoint draining"))
 
     def _forget_connections(self) -> None:
         """Drops every connection without touching their event loop (which
@@ -541,6 +615,13 @@ class Channel:
             ep.in_flight = 0
             ep.waiters = collections.deque()
         self._loop = None
+        # The resolver task was the old loop's (or the parent's).
+        self._resolve_task = None
+        self._resolve_wake = None
+        self._resolve_busy = False
+        self._resolution = None
+        if self._disc is not None:
+            self._disc.after_fork()
 
     # ---- for tests ---------------------------------------------------------------------
     def _pending_count(self) -> int:
@@ -557,6 +638,57 @@ class Channel:
     def _stale_count(self) -> int:
         """Replies dropped because their caller had stopped waiting."""
         return sum(p.stale for e in self._endpoints for p in e.pipes)
+
+
+async def _resolving(ref: "weakref.ref[Channel]", loop: asyncio.AbstractEventLoop) -> None:
+    """A channel's resolutions, for as long as it is bound to loop and
+    alive (the task holds it only weakly, between resolutions): each runs
+    the resolver in the loop's executor when Discovery says it is due,
+    then updates the endpoints."""
+    while True:
+        ch = ref()
+        if ch is None or ch._closed or ch._loop is not loop:
+            return
+        disc, wake, resolver = ch._disc, ch._resolve_wake, ch._resolver
+        assert disc is not None and wake is not None
+        del ch
+        now = time.monotonic()
+        if not disc.due(now):
+            wake.clear()
+            try:
+                await asyncio.wait_for(wake.wait(), max(disc.next_at() - now, 0.001))
+            except asyncio.TimeoutError:
+                pass
+            continue
+        jobs = disc.start(now)
+        try:
+            _resolving_set(ref, True)
+            try:
+                answers = await loop.run_in_executor(None, resolve_all, resolver, jobs)
+            except RuntimeError:  # the executor is shut down: the loop is ending
+                return
+            addrs = disc.finish(answers)
+            ch = ref()
+            if addrs is not None and ch is not None and not ch._closed:
+                ch._set_addresses(addrs)
+            del ch
+        finally:
+            if disc.running:  # cancelled: the answer will not come here
+                disc.abandon()
+            _resolving_set(ref, False)
+
+
+def _resolving_set(ref: "weakref.ref[Channel]", busy: bool) -> None:
+    """Marks the channel's resolution under way (busy) or handed over (and
+    wakes the calls waiting for it)."""
+    ch = ref()
+    if ch is None:
+        return
+    ch._resolve_busy = busy
+    if not busy:
+        fut, ch._resolution = ch._resolution, None
+        if fut is not None and not fut.done():
+            fut.set_result(None)
 
 
 async def _open_pipe(
@@ -591,7 +723,7 @@ async def _open_pipe(
                         factory,
                         sock=sock,
                         ssl=tls_context,
-                        server_hostname=tls_hostname or addr.host,
+                        server_hostname=tls_hostname or addr.tls_name,
                     )
                 except OSError as e:
                     raise TlsHandshakeError(describe_tls_error(e)) from e

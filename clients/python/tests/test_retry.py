@@ -48,6 +48,7 @@ def test_connect_backoff_grows_with_jitter() -> None:
     assert 0.8 <= connect_backoff(1, 1.0, 30.0) <= 1.2
     assert 1.6 * 0.8 <= connect_backoff(2, 1.0, 30.0) <= 1.6 * 1.2
     assert connect_backoff(50, 1.0, 30.0) <= 36.0
+    assert connect_backoff(10**6, 1.0, 30.0) <= 36.0  # no OverflowError, ever
 
 
 def test_order_endpoints() -> None:
