@@ -22,7 +22,10 @@ and Stats when the server has the hotel service, else the built-in
 
 Which replica answered: the channel's connection pool knows the endpoint a
 call went out on; a Channel subclass records it per thread (see
-``CountingChannel``): the public client API has no per-call peer yet.
+``CountingChannel``): the public client API has no per-call peer yet.  A
+target whose host is a DNS name is one endpoint per address it resolves to
+(``tcp://tasks.hoteld:5555``: every Swarm replica): its answers count for
+the target, and the per-address counts are printed too.
 
 Calls answered UNAVAILABLE (a replica draining) are sent again, --retries
 times: every method called is NO_SIDE_EFFECTS.  A Channel that retries
@@ -58,20 +61,31 @@ class CountingChannel(nngrpc.Channel):
     private _checkout() whatever its arguments, and counts a call under "?"
     when that method or its (endpoint, connection) result changes."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, targets: List[str], **kwargs: Any) -> None:
+        super().__init__(targets, **kwargs)
         self._last = threading.local()
+        # (host, port) of each target, to credit a discovered address
+        # (Address.name: the name it was resolved from) to its target.
+        self._by_name: Dict[Tuple[str, str], str] = {}
+        for url in targets:
+            host, _, port = url.partition("://")[2].rpartition(":")
+            self._by_name[(host, port)] = url
 
     def _checkout(self, *args: Any, **kwargs: Any) -> Any:
         got = super()._checkout(*args, **kwargs)  # type: ignore[misc]
         try:
-            self._last.url = str(got[0].addr.url)
+            addr = got[0].addr
+            self._last.address = str(addr.url)
+            name = getattr(addr, "name", "")
+            self._last.url = self._by_name.get((name, str(addr.port)), addr.url) if name else addr.url
         except (AttributeError, IndexError, TypeError):
-            self._last.url = UNKNOWN_PEER
+            self._last.url = self._last.address = UNKNOWN_PEER
         return got
 
-    def last_peer(self) -> str:
-        return str(getattr(self._last, "url", UNKNOWN_PEER))
+    def last_peer(self) -> Tuple[str, str]:
+        """(target URL, address URL) of the last call's endpoint."""
+        return (str(getattr(self._last, "url", UNKNOWN_PEER)),
+                str(getattr(self._last, "address", UNKNOWN_PEER)))
 
 
 def _health_status(payload: bytes) -> int:
@@ -185,6 +199,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     timeline: Dict[str, List[int]] = {u: [] for u in targets}
     wall_start = time.time()
     counts: Counter[str] = Counter()
+    by_address: Counter[str] = Counter()
     last_ok: Dict[str, float] = {}
     errors: Counter[str] = Counter()
     retried: Counter[str] = Counter()
@@ -234,11 +249,12 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if len(first_errors) < 5:
                     first_errors.append("%.2fs %s" % (time.monotonic() - start, text))
             return False
-        peer = ch.last_peer()
+        peer, address = ch.last_peer()
         now = time.time()
         slot = int((now - wall_start) / bucket)
         with lock:
             counts[peer] += 1
+            by_address[address] += 1
             last_ok[peer] = now
             row = timeline.setdefault(peer, [])
             row.extend([0] * (slot + 1 - len(row)))
@@ -282,6 +298,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     n_err = sum(errors.values())
     for u in targets + sorted(set(counts) - set(targets)):
         print("smoke: %-24s %6d calls" % (u, counts[u]))
+    if sorted(by_address) != sorted(counts):  # names: one endpoint per address
+        for u in sorted(by_address):
+            print("smoke:   address %-24s %6d calls" % (u, by_address[u]))
     print("smoke: %d ok, %d failed in %.2f s (%.0f calls/s)"
           % (ok, n_err, elapsed, (ok + n_err) / elapsed if elapsed else 0))
     for line in first_errors:
