@@ -474,7 +474,7 @@ class EndpointSet(Generic[E]):
 
     def dial_ok(self, ep: E) -> None:
         """ep accepted a connection: its backoff ends, and so does its
-        draining (it is tried again only once its time out is over, or
+        draining (it is tried again only once its time-out is over, or
         when no other endpoint could be reached)."""
         if ep.failures or ep.retry_at or ep.draining:
             with self.lock:
@@ -484,8 +484,8 @@ class EndpointSet(Generic[E]):
                 ep.draining = False
 
     def answered_unavailable(self, ep: E, reason: str) -> None:
-        """ep answered UNAVAILABLE (not serving): it is tried last for a
-        while, when there are others."""
+        """ep answered UNAVAILABLE (draining, not serving): it is tried
+        last for a while, when there are others."""
         self.wake()
         if len(self.endpoints) < 2:
             return
