@@ -213,6 +213,39 @@ def test_wrong_name_fails_certificate_verify(tls_hoteld: TlsServer, pki: Pki) ->
     assert "certificate verify failed" in err.details() and "other.example" in err.details()
 
 
+def test_an_address_found_by_name_is_verified_against_the_name(
+    tls_hoteld: TlsServer, pki: Pki
+) -> None:
+    """tls+tcp://NAME:PORT dials each address NAME resolves to, and the
+    certificate must carry NAME.  It names 127.0.0.1 as well, so only a
+    check against the name (not the address dialled) refuses wrong.test."""
+    port = int(tls_hoteld.url.rsplit(":", 1)[1])
+    tls = nngrpc.TlsConfig(ca_file=pki.ca)
+
+    def to_loopback(host: str, _: int) -> List[str]:
+        return ["127.0.0.1"]
+
+    with nngrpc.Channel("tls+tcp://localhost:%d" % port, tls=tls, resolver=to_loopback) as ch:
+        assert echo_once(ch) == b"tls"
+        assert [e.addr.url for e in ch._endpoints] == ["tls+tcp://127.0.0.1:%d" % port]
+    err = failure("tls+tcp://wrong.test:%d" % port, tls=tls, resolver=to_loopback)
+    assert err.code() is nngrpc.StatusCode.UNAVAILABLE
+    assert "certificate verify failed" in err.details(), err.details()
+
+    async def aio() -> None:
+        async with nngrpc.aio.Channel("tls+tcp://localhost:%d" % port, tls=tls,
+                                      resolver=to_loopback) as ch:
+            stub = testing_nngrpc.TestingAsyncStub(ch)
+            assert (await stub.Echo(testing_pb2.EchoRequest(payload=b"a"), timeout=5.0)).payload == b"a"
+        async with nngrpc.aio.Channel("tls+tcp://wrong.test:%d" % port, tls=tls,
+                                      resolver=to_loopback, connect_timeout=2.0) as ch:
+            with pytest.raises(nngrpc.RpcError) as e:
+                await ch.call("/nngrpc.testing.v1.Testing/Echo", b"", timeout=5.0)
+            assert "certificate verify failed" in e.value.details(), e.value.details()
+
+    asyncio.run(aio())
+
+
 def test_plaintext_client_on_the_tls_listener_fails_fast(tls_hoteld: TlsServer, pki: Pki) -> None:
     plain_url = tls_hoteld.url.replace("tls+tcp://", "tcp://")
     t0 = time.monotonic()
