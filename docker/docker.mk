@@ -13,7 +13,7 @@
 #   make swarm-test        docker/stack.yml on a one-node swarm, loaded from
 #                          one Channel to tcp://tasks.hoteld:5555: deploy,
 #                          scale 3->5, 5->2, rolling update, kill -9; a table
-#                          per phase (docker/swarm/test.py, about 3 minutes)
+#                          per phase (docker/swarm/test.py, about 70 s)
 #
 # On the build machines of this project no engine runs and no registry is
 # reachable: the scripts then run ../shared/tools/docker-up (beside the

@@ -25,7 +25,7 @@ container id), so the stack runs with NNGRPC_TESTING=true.
 Swarm: a node outside any swarm gets a one-node swarm (advertising
 127.0.0.1) that it leaves again at the end; a node already a manager is
 used as it is and stays.  The stack and its network are always removed.
-Every wait is bounded; the whole run takes about 3 minutes.
+Every wait is bounded; the whole run takes about 70 s.
 
 Environment: NNGRPC_IMAGE, NNGRPC_CLIENT_IMAGE, NNGRPC_SWARM_STACK (stack
 name, default nngrpcswarmtest), NNGRPC_HOTELS (default 20000).
