@@ -93,13 +93,17 @@ def order_endpoints(
     endpoints: Sequence[E], start: int, now: float, avoid: Optional[E] = None
 ) -> List[E]:
     """Returns the endpoints in the order a call tries them: the ones up,
-    round-robin from index start; then the ones in backoff, soonest up
-    first; avoid (the endpoint the previous attempt failed on) goes last."""
+    round-robin from turn start (a ring of the up ones only, so that each
+    gets the same share while others are down); then the ones in backoff,
+    soonest up first; avoid (the endpoint the previous attempt failed on)
+    goes last."""
     n = len(endpoints)
-    ring = [endpoints[(start + i) % n] for i in range(n)]
-    up = [e for e in ring if e.retry_at <= now and e is not avoid]
+    up = [e for e in endpoints if e.retry_at <= now and e is not avoid]
+    if up:
+        k = start % len(up)
+        up = up[k:] + up[:k]
     if len(up) < n:
-        down = [e for e in ring if e.retry_at > now and e is not avoid]
+        down = [e for e in endpoints if e.retry_at > now and e is not avoid]
         down.sort(key=lambda e: e.retry_at)
         up += down
         if avoid is not None:

@@ -60,6 +60,10 @@ def test_order_endpoints() -> None:
     assert order_endpoints(eps, 1, 10.0) == [a, c, b]
     b.retry_at = c.retry_at = 0.0
     assert order_endpoints(eps, 0, 10.0, avoid=a) == [b, c, a]  # the retry avoids a
+    # One down: the others share its turns evenly (not the next one in line).
+    b.retry_at = 20.0
+    firsts = [order_endpoints(eps, turn, 10.0)[0] for turn in range(6)]
+    assert firsts.count(a) == firsts.count(c) == 3
 
 
 def reply(conn: socket.socket, ipc: bool, body: bytes, code: int, payload: bytes = b"") -> None:
