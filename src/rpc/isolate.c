@@ -87,11 +87,12 @@ struct nngrpc_isolate {
 	pthread_mutex_t i_reload_mtx;
 	pthread_mutex_t i_mtx;
 	pthread_cond_t  i_cv;
-	iso_worker     *i_idle;   /* guarded by i_mtx */
-	int             i_alive;  /* workers in the pool or running; i_mtx */
-	int64_t         i_gen;    /* the current generation; i_mtx */
-	bool            i_gone;   /* the zygote is; i_mtx */
-	bool            i_loaded; /* ISO_LOADED came; i_mtx */
+	iso_worker     *i_idle;    /* guarded by i_mtx */
+	int             i_alive;   /* workers in the pool or running; i_mtx */
+	int64_t         i_gen;     /* the current generation; i_mtx */
+	bool            i_gone;    /* the zygote is; i_mtx */
+	bool            i_closing; /* nngrpc_isolate_free() ends it; i_mtx */
+	bool            i_loaded;  /* ISO_LOADED came; i_mtx */
 	int             i_load_code;
 	char            i_load_err[512];
 	bool            i_reloaded; /* an ISO_RELOADED came; i_mtx */
@@ -374,12 +375,39 @@ supervise(void *arg)
 {
 	nngrpc_isolate *iso = arg;
 
+	bool closing;
+
 	while (supervise_one(iso)) { }
 	pthread_mutex_lock(&iso->i_mtx);
 	iso->i_gone = true;
+	closing = iso->i_closing;
 	pthread_cond_broadcast(&iso->i_cv);
 	pthread_mutex_unlock(&iso->i_mtx);
+	if (!closing) {
+		/* No replacement will ever come: let the process end (the
+		 * serve helper drains on SIGTERM), so that its orchestrator
+		 * starts a whole one. */
+		nngrpc_log(NNGRPC_LOG_ERROR,
+		    "isolation: the zygote (pid %d) is gone: draining and "
+		    "exiting",
+		    (int) iso->i_zygote);
+		kill(getpid(), SIGTERM);
+	}
 	return (NULL);
+}
+
+bool
+nngrpc_isolate_lost(nngrpc_isolate *iso)
+{
+	bool lost;
+
+	if (iso == NULL) {
+		return (false);
+	}
+	pthread_mutex_lock(&iso->i_mtx);
+	lost = iso->i_gone && !iso->i_closing;
+	pthread_mutex_unlock(&iso->i_mtx);
+	return (lost);
 }
 
 /* ---- the life of the pool ------------------------------------------- */
@@ -460,6 +488,9 @@ nngrpc_isolate_free(nngrpc_isolate *iso)
 	if (iso == NULL) {
 		return;
 	}
+	pthread_mutex_lock(&iso->i_mtx);
+	iso->i_closing = true;
+	pthread_mutex_unlock(&iso->i_mtx);
 	if (iso->i_ctl >= 0) {
 		shutdown(iso->i_ctl, SHUT_RDWR); /* ends the supervisor too */
 	}

@@ -77,6 +77,11 @@ nngrpc_status nngrpc_isolate_runner(void *arg, nngrpc_call *call,
  * within GAUGE_WAIT_MS or the last values read). 0 or an nng error. */
 int nngrpc_isolate_add_metrics(nngrpc_isolate *iso, nngrpc_metrics *m);
 
+/* True when the zygote died while the server ran (its supervisor then
+ * logged it and sent this process SIGTERM: it drains and ends, since no
+ * worker can be replaced any more). NULL: false. Any thread. */
+bool nngrpc_isolate_lost(nngrpc_isolate *iso);
+
 /* Ends the zygote and the workers (their sockets close; the zygote is
  * waited for) and frees iso. No runner may still run. NULL is a no-op. */
 void nngrpc_isolate_free(nngrpc_isolate *iso);

@@ -330,8 +330,9 @@ drain(run *r)
 	}
 }
 
-/* Step 6: serve until SIGINT or SIGTERM, then drain. */
-static void
+/* Step 6: serve until SIGINT or SIGTERM, then drain. Returns the exit
+ * code: 1 when the drain came from a lost zygote (process isolation). */
+static int
 serve_until_signal(run *r)
 {
 	int sig;
@@ -345,6 +346,7 @@ serve_until_signal(run *r)
 		/* Handlers may still run: leave without joining them. */
 		_exit(1);
 	}
+	return (nngrpc_isolate_lost(r->iso) ? 1 : 0);
 }
 
 /* Step 7, and the way out of every failed step: undoes what was done. */
@@ -446,7 +448,7 @@ nngrpc_serve(const nngrpc_serve_spec *spec, int argc, char **argv)
 			rc = replay(r);
 		} else if (rc == 0 && (rc = fork_zygote(r)) == 0
 		    && (rc = start(r)) == 0 && (rc = load(r)) == 0) {
-			serve_until_signal(r);
+			rc = serve_until_signal(r);
 		}
 		rc = finish(r, rc);
 	}

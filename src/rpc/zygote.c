@@ -48,7 +48,8 @@ typedef struct zygote {
 	int   z_spare_fd[SPARES];
 	pid_t z_spare_pid[SPARES];
 	int   z_n_spares;
-	bool  z_loaded; /* spares only after the load step succeeded */
+	bool  z_loaded;       /* spares only after the load step succeeded */
+	bool  z_spare_failed; /* a spare's fork failed: none until a request */
 } zygote;
 
 /* Dies with the process that forked this one; false when it is gone
@@ -184,17 +185,22 @@ fork_worker(zygote *z, int *fdp, pid_t *pidp)
 	return (0);
 }
 
-/* Forks spares up to SPARES; a failure leaves fewer (a replacement then
- * forks its own). */
+/* Forks one spare when fewer than SPARES are ready. A failure (out of
+ * processes, out of memory) stops the spares until the next request; a
+ * replacement then forks its own. */
 static void
-fork_spares(zygote *z)
+fork_spare(zygote *z)
 {
-	while (z->z_loaded && z->z_n_spares < SPARES
-	    && fork_worker(z, &z->z_spare_fd[z->z_n_spares],
-	           &z->z_spare_pid[z->z_n_spares])
-	        == 0) {
-		z->z_n_spares++;
+	if (!z->z_loaded || z->z_spare_failed || z->z_n_spares >= SPARES) {
+		return;
 	}
+	if (fork_worker(z, &z->z_spare_fd[z->z_n_spares],
+	        &z->z_spare_pid[z->z_n_spares])
+	    != 0) {
+		z->z_spare_failed = true;
+		return;
+	}
+	z->z_n_spares++;
 }
 
 /* Ends the spares (a reload made them stale): their sockets close. */
@@ -226,7 +232,7 @@ spawn(zygote *z)
 	return (rv);
 }
 
-/* A whole generation, then its spares. */
+/* A whole generation (the loop forks its spares after). */
 static int
 spawn_all(zygote *z)
 {
@@ -234,7 +240,6 @@ spawn_all(zygote *z)
 	for (int i = 0; i < z->z_spec->workers && rv == 0; i++) {
 		rv = spawn(z);
 	}
-	fork_spares(z);
 	return (rv);
 }
 
@@ -314,15 +319,20 @@ zygote_main(zygote *z)
 		uint8_t      *buf = NULL;
 		int           rv;
 
+		bool short_of_spares;
+
 		reap();
-		/* Spares are forked when nothing waits: a request that came
-		 * meanwhile is answered first. */
+		/* Spares are forked one at a time when nothing waits: a
+		 * request that came meanwhile is answered first. */
 		if (poll(&p, 1, 0) == 0) {
-			fork_spares(z);
+			fork_spare(z);
 		}
-		if (poll(&p, 1, REAP_EVERY_MS) <= 0) {
+		short_of_spares = z->z_loaded && !z->z_spare_failed
+		    && z->z_n_spares < SPARES;
+		if (poll(&p, 1, short_of_spares ? 0 : REAP_EVERY_MS) <= 0) {
 			continue;
 		}
+		z->z_spare_failed = false;
 		if (iso_recv_header(z->z_ctl, &f, NULL) != 0
 		    || (buf = iso_recv_body(z->z_ctl, f.f_len, &rv)) == NULL) {
 			_exit(0); /* the front end is gone */

@@ -421,3 +421,20 @@ def test_unknown_crash_kind_and_inline_methods_in_process_mode(
             assert h.Stats(hotel_pb2.StatsRequest(), timeout=10).hotel_count == 1000
     finally:
         stop_server(server)
+
+
+def test_a_lost_zygote_drains_and_ends_the_server(binary: str, workdir: str) -> None:
+    """With no zygote no worker can be replaced: the server says so, drains
+    and exits 1, so that its orchestrator starts a whole new one."""
+    server = start(binary, workdir, "process", ["--no-hotels"])
+    try:
+        out = subprocess.run(["ps", "-eo", "pid=,ppid="], capture_output=True,
+                             text=True, check=True).stdout
+        zygote = [int(p) for p, pp in (l.split() for l in out.splitlines())
+                  if int(pp) == server.proc.pid]
+        assert len(zygote) == 1
+        os.kill(zygote[0], signal.SIGKILL)
+        assert server.proc.wait(timeout=30) == 1
+        assert "isolation: the zygote (pid %d) is gone" % zygote[0] in server.log()
+    finally:
+        kill_hard(server)
