@@ -15,6 +15,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 from typing import Dict, Iterator, List
 
 import pytest
@@ -171,7 +172,12 @@ def test_placesd_gets_process_isolation_from_the_serve_helper(
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         with nngrpc.Channel(url, backoff=0.01, backoff_max=0.05) as ch:
-            assert nngrpc.health.check(ch, timeout=10) is nngrpc.health.ServingStatus.SERVING
+            # NOT_SERVING until the zygote has forked the workers.
+            end = time.monotonic() + 30
+            while (nngrpc.health.check(ch, timeout=10)
+                   is not nngrpc.health.ServingStatus.SERVING):
+                assert time.monotonic() < end, "placesd never turned SERVING"
+                time.sleep(0.02)
             req = _field(1, 48.85) + _field(2, 2.35) + _varint_field(3, 2)
             assert len(ch.call("/places.v1.Places/Nearest", req, timeout=5)) > 10
     finally:
