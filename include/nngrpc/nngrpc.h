@@ -350,10 +350,32 @@ NNGRPC_API const char *nngrpc_call_message(const nngrpc_call *call);
 NNGRPC_API const char *nngrpc_call_metadata(
     const nngrpc_call *call, const char *key);
 
+/*
+ * Binary metadata: keys ending in "-bin" carry bytes, as in gRPC. On the
+ * wire their values are base64 text (standard alphabet, unpadded; padded
+ * ones are read too), so nngrpc_call_metadata() gives that text and these
+ * give the bytes.
+ *
+ * The bytes of the request metadata value for key, decoded into new call
+ * memory (freed with the call) at each use, with their length in *lenp;
+ * NULL when key does not end in "-bin", is absent, or its value is not
+ * base64.
+ */
+NNGRPC_API const uint8_t *nngrpc_call_metadata_bin(
+    nngrpc_call *call, const char *key, size_t *lenp);
+
 /* Adds a trailing metadata entry to the response; both strings are
- * copied. Returns 0 or NNG_ENOMEM. */
+ * copied. A "-bin" key's value is sent as given (base64 text). Returns 0
+ * or NNG_ENOMEM. */
 NNGRPC_API int nngrpc_call_set_trailer(
     nngrpc_call *call, const char *key, const char *value);
+
+/* Adds a binary trailer: key ends in "-bin", and the len bytes at value
+ * (copied; NULL when len is 0) go out base64-encoded, which clients give
+ * the application as bytes. Returns 0, NNG_EINVAL (a key without "-bin")
+ * or NNG_ENOMEM. */
+NNGRPC_API int nngrpc_call_set_trailer_bin(
+    nngrpc_call *call, const char *key, const void *value, size_t len);
 
 /* Returns new memory owned by the call, freed when the call ends, aligned
  * for any type; NULL when out of memory. For output fields. A call that

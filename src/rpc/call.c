@@ -16,6 +16,8 @@
 
 #include <nngrpc/clock.h>
 
+#include "base64.h"
+
 struct call_defer {
 	call_defer *d_next;
 	void (*d_fn)(void *);
@@ -259,6 +261,54 @@ nngrpc_call_set_trailer(nngrpc_call *call, const char *key, const char *value)
 	}
 	call->c_trailers[call->c_n_trailers++] = e;
 	return (0);
+}
+
+/* True when key ends in "-bin": its value carries bytes. */
+static bool
+binary_key(const char *key)
+{
+	size_t n = strlen(key);
+
+	return (n >= 4 && memcmp(key + n - 4, "-bin", 4) == 0);
+}
+
+const uint8_t *
+nngrpc_call_metadata_bin(nngrpc_call *call, const char *key, size_t *lenp)
+{
+	const char *text;
+	uint8_t    *out;
+	size_t      len;
+
+	if (!binary_key(key)
+	    || (text = nngrpc_call_metadata(call, key)) == NULL) {
+		return (NULL);
+	}
+	len = strlen(text);
+	if ((out = nngrpc_call_alloc(call, nngrpc_base64_decoded_max(len)))
+	        == NULL
+	    || !nngrpc_base64_decode(text, len, out, lenp)) {
+		return (NULL);
+	}
+	return (out);
+}
+
+int
+nngrpc_call_set_trailer_bin(
+    nngrpc_call *call, const char *key, const void *value, size_t len)
+{
+	char *text;
+
+	if (!binary_key(key)) {
+		return (NNG_EINVAL);
+	}
+	if (len > (SIZE_MAX - 1) / 4 * 3
+	    || (text = nngrpc_call_alloc(
+	            call, nngrpc_base64_encoded_len(len) + 1))
+	        == NULL) {
+		return (NNG_ENOMEM);
+	}
+	nngrpc_base64_encode(value, len, text);
+	return (nngrpc_call_set_trailer(call, key, text));
 }
 
 void *

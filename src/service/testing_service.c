@@ -1,6 +1,7 @@
 /*
  * Diagnostics handlers. Echo returns its input bytes without copying them
- * (the output borrows the input, which lives until the call ends), and,
+ * (the output borrows the input, which lives until the call ends), sends
+ * back the request metadata it is asked to as trailers, and,
  * asked by the request metadata key TESTING_HOSTNAME_KEY, names the server
  * host in the trailer of that key: behind DNS round-robin (a Swarm
  * service, a headless Kubernetes Service) that tells which replica
@@ -32,6 +33,28 @@ static bool crash_allowed;
 #define OOM_MAX_BYTES (2ULL << 30)
 #define OOM_CHUNK     (16u << 20)
 
+/* Sends the request metadata value of key back as a trailer, through the
+ * binary accessors for a "-bin" key (whose value is not sent back when it
+ * is not base64). Returns 0, or NNG_ENOMEM. */
+static int
+return_metadata(nngrpc_call *call, const char *key)
+{
+	size_t      n = strlen(key), len;
+	const char *text;
+
+	if (n >= 4 && strcmp(key + n - 4, "-bin") == 0) {
+		const uint8_t *bytes
+		    = nngrpc_call_metadata_bin(call, key, &len);
+		return (bytes == NULL
+		        ? 0
+		        : nngrpc_call_set_trailer_bin(call, key, bytes, len));
+	}
+	if ((text = nngrpc_call_metadata(call, key)) == NULL) {
+		return (0);
+	}
+	return (nngrpc_call_set_trailer(call, key, text));
+}
+
 static nngrpc_status
 echo(nngrpc_call *call, const Nngrpc__Testing__V1__EchoRequest *req,
     Nngrpc__Testing__V1__EchoResponse *resp)
@@ -42,6 +65,13 @@ echo(nngrpc_call *call, const Nngrpc__Testing__V1__EchoRequest *req,
 	        != 0) {
 		return (nngrpc_call_error(call, NNGRPC_RESOURCE_EXHAUSTED,
 		    "out of memory for the %s trailer", TESTING_HOSTNAME_KEY));
+	}
+	for (size_t i = 0; i < req->n_return_metadata; i++) {
+		if (return_metadata(call, req->return_metadata[i]) != 0) {
+			return (
+			    nngrpc_call_error(call, NNGRPC_RESOURCE_EXHAUSTED,
+			        "out of memory for a returned trailer"));
+		}
 	}
 	return (NNGRPC_OK);
 }
