@@ -49,7 +49,7 @@ GEN_PY   := $(BUILD)/gen/python
 INTERNAL   = -Isrc/rpc
 ALL_CFLAGS = $(CSTD) $(WARN) $(CFLAGS) $(SANFLAGS) $(VISIBILITY) -fPIC -MMD -MP \
              -Iinclude -Isrc $(INTERNAL) -I$(GEN_C)
-LDLIBS_RPC := -lnng -lprotobuf-c -lseccomp -lpthread -lm
+LDLIBS_RPC := -lnng -lprotobuf-c -lz -lzstd -lseccomp -lpthread -lm
 
 .PHONY: all deps run test unit-tests asan asan-test example-test \
         format format-check clean FORCE

@@ -22,18 +22,25 @@ struct nngrpc_call {
 	nngrpc_arena c_arena;
 	const char  *c_method;
 	const char  *c_request_id; /* never NULL once decoded */
-	const char  *c_peer;       /* formatted lazily */
-	nng_pipe     c_pipe;
-	int          c_metric; /* method's metrics index, or -1 */
-	bool         c_open;   /* the method's service is open */
-	int64_t      c_deadline;
-	int64_t      c_queue_us;
-	int64_t      c_run_us;   /* -1 until the reply is built */
-	const char  *c_trace_id; /* parsed lazily; NULL: none */
-	bool         c_trace_parsed;
-	bool         c_oom; /* an allocation from call memory failed */
-	const void  *c_impl;
-	void        *c_user;
+	/* Reserved request metadata (docs/compatibility.md), or NULL:
+	 * nngrpc-accept-encoding (the client asks for the capability
+	 * trailers, and what it decodes) and nngrpc-encoding (the payload's
+	 * compression). */
+	const char *c_accept;
+	const char *c_encoding;
+	bool        c_offer_caps; /* send the capability trailers anyway */
+	const char *c_peer;       /* formatted lazily */
+	nng_pipe    c_pipe;
+	int         c_metric; /* method's metrics index, or -1 */
+	bool        c_open;   /* the method's service is open */
+	int64_t     c_deadline;
+	int64_t     c_queue_us;
+	int64_t     c_run_us;   /* -1 until the reply is built */
+	const char *c_trace_id; /* parsed lazily; NULL: none */
+	bool        c_trace_parsed;
+	bool        c_oom; /* an allocation from call memory failed */
+	const void *c_impl;
+	void       *c_user;
 	const Nngrpc__V1__Request *c_req; /* in c_arena */
 	/* The status message: c_message_len bytes (NUL-terminated after
 	 * them, and may hold NUL bytes) in c_arena, or NULL. */

@@ -24,9 +24,14 @@
 #include <nngrpc/clock.h>
 
 #include "call.h"
+#include "encoding.h"
 #include "envelope.h"
 #include "log.h"
 #include "wire.h"
+
+/* Replies smaller than this go uncompressed even when the client accepts
+ * compression: the bytes saved would not pay for the CPU. */
+#define NNGRPC_COMPRESS_MIN_BYTES 1024
 
 typedef struct service {
 	const ProtobufCServiceDescriptor *s_desc;
@@ -55,8 +60,10 @@ struct nngrpc_dispatch {
 	bool                d_sealed;
 	nngrpc_interceptor *d_interceptors; /* in the order added */
 	size_t              d_n_interceptors;
-	nngrpc_metrics     *d_metrics; /* borrowed, or NULL */
-	atomic_bool         d_serving; /* the whole server */
+	nngrpc_metrics     *d_metrics;     /* borrowed, or NULL */
+	atomic_bool         d_serving;     /* the whole server */
+	size_t              d_max_message; /* the request size limit */
+	char                d_max_message_text[24];
 	/* Process isolation: who runs handlers instead (or NULL). */
 	nngrpc_dispatch_runner d_runner;
 	void                  *d_runner_arg;
@@ -70,8 +77,17 @@ nngrpc_dispatch_alloc(nngrpc_dispatch **dp)
 		return (NNG_ENOMEM);
 	}
 	atomic_init(&d->d_serving, true);
+	nngrpc_dispatch_set_max_message(d, NNGRPC_DEFAULT_MAX_MESSAGE_BYTES);
 	*dp = d;
 	return (0);
+}
+
+void
+nngrpc_dispatch_set_max_message(nngrpc_dispatch *d, size_t bytes)
+{
+	d->d_max_message = bytes;
+	snprintf(d->d_max_message_text, sizeof(d->d_max_message_text), "%zu",
+	    bytes);
 }
 
 void
@@ -499,8 +515,55 @@ deadline_of(int64_t recv_ns, uint64_t timeout_us)
 	return (recv_ns + (int64_t) timeout_us * 1000);
 }
 
+/* Reads the reserved metadata keys (docs/compatibility.md) in one pass:
+ * the request id, nngrpc-accept-encoding, nngrpc-encoding. The first of a
+ * key given twice counts, as for nngrpc_call_metadata(). */
+static void
+read_reserved(nngrpc_call *call)
+{
+	const Nngrpc__V1__Request *req = call->c_req;
+
+	for (size_t i = 0; i < req->n_metadata; i++) {
+		const char  *key = req->metadata[i]->key;
+		const char  *value = req->metadata[i]->value;
+		const char **slot = NULL;
+
+		if (key == NULL || value == NULL
+		    || strncmp(key, "nngrpc-", 7) != 0) {
+			continue;
+		}
+		if (strcmp(key + 7, "request-id") == 0) {
+			slot = &call->c_request_id;
+		} else if (strcmp(key + 7, "accept-encoding") == 0) {
+			slot = &call->c_accept;
+		} else if (strcmp(key + 7, "encoding") == 0) {
+			slot = &call->c_encoding;
+		}
+		if (slot != NULL && *slot == NULL) {
+			*slot = value;
+		}
+	}
+}
+
+/* A request payload's encoding this server does not decode: the handler
+ * does not run, and the client learns what the server decodes. */
+static nngrpc_status
+unknown_encoding(nngrpc_call *call)
+{
+	char name[64];
+
+	printable(name, sizeof(name), call->c_encoding);
+	call->c_offer_caps = true;
+	(void) nngrpc_call_set_trailer(call, "nngrpc-not-run", "1");
+	return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
+	    "request payload encoding \"%s\" is not supported (this server "
+	    "decodes " NNGRPC_ENCODINGS ")",
+	    name));
+}
+
 /* Decodes the envelope into the call: method, metadata, request id (set
- * as the thread's for every line it logs), deadline. */
+ * as the thread's for every line it logs), deadline, and whether the
+ * payload's encoding is one the server decodes. */
 static nngrpc_status
 open_envelope(nngrpc_call *call, const uint8_t *body, size_t len,
     int64_t recv_ns, int64_t start_ns)
@@ -516,7 +579,7 @@ open_envelope(nngrpc_call *call, const uint8_t *body, size_t len,
 	}
 	call->c_req = req;
 	call->c_method = req->method;
-	call->c_request_id = nngrpc_call_metadata(call, "nngrpc-request-id");
+	read_reserved(call);
 	if (call->c_request_id == NULL) {
 		call->c_request_id = "";
 	} else {
@@ -527,6 +590,11 @@ open_envelope(nngrpc_call *call, const uint8_t *body, size_t len,
 		return (nngrpc_call_error(call, NNGRPC_DEADLINE_EXCEEDED,
 		    "deadline exceeded after %lld us in the server queue",
 		    (long long) ((start_ns - recv_ns) / 1000)));
+	}
+	if (call->c_encoding != NULL
+	    && nngrpc_encoding_find(call->c_encoding, strlen(call->c_encoding))
+	        == NNGRPC_ENCODING_UNKNOWN) {
+		return (unknown_encoding(call));
 	}
 	return (NNGRPC_OK);
 }
@@ -567,13 +635,54 @@ admit(const nngrpc_dispatch *d, nngrpc_call *call, const method **mp)
 	return (NNGRPC_OK);
 }
 
-/* Decodes the input, initialises the output and runs the handler; the
- * output to encode goes to *outputp when it succeeds. */
+/* The request payload as the input message's bytes: decompressed when
+ * the client compressed it, into at most max bytes. */
 static nngrpc_status
-invoke(const method *m, nngrpc_call *call, ProtobufCMessage **outputp)
+request_payload(nngrpc_call *call, size_t max, ProtobufCBinaryData *in)
 {
-	ProtobufCMessage *input, *output;
-	nngrpc_status     st;
+	nngrpc_encoding e = NNGRPC_ENCODING_IDENTITY;
+	size_t          zlen = call->c_req->payload.len;
+	int             rv;
+
+	*in = call->c_req->payload;
+	if (call->c_encoding != NULL) {
+		e = nngrpc_encoding_find(
+		    call->c_encoding, strlen(call->c_encoding));
+	}
+	if (e == NNGRPC_ENCODING_IDENTITY) {
+		return (NNGRPC_OK);
+	}
+	rv = nngrpc_encoding_decompress(e, call->c_req->payload.data, zlen,
+	    max, &call->c_arena, &in->data, &in->len);
+	if (rv == NNG_EMSGSIZE) {
+		return (nngrpc_call_error(call, NNGRPC_RESOURCE_EXHAUSTED,
+		    "request payload (%zu bytes of %s) decompresses to more "
+		    "than the server's limit of %zu bytes",
+		    zlen, nngrpc_encoding_name(e), max));
+	}
+	if (rv == NNG_ENOMEM) {
+		return (nngrpc_call_error(
+		    call, NNGRPC_RESOURCE_EXHAUSTED, "out of memory"));
+	}
+	if (rv != 0) {
+		return (nngrpc_call_error(call, NNGRPC_INTERNAL,
+		    "cannot decompress the request payload (%zu bytes): not "
+		    "a whole %s stream",
+		    zlen, nngrpc_encoding_name(e)));
+	}
+	return (NNGRPC_OK);
+}
+
+/* Decodes the input (max: the most a compressed payload decompresses
+ * to), initialises the output and runs the handler; the output to encode
+ * goes to *outputp when it succeeds. */
+static nngrpc_status
+invoke(
+    const method *m, nngrpc_call *call, size_t max, ProtobufCMessage **outputp)
+{
+	ProtobufCMessage   *input, *output;
+	ProtobufCBinaryData in;
+	nngrpc_status       st;
 
 	call->c_metric = m->m_metric;
 	if (nngrpc_log_enabled(NNGRPC_LOG_DEBUG)) {
@@ -581,13 +690,15 @@ invoke(const method *m, nngrpc_call *call, ProtobufCMessage **outputp)
 	}
 	call->c_impl = m->m_svc->s_impl;
 	call->c_user = m->m_svc->s_user;
-	input
-	    = protobuf_c_message_unpack(m->m_desc->input, &call->c_arena.a_pb,
-	        call->c_req->payload.len, call->c_req->payload.data);
+	if ((st = request_payload(call, max, &in)) != NNGRPC_OK) {
+		return (st);
+	}
+	input = protobuf_c_message_unpack(
+	    m->m_desc->input, &call->c_arena.a_pb, in.len, in.data);
 	if (input == NULL) {
 		return (nngrpc_call_error(call, NNGRPC_INTERNAL,
 		    "cannot decode the request payload (%zu bytes) as %s",
-		    call->c_req->payload.len, m->m_desc->input->name));
+		    in.len, m->m_desc->input->name));
 	}
 	if ((output = nngrpc_call_new_message(call, m->m_desc->output))
 	    == NULL) {
@@ -627,7 +738,95 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 		    (uint32_t) (m - d->d_methods), m->m_reload, body, len,
 		    &call->c_payload));
 	}
-	return (invoke(m, call, outputp));
+	return (invoke(m, call, d->d_max_message, outputp));
+}
+
+/* Compresses an OK reply's payload with the first encoding the request
+ * accepts, when it is NNGRPC_COMPRESS_MIN_BYTES or more and compression
+ * makes it smaller; says so in the nngrpc-encoding trailer. Anything
+ * that fails leaves the reply as it was. */
+static void
+compress_reply(nngrpc_call *call, nngrpc_reply *r)
+{
+	nngrpc_encoding e;
+	const uint8_t  *plain = r->payload;
+	size_t          len = r->payload_len, zlen;
+	uint8_t        *packed, *z;
+
+	if (call->c_accept == NULL
+	    || (e = nngrpc_encoding_pick(call->c_accept))
+	        == NNGRPC_ENCODING_IDENTITY) {
+		return;
+	}
+	if (r->output != NULL) {
+		len = protobuf_c_message_get_packed_size(r->output);
+		if (len < NNGRPC_COMPRESS_MIN_BYTES
+		    || (packed = nngrpc_arena_alloc(&call->c_arena, len))
+		        == NULL) {
+			return;
+		}
+		protobuf_c_message_pack(r->output, packed);
+		r->output = NULL; /* packed once: sent from here either way */
+		r->payload = plain = packed;
+		r->payload_len = len;
+	}
+	if (len < NNGRPC_COMPRESS_MIN_BYTES
+	    || nngrpc_encoding_compress(
+	           e, plain, len, &call->c_arena, &z, &zlen)
+	        != 0
+	    || zlen >= len
+	    || nngrpc_call_set_trailer(
+	           call, "nngrpc-encoding", nngrpc_encoding_name(e))
+	        != 0) {
+		return;
+	}
+	r->payload = z;
+	r->payload_len = zlen;
+}
+
+/* The capability trailers, on every reply to a request that asked for
+ * them (nngrpc-accept-encoding) once it is decoded. */
+static void
+add_capabilities(const nngrpc_dispatch *d, nngrpc_call *call)
+{
+	if (call->c_accept == NULL && !call->c_offer_caps) {
+		return;
+	}
+	/* Out of memory: the client reads the reply as "not learned yet". */
+	if (nngrpc_call_set_trailer(
+	        call, "nngrpc-accept-encoding", NNGRPC_ENCODINGS)
+	    == 0) {
+		(void) nngrpc_call_set_trailer(
+		    call, "nngrpc-max-message-bytes", d->d_max_message_text);
+	}
+}
+
+/* Fills the reply from what the call left: status, message, payload (the
+ * output, or bytes a runner packed; compressed if the client accepts
+ * it), trailers (the capability trailers added). */
+static void
+build_reply(const nngrpc_dispatch *d, nngrpc_call *call, nngrpc_status st,
+    const ProtobufCMessage *output, nngrpc_reply *r)
+{
+	r->code = (int32_t) st;
+	if (call->c_message != NULL) {
+		r->message = call->c_message;
+		r->message_len = call->c_message_len;
+	} else if (st != NNGRPC_OK && call->c_oom) {
+		r->message = "out of memory";
+		r->message_len = strlen(r->message);
+	}
+	if (st == NNGRPC_OK) {
+		r->output = output;
+		if (output == NULL) { /* packed by a runner */
+			r->payload = call->c_payload.data;
+			r->payload_len = call->c_payload.len;
+		}
+		compress_reply(call, r);
+	}
+	add_capabilities(d, call);
+	r->trailers = call->c_trailers;
+	r->n_trailers = call->c_n_trailers;
 }
 
 int
@@ -645,22 +844,7 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 	call.c_pipe = pipe;
 	call.c_queue_us = (start_ns - recv_ns) / 1000;
 	st = run(d, &call, body, len, recv_ns, start_ns, &output);
-	reply.code = (int32_t) st;
-	if (call.c_message != NULL) {
-		reply.message = call.c_message;
-		reply.message_len = call.c_message_len;
-	} else if (st != NNGRPC_OK && call.c_oom) {
-		reply.message = "out of memory";
-		reply.message_len = strlen(reply.message);
-	}
-	reply.trailers = call.c_trailers;
-	reply.n_trailers = call.c_n_trailers;
-	reply.output = output;
-	if (st == NNGRPC_OK && output == NULL) {
-		/* packed by a runner */
-		reply.payload = call.c_payload.data;
-		reply.payload_len = call.c_payload.len;
-	}
+	build_reply(d, &call, st, output, &reply);
 	end_ns = nngrpc_now_ns();
 	call.c_run_us = (end_ns - start_ns) / 1000;
 	reply.queue_us = (uint64_t) call.c_queue_us;
@@ -701,7 +885,8 @@ nngrpc_dispatch_invoke(const nngrpc_dispatch *d, nngrpc_call *call,
 		return (nngrpc_call_error(call, NNGRPC_UNIMPLEMENTED,
 		    "method \"%s\" is not served here", name));
 	}
-	if ((st = invoke(m, call, &output)) == NNGRPC_OK && output != NULL) {
+	if ((st = invoke(m, call, d->d_max_message, &output)) == NNGRPC_OK
+	    && output != NULL) {
 		protobuf_c_message_pack_to_buffer(output, out);
 	}
 	return (st);

@@ -79,6 +79,12 @@ const char *nngrpc_dispatch_service_name(const nngrpc_dispatch *d, size_t i);
 const nngrpc_file_info *nngrpc_dispatch_find_symbol(
     const nngrpc_dispatch *d, const char *symbol);
 
+/* The server's request size limit (NNG_OPT_RECVMAXSZ; default
+ * NNGRPC_DEFAULT_MAX_MESSAGE_BYTES): advertised in the capability
+ * trailer nngrpc-max-message-bytes, and the most a compressed request
+ * payload may decompress to. Before sealing. */
+void nngrpc_dispatch_set_max_message(nngrpc_dispatch *d, size_t bytes);
+
 /* Makes the registry read-only and ready for lookups. */
 void nngrpc_dispatch_seal(nngrpc_dispatch *d);
 

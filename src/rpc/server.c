@@ -402,6 +402,7 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 		return (rv);
 	}
 	nngrpc_dispatch_set_metrics(s->s_dispatch, s->s_metrics);
+	nngrpc_dispatch_set_max_message(s->s_dispatch, cfg->max_message_bytes);
 	/* Gauges added from now on are the service's (for the relay of
 	 * process isolation). */
 	nngrpc_metrics_mark_service_fns(s->s_metrics);

@@ -34,7 +34,7 @@ FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
 FUZZ_CFLAGS  := $(CSTD) -g -O1 $(FUZZ_SAN) -fsanitize=fuzzer-no-link \
                 -Wall -Wextra -MMD -MP -Iinclude -Isrc -Isrc/rpc -I$(GEN_C)
 FUZZ_LDFLAGS := -fsanitize=fuzzer $(FUZZ_SAN)
-FUZZ_LDLIBS  := -lnng -lprotobuf-c -lpthread -lm
+FUZZ_LDLIBS  := -lnng -lprotobuf-c -lz -lzstd -lpthread -lm
 
 # The engine is fuzzed once the build has it (engine.mk sets ENGINE_LIB).
 FUZZ_ENGINE  := $(if $(ENGINE_LIB),$(or $(ENGINE_SRCS),$(wildcard src/engine/*.c)))
