@@ -96,8 +96,9 @@ from typing import (
     Union,
 )
 
-from nngrpc import _core
+from nngrpc import _compression, _core
 from nngrpc._core import (
+    _REQ_ID_BYTES,
     CLOSED_MSG,
     AttemptFailed,
     CallState,
@@ -114,10 +115,10 @@ from nngrpc._discovery import (
     resolve_all,
     system_resolver,
 )
-from nngrpc._errors import Call, Metadata
+from nngrpc._errors import Call, Metadata, RpcError
 from nngrpc._pipe import ReqPipe
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from nngrpc._sp import ProtocolError
+from nngrpc._sp import ProtocolError, RequestTooLarge
 from nngrpc._tls import context_for
 from nngrpc._transport import Address, dial, parse_url
 
@@ -189,6 +190,18 @@ class Channel:
     - ``resolver``: the function that resolves names, ``resolver(host,
       port) -> [IP address, ...]``, raising OSError when it cannot (default:
       getaddrinfo).  It runs on the channel's resolver thread.
+    - ``compression``: "gzip" or "zstd" (with the zstandard module)
+      compresses requests of 1 KiB or more for servers that decode that
+      encoding, and accepts replies compressed so; None or "identity"
+      (the default) none.  A call's ``compression=`` overrides it.  It is
+      negotiated per connection (docs/compatibility.md): a server that
+      predates it gets plain requests, and the first call on a connection
+      always goes uncompressed.
+
+    The channel learns, per connection, the server's own limit on a
+    request (hoteld's ``--max-message-bytes``) and refuses a larger request
+    itself with RESOURCE_EXHAUSTED, as for ``max_message_bytes``; it never
+    retries a call that a size limit would refuse again.
 
     The channel speaks NNG's SP protocol itself on Python sockets; libnng is
     never loaded, so NNG's REQ resend (NNG_OPT_REQ_RESENDTIME) does not
@@ -213,6 +226,7 @@ class Channel:
         tls: "Optional[TlsConfig]" = None,
         resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
         resolver: Optional[Resolver] = None,
+        compression: Optional[str] = None,
     ) -> None:
         urls = [target] if isinstance(target, str) else list(target)
         if not urls:
@@ -241,6 +255,7 @@ class Channel:
         self._connect_timeout = connect_timeout
         self._grace = deadline_grace
         self._retry = retry
+        self._compression = _compression.check(compression)
         self._closed = False  # set under _lock
         _CHANNELS.add(self)
 
@@ -271,10 +286,13 @@ class Channel:
         metadata: Optional[Metadata] = None,
         *,
         idempotent: bool = False,
+        compression: Optional[str] = None,
     ) -> bytes:
         """Calls method with a serialized request; returns the serialized
         response.  Raises RpcError for any status but OK."""
-        return self.invoke(method, request, timeout, metadata, idempotent=idempotent)[0]
+        return self.invoke(
+            method, request, timeout, metadata, idempotent=idempotent, compression=compression
+        )[0]
 
     def invoke(
         self,
@@ -284,12 +302,13 @@ class Channel:
         metadata: Optional[Metadata] = None,
         *,
         idempotent: bool = False,
+        compression: Optional[str] = None,
     ) -> Tuple[bytes, Call]:
         """As call(), but returns (response bytes, Call)."""
         mc: UnaryUnaryMultiCallable[bytes, bytes] = UnaryUnaryMultiCallable(
             self, method, None, None, idempotent
         )
-        return mc.with_call(request, timeout, metadata)
+        return mc.with_call(request, timeout, metadata, compression=compression)
 
     def close(self) -> None:
         """Closes every connection; in-flight calls end with CANCELLED.
@@ -327,6 +346,7 @@ class Channel:
         timeout: Optional[float],
         metadata: Optional[Metadata],
         want_call: bool,
+        compression: Optional[str] = None,
     ) -> Tuple[Any, Optional[Call]]:
         """Runs one call of mc; returns (response, Call if want_call)."""
         st = CallState(
@@ -339,6 +359,7 @@ class Channel:
             self._max_send,
             self._grace,
             want_call,
+            self._compression if compression is None else _compression.check(compression),
         )
         deserialize = mc._deserialize
         while True:  # one attempt per turn
@@ -347,19 +368,33 @@ class Channel:
             except AttemptFailed as f:  # no endpoint took a connection
                 time.sleep(st.failed(f))  # raises when there is no next attempt
                 continue
+            caps = pipe.caps
             try:
-                buf, start, end = pipe.call(st.head(), st.payload, st.wait_until)
+                if caps is None or st.special:  # see CallState
+                    head, payload = st.prepare(caps, self._max_send)
+                else:
+                    head, payload = st.head(), st.payload
+                buf, start, end = pipe.call(head, payload, st.wait_until)
             except BaseException as e:
+                if isinstance(e, (RpcError, RequestTooLarge)):  # refused: not sent
+                    self._give_back(ep, pipe)
+                    if isinstance(e, RequestTooLarge):
+                        raise st.refused(e.size, e.limit) from None
+                    raise
                 self._discard(ep, pipe)
                 if not isinstance(e, (OSError, ProtocolError)):  # TimeoutError is one
                     raise
                 failure = st.attempt_error(e, ep, self._closed)
                 if not isinstance(failure, AttemptFailed):
                     raise failure from None
+                if caps is None:  # lost with the server's limit unknown
+                    if self._learn_limit(st, ep, _REQ_ID_BYTES + len(head) + len(payload)):
+                        st.resend()
+                        continue
                 time.sleep(st.failed(failure))
                 continue
             try:
-                result = st.answered(ep, buf, start, end, deserialize)
+                result = st.answered(ep, buf, start, end, deserialize, pipe, caps is None)
             finally:  # the reply is consumed: the connection goes back
                 if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
                     ep.idle.append(pipe)
@@ -370,6 +405,47 @@ class Channel:
             if result is not None:
                 return result
             time.sleep(st.delay)
+
+    def _give_back(self, ep: _Endpoint, pipe: ReqPipe) -> None:
+        """Puts a connection that carries no call back in the pool (as the
+        end of _unary's attempt does)."""
+        if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
+            ep.idle.append(pipe)
+            if self._closed or ep.removed or ep.draining:  # meanwhile
+                self._reclaim(ep, pipe)
+        else:
+            self._discard(ep, pipe)
+
+    def _learn_limit(self, st: CallState, failed: _Endpoint, sent: int) -> bool:
+        """A connection was lost after st's request (sent bytes) went out on
+        it, before its server said its limit: did the limit refuse it?  Asks
+        on the connection the next attempt would use (a Health/Check with
+        nngrpc-accept-encoding, within the call's deadline and
+        connect_timeout), which goes back to the pool for that attempt.
+        Raises RESOURCE_EXHAUSTED when the request is over the limit; returns
+        True to send it again at once (see CallState.after_probe)."""
+        st.avoid = failed
+        try:
+            ep, pipe = self._checkout(st)
+        except (AttemptFailed, RpcError):
+            return False
+        ok = False
+        try:
+            if pipe.caps is None:
+                deadline = time.monotonic() + self._connect_timeout
+                if st.deadline is not None and st.deadline < deadline:
+                    deadline = st.deadline
+                buf, start, end = pipe.call(st.probe_head(deadline), b"", deadline)
+                st.probe_answered(pipe, buf, start, end)
+            ok = True
+        except (OSError, ProtocolError):
+            pass
+        finally:
+            if ok:
+                self._give_back(ep, pipe)
+            else:
+                self._discard(ep, pipe)
+        return st.after_probe(pipe.caps, sent, self._max_send)
 
     # ---- the pool ------------------------------------------------------------
     def _checkout(self, st: CallState) -> Tuple[_Endpoint, ReqPipe]:
@@ -639,8 +715,10 @@ class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):
     """One method of a channel: call it with a request to get the response.
 
     As grpc.UnaryUnaryMultiCallable: ``timeout`` is in seconds (None: no
-    deadline), ``metadata`` a mapping or (key, value) pairs.  Raises
-    RpcError for any status but OK.
+    deadline), ``metadata`` a mapping or (key, value) pairs (bytes values
+    for "-bin" keys), ``compression`` "gzip", "zstd" or "identity" for
+    this call (None: the channel's).  Raises RpcError for any status but
+    OK.
     """
 
     __slots__ = ()
@@ -650,19 +728,23 @@ class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> ResponseT:
-        return self._channel._unary(self, request, timeout, metadata, False)[0]  # type: ignore[no-any-return]
+        return self._channel._unary(self, request, timeout, metadata, False, compression)[0]  # type: ignore[no-any-return]
 
     def with_call(
         self,
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> Tuple[ResponseT, Call]:
         """Returns (response, call): call has the status, the trailing
         metadata, the server's timings (queue_us, run_us) and the request
         id."""
-        return self._channel._unary(self, request, timeout, metadata, True)  # type: ignore[no-any-return]
+        return self._channel._unary(self, request, timeout, metadata, True, compression)  # type: ignore[no-any-return]
 
 
 # ---- fork handling ---------------------------------------------------------

@@ -10,6 +10,8 @@ call's status code (0 OK, 1..16 as gRPC numbers them).
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import json
 import os
 import sys
@@ -18,8 +20,9 @@ from typing import Any, Dict, List, NoReturn, Optional, Sequence, TextIO, Tuple
 
 from google.protobuf import descriptor_pb2, json_format, text_format
 
+from nngrpc import _compression
 from nngrpc._channel import Channel
-from nngrpc._errors import RpcError
+from nngrpc._errors import Call, RpcError
 from nngrpc._status_table import StatusCode
 from nngrpc.health import ServingStatus
 from nngrpc.health import check as health_check
@@ -87,7 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "-H", "--metadata", action="append", metavar="K=V", default=S,
-        help='request metadata, repeatable ("k=v" or "k: v")',
+        help='request metadata, repeatable ("k=v" or "k: v"); the value of a'
+        ' key ending in -bin is bytes, given in base64',
+    )
+    common.add_argument(
+        "--compression", choices=("identity",) + _compression.AVAILABLE, default=S,
+        help="compress requests and accept compressed replies, for servers that"
+        " support it (default identity: none)",
     )
     token = common.add_mutually_exclusive_group()
     token.add_argument(
@@ -190,7 +199,13 @@ def _metadata(args: argparse.Namespace) -> List[Tuple[str, str]]:
         cut = eq if colon < 0 or (0 <= eq < colon) else colon
         if cut <= 0:
             raise UsageError("metadata %r: want KEY=VALUE or 'KEY: VALUE'" % item)
-        pairs.append((item[:cut].strip(), item[cut + 1 :].strip()))
+        key, value = item[:cut].strip(), item[cut + 1 :].strip()
+        if key.endswith("-bin"):
+            try:
+                base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+            except (binascii.Error, ValueError):
+                raise UsageError("metadata %s: a -bin value must be base64, not %r" % (key, value)) from None
+        pairs.append((key, value))
     token: Optional[str] = getattr(args, "token", None)
     token_file: Optional[str] = getattr(args, "token_file", None)
     if token_file is not None:
@@ -223,7 +238,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if not urls:
             raise UsageError("no server URL")
         try:
-            channel = Channel(urls, backoff=0.05, backoff_max=0.5)
+            channel = Channel(urls, backoff=0.05, backoff_max=0.5,
+                              compression=getattr(args, "compression", None))
         except ValueError as e:
             raise UsageError(str(e)) from None
         deadline = _Deadline(timeout)
@@ -389,8 +405,7 @@ class _Command:
             )
         except RpcError as e:
             if self.args.verbose:
-                self._verbose(e.call.code().name, e.call.queue_us, e.call.run_us,
-                              e.call.trailing_metadata())
+                self._verbose(e.call)
             raise
         if self.format == "text":
             self._print(text_format.MessageToString(response, as_utf8=True))
@@ -398,14 +413,18 @@ class _Command:
             self._print(_to_json(response, self.args.emit_defaults, self.args.proto_names,
                                  self.refl))
         if self.args.verbose:
-            self._verbose(call.code().name, call.queue_us, call.run_us, call.trailing_metadata())
+            self._verbose(call)
         return 0
 
-    def _verbose(
-        self, code: str, queue_us: int, run_us: int, trailers: Sequence[Tuple[str, str]]
-    ) -> None:
-        sys.stderr.write("status: %s  queue_us: %d  run_us: %d\n" % (code, queue_us, run_us))
-        for key, value in trailers:
+    def _verbose(self, call: Call) -> None:
+        line = "status: %s  queue_us: %d  run_us: %d" % (
+            call.code().name, call.queue_us, call.run_us)
+        if call.compression != _compression.IDENTITY:
+            line += "  compression: %s" % call.compression
+        sys.stderr.write(line + "\n")
+        for key, value in call.trailing_metadata():
+            if isinstance(value, bytes):  # a -bin trailer: shown in base64
+                value = base64.b64encode(value).decode()
             sys.stderr.write("trailer: %s: %s\n" % (key, value))
         sys.stderr.flush()
 

@@ -47,15 +47,19 @@ channel's lock; a no-op lock on an event loop) around every change.
 
 from __future__ import annotations
 
+import binascii
 import random
+import sys
 import time
 import weakref
+from base64 import b64decode, b64encode
 from typing import (
     TYPE_CHECKING,
     Any,
     Callable,
     ContextManager,
     Dict,
+    FrozenSet,
     Generic,
     Iterator,
     List,
@@ -69,6 +73,7 @@ from typing import (
 
 from google.protobuf.message import Message
 
+from nngrpc import _compression
 from nngrpc._errors import REQUEST_ID_KEY, Call, Metadata, RpcError, TrailingMetadata
 from nngrpc._retry import RetryPolicy, connect_backoff, order_endpoints, retry_delay
 from nngrpc._sp import MessageTooLarge, PeerClosed, ProtocolError
@@ -92,10 +97,21 @@ ViewDeserializer = Callable[[memoryview], Any]
 #: its method.
 NOT_RUN_KEY = "nngrpc-not-run"
 
+#: Capability negotiation (docs/compatibility.md): the request metadata a
+#: client asks with, and the reply trailers a new server answers with.
+ACCEPT_KEY = "nngrpc-accept-encoding"
+LIMIT_KEY = "nngrpc-max-message-bytes"
+#: Request metadata and reply trailer: the payload is compressed so.
+ENCODING_KEY = "nngrpc-encoding"
+#: The call a client makes to learn a connection's limit.
+HEALTH_CHECK = "/nngrpc.health.v1.Health/Check"
+
 CLOSED_MSG = "Cannot invoke RPC: Channel closed!"
 
 _OK = 0
-_REQ_ID_BYTES = 4  # the SP request id in front of every request envelope
+_REQ_ID_BYTES = 4
+#: The limit on a decompressed reply with no connection to say its own.
+_DEFAULT_MAX_RECV = 4 * 1024 * 1024 + 64 * 1024  # the SP request id in front of every request envelope
 
 # ---- the request envelope -----------------------------------------------------------
 _ID_RNG = random.Random()  # reseeded in forked children (see after_fork)
@@ -151,14 +167,33 @@ def method_field(method: str) -> bytes:
 
 
 def _md_entry(key: Any, value: Any) -> bytes:
-    """Returns one Request.metadata map entry (field 3) encoded."""
+    """Returns one Request.metadata map entry (field 3) encoded.  A "-bin"
+    key's value may be bytes: it goes as unpadded base64."""
     if not isinstance(key, str) or not isinstance(value, str):
-        raise TypeError(
-            "metadata keys and values must be str, got %r: %r"
-            % (type(key).__name__, type(value).__name__)
-        )
+        if (
+            isinstance(key, str)
+            and key.endswith("-bin")
+            and isinstance(value, (bytes, bytearray, memoryview))
+        ):
+            value = b64encode(value).rstrip(b"=").decode()
+        else:
+            raise TypeError(
+                "metadata keys must be str, and values str (bytes for a -bin key), got %r: %r"
+                % (type(key).__name__, type(value).__name__)
+            )
     entry = _len_field(0x0A, key.encode()) + _len_field(0x12, value.encode())
     return _len_field(0x1A, entry)
+
+
+def _entry_cached(cache: Dict[Optional[str], bytes], key: str, value: str) -> bytes:
+    entry = cache.get(value)
+    if entry is None:
+        entry = cache[value] = _md_entry(key, value)
+    return entry
+
+
+_ACCEPT_ENTRIES: Dict[Optional[str], bytes] = {}
+_ENCODING_ENTRIES: Dict[Optional[str], bytes] = {}
 
 
 # A generated request id: 16 random hex digits, in a pre-encoded entry.
@@ -167,15 +202,17 @@ _RID_ENTRY = b"\n\x11" + REQUEST_ID_KEY.encode() + b"\x12\x10"
 _RID_PREFIX = b"\x1a" + bytes([len(_RID_ENTRY) + _RID_DIGITS]) + _RID_ENTRY
 
 
-def metadata_field(metadata: Optional[Metadata]) -> Tuple[bytes, str]:
-    """Returns (Request.metadata encoded, the call's request id): the
-    caller's ``nngrpc-request-id`` if its metadata has a non-empty one,
-    else a fresh one (16 random hex digits, added to the entries).
+def metadata_field(metadata: Optional[Metadata]) -> Tuple[bytes, str, bool]:
+    """Returns (Request.metadata encoded, the call's request id, whether it
+    has ``nngrpc-accept-encoding``): the request id is the caller's
+    ``nngrpc-request-id`` if its metadata has a non-empty one, else a
+    fresh one (16 random hex digits, added to the entries).
 
-    Raises TypeError for keys or values that are not str, ValueError for a
-    key given twice in a sequence of pairs.
+    Raises TypeError for keys or values that are not str (bytes for a
+    "-bin" key), ValueError for a key given twice in a sequence of pairs.
     """
     rid = ""
+    asked = False
     encoded = b""
     if metadata:
         parts = []
@@ -192,13 +229,15 @@ def metadata_field(metadata: Optional[Metadata]) -> Tuple[bytes, str]:
                 if not value:
                     continue
                 rid = value
+            elif key == ACCEPT_KEY:
+                asked = True
             parts.append(_md_entry(key, value))
         encoded = b"".join(parts)
     if not rid:  # no system call: a seeded PRNG
         digits = b"%016x" % _ID_RNG.getrandbits(64)
         rid = digits.decode()
         encoded += _RID_PREFIX + digits
-    return encoded, rid
+    return encoded, rid, asked
 
 
 # ---- the response envelope ----------------------------------------------------------
@@ -334,6 +373,53 @@ def decode_response(buf: Bytes, pos: int, end: int) -> Decoded:
         queue_us,
         run_us,
     )
+
+
+# ---- what a connection's server supports ---------------------------------------------
+class Caps:
+    """What the server at the other end of one connection said it supports
+    (its capability trailers, docs/compatibility.md): its request size
+    limit (the SP message) and the encodings it decodes in requests.
+
+    A driver keeps one on each connection, ``conn.caps``: None until the
+    server answered a call that asked; ``OLD_SERVER`` for a server that
+    predates capability trailers (it never says).
+    """
+
+    __slots__ = ("limit", "encodings")
+
+    def __init__(self, limit: int, encodings: FrozenSet[str]) -> None:
+        self.limit = limit
+        self.encodings = encodings
+
+    def __repr__(self) -> str:
+        return "<Caps limit=%d encodings=%s>" % (self.limit, ",".join(sorted(self.encodings)))
+
+
+#: The capabilities of a server that never says any: no limit the client
+#: knows, nothing but identity.
+OLD_SERVER = Caps(sys.maxsize, frozenset())
+#: CallState.size of a call that always goes through prepare().
+_ALWAYS_PREPARE = sys.maxsize + 1
+
+
+def caps_of(limit: Optional[Any], accept: Optional[Any]) -> Optional[Caps]:
+    """Returns the capabilities in a reply's trailers (the values of
+    nngrpc-max-message-bytes and nngrpc-accept-encoding), or None when
+    they are not there (or the limit is not a number)."""
+    if not isinstance(limit, str) or not limit.isdigit():
+        return None
+    names = accept.split(",") if isinstance(accept, str) else ()
+    return Caps(int(limit), frozenset(n.strip().lower() for n in names) - {""})
+
+
+def _bin_value(value: str) -> bytes:
+    """A "-bin" trailer's bytes: its base64 decoded (padded or not), or,
+    when it is not base64, the bytes of its text."""
+    try:
+        return b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return value.encode()
 
 
 # ---- endpoints ---------------------------------------------------------------------
@@ -553,6 +639,10 @@ class AttemptFailed(Exception):
         self.error = error
         self.endpoint = endpoint
         self.retryable = retryable
+        #: Set by a driver to the size of the SP message it had sent on a
+        #: connection whose server's limit was unknown (0: not so): the
+        #: limit may be why it was lost (CallState.after_probe).
+        self.sent = 0
 
 
 def dial_error(addr: "Address", e: BaseException) -> str:
@@ -573,11 +663,20 @@ class CallState:
     """One unary call, from its request to its outcome; see DESIGN.
 
     Made with (endpoints, the multicallable, the request, timeout,
-    metadata, retry policy, max_send, deadline grace, want_call); it
-    serializes the request.  Raises, when made: RpcError INTERNAL when the
-    request does not serialize, RpcError DEADLINE_EXCEEDED for no time left,
-    RESOURCE_EXHAUSTED for a request over max_send (NNG would drop it
-    silently); TypeError/ValueError for bad metadata.
+    metadata, retry policy, max_send, deadline grace, want_call,
+    compression); it serializes the request.  Raises, when made: RpcError
+    INTERNAL when the request does not serialize, RpcError
+    DEADLINE_EXCEEDED for no time left, RESOURCE_EXHAUSTED for a request
+    over max_send (NNG would drop it silently); TypeError/ValueError for
+    bad metadata.
+
+    Per connection (docs/compatibility.md): a driver sends ``head()`` and
+    ``payload`` on a connection whose server's capabilities it knows
+    (``conn.caps``), unless the call is ``special``; any other attempt goes
+    through ``prepare(caps, max_send)``, which asks for the capabilities,
+    compresses, and refuses a request over a limit.  A connection refuses
+    a request over the limit its server gave before sending anything
+    (``RequestTooLarge``); ``refused()`` is the call's error then.
     """
 
     # No __slots__: what most calls never change is a class default, not
@@ -588,6 +687,12 @@ class CallState:
     deadline: Optional[float] = None
     wait_until: Optional[float] = None
     _last: Optional[RpcError] = None  # the previous attempt's error
+    # A special call (compression, or the caller's own
+    # nngrpc-accept-encoding) goes through prepare() on every attempt.
+    special = False
+    encoding: Optional[str] = None  # what it compresses with
+    app_asked = False  # the caller's metadata has nngrpc-accept-encoding
+    _compressed: Optional[bytes] = None  # the payload compressed, once
 
     def __init__(
         self,
@@ -600,6 +705,7 @@ class CallState:
         max_send: int,
         grace: float,
         want_call: bool,
+        compression: Optional[str] = None,
     ) -> None:
         # Positional arguments only, and the common case inline: this runs
         # once per call, on the path every call takes.
@@ -613,7 +719,9 @@ class CallState:
         method = mc._field
         self._rid: Union[str, bytes]
         if metadata:
-            md, self._rid = metadata_field(metadata)
+            md, self._rid, asked = metadata_field(metadata)
+            if asked:
+                self.special = self.app_asked = True
         else:  # a fresh request id, decoded to str only if asked for
             digits = b"%016x" % _ID_RNG.getrandbits(64)
             md = _RID_PREFIX + digits
@@ -631,6 +739,10 @@ class CallState:
                 raise self.error(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
             self.deadline = deadline = time.monotonic() + timeout
             self.wait_until = deadline + grace
+        if compression is not None:  # checked once compressed, in prepare()
+            self.special = True
+            self.encoding = compression
+            return
         # Method, timeout and a generated id take little room: the exact
         # size only matters near the limit, or with the caller's metadata.
         if metadata or n + len(method) + 64 > max_send:
@@ -680,6 +792,139 @@ class CallState:
         for drivers that do not stream it)."""
         return self.head() + bytes(self.payload)
 
+    def _timeout_field(self) -> bytes:
+        if self.deadline is None:
+            return b""
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise self.expired("Deadline Exceeded")
+        return b"\x10" + uvarint(max(1, int(left * 1e6)))
+
+    def prepare(self, caps: Optional[Caps], max_send: int) -> Tuple[bytes, Bytes]:
+        """Returns this attempt's (envelope head, payload) on a connection
+        whose server said caps (None: nothing yet).
+
+        Asks for the server's capabilities (nngrpc-accept-encoding) when
+        they are unknown or the call accepts a compressed reply, unless
+        asking would push the request over a limit; compresses the payload
+        when the call compresses and the server decodes that encoding;
+        refuses a request over the server's limit, or over the channel's
+        max_message_bytes (max_send) once compressed: RpcError
+        RESOURCE_EXHAUSTED, never sent.  Raises expired()'s error when the
+        deadline passed.
+        """
+        rest = self._rest
+        payload: Bytes = self.payload
+        n = len(payload)
+        md = rest[: len(rest) - 1 - varint_size(n)]  # without the payload's tag
+        encoding = self.encoding
+        ask = b""
+        if (caps is None or encoding is not None) and not self.app_asked:
+            ask = _entry_cached(_ACCEPT_ENTRIES, ACCEPT_KEY, _compression.accept_list(encoding))
+        if (
+            encoding is not None
+            and caps is not None
+            and encoding in caps.encodings
+            and n >= _compression.MIN_BYTES
+        ):
+            if self._compressed is None:
+                self._compressed = _compression.compress(encoding, payload)
+            if len(self._compressed) < n:
+                payload = self._compressed
+                md += _entry_cached(_ENCODING_ENTRIES, ENCODING_KEY, encoding)
+        front = self._method + self._timeout_field()
+        tail = b"\x22" + uvarint(len(payload))
+        size = _REQ_ID_BYTES + len(front) + len(md) + len(ask) + len(tail) + len(payload)
+        limit = max_send
+        if caps is not None and caps.limit < limit:
+            limit = caps.limit
+        if size > limit and ask:  # asking never makes a request too large
+            size -= len(ask)
+            ask = b""
+        if payload is not self.payload and caps is not None and n > caps.limit:
+            # The server stops decompressing at its limit too.
+            raise self.error(
+                StatusCode.RESOURCE_EXHAUSTED,
+                "request payload of %d bytes (before compression) is over the server's"
+                " limit of %d bytes (nngrpc-max-message-bytes); not sent" % (n, caps.limit),
+            )
+        if size > limit:
+            if caps is not None and limit == caps.limit:
+                raise self.error(
+                    StatusCode.RESOURCE_EXHAUSTED,
+                    "request message of %d bytes is over the server's limit of %d bytes"
+                    " (nngrpc-max-message-bytes); not sent" % (size, limit),
+                )
+            raise self.error(
+                StatusCode.RESOURCE_EXHAUSTED,
+                "request message of %d bytes exceeds max_message_bytes (%d); not sent"
+                % (size, limit),
+            )
+        return front + md + ask + tail, payload
+
+    # ---- learning a connection's limit after it was lost -------------------------------
+    def probe_head(self, deadline: Optional[float]) -> bytes:
+        """The envelope of the Health/Check (service "", empty payload)
+        that asks a connection's server for its capabilities, with this
+        call's request id, due by deadline."""
+        head = method_field(HEALTH_CHECK)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            head += b"\x10" + uvarint(max(1, int(left * 1e6)))
+        return head + _md_entry(REQUEST_ID_KEY, self.rid) + _entry_cached(
+            _ACCEPT_ENTRIES, ACCEPT_KEY, _compression.IDENTITY
+        )
+
+    @staticmethod
+    def probe_answered(conn: Any, buf: Bytes, start: int, end: int) -> None:
+        """The probe's reply, the envelope in buf[start:end]: what it says
+        of the server goes to conn.caps (a reply that does not decode, or
+        says nothing but OK, as in consume())."""
+        try:
+            code, _, _, _, trailers, _, _ = decode_response(buf, start, end)
+        except EnvelopeError:
+            return
+        found = dict(trailers)
+        caps = caps_of(found.get(LIMIT_KEY), found.get(ACCEPT_KEY))
+        if caps is not None:
+            conn.caps, conn.limit = caps, caps.limit
+        elif code == _OK:
+            conn.caps = OLD_SERVER
+
+    def after_probe(self, caps: Optional[Caps], sent: int, max_send: int) -> bool:
+        """Decides after a connection was lost once this call's request
+        (sent bytes) went out on it, with its server's limit unknown; caps
+        is what a probe learned on the next connection (None: nothing).
+
+        Raises RESOURCE_EXHAUSTED when the request was over that limit and
+        still is.  Returns True when it was over but fits now (compressed):
+        it never reached the server, so send it again at once, whatever the
+        method; False when the limit does not explain the loss (the
+        ordinary retry rules decide).
+        """
+        if caps is None or sent <= caps.limit:
+            return False
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return False
+        self.prepare(caps, max_send)  # raises when still over the limit
+        return True
+
+    def resend(self) -> None:
+        """Counts a new attempt that goes at once (see after_probe)."""
+        self.attempt += 1
+        self.delay = 0.0
+
+    def refused(self, size: int, limit: int) -> RpcError:
+        """The call's error when a connection refused to send its request
+        of size bytes, over the limit its server gave (RequestTooLarge)."""
+        return self.error(
+            StatusCode.RESOURCE_EXHAUSTED,
+            "request message of %d bytes is over the server's limit of %d bytes"
+            " (nngrpc-max-message-bytes); not sent" % (size, limit),
+        )
+
     def error(self, code: StatusCode, details: str) -> RpcError:
         """Returns an error made on the client side for this call."""
         return RpcError(Call(code, details, request_id=self.rid, attempts=self.attempt))
@@ -703,9 +948,15 @@ class CallState:
         start: int,
         end: int,
         deserialize: ViewDeserializer,
+        conn: Any = None,
+        learn: bool = False,
     ) -> Optional[Tuple[Any, Optional[Call]]]:
         """The server answered with the envelope in buf[start:end] (a view
-        of the receive buffer: the payload reaches deserialize uncopied).
+        of the receive buffer: the payload reaches deserialize uncopied),
+        on connection conn (it has ``caps``, ``limit`` and
+        ``reader.max_recv``; None: no connection, as for a test double);
+        learn: the request asked for the server's capabilities on a
+        connection that does not know them yet.
 
         Returns (response, Call or None unless want_call) for OK; None when
         the call is to be tried again after ``delay`` seconds.  Raises the
@@ -720,9 +971,15 @@ class CallState:
             raise self.error(
                 StatusCode.INTERNAL, "undecodable response envelope from %s" % ep.addr.url
             ) from None
+        encoding = None
+        if trailers or learn:  # else nothing to consume, learn or decompress
+            trailers, encoding = self._consume(code, trailers, conn)
         if code == _OK:
+            view = buf[p_start:p_end]
+            if encoding is not None:
+                view = self._inflate(ep, conn, encoding, view, trailers, queue_us, run_us)
             try:
-                response = deserialize(buf[p_start:p_end])
+                response = deserialize(view)
             except Exception as e:
                 raise RpcError(
                     Call(
@@ -738,7 +995,14 @@ class CallState:
             if not self.want_call:
                 return response, None
             return response, Call(
-                StatusCode.OK, message, trailers, queue_us, run_us, self.rid, self.attempt
+                StatusCode.OK,
+                message,
+                trailers,
+                queue_us,
+                run_us,
+                self.rid,
+                self.attempt,
+                encoding or _compression.IDENTITY,
             )
         status = StatusCode.from_int(code)
         err = RpcError(Call(status, message, trailers, queue_us, run_us, self.rid, self.attempt))
@@ -752,6 +1016,66 @@ class CallState:
         # the method is not idempotent (the server was starting or draining).
         self._again(err, self._retry if self._idempotent or not_run else None, True)
         return None
+
+    def _consume(
+        self, code: int, trailers: TrailingMetadata, conn: Any
+    ) -> Tuple[TrailingMetadata, Optional[str]]:
+        """Takes the reply's trailers that the client consumes (the
+        capability trailers, unless the application asked for them itself,
+        and nngrpc-encoding), learns from them what conn's server supports,
+        and gives "-bin" values as bytes.  Returns (the trailers the
+        application sees, the payload's encoding or None)."""
+        shown: List[Tuple[str, Any]] = []
+        found: Dict[str, Any] = {}
+        keep_caps = self.app_asked
+        for key, value in trailers:
+            if key.startswith("nngrpc-"):
+                if key == ENCODING_KEY:
+                    found[key] = value
+                    continue
+                if key == LIMIT_KEY or key == ACCEPT_KEY:
+                    found[key] = value
+                    if not keep_caps:
+                        continue
+            elif key.endswith("-bin") and isinstance(value, str):
+                value = _bin_value(value)
+            shown.append((key, value))
+        if conn is not None and conn.caps is None:
+            caps = caps_of(found.get(LIMIT_KEY), found.get(ACCEPT_KEY))
+            if caps is not None:
+                conn.caps, conn.limit = caps, caps.limit
+            elif code == _OK:  # OK always comes from the runtime: an old server
+                conn.caps = OLD_SERVER
+        encoding = found.get(ENCODING_KEY)
+        if encoding == _compression.IDENTITY:
+            encoding = None
+        return tuple(shown), encoding
+
+    def _inflate(
+        self,
+        ep: Endpoint,
+        conn: Any,
+        encoding: str,
+        view: memoryview,
+        trailers: TrailingMetadata,
+        queue_us: int,
+        run_us: int,
+    ) -> memoryview:
+        """The reply payload decompressed, within the connection's
+        max_receive_message_bytes; RpcError when it does not decompress
+        (INTERNAL) or would grow past that (RESOURCE_EXHAUSTED)."""
+        limit = conn.reader.max_recv if conn is not None else _DEFAULT_MAX_RECV
+        try:
+            return memoryview(_compression.decompress(encoding, view, limit))
+        except _compression.TooLarge:
+            code = StatusCode.RESOURCE_EXHAUSTED
+            details = "reply payload from %s decompresses (%s) to more than %d bytes" % (
+                ep.addr.url, encoding, limit)
+            details += " (max_receive_message_bytes)"
+        except _compression.DecompressError as e:
+            code = StatusCode.INTERNAL
+            details = "cannot decompress the reply payload from %s: %s" % (ep.addr.url, e)
+        raise RpcError(Call(code, details, trailers, queue_us, run_us, self.rid, self.attempt))
 
     def failed(self, f: AttemptFailed) -> float:
         """An attempt ended without a reply (f, from attempt_error or a

@@ -6,11 +6,15 @@ from typing import Mapping, Sequence, Tuple, Union
 
 from nngrpc._status_table import StatusCode
 
-#: Request metadata: a mapping or a sequence of (key, value) pairs.
-Metadata = Union[Mapping[str, str], Sequence[Tuple[str, str]]]
+#: Request metadata: a mapping or a sequence of (key, value) pairs.  Values
+#: are str; a key ending in "-bin" may have bytes (sent base64-encoded).
+Metadata = Union[
+    Mapping[str, Union[str, bytes]], Sequence[Tuple[str, Union[str, bytes]]]
+]
 
-#: Trailing metadata as returned: (key, value) pairs, sorted by key.
-TrailingMetadata = Tuple[Tuple[str, str], ...]
+#: Trailing metadata as returned: (key, value) pairs, sorted by key; the
+#: value of a key ending in "-bin" is bytes, of any other key str.
+TrailingMetadata = Tuple[Tuple[str, Union[str, bytes]], ...]
 
 
 #: The request metadata key that carries a call's request id.  The channel
@@ -29,6 +33,9 @@ class Call:
     caller's, or the one the channel generated), the key to the server's
     log lines about it; ``attempts`` is how many times the request was sent
     (or tried to be: more than 1 only when the channel retried it).
+    ``compression`` is the encoding the reply's payload came in
+    ("identity" unless the call asked for compression and the server
+    compressed it); the client has decompressed it already.
     """
 
     __slots__ = (
@@ -39,6 +46,7 @@ class Call:
         "run_us",
         "request_id",
         "attempts",
+        "compression",
     )
 
     def __init__(
@@ -50,6 +58,7 @@ class Call:
         run_us: int = 0,
         request_id: str = "",
         attempts: int = 1,
+        compression: str = "identity",
     ) -> None:
         self._code = code
         self._details = details
@@ -58,6 +67,7 @@ class Call:
         self.run_us = run_us
         self.request_id = request_id
         self.attempts = attempts
+        self.compression = compression
 
     def code(self) -> StatusCode:
         """The status code of the call."""
@@ -68,7 +78,8 @@ class Call:
         return self._details
 
     def trailing_metadata(self) -> TrailingMetadata:
-        """The trailers the handler set, as (key, value) pairs."""
+        """The trailers the handler set, as (key, value) pairs ("-bin"
+        values as bytes)."""
         return self._trailers
 
     def __repr__(self) -> str:

@@ -58,16 +58,18 @@ class ClientCallDetails(NamedTuple):
     ``method`` is the full name ("/package.Service/Method"), ``timeout`` in
     seconds (None: no deadline), ``metadata`` as the caller gave it (a
     mapping, (key, value) pairs, or None), ``idempotent`` whether failed
-    attempts may be retried.  Change it with ``details._replace(...)``.
+    attempts may be retried, ``compression`` the call's own (None: the
+    channel's).  Change it with ``details._replace(...)``.
     """
 
     method: str
     timeout: Optional[float]
     metadata: Optional[Metadata]
     idempotent: bool
+    compression: Optional[str] = None
 
 
-def _pairs(metadata: Optional[Metadata]) -> List[Tuple[str, str]]:
+def _pairs(metadata: Optional[Metadata]) -> List[Tuple[str, Union[str, bytes]]]:
     """Returns metadata as (key, value) pairs, whatever its form."""
     if not metadata:
         return []
@@ -85,10 +87,11 @@ def with_metadata(details: ClientCallDetails, key: str, value: str) -> ClientCal
 
 
 def metadata_value(details: ClientCallDetails, key: str) -> Optional[str]:
-    """Returns the caller's metadata value for key, or None."""
+    """Returns the caller's metadata value for key, or None (also for a
+    bytes value, of a "-bin" key)."""
     for k, v in _pairs(details.metadata):
         if k == key:
-            return v
+            return v if isinstance(v, str) else None
     return None
 
 
@@ -323,9 +326,10 @@ class InterceptedChannel(Channel):
         metadata: Optional[Metadata] = None,
         *,
         idempotent: bool = False,
+        compression: Optional[str] = None,
     ) -> Tuple[bytes, Call]:
         mc: UnaryUnaryMultiCallable[bytes, bytes] = self.unary_unary(method, idempotent=idempotent)
-        return mc.with_call(request, timeout, metadata)
+        return mc.with_call(request, timeout, metadata, compression=compression)
 
     def close(self) -> None:
         self._inner.close()
@@ -360,16 +364,22 @@ class InterceptedUnaryUnaryMultiCallable(UnaryUnaryMultiCallable[RequestT, Respo
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> ResponseT:
-        return self.with_call(request, timeout, metadata)[0]
+        return self.with_call(request, timeout, metadata, compression=compression)[0]
 
     def with_call(
         self,
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> Tuple[ResponseT, Call]:
-        details = ClientCallDetails(self._method, timeout, metadata, self._idempotent)
+        details = ClientCallDetails(
+            self._method, timeout, metadata, self._idempotent, compression
+        )
         outcome = run_chain(self._interceptors, self._invoke, details, request)
         return outcome.result(), outcome.call
 
@@ -379,7 +389,9 @@ class InterceptedUnaryUnaryMultiCallable(UnaryUnaryMultiCallable[RequestT, Respo
             mc = UnaryUnaryMultiCallable(
                 self._channel, details.method, self._serialize, self._parse, details.idempotent
             )
-        return self._channel._unary(mc, request, details.timeout, details.metadata, True)  # type: ignore[no-any-return]
+        return self._channel._unary(  # type: ignore[no-any-return]
+            mc, request, details.timeout, details.metadata, True, details.compression
+        )
 
 
 def intercept_channel(channel: Channel, *interceptors: UnaryUnaryClientInterceptor) -> Channel:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import math
 import select
 import socket
+import sys
 import time
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 from nngrpc._sp import (
     IPC_HEAD,
@@ -33,6 +34,7 @@ from nngrpc._sp import (
     TCP_HEAD,
     FrameReader,
     PeerClosed,
+    RequestTooLarge,
     check_rep,
     first_request_id,
     handshake_header,
@@ -58,7 +60,7 @@ class ReqPipe:
     Takes sock (and makes it non-blocking); close() closes it.
     """
 
-    __slots__ = ("sock", "ipc", "reader", "_rid", "_poller", "_fd")
+    __slots__ = ("sock", "ipc", "reader", "caps", "limit", "_rid", "_poller", "_fd")
 
     #: TLS pipes send through _send() always (SSLSocket has no sendmsg).
     tls = False
@@ -68,6 +70,10 @@ class ReqPipe:
         self.sock = sock
         self.ipc = ipc
         self.reader = FrameReader(ipc=ipc, max_recv=max_recv)
+        #: What the server on this connection supports (_core.Caps), None
+        #: until it says; limit: its request limit (call() refuses more).
+        self.caps: Any = None
+        self.limit = sys.maxsize
         self._rid = first_request_id()
         self._fd = sock.fileno()
         self._poller = select.poll()
@@ -176,15 +182,19 @@ class ReqPipe:
         valid until the next call on this pipe.
 
         Replies with other ids are stale and dropped.  Raises
+        RequestTooLarge (nothing sent) for a request over ``limit``,
         MessageTooLarge, ProtocolError, PeerClosed (or another OSError) or
         TimeoutError.
         """
-        rid = self._rid = 0x80000000 | ((self._rid + 1) & 0x7FFFFFFF)
         n = len(payload)
+        size = len(head) + n + 4
+        if size > self.limit:
+            raise RequestTooLarge(size, self.limit)
+        rid = self._rid = 0x80000000 | ((self._rid + 1) & 0x7FFFFFFF)
         if self.ipc:
-            head = IPC_HEAD.pack(1, len(head) + n + 4, rid) + head
+            head = IPC_HEAD.pack(1, size, rid) + head
         else:
-            head = TCP_HEAD.pack(len(head) + n + 4, rid) + head
+            head = TCP_HEAD.pack(size, rid) + head
         if n <= JOIN_MAX and not self.tls:  # the common case inline: one send
             data = head + payload
             try:

@@ -77,7 +77,7 @@ from typing import (
     Union,
 )
 
-from nngrpc import _core
+from nngrpc import _compression, _core
 from nngrpc._aio_pipe import AioPipe
 from nngrpc._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES
 from nngrpc._core import (
@@ -87,6 +87,7 @@ from nngrpc._core import (
     Endpoint,
     EndpointSet,
     MethodBase,
+    _REQ_ID_BYTES,
     dial_error,
     weak_hook,
 )
@@ -97,7 +98,7 @@ from nngrpc._discovery import (
     resolve_all,
     system_resolver,
 )
-from nngrpc._errors import Call, Metadata
+from nngrpc._errors import Call, Metadata, RpcError
 from nngrpc._intercept import (
     AsyncUnaryUnaryClientInterceptor,
     ClientCallDetails,
@@ -105,7 +106,7 @@ from nngrpc._intercept import (
     run_chain_async,
 )
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from nngrpc._sp import ProtocolError
+from nngrpc._sp import ProtocolError, RequestTooLarge
 from nngrpc._tls import TlsHandshakeError, context_for, describe_tls_error
 from nngrpc._transport import AddrInfo, Address, parse_url, resolve
 
@@ -159,7 +160,7 @@ class Channel:
     """An asyncio client channel to one or more servers.
 
     ``target`` and the options are those of nngrpc.Channel (but
-    ``max_idle_per_endpoint``), plus:
+    ``max_idle_per_endpoint``; ``compression`` included), plus:
 
     - ``max_connections_per_endpoint``: connections per endpoint that the
       calls are multiplexed over (default 4).
@@ -186,6 +187,7 @@ class Channel:
         max_in_flight_per_endpoint: int = 256,
         resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
         resolver: Optional[Resolver] = None,
+        compression: Optional[str] = None,
     ) -> None:
         urls = [target] if isinstance(target, str) else list(target)
         if not urls:
@@ -218,6 +220,7 @@ class Channel:
         self._connect_timeout = connect_timeout
         self._grace = deadline_grace
         self._retry = retry
+        self._compression = _compression.check(compression)
         self._max_conns = max_connections_per_endpoint
         self._max_in_flight = max_in_flight_per_endpoint
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -246,10 +249,15 @@ class Channel:
         metadata: Optional[Metadata] = None,
         *,
         idempotent: bool = False,
+        compression: Optional[str] = None,
     ) -> bytes:
         """Calls method with a serialized request; returns the serialized
         response.  Raises RpcError for any status but OK."""
-        return (await self.invoke(method, request, timeout, metadata, idempotent=idempotent))[0]
+        return (
+            await self.invoke(
+                method, request, timeout, metadata, idempotent=idempotent, compression=compression
+            )
+        )[0]
 
     async def invoke(
         self,
@@ -259,12 +267,13 @@ class Channel:
         metadata: Optional[Metadata] = None,
         *,
         idempotent: bool = False,
+        compression: Optional[str] = None,
     ) -> Tuple[bytes, Call]:
         """As call(), but returns (response bytes, Call)."""
         mc: UnaryUnaryMultiCallable[bytes, bytes] = UnaryUnaryMultiCallable(
             self, method, None, None, idempotent
         )
-        return await mc.with_call(request, timeout, metadata)
+        return await mc.with_call(request, timeout, metadata, compression=compression)
 
     async def close(self) -> None:
         """Closes every connection; calls in flight or waiting end with
@@ -312,6 +321,7 @@ class Channel:
         timeout: Optional[float],
         metadata: Optional[Metadata],
         want_call: bool,
+        compression: Optional[str] = None,
     ) -> Tuple[Any, Optional[Call]]:
         """Runs one call of mc; returns (response, Call if want_call)."""
         loop = self._bind()
@@ -325,6 +335,7 @@ class Channel:
             self._max_send,
             self._grace,
             want_call,
+            self._compression if compression is None else _compression.check(compression),
         )
         deserialize = mc._deserialize
         while True:
@@ -333,6 +344,9 @@ class Channel:
                 if result is not None:
                     return result
             except AttemptFailed as f:
+                if f.sent and await self._learn_limit(loop, st, f):
+                    st.resend()
+                    continue
                 st.failed(f)  # raises when there is no next attempt
             await asyncio.sleep(st.delay)
 
@@ -350,6 +364,7 @@ class Channel:
         ep, pipe = await self._checkout(loop, st)
         sp_id = -1
         timer: Optional[asyncio.TimerHandle] = None
+        sent = 0
         try:
             if pipe.paused:  # the server reads slower than we write
                 if st.deadline is None:
@@ -358,21 +373,64 @@ class Channel:
                     await asyncio.wait_for(pipe.writable(), st.deadline - time.monotonic())
             if pipe.closed:
                 raise ConnectionResetError("connection lost before the request was sent")
-            sp_id, fut = pipe.send(st.head(), st.payload)
+            caps = pipe.caps
+            if caps is None or st.special:  # see CallState
+                head, payload = st.prepare(caps, self._max_send)
+            else:
+                head, payload = st.head(), st.payload
+            sp_id, fut = pipe.send(head, payload)
+            if caps is None:
+                sent = _REQ_ID_BYTES + len(head) + len(payload)
             if st.wait_until is not None:
                 timer = loop.call_later(st.wait_until - time.monotonic(), _expire, fut)
             envelope = await fut
         except asyncio.TimeoutError:  # not TimeoutError before 3.11
             raise st.attempt_error(TimeoutError(), ep, self._closed) from None
+        except RequestTooLarge as e:  # over the server's limit: not sent
+            raise st.refused(e.size, e.limit) from None
         except (OSError, ProtocolError) as e:  # TimeoutError too
-            raise st.attempt_error(e, ep, self._closed) from None
+            failure = st.attempt_error(e, ep, self._closed)
+            if isinstance(failure, AttemptFailed):
+                failure.sent = sent  # lost with the server's limit unknown?
+            raise failure from None
         finally:
             if timer is not None:
                 timer.cancel()
             if sp_id >= 0:
                 pipe.pending.pop(sp_id, None)
             self._release(ep, pipe)
-        return st.answered(ep, memoryview(envelope), 0, len(envelope), deserialize)
+        return st.answered(ep, memoryview(envelope), 0, len(envelope), deserialize, pipe,
+                           caps is None)
+
+    async def _learn_limit(
+        self, loop: asyncio.AbstractEventLoop, st: CallState, f: AttemptFailed
+    ) -> bool:
+        """A connection was lost after st's request (f.sent bytes) went out
+        on it, before its server said its limit: did the limit refuse it?
+        Asks on the connection the next attempt would use, as the sync
+        Channel does.  Raises RESOURCE_EXHAUSTED when the request is over
+        the limit; returns True to send it again at once."""
+        st.avoid = f.endpoint
+        try:
+            ep, pipe = await self._checkout(loop, st)
+        except (AttemptFailed, RpcError):
+            return False
+        sp_id = -1
+        try:
+            if pipe.caps is None and not pipe.closed:
+                deadline = time.monotonic() + self._connect_timeout
+                if st.deadline is not None and st.deadline < deadline:
+                    deadline = st.deadline
+                sp_id, fut = pipe.send(st.probe_head(deadline), b"")
+                envelope = await asyncio.wait_for(fut, deadline - time.monotonic())
+                st.probe_answered(pipe, memoryview(envelope), 0, len(envelope))
+        except (OSError, ProtocolError, asyncio.TimeoutError):
+            pass
+        finally:
+            if sp_id >= 0:
+                pipe.pending.pop(sp_id, None)
+            self._release(ep, pipe)
+        return st.after_probe(pipe.caps, f.sent, self._max_send)
 
     # ---- endpoints and connections ---------------------------------------------------
     def _bind(self) -> asyncio.AbstractEventLoop:
@@ -783,17 +841,21 @@ class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> ResponseT:
-        return (await self._channel._unary(self, request, timeout, metadata, False))[0]  # type: ignore[no-any-return]
+        return (await self._channel._unary(self, request, timeout, metadata, False, compression))[0]  # type: ignore[no-any-return]
 
     async def with_call(
         self,
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> Tuple[ResponseT, Call]:
         """Returns (response, call), as the sync with_call()."""
-        return await self._channel._unary(self, request, timeout, metadata, True)  # type: ignore[no-any-return]
+        return await self._channel._unary(self, request, timeout, metadata, True, compression)  # type: ignore[no-any-return]
 
 
 # ---- interceptors --------------------------------------------------------------------
@@ -837,9 +899,10 @@ class InterceptedChannel(Channel):
         metadata: Optional[Metadata] = None,
         *,
         idempotent: bool = False,
+        compression: Optional[str] = None,
     ) -> Tuple[bytes, Call]:
         mc: UnaryUnaryMultiCallable[bytes, bytes] = self.unary_unary(method, idempotent=idempotent)
-        return await mc.with_call(request, timeout, metadata)
+        return await mc.with_call(request, timeout, metadata, compression=compression)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -874,16 +937,22 @@ class InterceptedUnaryUnaryMultiCallable(UnaryUnaryMultiCallable[RequestT, Respo
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> ResponseT:
-        return (await self.with_call(request, timeout, metadata))[0]
+        return (await self.with_call(request, timeout, metadata, compression=compression))[0]
 
     async def with_call(
         self,
         request: RequestT,
         timeout: Optional[float] = None,
         metadata: Optional[Metadata] = None,
+        *,
+        compression: Optional[str] = None,
     ) -> Tuple[ResponseT, Call]:
-        details = ClientCallDetails(self._method, timeout, metadata, self._idempotent)
+        details = ClientCallDetails(
+            self._method, timeout, metadata, self._idempotent, compression
+        )
         outcome = await run_chain_async(self._interceptors, self._invoke, details, request)
         return outcome.result(), outcome.call
 
@@ -893,7 +962,9 @@ class InterceptedUnaryUnaryMultiCallable(UnaryUnaryMultiCallable[RequestT, Respo
             mc = UnaryUnaryMultiCallable(
                 self._channel, details.method, self._serialize, self._parse, details.idempotent
             )
-        return await self._channel._unary(mc, request, details.timeout, details.metadata, True)  # type: ignore[no-any-return]
+        return await self._channel._unary(  # type: ignore[no-any-return]
+            mc, request, details.timeout, details.metadata, True, details.compression
+        )
 
 
 def intercept_channel(channel: Channel, *interceptors: AsyncUnaryUnaryClientInterceptor) -> Channel:

@@ -87,10 +87,15 @@ def test_metadata_rules() -> None:
     with pytest.raises(ValueError, match="given twice"):
         _core.metadata_field([("a", "1"), ("a", "2")])
     with pytest.raises(TypeError, match="must be str"):
-        _core.metadata_field({"a": b"bytes"})  # type: ignore[dict-item]
+        _core.metadata_field({"a": b"bytes"})
+    # Bytes under a -bin key: unpadded base64.
+    md, _, _ = _core.metadata_field({"a-bin": b"\x00\xff"})
+    got = rpc_pb2.Request.FromString(md)
+    assert got.metadata["a-bin"] == "AP8"
     # An empty request id is replaced by a generated one.
-    md, rid = _core.metadata_field({"nngrpc-request-id": ""})
-    assert len(rid) == 16
+    md, rid, asked = _core.metadata_field({"nngrpc-request-id": ""})
+    assert len(rid) == 16 and not asked
+    assert _core.metadata_field({"nngrpc-accept-encoding": "gzip"})[2]
     # Ids differ from call to call.
     assert len({_core.metadata_field(None)[1] for _ in range(1000)}) == 1000
 

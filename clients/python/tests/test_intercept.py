@@ -104,7 +104,9 @@ def test_changes_reach_the_wire_and_order_is_outermost_first(rec: Recorder) -> N
         resp, call = stub.Echo.with_call(testing_pb2.EchoRequest(payload=b"hi"), timeout=1.0)
         assert resp.payload == b"hi" and call.trailing_metadata() == (("t", "1"),)
         req = rec.got[-1]
-        assert dict(req.metadata) == {"k": "v", "nngrpc-request-id": call.request_id}
+        # The first call of a connection asks for the server's capabilities.
+        assert dict(req.metadata) == {"k": "v", "nngrpc-request-id": call.request_id,
+                                      "nngrpc-accept-encoding": "identity"}
         assert 2_900_000 < req.timeout_us <= 3_000_000
         assert log == ["a in", "b in", "b out OK", "a out OK"]
         # Another method, same serializers; the error is observed as an outcome.

@@ -109,12 +109,17 @@ def test_unavailable_answer_is_retried_on_the_other_server() -> None:
 
 def test_lost_connection_retried_only_when_idempotent() -> None:
     """Every odd request (counted over all connections) is cut: the server
-    closes its connection before answering."""
+    closes its connection before answering.  It answers the health checks
+    a client makes to learn the limit after a lost connection, uncounted,
+    as a server that predates capability trailers: OK, saying nothing."""
     count = [0]
 
     def flaky(conn: socket.socket, ipc: bool) -> None:
         while True:
             body = read_request(conn, ipc)
+            if rpc_pb2.Request.FromString(body[4:]).method == "/nngrpc.health.v1.Health/Check":
+                reply(conn, ipc, body, 0, b"")
+                continue
             count[0] += 1
             if count[0] % 2:
                 conn.close()

@@ -135,9 +135,13 @@ def test_request_framing(echo_server: FakeServer) -> None:
     rid = req.metadata["nngrpc-request-id"]
     assert len(rid) == 16 and int(rid, 16) >= 0
     assert req.method == "/a/B" and req.payload == b"hello"
-    assert dict(req.metadata) == {"k": "v", "nngrpc-request-id": rid}
+    # The first call of a connection asks for the server's capabilities;
+    # this one says none (OK without them): the next call does not ask.
+    assert dict(req.metadata) == {"k": "v", "nngrpc-request-id": rid,
+                                  "nngrpc-accept-encoding": "identity"}
     assert 1_900_000 < req.timeout_us <= 2_000_000
-    assert rpc_pb2.Request.FromString(second[4:]).timeout_us == 0
+    again = rpc_pb2.Request.FromString(second[4:])
+    assert again.timeout_us == 0 and list(again.metadata) == ["nngrpc-request-id"]
 
 
 def test_ipc_framing(tmp_path: Path) -> None:

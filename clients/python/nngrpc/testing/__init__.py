@@ -44,11 +44,13 @@ functions.
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import time
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from nngrpc._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES, Channel
+from nngrpc._compression import check as check_compression
 from nngrpc._core import CLOSED_MSG, CallState, Endpoint, EndpointSet, MethodBase
 from nngrpc._errors import REQUEST_ID_KEY, Call, Metadata
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
@@ -126,10 +128,14 @@ class ServicerContext:
     def set_trailing_metadata(self, metadata: Metadata) -> None:
         """Trailers sent with the answer, whatever the status."""
         pairs = list(metadata.items()) if isinstance(metadata, Mapping) else list(metadata)
+        trailers: List[Tuple[str, str]] = []
         for k, v in pairs:
+            if isinstance(k, str) and k.endswith("-bin") and isinstance(v, bytes):
+                v = base64.b64encode(v).rstrip(b"=").decode()  # as a server sends it
             if not isinstance(k, str) or not isinstance(v, str):
-                raise TypeError("trailing metadata keys and values must be str")
-        self._trailers = pairs
+                raise TypeError("trailing metadata keys and values must be str (bytes for -bin keys)")
+            trailers.append((k, v))
+        self._trailers = trailers
 
 
 # ---- the in-process server ---------------------------------------------------------
@@ -310,7 +316,9 @@ class FakeChannel(Channel, _Options):
         timeout: Optional[float],
         metadata: Optional[Metadata],
         want_call: bool,
+        compression: Optional[str] = None,
     ) -> Tuple[Any, Optional[Call]]:
+        check_compression(compression)  # invisible here: no wire
         st = self._state(mc, request, timeout, metadata, want_call)
         while True:
             call = _Call(self._table, self._envelope(st))
@@ -358,7 +366,9 @@ class FakeAsyncChannel(AioChannel, _Options):
         timeout: Optional[float],
         metadata: Optional[Metadata],
         want_call: bool,
+        compression: Optional[str] = None,
     ) -> Tuple[Any, Optional[Call]]:
+        check_compression(compression)  # invisible here: no wire
         st = self._state(mc, request, timeout, metadata, want_call)
         while True:
             call = _Call(self._table, self._envelope(st))
