@@ -269,6 +269,22 @@ def size_limit(cfg: Dict[str, Any]) -> Tuple[str, Any]:
             return seen, {"details": e.details(), "seconds": round(time.monotonic() - t0, 3)}
 
 
+@check("size limit, learned on the connection")
+def size_limit_learned(cfg: Dict[str, Any]) -> Tuple[str, Any]:
+    """A small call first, then the oversize one on the same connection: a
+    client that learned the server's limit there refuses it unsent."""
+    payload = b"x" * (cfg["limit"] + 64 * 1024)
+    with nngrpc.Channel(cfg["main"]) as ch:
+        stub = testing_nngrpc.TestingStub(ch)
+        stub.Echo(testing_pb2.EchoRequest(payload=b"first"), timeout=T)
+        try:
+            stub.Echo(testing_pb2.EchoRequest(payload=payload), timeout=T)
+            return "OK", None
+        except nngrpc.RpcError as e:
+            unsent = "not sent" in e.details() and str(cfg["limit"]) in e.details()
+            return "%s x%d%s" % (e.code().name, e.call.attempts, ", not sent" if unsent else ""), e.details()
+
+
 @check("size limit, client told")
 def size_limit_told(cfg: Dict[str, Any]) -> Tuple[str, Any]:
     payload = b"x" * (cfg["limit"] + 64 * 1024)
@@ -335,14 +351,45 @@ def bin_metadata(cfg: Dict[str, Any]) -> Tuple[str, Any]:
     return as_bytes + "; base64 text ok", None
 
 
+@check("-bin trailers (Echo returns metadata)")
+def bin_trailers(cfg: Dict[str, Any]) -> Tuple[str, Any]:
+    """Echo asked (EchoRequest.return_metadata, field 2, written by hand:
+    0.1.0's stubs lack it) to send a -bin metadata value back."""
+    key = b"x-compat-bin"
+    request = echo_req(b"bin") + b"\x12" + bytes([len(key)]) + key
+    with nngrpc.Channel(cfg["main"]) as ch:
+        _, call = ch.invoke(ECHO, request, timeout=T, idempotent=True,
+                            metadata=[("x-compat-bin", base64.b64encode(b"\x00\xff\x00").decode())])
+    got = dict(call.trailing_metadata()).get("x-compat-bin")
+    if got is None:
+        return "not returned", None
+    if got == b"\x00\xff\x00":
+        return "returned as bytes", None
+    if isinstance(got, str) and base64.b64decode(got + "=" * (-len(got) % 4)) == b"\x00\xff\x00":
+        return "returned as base64 text", got
+    return "changed", repr(got)
+
+
 @check("compression option")
 def compression_option(cfg: Dict[str, Any]) -> Tuple[str, Any]:
+    """A channel that compresses with gzip (two calls: the first of a
+    connection goes plain, the next compressed if the server decodes gzip),
+    then one call with zstd."""
     if not _supports(nngrpc.Channel.__init__, "compression"):
         return "no such option", None
     data = b"compress me " * 8192
+    seen = []
     with nngrpc.Channel(cfg["main"], compression="gzip") as ch:  # type: ignore[call-arg]
-        r = testing_nngrpc.TestingStub(ch).Echo(testing_pb2.EchoRequest(payload=data), timeout=T)
-    return ("gzip ok" if r.payload == data else "wrong answer"), None
+        stub = testing_nngrpc.TestingStub(ch)
+        for _ in range(2):
+            r, call = stub.Echo.with_call(testing_pb2.EchoRequest(payload=data), timeout=T)
+        seen.append("gzip %s (reply %s)" % ("ok" if r.payload == data else "wrong answer",
+                                            call.compression))
+        r, call = stub.Echo.with_call(testing_pb2.EchoRequest(payload=data), timeout=T,
+                                      compression="zstd")  # type: ignore[call-arg]
+        seen.append("zstd per call %s (reply %s)" % ("ok" if r.payload == data else "wrong answer",
+                                                     call.compression))
+    return "; ".join(seen), None
 
 
 @check("accept-encoding on the wire")
@@ -357,6 +404,11 @@ def accept_encoding(cfg: Dict[str, Any]) -> Tuple[str, Any]:
     if enc == "gzip":
         payload = gzip.decompress(payload)
     ok = testing_pb2.EchoResponse.FromString(payload).payload == data
+    # A client that decodes compressed replies itself hides the trailer and
+    # says so on the Call.
+    decoded = getattr(call, "compression", "identity")
+    if enc == "identity" and decoded != "identity":
+        return "reply %s, decoded by the client%s" % (decoded, "" if ok else ", wrong payload"), None
     return "reply %s%s" % (enc, "" if ok else ", wrong payload"), len(payload)
 
 
