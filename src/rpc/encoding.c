@@ -9,10 +9,20 @@
  * stream says it holds (gzip's ISIZE, zstd's frame content size; both
  * only hints, the stream may lie) and doubles up to max + 1 bytes: output
  * that fills max + 1 is over the limit.
+ *
+ * The codec contexts (zlib streams, zstd contexts) are reused: a call
+ * takes a set from a small pool and gives it back. Making them per call
+ * costs more than compressing a search page: deflateInit2() allocates
+ * some 270 KB, which malloc() maps and unmaps each time, every page
+ * faulted in again. The pool holds at most POOL_MAX idle sets, reachable
+ * from it until the process exits.
  */
 #include "encoding.h"
 
 #include <limits.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <nng/nng.h>
@@ -24,6 +34,68 @@
 #define GZIP_WINDOW 31 /* 15 bits, the gzip wrapper */
 #define OUT_MIN     4096
 #define ZLIB_MAX_IO ((size_t) UINT_MAX) /* avail_in/out are uInt */
+#define POOL_MAX    64
+
+/* One set of codec contexts, each made on first use. */
+typedef struct codec {
+	struct codec *next; /* in the pool */
+	z_stream      deflate;
+	bool          deflate_ready;
+	z_stream      inflate;
+	bool          inflate_ready;
+	ZSTD_CCtx    *zc;
+	ZSTD_DCtx    *zd;
+} codec;
+
+static pthread_mutex_t pool_mtx = PTHREAD_MUTEX_INITIALIZER;
+static codec          *pool;
+static int             pool_len;
+
+static void
+codec_free(codec *c)
+{
+	if (c->deflate_ready) {
+		deflateEnd(&c->deflate);
+	}
+	if (c->inflate_ready) {
+		inflateEnd(&c->inflate);
+	}
+	ZSTD_freeCCtx(c->zc);
+	ZSTD_freeDCtx(c->zd);
+	free(c);
+}
+
+/* Returns a codec set from the pool, or a new empty one; NULL when out
+ * of memory. Give it back with codec_put(). */
+static codec *
+codec_get(void)
+{
+	codec *c;
+
+	pthread_mutex_lock(&pool_mtx);
+	if ((c = pool) != NULL) {
+		pool = c->next;
+		pool_len--;
+	}
+	pthread_mutex_unlock(&pool_mtx);
+	return (c != NULL ? c : calloc(1, sizeof(*c)));
+}
+
+static void
+codec_put(codec *c)
+{
+	pthread_mutex_lock(&pool_mtx);
+	if (pool_len < POOL_MAX) {
+		c->next = pool;
+		pool = c;
+		pool_len++;
+		c = NULL;
+	}
+	pthread_mutex_unlock(&pool_mtx);
+	if (c != NULL) {
+		codec_free(c);
+	}
+}
 
 nngrpc_encoding
 nngrpc_encoding_find(const char *name, size_t len)
@@ -89,56 +161,64 @@ nngrpc_encoding_pick(const char *accept)
 
 /* ---- compression ------------------------------------------------------ */
 
+/* c's deflate stream, ready for a new gzip member; false when out of
+ * memory. */
+static bool
+deflate_ready(codec *c)
+{
+	if (c->deflate_ready) {
+		return (deflateReset(&c->deflate) == Z_OK);
+	}
+	c->deflate_ready = deflateInit2(&c->deflate, GZIP_LEVEL, Z_DEFLATED,
+	                       GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY)
+	    == Z_OK;
+	return (c->deflate_ready);
+}
+
 static int
-gzip_compress(const uint8_t *in, size_t len, nngrpc_arena *arena,
+gzip_compress(codec *c, const uint8_t *in, size_t len, nngrpc_arena *arena,
     uint8_t **outp, size_t *outlenp)
 {
-	z_stream z;
-	size_t   bound;
-	uint8_t *out;
-	int      zr;
+	z_stream *z = &c->deflate;
+	size_t    bound;
+	uint8_t  *out;
 
-	memset(&z, 0, sizeof(z));
 	if (len > ZLIB_MAX_IO / 2) {
 		return (NNG_ENOMEM); /* over any request limit anyway */
 	}
-	if (deflateInit2(
-	        &z, GZIP_LEVEL, Z_DEFLATED, GZIP_WINDOW, 8, Z_DEFAULT_STRATEGY)
-	    != Z_OK) {
+	if (!deflate_ready(c)) {
 		return (NNG_ENOMEM);
 	}
-	bound = deflateBound(&z, (uLong) len);
+	bound = deflateBound(z, (uLong) len);
 	if ((out = nngrpc_arena_alloc(arena, bound)) == NULL) {
-		deflateEnd(&z);
 		return (NNG_ENOMEM);
 	}
-	z.next_in = (Bytef *) in;
-	z.avail_in = (uInt) len;
-	z.next_out = out;
-	z.avail_out = (uInt) bound;
-	zr = deflate(&z, Z_FINISH);
-	*outlenp = z.total_out;
-	deflateEnd(&z);
-	if (zr != Z_STREAM_END) {
+	z->next_in = (Bytef *) in;
+	z->avail_in = (uInt) len;
+	z->next_out = out;
+	z->avail_out = (uInt) bound;
+	if (deflate(z, Z_FINISH) != Z_STREAM_END) {
 		return (NNG_ENOMEM); /* deflateBound() was enough: never */
 	}
+	*outlenp = z->total_out;
 	*outp = out;
 	return (0);
 }
 
 static int
-zstd_compress(const uint8_t *in, size_t len, nngrpc_arena *arena,
+zstd_compress(codec *c, const uint8_t *in, size_t len, nngrpc_arena *arena,
     uint8_t **outp, size_t *outlenp)
 {
 	size_t   bound = ZSTD_compressBound(len);
 	uint8_t *out;
 	size_t   n;
 
-	if (ZSTD_isError(bound)
+	if ((c->zc == NULL && (c->zc = ZSTD_createCCtx()) == NULL)
+	    || ZSTD_isError(bound)
 	    || (out = nngrpc_arena_alloc(arena, bound)) == NULL) {
 		return (NNG_ENOMEM);
 	}
-	n = ZSTD_compress(out, bound, in, len, ZSTD_LEVEL);
+	n = ZSTD_compressCCtx(c->zc, out, bound, in, len, ZSTD_LEVEL);
 	if (ZSTD_isError(n)) {
 		return (NNG_ENOMEM); /* its only failure with room enough */
 	}
@@ -151,14 +231,20 @@ int
 nngrpc_encoding_compress(nngrpc_encoding e, const uint8_t *in, size_t len,
     nngrpc_arena *arena, uint8_t **outp, size_t *outlenp)
 {
-	switch (e) {
-	case NNGRPC_ENCODING_GZIP:
-		return (gzip_compress(in, len, arena, outp, outlenp));
-	case NNGRPC_ENCODING_ZSTD:
-		return (zstd_compress(in, len, arena, outp, outlenp));
-	default:
+	codec *c;
+	int    rv;
+
+	if (e != NNGRPC_ENCODING_GZIP && e != NNGRPC_ENCODING_ZSTD) {
 		return (NNG_EINVAL);
 	}
+	if ((c = codec_get()) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	rv = e == NNGRPC_ENCODING_GZIP
+	    ? gzip_compress(c, in, len, arena, outp, outlenp)
+	    : zstd_compress(c, in, len, arena, outp, outlenp);
+	codec_put(c);
+	return (rv);
 }
 
 /* ---- decompression ---------------------------------------------------- */
@@ -253,28 +339,27 @@ inflate_all(z_stream *z, const uint8_t *in, size_t len, outbuf *o)
 }
 
 static int
-gzip_decompress(const uint8_t *in, size_t len, outbuf *o)
+gzip_decompress(codec *c, const uint8_t *in, size_t len, outbuf *o)
 {
-	z_stream z;
-	int      rv;
-
-	memset(&z, 0, sizeof(z));
 	if (o->max >= ZLIB_MAX_IO) {
 		o->max = ZLIB_MAX_IO - 1; /* what one inflate() can write */
 	}
 	if (len > ZLIB_MAX_IO) {
 		return (NNG_EMSGSIZE);
 	}
-	if (inflateInit2(&z, GZIP_WINDOW) != Z_OK) {
+	if (c->inflate_ready) {
+		if (inflateReset(&c->inflate) != Z_OK) {
+			return (NNG_ENOMEM);
+		}
+	} else if (!(c->inflate_ready
+	               = inflateInit2(&c->inflate, GZIP_WINDOW) == Z_OK)) {
 		return (NNG_ENOMEM);
 	}
-	rv = inflate_all(&z, in, len, o);
-	inflateEnd(&z);
-	return (rv);
+	return (inflate_all(&c->inflate, in, len, o));
 }
 
 static int
-zstd_decompress(const uint8_t *in, size_t len, outbuf *o)
+zstd_decompress(codec *c, const uint8_t *in, size_t len, outbuf *o)
 {
 	unsigned long long size = ZSTD_getFrameContentSize(in, len);
 	ZSTD_inBuffer      src = { in, len, 0 };
@@ -288,9 +373,11 @@ zstd_decompress(const uint8_t *in, size_t len, outbuf *o)
 	if (size != ZSTD_CONTENTSIZE_UNKNOWN && size > o->max) {
 		return (NNG_EMSGSIZE);
 	}
-	if ((dctx = ZSTD_createDCtx()) == NULL) {
+	if (c->zd == NULL && (c->zd = ZSTD_createDCtx()) == NULL) {
 		return (NNG_ENOMEM);
 	}
+	dctx = c->zd;
+	(void) ZSTD_DCtx_reset(dctx, ZSTD_reset_session_only);
 	while (rv == 0 && (src.pos < src.size || zr != 0)) {
 		ZSTD_outBuffer dst;
 		if (o->len == o->cap
@@ -309,7 +396,6 @@ zstd_decompress(const uint8_t *in, size_t len, outbuf *o)
 			rv = NNG_EINVAL; /* the input ended inside a frame */
 		}
 	}
-	ZSTD_freeDCtx(dctx);
 	return (rv);
 }
 
@@ -318,18 +404,18 @@ nngrpc_encoding_decompress(nngrpc_encoding e, const uint8_t *in, size_t len,
     size_t max, nngrpc_arena *arena, uint8_t **outp, size_t *outlenp)
 {
 	outbuf o = { .arena = arena, .max = max };
+	codec *c;
 	int    rv;
 
-	switch (e) {
-	case NNGRPC_ENCODING_GZIP:
-		rv = gzip_decompress(in, len, &o);
-		break;
-	case NNGRPC_ENCODING_ZSTD:
-		rv = zstd_decompress(in, len, &o);
-		break;
-	default:
+	if (e != NNGRPC_ENCODING_GZIP && e != NNGRPC_ENCODING_ZSTD) {
 		return (NNG_EINVAL);
 	}
+	if ((c = codec_get()) == NULL) {
+		return (NNG_ENOMEM);
+	}
+	rv = e == NNGRPC_ENCODING_GZIP ? gzip_decompress(c, in, len, &o)
+	                               : zstd_decompress(c, in, len, &o);
+	codec_put(c);
 	if (rv == 0 && o.len > max) {
 		rv = NNG_EMSGSIZE;
 	}

@@ -20,6 +20,7 @@
 
 #include "auth.h"
 #include "dispatch.h"
+#include "encoding.h"
 #include "nngrpc/testing/v1/testing.nngrpc.h"
 #include "nngrpc/v1/rpc.pb-c.h"
 #include "wire.h"
@@ -479,7 +480,7 @@ bin_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 static void
 test_binary_metadata(void **state)
 {
-	static const nngrpc_method_fn fns[3] = { bin_fn, NULL, NULL };
+	static const nngrpc_method_fn fns[4] = { bin_fn, NULL, NULL, NULL };
 	static const char *const      md[][2] = {
 		     { "x-bin", "AP8Abw" }, /* 00 ff 00 6f */
 		     { "plain", "AP8Abw" },
@@ -523,6 +524,203 @@ test_binary_metadata(void **state)
 	nngrpc__v1__response__free_unpacked(r, NULL);
 	nng_msg_free(reply);
 	nngrpc_dispatch_free(d);
+}
+
+/* Calls d with metadata md (n pairs); the reply, unpacked. */
+static Nngrpc__V1__Response *
+call_md(nngrpc_dispatch *d, const char *method, uint64_t timeout_us,
+    const uint8_t *payload, size_t len, const char *const (*md)[2], size_t n,
+    int64_t queued_ns)
+{
+	Nngrpc__V1__Request                req = NNGRPC__V1__REQUEST__INIT;
+	Nngrpc__V1__Request__MetadataEntry e[4], *ep[4];
+	uint8_t                           *buf;
+	nng_msg                           *reply;
+	Nngrpc__V1__Response              *r;
+	int64_t                            now = nngrpc_now_ns();
+
+	assert_true(n <= 4);
+	for (size_t i = 0; i < n; i++) {
+		nngrpc__v1__request__metadata_entry__init(&e[i]);
+		e[i].key = (char *) md[i][0];
+		e[i].value = (char *) md[i][1];
+		ep[i] = &e[i];
+	}
+	req.method = (char *) method;
+	req.timeout_us = timeout_us;
+	req.payload.data = (uint8_t *) payload;
+	req.payload.len = len;
+	req.metadata = ep;
+	req.n_metadata = n;
+	buf = malloc(nngrpc__v1__request__get_packed_size(&req) + 1);
+	size_t size = nngrpc__v1__request__pack(&req, buf);
+	assert_int_equal(nngrpc_dispatch_call(d, buf, size, no_pipe,
+	                     now - queued_ns, now, &reply),
+	    0);
+	r = nngrpc__v1__response__unpack(
+	    NULL, nng_msg_len(reply), nng_msg_body(reply));
+	assert_non_null(r);
+	nng_msg_free(reply);
+	free(buf);
+	return (r);
+}
+
+/* The value of trailer key, or NULL. */
+static const char *
+trailer(const Nngrpc__V1__Response *r, const char *key)
+{
+	for (size_t i = 0; i < r->n_trailers; i++) {
+		if (strcmp(r->trailers[i]->key, key) == 0) {
+			return (r->trailers[i]->value);
+		}
+	}
+	return (NULL);
+}
+
+static nngrpc_status
+refuse(nngrpc_call *call, void *arg)
+{
+	(void) arg;
+	return (nngrpc_call_error(call, NNGRPC_PERMISSION_DENIED, "no"));
+}
+
+/* Capability trailers on every reply to a request that asks, whatever
+ * its code; none unasked; always with an encoding the server lacks. */
+static void
+test_capability_trailers(void **state)
+{
+	static const char *const ask[][2] = {
+		{ "nngrpc-accept-encoding", "identity" },
+	};
+	static const char *const br[][2] = { { "nngrpc-encoding", "br" } };
+	static const struct nngrpc_interceptor no
+	    = { "refuse", refuse, NULL, NULL };
+	static const nngrpc_method_fn fns[4] = { echo_fn, NULL, NULL, NULL };
+	nngrpc_dispatch              *d = NULL;
+	Nngrpc__V1__Response         *r;
+	int                           impl = 42;
+	const char                   *echo = "/nngrpc.testing.v1.Testing/Echo";
+
+	(void) state;
+	for (int pass = 0; pass < 2; pass++) { /* plain, then refusing */
+		assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+		assert_int_equal(
+		    nngrpc_dispatch_add_service(d,
+		        &nngrpc__testing__v1__testing__descriptor, NULL, fns,
+		        &impl, sizeof(impl), &handler_runs),
+		    0);
+		nngrpc_dispatch_set_max_message(d, 5000);
+		if (pass == 1) {
+			assert_int_equal(
+			    nngrpc_dispatch_add_interceptor(d, &no), 0);
+		}
+		nngrpc_dispatch_seal(d);
+		r = call_md(d, echo, 0, NULL, 0, ask, 1, 0);
+		assert_int_equal(
+		    r->code, pass == 0 ? NNGRPC_OK : NNGRPC_PERMISSION_DENIED);
+		assert_string_equal(
+		    trailer(r, "nngrpc-accept-encoding"), "zstd,gzip");
+		assert_string_equal(
+		    trailer(r, "nngrpc-max-message-bytes"), "5000");
+		nngrpc__v1__response__free_unpacked(r, NULL);
+		if (pass == 1) {
+			nngrpc_dispatch_free(d);
+			break;
+		}
+		r = call_md(d, echo, 0, NULL, 0, ask, 0, 0); /* unasked */
+		assert_int_equal(r->n_trailers, 0);
+		nngrpc__v1__response__free_unpacked(r, NULL);
+		r = call_md(d, "/x.Y/Z", 0, NULL, 0, ask, 1, 0);
+		assert_int_equal(r->code, NNGRPC_UNIMPLEMENTED);
+		assert_non_null(trailer(r, "nngrpc-max-message-bytes"));
+		nngrpc__v1__response__free_unpacked(r, NULL);
+		/* 1 ms allowed, 5 ms queued */
+		r = call_md(d, echo, 1000, NULL, 0, ask, 1, 5000000);
+		assert_int_equal(r->code, NNGRPC_DEADLINE_EXCEEDED);
+		assert_non_null(trailer(r, "nngrpc-max-message-bytes"));
+		nngrpc__v1__response__free_unpacked(r, NULL);
+		handler_runs = 0;
+		r = call_md(d, echo, 0, NULL, 0, br, 1, 0);
+		assert_int_equal(r->code, NNGRPC_UNIMPLEMENTED);
+		assert_int_equal(handler_runs, 0);
+		assert_string_equal(trailer(r, "nngrpc-not-run"), "1");
+		assert_string_equal(
+		    trailer(r, "nngrpc-accept-encoding"), "zstd,gzip");
+		nngrpc__v1__response__free_unpacked(r, NULL);
+		nngrpc_dispatch_free(d);
+	}
+}
+
+/* A gzip request decompressed for the handler, within the limit; the
+ * reply compressed with what the request accepts, above the threshold. */
+static void
+test_compression(void **state)
+{
+	static const char *const gz[][2] = {
+		{ "nngrpc-encoding", "gzip" },
+		{ "nngrpc-accept-encoding", "br, zstd" },
+	};
+	Nngrpc__Testing__V1__EchoRequest in
+	    = NNGRPC__TESTING__V1__ECHO_REQUEST__INIT;
+	nngrpc_dispatch *d = make_dispatch(); /* limit: the default, 4 MiB */
+	uint8_t          data[3000], packed[3100];
+	uint8_t         *z, *out;
+	size_t           zlen, n, len;
+	nngrpc_arena     a;
+
+	(void) state;
+	memset(data, 'q', sizeof(data));
+	in.payload.data = data;
+	in.payload.len = sizeof(data);
+	n = nngrpc__testing__v1__echo_request__pack(&in, packed);
+	nngrpc_arena_init(&a);
+	assert_int_equal(nngrpc_encoding_compress(
+	                     NNGRPC_ENCODING_GZIP, packed, n, &a, &z, &zlen),
+	    0);
+	Nngrpc__V1__Response *r = call_md(
+	    d, "/nngrpc.testing.v1.Testing/Echo", 0, z, zlen, gz, 2, 0);
+	assert_int_equal(r->code, NNGRPC_OK);
+	assert_string_equal(trailer(r, "nngrpc-encoding"), "zstd");
+	assert_true(r->payload.len < 200);
+	assert_int_equal(
+	    nngrpc_encoding_decompress(NNGRPC_ENCODING_ZSTD, r->payload.data,
+	        r->payload.len, 10000, &a, &out, &len),
+	    0);
+	assert_int_equal(len, n);
+	assert_memory_equal(out, packed, n);
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	/* Under the threshold: sent as it is. */
+	r = call_md(
+	    d, "/nngrpc.testing.v1.Testing/Echo", 0, NULL, 0, gz + 1, 1, 0);
+	assert_int_equal(r->code, NNGRPC_OK);
+	assert_null(trailer(r, "nngrpc-encoding"));
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+
+	/* A limit of 2000: the 3 KB payload decompresses past it. */
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_add_service(d,
+	        &nngrpc__testing__v1__testing__descriptor, NULL,
+	        (nngrpc_method_fn[4]) { echo_fn, NULL, NULL, NULL },
+	        &(int) { 42 }, sizeof(int), &handler_runs),
+	    0);
+	nngrpc_dispatch_set_max_message(d, 2000);
+	nngrpc_dispatch_seal(d);
+	handler_runs = 0;
+	r = call_md(
+	    d, "/nngrpc.testing.v1.Testing/Echo", 0, z, zlen, gz, 1, 0);
+	assert_int_equal(r->code, NNGRPC_RESOURCE_EXHAUSTED);
+	assert_non_null(strstr(r->message, "2000"));
+	assert_int_equal(handler_runs, 0);
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	/* Not a gzip stream at all. */
+	r = call_md(d, "/nngrpc.testing.v1.Testing/Echo", 0,
+	    (const uint8_t *) "xyz", 3, gz, 1, 0);
+	assert_int_equal(r->code, NNGRPC_INTERNAL);
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	nngrpc_dispatch_free(d);
+	nngrpc_arena_fini(&a);
 }
 
 /* A handler whose allocation failed and that says nothing more. */
@@ -1098,6 +1296,8 @@ main(void)
 		cmocka_unit_test(test_out_of_memory_is_said),
 		cmocka_unit_test(test_status_messages),
 		cmocka_unit_test(test_binary_metadata),
+		cmocka_unit_test(test_capability_trailers),
+		cmocka_unit_test(test_compression),
 		cmocka_unit_test(test_registration_errors),
 		cmocka_unit_test(test_typed_glue_and_server_lifecycle),
 		cmocka_unit_test(test_listen_errors),
