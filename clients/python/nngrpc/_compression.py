@@ -11,13 +11,14 @@ reply cannot become an unbounded allocation.
 
 from __future__ import annotations
 
+import importlib
 import threading
 import zlib
 from typing import Any, Optional, Tuple
 
 _zstd: Any
 try:  # optional: without it the client neither offers nor accepts zstd
-    import zstandard as _zstd
+    _zstd = importlib.import_module("zstandard")
 except ImportError:  # pragma: no cover - depends on the installation
     _zstd = None
 
