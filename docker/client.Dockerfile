@@ -26,8 +26,8 @@ FROM debian:trixie-slim AS wheels
 # The same first line as docker/Dockerfile's build stage: one cached layer.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      make gcc libc6-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler \
-      protobuf-compiler libjansson-dev python3 python3-protobuf \
+      make gcc libc6-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler libseccomp-dev \
+      protobuf-compiler libjansson-dev python3 python3-protobuf zlib1g-dev libzstd-dev \
  && rm -rf /var/lib/apt/lists/*
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \

@@ -13,6 +13,7 @@
 #   make bench-smoke         pytest tests/bench (nngrpc-bench for 1 s)
 #   make bench BENCH_ONLY=latency,loadgen   a subset of the scenarios:
 #                            latency throughput sleep loadgen search rss isolation
+#                            compression
 #
 # The anchors are built here from Debian packages (tests/bench/install-deps)
 # into $(BENCH_DIR): a raw NNG echo server, a C++ gRPC sync echo server

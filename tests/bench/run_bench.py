@@ -2,7 +2,8 @@
 """make bench: nngrpc against its anchors, side by side in one run.
 
     build/venv/bin/python tests/bench/run_bench.py --build build [--quick]
-        [--only latency,throughput,sleep,loadgen,search,rss,overload]
+        [--only latency,throughput,sleep,loadgen,search,rss,isolation,overload,
+                compression]
 
 Run by ``make bench`` (``QUICK=1`` for the short CI run), after the anchors
 are built into BUILD/bench by tests/bench/bench.mk.  Starts every server
@@ -43,6 +44,9 @@ Scenarios (anchor of each in brackets):
               admission on (the default) and off (--queue-target-ms 0):
               offered, served, shed, served p99   [the same server, one
               caller: the unloaded p99]
+  compression a 100-hit Search page from Python with identity, gzip and
+              zstd: bytes on the wire, call time, server run time, client
+              CPU (tests/bench/bench_compression.py)          [identity]
 
 The exit status is 0 unless something is broken: a server that does not
 start or exits badly, a call that fails, an echo that comes back wrong,
@@ -71,7 +75,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 SECTIONS = ("latency", "throughput", "sleep", "loadgen", "search", "rss", "isolation",
-            "overload")
+            "overload", "compression")
 KIB = 1024
 MIB = 1024 * 1024
 CALL_TIMEOUT = 30.0  # seconds, every client's per-call deadline
@@ -1382,12 +1386,19 @@ class Bench:
         finally:
             conn.close()
 
-    # -- 6. rss --
+    # -- 7, 8. isolation --
     def isolation(self) -> None:
         import bench_isolation
 
         bench_isolation.run(self)
 
+    # -- 11. compression --
+    def compression(self) -> None:
+        import bench_compression
+
+        bench_compression.run(self)
+
+    # -- 6. rss --
     def rss(self) -> None:
         s = self.s
         import nngrpc
