@@ -20,6 +20,8 @@ import asyncio
 import base64
 import gzip
 import os
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ import zstandard
 import nngrpc
 import nngrpc.aio
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
+from nngrpc.v1 import rpc_pb2
 
 from hoteld_fixture import Server, start_server, stop_server
 
@@ -129,16 +132,31 @@ def test_broken_compressed_request_is_internal(small: Server, name: str, body: b
     assert call.code() is nngrpc.StatusCode.INTERNAL and "decompress" in call.details()
 
 
+def sp_call(url: str, req: Any) -> Any:
+    """One request envelope over a bare SP socket (no client in the way:
+    what hoteld sends is what comes back); the Response."""
+    host, port = url[len("tcp://"):].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"\x00SP\x00\x00\x30\x00\x00")
+        body = struct.pack(">I", 0x80000001) + req.SerializeToString()
+        s.sendall(struct.pack(">Q", len(body)) + body)
+        got = b""
+        while len(got) < 8 + 8 or len(got) < 16 + struct.unpack(">Q", got[8:16])[0]:
+            chunk = s.recv(65536)
+            assert chunk, "connection closed"
+            got += chunk
+    return rpc_pb2.Response.FromString(got[16 + 4:])
+
+
 def test_unknown_request_encoding_is_not_run(small: Server) -> None:
-    """UNIMPLEMENTED, not run, and the capability trailers even unasked
-    (the client consumes them: it learns the connection's from them)."""
-    with nngrpc.Channel(small.tcp, retry=None) as ch:
-        with pytest.raises(nngrpc.RpcError) as e:
-            ch.call(ECHO, echo(b"x"), timeout=5.0, metadata=[("nngrpc-encoding", "br")])
-        assert e.value.code() is nngrpc.StatusCode.UNIMPLEMENTED and '"br"' in e.value.details()
-        assert reserved(e.value.call) == {"nngrpc-not-run": "1"}
-        (pipe,) = ch._endpoints[0].idle
-        assert pipe.caps.limit == LIMIT and pipe.caps.encodings == {"gzip", "zstd"}
+    """UNIMPLEMENTED, not run, and the capability trailers even unasked."""
+    r = sp_call(small.tcp, rpc_pb2.Request(method=ECHO, payload=echo(b"x"),
+                                           metadata={"nngrpc-encoding": "br"}))
+    assert r.code == nngrpc.StatusCode.UNIMPLEMENTED.value_int and '"br"' in r.message
+    assert dict(r.trailers) == dict(CAPS, **{"nngrpc-not-run": "1"})
+    # Unasked and plain: nothing new.
+    r = sp_call(small.tcp, rpc_pb2.Request(method=ECHO, payload=echo(b"x")))
+    assert r.code == 0 and dict(r.trailers) == {}
 
 
 # ---- compressed replies (hoteld and the client) ----------------------------------
