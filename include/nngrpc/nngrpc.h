@@ -144,6 +144,29 @@ NNGRPC_API void nngrpc_server_close(nngrpc_server *server);
 #define NNGRPC_DEFAULT_QUEUE_TARGET_MS   5
 #define NNGRPC_DEFAULT_QUEUE_INTERVAL_MS 100
 
+/*
+ * Connections. libnng has no receive timeout on a connection; the server
+ * adds these (src/rpc/conns.h says how, and where libnng sets the limit):
+ * - NNGRPC_OPT_MAX_CONNECTIONS: a connection over it is closed at once
+ *   (after its SP handshake) and counted; 0: the descriptor limit
+ *   (RLIMIT_NOFILE) less an eighth of it, at least 64.
+ * - NNGRPC_OPT_FRAME_TIMEOUT_MS: a frame (request) begun and not finished
+ *   within this closes its connection; exact on tcp://, where the kernel
+ *   counts the bytes; on tls+tcp:// and ipc:// the idle timeout bounds a
+ *   stalled frame instead. 0: off.
+ * - NNGRPC_OPT_IDLE_TIMEOUT_MS: a connection with no call in flight that
+ *   has sent no request for this long is closed. Keep it above your
+ *   clients' own idle close (the Python client: 30 s), so that it never
+ *   races a call. 0: off.
+ * /metrics: nngrpc_connections, nngrpc_connections_max and the
+ * nngrpc_connections_*_total counters.
+ */
+#define NNGRPC_OPT_MAX_CONNECTIONS      "max-connections"  /* 0..10000000 */
+#define NNGRPC_OPT_FRAME_TIMEOUT_MS     "frame-timeout-ms" /* 0..86400000 */
+#define NNGRPC_OPT_IDLE_TIMEOUT_MS      "idle-timeout-ms"  /* 0..86400000 */
+#define NNGRPC_DEFAULT_FRAME_TIMEOUT_MS 10000
+#define NNGRPC_DEFAULT_IDLE_TIMEOUT_MS  120000
+
 /* Sets option (one of the NNGRPC_OPT_* names above) to value. Before
  * start. Returns 0, NNG_ENOTSUP (no such option), NNG_EINVAL (value out of
  * the option's range) or NNG_EBUSY (started). */

@@ -170,6 +170,11 @@ set_options(run *r)
 	} opts[] = {
 		{ NNGRPC_OPT_QUEUE_TARGET_MS, r->cfg.queue_target_ms },
 		{ NNGRPC_OPT_QUEUE_INTERVAL_MS, r->cfg.queue_interval_ms },
+		{ NNGRPC_OPT_MAX_CONNECTIONS, r->cfg.max_connections },
+		{ NNGRPC_OPT_FRAME_TIMEOUT_MS,
+		    (int64_t) (r->cfg.frame_timeout * 1000) },
+		{ NNGRPC_OPT_IDLE_TIMEOUT_MS,
+		    (int64_t) (r->cfg.idle_timeout * 1000) },
 	};
 	char line[160];
 	int  rv;

@@ -64,6 +64,21 @@ static const standard_option standard[] = {
 	    FIELD(queue_interval_ms),
 	    "admission: how long the queue may stand above "
 	    "--queue-target-ms before it sheds (default 100)" },
+	{ "max-connections", "NNGRPC_MAX_CONNECTIONS", K_INT, 0, 10000000,
+	    FIELD(max_connections),
+	    "connections open at once; one more is closed at once (after "
+	    "its SP handshake) and counted; 0: the descriptor limit less an "
+	    "eighth (default)" },
+	{ "frame-timeout", "NNGRPC_FRAME_TIMEOUT", K_SECONDS, 0, 86400,
+	    FIELD(frame_timeout),
+	    "seconds a request begun may take to arrive whole before its "
+	    "connection is closed (exact on tcp://; on tls+tcp:// and "
+	    "ipc:// the idle timeout bounds it); 0: off (default 10)" },
+	{ "idle-timeout", "NNGRPC_IDLE_TIMEOUT", K_SECONDS, 0, 86400,
+	    FIELD(idle_timeout),
+	    "seconds a connection with no call in flight may stay silent "
+	    "before it is closed; keep it above clients' own idle close (the "
+	    "Python client's: 30); 0: off (default 120)" },
 	{ "max-message-bytes", "NNGRPC_MAX_MESSAGE_BYTES", K_SIZE, 64,
 	    1LL << 31, FIELD(server.max_message_bytes),
 	    "largest request accepted, in bytes" },
@@ -499,6 +514,8 @@ defaults(nngrpc_serve_config *cfg)
 	cfg->worker_seccomp = true;
 	cfg->queue_target_ms = NNGRPC_DEFAULT_QUEUE_TARGET_MS;
 	cfg->queue_interval_ms = NNGRPC_DEFAULT_QUEUE_INTERVAL_MS;
+	cfg->frame_timeout = NNGRPC_DEFAULT_FRAME_TIMEOUT_MS / 1000.0;
+	cfg->idle_timeout = NNGRPC_DEFAULT_IDLE_TIMEOUT_MS / 1000.0;
 }
 
 bool

@@ -30,10 +30,13 @@ typedef struct nngrpc_serve_config {
 	/* Seconds a SIGTERM drain waits for calls in flight. */
 	double drain_timeout;
 	/* Server options set with nngrpc_server_set_int() (nngrpc.h). */
-	int  queue_target_ms;
-	int  queue_interval_ms;
-	bool print_config;
-	bool help;
+	int    queue_target_ms;
+	int    queue_interval_ms;
+	int    max_connections; /* 0: from the descriptor limit */
+	double frame_timeout;   /* seconds; 0: off */
+	double idle_timeout;    /* seconds; 0: off */
+	bool   print_config;
+	bool   help;
 	/* Process isolation (--isolation process): handlers run in worker
 	 * processes (see nngrpc_server_isolated()). */
 	bool        isolation_process;

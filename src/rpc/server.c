@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
@@ -47,6 +48,7 @@
 #include "admission.h"
 #include "auth.h"
 #include "builtin.h"
+#include "conns.h"
 #include "dispatch.h"
 #include "envelope.h"
 #include "log.h"
@@ -64,20 +66,24 @@
 typedef enum { CTX_IDLE, CTX_RECV, CTX_QUEUED, CTX_SEND } ctx_state;
 
 typedef struct work {
-	nngrpc_server *w_server;
-	nng_ctx        w_ctx;
-	nng_aio       *w_aio;
-	ctx_state      w_state;
-	nng_msg       *w_msg;     /* received request, while queued */
-	int64_t        w_recv_ns; /* when it was received */
-	nng_pipe       w_pipe;    /* the connection it came on */
-	struct work   *w_next;    /* in a list of calls to shed */
+	nngrpc_server   *w_server;
+	nng_ctx          w_ctx;
+	nng_aio         *w_aio;
+	ctx_state        w_state;
+	nng_msg         *w_msg;     /* received request, while queued */
+	int64_t          w_recv_ns; /* when it was received */
+	nng_pipe         w_pipe;    /* the connection it came on */
+	struct work     *w_next;    /* in a list of calls to shed */
+	nngrpc_conn_call w_cc;      /* on its connection's list of calls */
 } work;
 
 /* The options of nngrpc_server_set_int(), in the server's units. */
 typedef struct server_opts {
 	int64_t queue_target_ms;
 	int64_t queue_interval_ms;
+	int64_t max_connections; /* 0: from the descriptor limit */
+	int64_t frame_timeout_ms;
+	int64_t idle_timeout_ms;
 } server_opts;
 
 struct nngrpc_server {
@@ -86,7 +92,8 @@ struct nngrpc_server {
 	nngrpc_dispatch     *s_dispatch;
 	nngrpc_auth         *s_auth; /* the token check, or NULL */
 	nngrpc_metrics      *s_metrics;
-	nngrpc_ops          *s_ops;  /* the --http endpoint, or NULL */
+	nngrpc_ops          *s_ops; /* the --http endpoint, or NULL */
+	nngrpc_conns        *s_conns;
 	char                *s_http; /* its address, owned, or NULL */
 	nng_socket           s_sock;
 	bool                 s_sock_open;
@@ -141,6 +148,9 @@ typedef struct option_def {
 static const option_def option_defs[] = {
 	{ NNGRPC_OPT_QUEUE_TARGET_MS, OPT(queue_target_ms), 0, 60000 },
 	{ NNGRPC_OPT_QUEUE_INTERVAL_MS, OPT(queue_interval_ms), 1, 600000 },
+	{ NNGRPC_OPT_MAX_CONNECTIONS, OPT(max_connections), 0, 10000000 },
+	{ NNGRPC_OPT_FRAME_TIMEOUT_MS, OPT(frame_timeout_ms), 0, 86400000 },
+	{ NNGRPC_OPT_IDLE_TIMEOUT_MS, OPT(idle_timeout_ms), 0, 86400000 },
 };
 
 static void
@@ -148,6 +158,9 @@ options_init(server_opts *o)
 {
 	o->queue_target_ms = NNGRPC_DEFAULT_QUEUE_TARGET_MS;
 	o->queue_interval_ms = NNGRPC_DEFAULT_QUEUE_INTERVAL_MS;
+	o->max_connections = 0;
+	o->frame_timeout_ms = NNGRPC_DEFAULT_FRAME_TIMEOUT_MS;
+	o->idle_timeout_ms = NNGRPC_DEFAULT_IDLE_TIMEOUT_MS;
 }
 
 static const option_def *
@@ -394,6 +407,7 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 	rv = s->s_queue == NULL ? NNG_ENOMEM : copy_config(s, cfg);
 	if (rv != 0 || (rv = nngrpc_metrics_alloc(&s->s_metrics)) != 0
 	    || (rv = add_gauges(s)) != 0
+	    || (rv = nngrpc_conns_alloc(s->s_metrics, &s->s_conns)) != 0
 	    || (rv = nngrpc_dispatch_alloc(&s->s_dispatch)) != 0
 	    || (rv = add_own_interceptors(s, cfg->auth_token)) != 0
 	    || (cfg->builtin_services
@@ -521,6 +535,7 @@ ctx_send_status(work *w, int code, const char *message, bool not_run)
 
 	if (nngrpc_envelope_status(code, message, not_run, &reply) != 0) {
 		nngrpc_log(NNGRPC_LOG_ERROR, "out of memory answering a call");
+		nngrpc_conns_call_end(w->w_server->s_conns, &w->w_cc);
 		ctx_recv(w); /* the client's deadline ends its wait */
 		return;
 	}
@@ -704,6 +719,10 @@ on_received(work *w)
 	w->w_recv_ns = nngrpc_now_ns();
 	w->w_pipe = nng_msg_get_pipe(w->w_msg);
 	nng_aio_set_msg(w->w_aio, NULL);
+	/* On the wire: the 8-byte length, the SP header (REP keeps it to
+	 * itself: 4 bytes from a direct peer) and the body. */
+	nngrpc_conns_call_start(
+	    s->s_conns, &w->w_cc, w->w_pipe, 8 + 4 + nng_msg_len(w->w_msg));
 	if (nngrpc_dispatch_peek_inline(s->s_dispatch, nng_msg_body(w->w_msg),
 	        nng_msg_len(w->w_msg))) {
 		run_inline(w);
@@ -735,6 +754,7 @@ on_sent(work *w, int rv)
 {
 	nngrpc_server *s = w->w_server;
 
+	nngrpc_conns_call_end(s->s_conns, &w->w_cc);
 	if (rv != 0) {
 		/* Not sent (peer gone, socket closing): still ours. */
 		nng_msg_free(nng_aio_get_msg(w->w_aio));
@@ -746,6 +766,7 @@ on_sent(work *w, int rv)
 			    SEND_TIMEOUT_MS);
 			/* Frees the contexts queued behind it. */
 			nng_pipe_close(w->w_pipe);
+			nngrpc_conns_send_timeout(s->s_conns);
 		}
 	}
 	pthread_mutex_lock(&s->s_mtx);
@@ -997,6 +1018,39 @@ tls_setup(nngrpc_server *s, nng_listener l, char *err, size_t errlen)
 	return (rv);
 }
 
+/* --max-connections 0: the descriptor limit less an eighth of it (at
+ * least 64) for everything else the process opens. */
+static int64_t
+auto_max_connections(void)
+{
+	struct rlimit rl;
+	int64_t       n = 1 << 20;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+	    && rl.rlim_cur < (rlim_t) n) {
+		n = (int64_t) rl.rlim_cur;
+	}
+	n -= n / 8 > 64 ? n / 8 : 64;
+	return (n > 1 ? n : 1);
+}
+
+/* The connection table (conns.h) gets its limits and watches the
+ * socket's pipes. */
+static int
+open_conns(nngrpc_server *s)
+{
+	nngrpc_conns_limits lim = {
+		.max_connections = s->s_opts.max_connections > 0
+		    ? s->s_opts.max_connections
+		    : auto_max_connections(),
+		.frame_timeout_ms = s->s_opts.frame_timeout_ms,
+		.idle_timeout_ms = s->s_opts.idle_timeout_ms,
+	};
+
+	nngrpc_conns_set_limits(s->s_conns, &lim);
+	return (nngrpc_conns_attach(s->s_conns, s->s_sock));
+}
+
 /* The REP socket and its receive limit. */
 static int
 open_socket(nngrpc_server *s, char *err, size_t errlen)
@@ -1013,6 +1067,10 @@ open_socket(nngrpc_server *s, char *err, size_t errlen)
 	if (rv != 0) {
 		return (start_fail(s, rv, err, errlen, "max message bytes",
 		    nng_strerror(rv)));
+	}
+	if ((rv = open_conns(s)) != 0) {
+		return (start_fail(
+		    s, rv, err, errlen, "connections", nng_strerror(rv)));
 	}
 	return (0);
 }
@@ -1101,6 +1159,9 @@ start_listeners(nngrpc_server *s, char *err, size_t errlen)
 			nngrpc_server_stop(s);
 			return (rv);
 		}
+		if (strncmp(url, "tls+", 4) == 0) {
+			nngrpc_conns_set_tls(s->s_conns, *l);
+		}
 		if ((rv = nng_listener_start(*l, 0)) != 0) {
 			nng_listener_close(*l);
 			return (start_fail(
@@ -1163,6 +1224,10 @@ nngrpc_server_start(nngrpc_server *s, char *err, size_t errlen)
 	if ((rv = start_listeners(s, err, errlen)) != 0
 	    || (rv = start_ops(s, err, errlen)) != 0) {
 		return (rv);
+	}
+	if ((rv = nngrpc_conns_start(s->s_conns)) != 0) {
+		return (start_fail(s, rv, err, errlen, "connections",
+		    "cannot start a thread"));
 	}
 	return (0);
 }
@@ -1239,6 +1304,7 @@ nngrpc_server_stop(nngrpc_server *s)
 
 	nngrpc_ops_stop(s->s_ops);
 	s->s_ops = NULL;
+	nngrpc_conns_stop(s->s_conns);
 	if (s->s_sock_open) {
 		/* Closes listeners, pipes and contexts; receives abort and
 		 * their callbacks go idle. */
@@ -1277,6 +1343,7 @@ nngrpc_server_close(nngrpc_server *s)
 	free(s->s_works);
 	free(s->s_workers);
 	free(s->s_queue);
+	nngrpc_conns_free(s->s_conns); /* after the socket: no callback */
 	nngrpc_dispatch_free(s->s_dispatch);
 	nngrpc_auth_free(s->s_auth);
 	nngrpc_metrics_free(s->s_metrics);

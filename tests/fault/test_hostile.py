@@ -218,10 +218,11 @@ def test_truncated_frame_then_close(fresh: Hoteld) -> None:
 
 def test_truncated_frames_left_silent(fresh: Hoteld) -> None:
     """200 connections each announce a message of the maximum size, send
-    10 bytes and stay silent.  NNG has no receive timeout on a pipe, so
-    they stay open (a slowloris): others must still be served, and the
-    announced 4 MiB buffers (calloc'd, never touched) must not become
-    resident memory."""
+    10 bytes and stay silent.  NNG has no receive timeout on a pipe; the
+    server's --frame-timeout (10 s by default; test_connections.py) ends
+    them, so they stay open for this test's second: others must still be
+    served, and the announced 4 MiB buffers (calloc'd, never touched) must
+    not become resident memory."""
     before_rss = fresh.rss()
     conns: List[RawConn] = []
     try:

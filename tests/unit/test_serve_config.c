@@ -75,6 +75,10 @@ test_defaults(void **state)
 	assert_int_equal(cfg.queue_target_ms, NNGRPC_DEFAULT_QUEUE_TARGET_MS);
 	assert_int_equal(
 	    cfg.queue_interval_ms, NNGRPC_DEFAULT_QUEUE_INTERVAL_MS);
+	assert_int_equal(cfg.max_connections, 0);
+	assert_true(
+	    cfg.frame_timeout * 1000 == NNGRPC_DEFAULT_FRAME_TIMEOUT_MS);
+	assert_true(cfg.idle_timeout * 1000 == NNGRPC_DEFAULT_IDLE_TIMEOUT_MS);
 	assert_true(cfg.access_sample == 0.01);
 	assert_null(cfg.auth_token_file);
 	/* The service's defaults stay what it set. */
