@@ -202,9 +202,12 @@ ch.close()
 
 
 def _blocked_in_poll(pid: int) -> bool:
+    """True while pid waits in a system call the client waits in: poll,
+    ppoll, or the blocking recvfrom of a pipe waiting for its reply
+    (x86-64 numbers)."""
     try:
         with open("/proc/%d/syscall" % pid) as f:
-            return f.read().split()[0] in ("7", "271")  # poll, ppoll (x86-64)
+            return f.read().split()[0] in ("7", "271", "45")
     except (OSError, IndexError):
         return False
 

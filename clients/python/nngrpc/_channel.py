@@ -11,11 +11,11 @@ dials a new one), sends its request, waits in ``poll`` on that connection
 until the reply or the deadline, decodes the reply (and deserializes the
 response, straight from the connection's receive buffer) and puts the
 connection back.  N threads sharing a channel have N calls in flight on N
-connections; every wait is a blocking poll, which releases the GIL and is
-interrupted by signals (Ctrl+C raises KeyboardInterrupt in the main
-thread, PEP 475).  There are no background threads, and the fast path is
-one poll(0) (is the pooled connection still open?), one send, one poll and
-one recv (_pipe.py).
+connections; every wait is a blocking system call (recv, or poll), which
+releases the GIL and is interrupted by signals (Ctrl+C raises
+KeyboardInterrupt in the main thread, PEP 475).  There are no background
+threads, and the fast path is one poll(0) (is the pooled connection still
+open?), one send and one recv (_pipe.py).
 
 A connection whose call did not end with a reply (deadline, Ctrl+C, error)
 is closed, never reused: its late reply would be read by the next call.  At
@@ -451,13 +451,25 @@ class Channel:
     def _checkout(self, st: CallState) -> Tuple[_Endpoint, ReqPipe]:
         """Returns an endpoint and an open connection to it, which the
         caller owns until it puts it back in the pool or _discard()s it."""
-        errors: List[str] = []
         candidates = self._endpoints.endpoints
         resolver = self._resolver
         if resolver is not None and (not candidates or not resolver.started):
             candidates = self._resolved_endpoints(resolver, st)
-        if len(candidates) != 1:
+        if len(candidates) == 1 and not self._closed:  # the fast path
+            ep = candidates[0]
+            if ep.idle:
+                try:
+                    pipe = ep.idle.pop()
+                except IndexError:  # another call took it meanwhile
+                    pass
+                else:
+                    if pipe.is_idle_and_open():
+                        return ep, pipe
+                    self._discard(ep, pipe)
+                    self._endpoints.lost(ep)  # closed while idle: the server went?
+        else:
             candidates = self._endpoints.candidates(st.avoid)  # type: ignore[arg-type]
+        errors: List[str] = []
         for ep in candidates:
             while True:  # the fast path: an idle pooled connection, no lock
                 if self._closed:

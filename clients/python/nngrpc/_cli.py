@@ -432,6 +432,7 @@ class _Command:
     def do_health(self) -> int:
         service: str = self.args.service
         wait: bool = self.args.wait
+        unavailable: Optional[RpcError] = None  # while waiting for a server
         while True:
             try:
                 status = health_check(
@@ -440,9 +441,14 @@ class _Command:
                 )
             except RpcError as e:
                 # --wait: a server not up yet (or still connecting) is
-                # waited for too, until the deadline.
+                # waited for too, until the deadline; a deadline that
+                # passes meanwhile (a pause that overslept) still means
+                # nobody answered.
+                if unavailable is not None and e.code() is StatusCode.DEADLINE_EXCEEDED:
+                    raise unavailable from None
                 if not wait or e.code() is not StatusCode.UNAVAILABLE or self.deadline.left() <= 0.1:
                     raise
+                unavailable = e
             else:
                 if status is ServingStatus.SERVING or not wait or self.deadline.left() <= 0.1:
                     break

@@ -310,6 +310,41 @@ def decode_response(buf: Bytes, pos: int, end: int) -> Decoded:
 
     Raises EnvelopeError if it is not a Response.
     """
+    # The common answer first: OK, so only payload, queue_us and run_us
+    # (in any order), the two numbers below 128; anything else goes to the
+    # general decoder.
+    queue_us = run_us = 0
+    p_start = p_end = p = pos
+    try:
+        while p < end:
+            tag = buf[p]
+            n = buf[p + 1]
+            if tag == 0x1A:
+                if n < 0x80:
+                    p_start = p + 2
+                else:
+                    n, p_start = _varint(buf, p + 1)
+                p = p_end = p_start + n
+            elif n >= 0x80:
+                break
+            elif tag == 0x30:
+                run_us = n
+                p += 2
+            elif tag == 0x28:
+                queue_us = n
+                p += 2
+            else:
+                break
+        else:
+            if p == end:
+                return 0, "", p_start, p_end, (), queue_us, run_us
+    except IndexError:
+        pass
+    return _decode_fields(buf, pos, end)
+
+
+def _decode_fields(buf: Bytes, pos: int, end: int) -> Decoded:
+    """decode_response for any Response, field by field."""
     code = queue_us = run_us = 0
     message = ""
     p_start = p_end = pos
@@ -326,18 +361,24 @@ def decode_response(buf: Bytes, pos: int, end: int) -> Decoded:
                 p_start = pos
                 pos += n
                 p_end = pos
-            elif tag == 0x28:  # queue_us (one byte: inline)
+            elif tag == 0x28:  # queue_us (up to two bytes inline)
                 queue_us = buf[pos]
-                if queue_us & 0x80:
-                    queue_us, pos = _varint(buf, pos)
-                else:
+                if queue_us < 0x80:
                     pos += 1
+                elif buf[pos + 1] < 0x80:
+                    queue_us = queue_us & 0x7F | buf[pos + 1] << 7
+                    pos += 2
+                else:
+                    queue_us, pos = _varint(buf, pos)
             elif tag == 0x30:  # run_us
                 run_us = buf[pos]
-                if run_us & 0x80:
-                    run_us, pos = _varint(buf, pos)
-                else:
+                if run_us < 0x80:
                     pos += 1
+                elif buf[pos + 1] < 0x80:
+                    run_us = run_us & 0x7F | buf[pos + 1] << 7
+                    pos += 2
+                else:
+                    run_us, pos = _varint(buf, pos)
             elif tag == 0x08:  # code (int32: negative ones are 10 bytes)
                 code, pos = _varint(buf, pos)
                 code &= 0xFFFFFFFF

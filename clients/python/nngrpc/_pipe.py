@@ -1,12 +1,15 @@
 """ReqPipe: one blocking-style SP REQ conversation on a stream socket, for
 the sync Channel.
 
-The socket is non-blocking and every wait is a poll(2), which releases the
-GIL and is interrupted by signals (Ctrl+C raises KeyboardInterrupt, PEP
-475).  A call costs one poll(0) (is the pooled connection still open?,
-asked by the channel), one send, one poll until the reply (or the deadline)
-and one recv: a socket with a Python timeout would add a poll before the
-send and before each recv.
+Waiting for a reply is one blocking recv_into, bounded by the call's
+deadline through SO_RCVTIMEO (set again only when a call's deadline is
+nearer than the one armed: calls with the same timeout arm it once), so a
+call costs three system calls: poll(0) (is the pooled connection still
+open?, asked by the channel), send and recv.  Sends never block
+(MSG_DONTWAIT; a full socket buffer is waited for with poll, within the
+deadline).  Every wait releases the GIL and is interrupted by signals
+(Ctrl+C raises KeyboardInterrupt, PEP 475).  A socket with a Python
+timeout would add a poll before the send and before each recv.
 
 Sending: the SP header with the envelope head is one small bytes object;
 the payload goes with it in one sendmsg (scatter-gather), never copied.
@@ -24,6 +27,7 @@ from __future__ import annotations
 import math
 import select
 import socket
+import struct
 import sys
 import time
 from typing import Any, Optional, Tuple, Union
@@ -42,6 +46,12 @@ from nngrpc._sp import (
 
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
+MSG_DONTWAIT = socket.MSG_DONTWAIT
+
+#: struct timeval, for SO_RCVTIMEO.
+_TIMEVAL = struct.Struct("@ll")
+#: How much sooner than a call's deadline the receive timeout is armed.
+ARM_SLACK = 0.001
 
 #: Below this many payload bytes the head and the payload are joined and
 #: sent with send(); above, sendmsg sends both without copying the payload
@@ -57,17 +67,20 @@ Region = Tuple[memoryview, int, int]
 class ReqPipe:
     """One REQ conversation on a connected stream socket (not thread-safe).
 
-    Takes sock (and makes it non-blocking); close() closes it.
+    Takes sock (blocking for tcp and ipc, non-blocking for TLS); close()
+    closes it.
     """
 
-    __slots__ = ("sock", "ipc", "reader", "caps", "limit", "_rid", "_poller", "_fd")
+    __slots__ = ("sock", "ipc", "reader", "caps", "limit", "_rid", "_poller", "_fd", "_armed")
 
-    #: TLS pipes send through _send() always (SSLSocket has no sendmsg).
+    #: TLS pipes keep a non-blocking socket, wait with poll and send
+    #: through _send() (SSLSocket has no sendmsg).
     tls = False
 
     def __init__(self, sock: socket.socket, *, ipc: bool, max_recv: int) -> None:
-        sock.setblocking(False)
+        sock.setblocking(self.tls is False)
         self.sock = sock
+        self._armed = 0.0  # the SO_RCVTIMEO set (seconds; 0: none)
         self.ipc = ipc
         self.reader = FrameReader(ipc=ipc, max_recv=max_recv)
         #: What the server on this connection supports (_core.Caps), None
@@ -110,14 +123,14 @@ class ReqPipe:
         if len(payload) <= JOIN_MAX:
             data = head + payload
             try:
-                sent = self.sock.send(data)
+                sent = self.sock.send(data, MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
             if sent < len(data):
                 self._send_all(memoryview(data)[sent:], deadline)
             return
         try:
-            sent = self.sock.sendmsg((head, payload))
+            sent = self.sock.sendmsg((head, payload), (), MSG_DONTWAIT)
         except BlockingIOError:
             sent = 0
         if sent < len(head):
@@ -130,36 +143,48 @@ class ReqPipe:
         sock = self.sock
         while view:
             try:
-                n = sock.send(view)
+                n = sock.send(view, MSG_DONTWAIT)
             except BlockingIOError:
                 self._wait(POLLOUT, deadline)
                 continue
             view = view[n:]
 
     def _receive(self, deadline: Optional[float], wait_first: bool) -> None:
-        """Receives what is there into the reader (at least one byte);
-        raises PeerClosed at EOF.  wait_first: poll before the first recv
-        (a reply that was just asked for is never there yet)."""
-        if wait_first:  # the common case inline: one poll
-            ready: object
-            if deadline is None:
-                ready = self._poller.poll(-1)
-            else:
-                left = deadline - time.monotonic()
-                ready = left > 0 and self._poller.poll(int(left * 1000) + 1)
-            if not ready:
-                self._wait(POLLIN, deadline)
+        """Receives what comes next into the reader (at least one byte),
+        waiting in a blocking recv until the deadline; raises PeerClosed at
+        EOF, TimeoutError when the deadline passes.  (wait_first matters
+        to the TLS pipe, which polls.)"""
         reader = self.reader
         while True:
+            if deadline is None:
+                if self._armed:
+                    self._arm(0.0)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("deadline passed")
+                if left < self._armed or not self._armed:
+                    # A little short of the deadline, so that the next calls
+                    # with the same timeout find it armed already.
+                    self._arm(left - ARM_SLACK if left > 2 * ARM_SLACK else left)
             try:
                 got = self.sock.recv_into(reader.space())
-            except BlockingIOError:
-                self._wait(POLLIN, deadline)
+            except BlockingIOError:  # SO_RCVTIMEO ran out: check the deadline
                 continue
             if not got:
                 raise PeerClosed("connection closed by the server")
             reader.end += got
             return
+
+    def _arm(self, seconds: float) -> None:
+        """Sets SO_RCVTIMEO: a blocking recv returns EAGAIN after seconds
+        (0: never)."""
+        whole = int(seconds)
+        micros = int((seconds - whole) * 1e6)
+        if seconds and not whole and not micros:
+            micros = 1
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _TIMEVAL.pack(whole, micros))
+        self._armed = seconds
 
     # ---- handshake ---------------------------------------------------------
     def handshake(self, deadline: Optional[float]) -> None:
@@ -198,7 +223,7 @@ class ReqPipe:
         if n <= JOIN_MAX and not self.tls:  # the common case inline: one send
             data = head + payload
             try:
-                sent = self.sock.send(data)
+                sent = self.sock.send(data, MSG_DONTWAIT)
             except BlockingIOError:
                 sent = 0
             if sent < len(data):

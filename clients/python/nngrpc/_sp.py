@@ -167,6 +167,7 @@ class FrameReader:
         "_head",
         "_need",
         "_skip",
+        "_grown",
     )
 
     def __init__(self, *, ipc: bool, max_recv: int, skip_oversize: bool = False) -> None:
@@ -181,6 +182,7 @@ class FrameReader:
         self._head = 9 if ipc else 8
         self._need = 0  # bytes the frame being received needs in all
         self._skip = 0  # bytes of an oversize reply still to drop
+        self._grown = False  # buf is over KEEP_BUFFER
 
     # ---- receiving -------------------------------------------------------------
     def space(self) -> memoryview:
@@ -190,7 +192,7 @@ class FrameReader:
         """
         if self.start == self.end:  # all parsed: start over at the front
             self.start = self.end = 0
-            if len(self.buf) <= KEEP_BUFFER:
+            if not self._grown:
                 return self.view
             self._replace(INITIAL_BUFFER)  # a large reply is gone
         if len(self.buf) - self.end < 512 or self.start + self._need > len(self.buf):
@@ -222,6 +224,7 @@ class FrameReader:
         buf[:have] = self.view[self.start : self.end]
         self.buf, self.view = buf, memoryview(buf)
         self.start, self.end = 0, have
+        self._grown = size > KEEP_BUFFER
 
     # ---- parsing -----------------------------------------------------------------
     def handshake(self) -> Optional[bytes]:
