@@ -34,9 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
-from typing import Any, Callable, Dict, List, Optional, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
+from nngrpc._caps import UNKNOWN
 from nngrpc._sp import (
     IPC_HEAD,
     OVERSIZE,
@@ -46,7 +46,6 @@ from nngrpc._sp import (
     MessageTooLarge,
     PeerClosed,
     ProtocolError,
-    RequestTooLarge,
     check_rep,
     first_request_id,
     handshake_header,
@@ -81,10 +80,8 @@ class AioPipe(asyncio.BufferedProtocol):
         self.stale = 0  # replies nobody waited for any more
         self.on_lost: Optional[Callable[["AioPipe"], None]] = None
         self.reader = FrameReader(ipc=ipc, max_recv=max_recv, skip_oversize=True)
-        #: What the server on this connection supports (_core.Caps), None
-        #: until it says; limit: its request limit (send() refuses more).
-        self.caps: Any = None
-        self.limit = sys.maxsize
+        #: What the server on this connection supports (_caps.Caps).
+        self.caps = UNKNOWN
         self._rid = first_request_id()
         self._handshaken = False
         self._error: Optional[BaseException] = None  # why we aborted
@@ -139,17 +136,14 @@ class AioPipe(asyncio.BufferedProtocol):
         (request id, future of its reply envelope).
 
         The caller must pending.pop(request id) when it stops waiting.
-        Raises RequestTooLarge (nothing sent) for a request over ``limit``.
         """
-        size = len(head) + len(payload) + 4
-        if size > self.limit:
-            raise RequestTooLarge(size, self.limit)
         rid = next_request_id(self._rid)
         while rid in self.pending:  # only after 2**31 requests
             rid = next_request_id(rid)
         self._rid = rid
         fut: "asyncio.Future[Envelope]" = self.loop.create_future()
         self.pending[rid] = fut
+        size = len(head) + len(payload) + 4
         if self.ipc:
             sp_head = IPC_HEAD.pack(1, size, rid)
         else:

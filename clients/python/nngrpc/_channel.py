@@ -97,6 +97,7 @@ from typing import (
 )
 
 from nngrpc import _compression, _core
+from nngrpc._caps import UNKNOWN
 from nngrpc._core import (
     _REQ_ID_BYTES,
     CLOSED_MSG,
@@ -118,7 +119,7 @@ from nngrpc._discovery import (
 from nngrpc._errors import Call, Metadata, RpcError
 from nngrpc._pipe import ReqPipe
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from nngrpc._sp import ProtocolError, RequestTooLarge
+from nngrpc._sp import ProtocolError
 from nngrpc._tls import context_for
 from nngrpc._transport import Address, dial, parse_url
 
@@ -359,7 +360,7 @@ class Channel:
             self._max_send,
             self._grace,
             want_call,
-            self._compression if compression is None else _compression.check(compression),
+            compression or self._compression,
         )
         deserialize = mc._deserialize
         while True:  # one attempt per turn
@@ -368,33 +369,23 @@ class Channel:
             except AttemptFailed as f:  # no endpoint took a connection
                 time.sleep(st.failed(f))  # raises when there is no next attempt
                 continue
-            caps = pipe.caps
+            # pipe.caps changes only in answered(), once the reply is in.
             try:
-                if caps is None or st.special:  # see CallState
-                    head, payload = st.prepare(caps, self._max_send)
+                if st.size > pipe.caps.limit:  # see CallState
+                    head, payload = st.prepare(pipe.caps, self._max_send)
+                    buf, start, end = pipe.call(head, payload, st.wait_until)
                 else:
-                    head, payload = st.head(), st.payload
-                buf, start, end = pipe.call(head, payload, st.wait_until)
+                    buf, start, end = pipe.call(st.head(), st.payload, st.wait_until)
             except BaseException as e:
-                if isinstance(e, (RpcError, RequestTooLarge)):  # refused: not sent
-                    self._give_back(ep, pipe)
-                    if isinstance(e, RequestTooLarge):
-                        raise st.refused(e.size, e.limit) from None
-                    raise
-                self._discard(ep, pipe)
-                if not isinstance(e, (OSError, ProtocolError)):  # TimeoutError is one
-                    raise
-                failure = st.attempt_error(e, ep, self._closed)
-                if not isinstance(failure, AttemptFailed):
-                    raise failure from None
-                if caps is None:  # lost with the server's limit unknown
-                    if self._learn_limit(st, ep, _REQ_ID_BYTES + len(head) + len(payload)):
-                        st.resend()
-                        continue
-                time.sleep(st.failed(failure))
+                sent = 0  # the request, if it went out with the limit unknown
+                if pipe.caps is UNKNOWN and not isinstance(e, RpcError):
+                    sent = _REQ_ID_BYTES + len(head) + len(payload)
+                failure = self._attempt_failed(st, ep, pipe, e, sent)
+                if failure is not None:
+                    time.sleep(st.failed(failure))  # raises when there is no next attempt
                 continue
             try:
-                result = st.answered(ep, buf, start, end, deserialize, pipe, caps is None)
+                result = st.answered(ep, buf, start, end, deserialize, pipe, pipe.caps)
             finally:  # the reply is consumed: the connection goes back
                 if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
                     ep.idle.append(pipe)
@@ -405,6 +396,31 @@ class Channel:
             if result is not None:
                 return result
             time.sleep(st.delay)
+
+    def _attempt_failed(
+        self, st: CallState, ep: _Endpoint, pipe: ReqPipe, e: BaseException, sent: int
+    ) -> Optional[AttemptFailed]:
+        """An attempt raised e before its reply.  Raises what ends the call
+        (refused or out of time before anything was sent: the connection
+        goes back; a deadline, a protocol error, anything but a lost
+        connection: it is closed).  For a lost connection returns the
+        AttemptFailed for st.failed(), or None when the request goes again
+        at once: it had gone out (sent bytes) with the server's limit
+        unknown, and the limit a probe learned explains the loss (see
+        _learn_limit; raises RESOURCE_EXHAUSTED when it still applies)."""
+        if isinstance(e, RpcError):
+            self._give_back(ep, pipe)
+            raise e
+        self._discard(ep, pipe)
+        if not isinstance(e, (OSError, ProtocolError)):  # TimeoutError is one
+            raise e
+        failure = st.attempt_error(e, ep, self._closed)
+        if not isinstance(failure, AttemptFailed):
+            raise failure from None
+        if sent and self._learn_limit(st, ep, sent):
+            st.resend()
+            return None
+        return failure
 
     def _give_back(self, ep: _Endpoint, pipe: ReqPipe) -> None:
         """Puts a connection that carries no call back in the pool (as the
@@ -431,7 +447,7 @@ class Channel:
             return False
         ok = False
         try:
-            if pipe.caps is None:
+            if pipe.caps is UNKNOWN:
                 deadline = time.monotonic() + self._connect_timeout
                 if st.deadline is not None and st.deadline < deadline:
                     deadline = st.deadline

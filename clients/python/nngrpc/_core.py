@@ -59,7 +59,6 @@ from typing import (
     Callable,
     ContextManager,
     Dict,
-    FrozenSet,
     Generic,
     Iterator,
     List,
@@ -74,6 +73,7 @@ from typing import (
 from google.protobuf.message import Message
 
 from nngrpc import _compression
+from nngrpc._caps import OLD_SERVER, UNKNOWN, Caps, caps_of
 from nngrpc._errors import REQUEST_ID_KEY, Call, Metadata, RpcError, TrailingMetadata
 from nngrpc._retry import RetryPolicy, connect_backoff, order_endpoints, retry_delay
 from nngrpc._sp import MessageTooLarge, PeerClosed, ProtocolError
@@ -417,41 +417,9 @@ def _decode_fields(buf: Bytes, pos: int, end: int) -> Decoded:
 
 
 # ---- what a connection's server supports ---------------------------------------------
-class Caps:
-    """What the server at the other end of one connection said it supports
-    (its capability trailers, docs/compatibility.md): its request size
-    limit (the SP message) and the encodings it decodes in requests.
-
-    A driver keeps one on each connection, ``conn.caps``: None until the
-    server answered a call that asked; ``OLD_SERVER`` for a server that
-    predates capability trailers (it never says).
-    """
-
-    __slots__ = ("limit", "encodings")
-
-    def __init__(self, limit: int, encodings: FrozenSet[str]) -> None:
-        self.limit = limit
-        self.encodings = encodings
-
-    def __repr__(self) -> str:
-        return "<Caps limit=%d encodings=%s>" % (self.limit, ",".join(sorted(self.encodings)))
-
-
-#: The capabilities of a server that never says any: no limit the client
-#: knows, nothing but identity.
-OLD_SERVER = Caps(sys.maxsize, frozenset())
-#: CallState.size of a call that always goes through prepare().
+#: CallState.size of a call that always goes through prepare(): past any
+#: limit, OLD_SERVER's included.
 _ALWAYS_PREPARE = sys.maxsize + 1
-
-
-def caps_of(limit: Optional[Any], accept: Optional[Any]) -> Optional[Caps]:
-    """Returns the capabilities in a reply's trailers (the values of
-    nngrpc-max-message-bytes and nngrpc-accept-encoding), or None when
-    they are not there (or the limit is not a number)."""
-    if not isinstance(limit, str) or not limit.isdigit():
-        return None
-    names = accept.split(",") if isinstance(accept, str) else ()
-    return Caps(int(limit), frozenset(n.strip().lower() for n in names) - {""})
 
 
 def _bin_value(value: str) -> bytes:
@@ -713,11 +681,14 @@ class CallState:
 
     Per connection (docs/compatibility.md): a driver sends ``head()`` and
     ``payload`` on a connection whose server's capabilities it knows
-    (``conn.caps``), unless the call is ``special``; any other attempt goes
-    through ``prepare(caps, max_send)``, which asks for the capabilities,
-    compresses, and refuses a request over a limit.  A connection refuses
-    a request over the limit its server gave before sending anything
-    (``RequestTooLarge``); ``refused()`` is the call's error then.
+    (``conn.caps``) when ``size`` (a bound of the SP message head() makes)
+    is within the server's limit; any other attempt goes through
+    ``prepare(caps, max_send)``, which asks for the capabilities,
+    compresses, and refuses a request over a limit.  So a driver's test is
+    one comparison, ``st.size > caps.limit`` (an UNKNOWN connection's limit
+    is below any size; so is any limit to a ``special`` call
+    (compression, or the caller's own nngrpc-accept-encoding), whose size
+    is past any limit).
     """
 
     # No __slots__: what most calls never change is a class default, not
@@ -729,11 +700,13 @@ class CallState:
     wait_until: Optional[float] = None
     _last: Optional[RpcError] = None  # the previous attempt's error
     # A special call (compression, or the caller's own
-    # nngrpc-accept-encoding) goes through prepare() on every attempt.
+    # nngrpc-accept-encoding) goes through prepare() on every attempt: its
+    # size is _ALWAYS_PREPARE.
     special = False
     encoding: Optional[str] = None  # what it compresses with
     app_asked = False  # the caller's metadata has nngrpc-accept-encoding
     _compressed: Optional[bytes] = None  # the payload compressed, once
+    compression = _compression.IDENTITY  # the last reply's encoding
 
     def __init__(
         self,
@@ -780,21 +753,26 @@ class CallState:
                 raise self.error(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
             self.deadline = deadline = time.monotonic() + timeout
             self.wait_until = deadline + grace
-        if compression is not None:  # checked once compressed, in prepare()
-            self.special = True
+        if compression is not None and _compression.check(compression) is not None:
+            self.special = True  # the size is checked once compressed, in prepare()
             self.encoding = compression
+            self.size = _ALWAYS_PREPARE
             return
-        # Method, timeout and a generated id take little room: the exact
-        # size only matters near the limit, or with the caller's metadata.
-        if metadata or n + len(method) + 64 > max_send:
+        # Method, timeout and a generated id take little room (at most 51
+        # bytes): the exact size only matters near the limit, or with the
+        # caller's metadata.
+        self.size = size = n + len(method) + 64
+        if metadata or size > max_send:
             self._check_size(timeout, max_send)
 
     def _check_size(self, timeout: Optional[float], max_send: int) -> None:
         """Raises RESOURCE_EXHAUSTED if the first attempt's SP message is
-        over max_send (NNG would drop it silently)."""
+        over max_send (NNG would drop it silently); else sets ``size`` to
+        it (later attempts' deadlines only shrink)."""
         size = _REQ_ID_BYTES + len(self._method) + len(self._rest) + len(self.payload)
         if timeout is not None:
             size += 1 + varint_size(max(1, int(timeout * 1e6)))
+        self.size = _ALWAYS_PREPARE if self.special else size
         if size > max_send:
             raise self.error(
                 StatusCode.RESOURCE_EXHAUSTED,
@@ -841,9 +819,9 @@ class CallState:
             raise self.expired("Deadline Exceeded")
         return b"\x10" + uvarint(max(1, int(left * 1e6)))
 
-    def prepare(self, caps: Optional[Caps], max_send: int) -> Tuple[bytes, Bytes]:
+    def prepare(self, caps: Caps, max_send: int) -> Tuple[bytes, Bytes]:
         """Returns this attempt's (envelope head, payload) on a connection
-        whose server said caps (None: nothing yet).
+        whose server said caps (UNKNOWN: nothing yet).
 
         Asks for the server's capabilities (nngrpc-accept-encoding) when
         they are unknown or the call accepts a compressed reply, unless
@@ -860,11 +838,10 @@ class CallState:
         md = rest[: len(rest) - 1 - varint_size(n)]  # without the payload's tag
         encoding = self.encoding
         ask = b""
-        if (caps is None or encoding is not None) and not self.app_asked:
+        if (caps is UNKNOWN or encoding is not None) and not self.app_asked:
             ask = _entry_cached(_ACCEPT_ENTRIES, ACCEPT_KEY, _compression.accept_list(encoding))
         if (
             encoding is not None
-            and caps is not None
             and encoding in caps.encodings
             and n >= _compression.MIN_BYTES
         ):
@@ -877,12 +854,12 @@ class CallState:
         tail = b"\x22" + uvarint(len(payload))
         size = _REQ_ID_BYTES + len(front) + len(md) + len(ask) + len(tail) + len(payload)
         limit = max_send
-        if caps is not None and caps.limit < limit:
+        if 0 <= caps.limit < limit:
             limit = caps.limit
         if size > limit and ask:  # asking never makes a request too large
             size -= len(ask)
             ask = b""
-        if payload is not self.payload and caps is not None and n > caps.limit:
+        if payload is not self.payload and n > caps.limit:
             # The server stops decompressing at its limit too.
             raise self.error(
                 StatusCode.RESOURCE_EXHAUSTED,
@@ -890,7 +867,7 @@ class CallState:
                 " limit of %d bytes (nngrpc-max-message-bytes); not sent" % (n, caps.limit),
             )
         if size > limit:
-            if caps is not None and limit == caps.limit:
+            if limit == caps.limit:
                 raise self.error(
                     StatusCode.RESOURCE_EXHAUSTED,
                     "request message of %d bytes is over the server's limit of %d bytes"
@@ -930,11 +907,11 @@ class CallState:
         found = dict(trailers)
         caps = caps_of(found.get(LIMIT_KEY), found.get(ACCEPT_KEY))
         if caps is not None:
-            conn.caps, conn.limit = caps, caps.limit
+            conn.caps = caps
         elif code == _OK:
             conn.caps = OLD_SERVER
 
-    def after_probe(self, caps: Optional[Caps], sent: int, max_send: int) -> bool:
+    def after_probe(self, caps: Caps, sent: int, max_send: int) -> bool:
         """Decides after a connection was lost once this call's request
         (sent bytes) went out on it, with its server's limit unknown; caps
         is what a probe learned on the next connection (None: nothing).
@@ -945,7 +922,7 @@ class CallState:
         method; False when the limit does not explain the loss (the
         ordinary retry rules decide).
         """
-        if caps is None or sent <= caps.limit:
+        if caps.limit < 0 or sent <= caps.limit:
             return False
         if self.deadline is not None and time.monotonic() >= self.deadline:
             return False
@@ -956,15 +933,6 @@ class CallState:
         """Counts a new attempt that goes at once (see after_probe)."""
         self.attempt += 1
         self.delay = 0.0
-
-    def refused(self, size: int, limit: int) -> RpcError:
-        """The call's error when a connection refused to send its request
-        of size bytes, over the limit its server gave (RequestTooLarge)."""
-        return self.error(
-            StatusCode.RESOURCE_EXHAUSTED,
-            "request message of %d bytes is over the server's limit of %d bytes"
-            " (nngrpc-max-message-bytes); not sent" % (size, limit),
-        )
 
     def error(self, code: StatusCode, details: str) -> RpcError:
         """Returns an error made on the client side for this call."""
@@ -990,14 +958,13 @@ class CallState:
         end: int,
         deserialize: ViewDeserializer,
         conn: Any = None,
-        learn: bool = False,
+        caps: Caps = OLD_SERVER,
     ) -> Optional[Tuple[Any, Optional[Call]]]:
         """The server answered with the envelope in buf[start:end] (a view
         of the receive buffer: the payload reaches deserialize uncopied),
-        on connection conn (it has ``caps``, ``limit`` and
-        ``reader.max_recv``; None: no connection, as for a test double);
-        learn: the request asked for the server's capabilities on a
-        connection that does not know them yet.
+        on connection conn (it has ``caps`` and ``reader.max_recv``; None: no connection, as for a test double),
+        whose capabilities were caps when the request went out (UNKNOWN:
+        the request asked for them).
 
         Returns (response, Call or None unless want_call) for OK; None when
         the call is to be tried again after ``delay`` seconds.  Raises the
@@ -1012,15 +979,16 @@ class CallState:
             raise self.error(
                 StatusCode.INTERNAL, "undecodable response envelope from %s" % ep.addr.url
             ) from None
-        encoding = None
-        if trailers or learn:  # else nothing to consume, learn or decompress
+        if trailers or caps is UNKNOWN:  # else nothing to learn or decompress
             trailers, encoding = self._consume(code, trailers, conn)
+            if encoding is not None and code == _OK:
+                buf = self._inflate(
+                    ep, conn, encoding, buf[p_start:p_end], trailers, queue_us, run_us
+                )
+                p_start, p_end = 0, len(buf)
         if code == _OK:
-            view = buf[p_start:p_end]
-            if encoding is not None:
-                view = self._inflate(ep, conn, encoding, view, trailers, queue_us, run_us)
             try:
-                response = deserialize(view)
+                response = deserialize(buf[p_start:p_end])
             except Exception as e:
                 raise RpcError(
                     Call(
@@ -1043,7 +1011,7 @@ class CallState:
                 run_us,
                 self.rid,
                 self.attempt,
-                encoding or _compression.IDENTITY,
+                self.compression,
             )
         status = StatusCode.from_int(code)
         err = RpcError(Call(status, message, trailers, queue_us, run_us, self.rid, self.attempt))
@@ -1081,15 +1049,16 @@ class CallState:
             elif key.endswith("-bin") and isinstance(value, str):
                 value = _bin_value(value)
             shown.append((key, value))
-        if conn is not None and conn.caps is None:
+        if conn is not None and conn.caps is UNKNOWN:
             caps = caps_of(found.get(LIMIT_KEY), found.get(ACCEPT_KEY))
             if caps is not None:
-                conn.caps, conn.limit = caps, caps.limit
+                conn.caps = caps
             elif code == _OK:  # OK always comes from the runtime: an old server
                 conn.caps = OLD_SERVER
         encoding = found.get(ENCODING_KEY)
         if encoding == _compression.IDENTITY:
             encoding = None
+        self.compression = encoding or _compression.IDENTITY
         return tuple(shown), encoding
 
     def _inflate(

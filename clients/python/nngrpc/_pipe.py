@@ -28,17 +28,16 @@ import math
 import select
 import socket
 import struct
-import sys
 import time
-from typing import Any, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
+from nngrpc._caps import UNKNOWN
 from nngrpc._sp import (
     IPC_HEAD,
     PROTO_REQ,
     TCP_HEAD,
     FrameReader,
     PeerClosed,
-    RequestTooLarge,
     check_rep,
     first_request_id,
     handshake_header,
@@ -71,7 +70,7 @@ class ReqPipe:
     closes it.
     """
 
-    __slots__ = ("sock", "ipc", "reader", "caps", "limit", "_rid", "_poller", "_fd", "_armed")
+    __slots__ = ("sock", "ipc", "reader", "caps", "_rid", "_poller", "_fd", "_armed")
 
     #: TLS pipes keep a non-blocking socket, wait with poll and send
     #: through _send() (SSLSocket has no sendmsg).
@@ -83,10 +82,8 @@ class ReqPipe:
         self._armed = 0.0  # the SO_RCVTIMEO set (seconds; 0: none)
         self.ipc = ipc
         self.reader = FrameReader(ipc=ipc, max_recv=max_recv)
-        #: What the server on this connection supports (_core.Caps), None
-        #: until it says; limit: its request limit (call() refuses more).
-        self.caps: Any = None
-        self.limit = sys.maxsize
+        #: What the server on this connection supports (_caps.Caps).
+        self.caps = UNKNOWN
         self._rid = first_request_id()
         self._fd = sock.fileno()
         self._poller = select.poll()
@@ -207,19 +204,15 @@ class ReqPipe:
         valid until the next call on this pipe.
 
         Replies with other ids are stale and dropped.  Raises
-        RequestTooLarge (nothing sent) for a request over ``limit``,
         MessageTooLarge, ProtocolError, PeerClosed (or another OSError) or
         TimeoutError.
         """
-        n = len(payload)
-        size = len(head) + n + 4
-        if size > self.limit:
-            raise RequestTooLarge(size, self.limit)
         rid = self._rid = 0x80000000 | ((self._rid + 1) & 0x7FFFFFFF)
+        n = len(payload)
         if self.ipc:
-            head = IPC_HEAD.pack(1, size, rid) + head
+            head = IPC_HEAD.pack(1, len(head) + n + 4, rid) + head
         else:
-            head = TCP_HEAD.pack(size, rid) + head
+            head = TCP_HEAD.pack(len(head) + n + 4, rid) + head
         if n <= JOIN_MAX and not self.tls:  # the common case inline: one send
             data = head + payload
             try:

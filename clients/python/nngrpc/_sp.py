@@ -74,16 +74,6 @@ class MessageTooLarge(ProtocolError):
         self.limit = limit
 
 
-class RequestTooLarge(Exception):
-    """A request larger than the limit the connection's server gave: it was
-    not sent, and the connection is as it was."""
-
-    def __init__(self, size: int, limit: int) -> None:
-        super().__init__("request of %d bytes exceeds the server's limit of %d bytes" % (size, limit))
-        self.size = size
-        self.limit = limit
-
-
 class PeerClosed(ConnectionError):
     """The peer closed the connection."""
 

@@ -78,6 +78,7 @@ from typing import (
 )
 
 from nngrpc import _compression, _core
+from nngrpc._caps import UNKNOWN
 from nngrpc._aio_pipe import AioPipe
 from nngrpc._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES
 from nngrpc._core import (
@@ -106,7 +107,7 @@ from nngrpc._intercept import (
     run_chain_async,
 )
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from nngrpc._sp import ProtocolError, RequestTooLarge
+from nngrpc._sp import ProtocolError
 from nngrpc._tls import TlsHandshakeError, context_for, describe_tls_error
 from nngrpc._transport import AddrInfo, Address, parse_url, resolve
 
@@ -335,7 +336,7 @@ class Channel:
             self._max_send,
             self._grace,
             want_call,
-            self._compression if compression is None else _compression.check(compression),
+            compression or self._compression,
         )
         deserialize = mc._deserialize
         while True:
@@ -374,20 +375,18 @@ class Channel:
             if pipe.closed:
                 raise ConnectionResetError("connection lost before the request was sent")
             caps = pipe.caps
-            if caps is None or st.special:  # see CallState
+            if st.size > caps.limit:  # see CallState
                 head, payload = st.prepare(caps, self._max_send)
+                sp_id, fut = pipe.send(head, payload)
+                if caps is UNKNOWN:
+                    sent = _REQ_ID_BYTES + len(head) + len(payload)
             else:
-                head, payload = st.head(), st.payload
-            sp_id, fut = pipe.send(head, payload)
-            if caps is None:
-                sent = _REQ_ID_BYTES + len(head) + len(payload)
+                sp_id, fut = pipe.send(st.head(), st.payload)
             if st.wait_until is not None:
                 timer = loop.call_later(st.wait_until - time.monotonic(), _expire, fut)
             envelope = await fut
         except asyncio.TimeoutError:  # not TimeoutError before 3.11
             raise st.attempt_error(TimeoutError(), ep, self._closed) from None
-        except RequestTooLarge as e:  # over the server's limit: not sent
-            raise st.refused(e.size, e.limit) from None
         except (OSError, ProtocolError) as e:  # TimeoutError too
             failure = st.attempt_error(e, ep, self._closed)
             if isinstance(failure, AttemptFailed):
@@ -399,8 +398,7 @@ class Channel:
             if sp_id >= 0:
                 pipe.pending.pop(sp_id, None)
             self._release(ep, pipe)
-        return st.answered(ep, memoryview(envelope), 0, len(envelope), deserialize, pipe,
-                           caps is None)
+        return st.answered(ep, memoryview(envelope), 0, len(envelope), deserialize, pipe, caps)
 
     async def _learn_limit(
         self, loop: asyncio.AbstractEventLoop, st: CallState, f: AttemptFailed
@@ -417,7 +415,7 @@ class Channel:
             return False
         sp_id = -1
         try:
-            if pipe.caps is None and not pipe.closed:
+            if pipe.caps is UNKNOWN and not pipe.closed:
                 deadline = time.monotonic() + self._connect_timeout
                 if st.deadline is not None and st.deadline < deadline:
                     deadline = st.deadline

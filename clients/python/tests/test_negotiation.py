@@ -15,7 +15,8 @@ import pytest
 
 import nngrpc
 from nngrpc import _compression, _core
-from nngrpc._core import OLD_SERVER, Caps, CallState, EndpointSet
+from nngrpc._caps import OLD_SERVER, UNKNOWN, Caps
+from nngrpc._core import CallState, EndpointSet
 from nngrpc._transport import parse_url
 from nngrpc.v1 import rpc_pb2
 
@@ -29,9 +30,8 @@ class Conn:
     class reader:
         max_recv = 1 << 20
 
-    def __init__(self, caps: Optional[Caps] = None) -> None:
+    def __init__(self, caps: Caps = UNKNOWN) -> None:
         self.caps = caps
-        self.limit = caps.limit if caps is not None else 1 << 62
 
 
 def state(payload: bytes = b"p", metadata: Any = None, compression: Optional[str] = None,
@@ -54,8 +54,8 @@ def reply(code: int = 0, payload: bytes = b"", **trailers: str) -> bytes:
                             ).SerializeToString()
 
 
-def answer(st: CallState, env: bytes, conn: Any, learn: bool) -> Tuple[Any, Any]:
-    got = st.answered(st.endpoints[0], memoryview(env), 0, len(env), bytes, conn, learn)
+def answer(st: CallState, env: bytes, conn: Any, caps: Caps) -> Tuple[Any, Any]:
+    got = st.answered(st.endpoints[0], memoryview(env), 0, len(env), bytes, conn, caps)
     assert got is not None
     return got
 
@@ -64,7 +64,7 @@ def answer(st: CallState, env: bytes, conn: Any, learn: bool) -> Tuple[Any, Any]
 def test_a_plain_call_asks_only_a_connection_that_does_not_know() -> None:
     st = state()
     assert not st.special
-    head, payload = st.prepare(None, 1 << 20)  # first call of a connection
+    head, payload = st.prepare(UNKNOWN, 1 << 20)  # first call of a connection
     assert request(head, payload).metadata["nngrpc-accept-encoding"] == "identity"
     head, payload = st.prepare(CAPS, 1 << 20)  # (what a special call would send)
     assert "nngrpc-accept-encoding" not in request(head, payload).metadata
@@ -74,7 +74,7 @@ def test_a_plain_call_asks_only_a_connection_that_does_not_know() -> None:
 def test_asking_never_makes_a_request_too_large() -> None:
     st = state(b"x" * 1000)
     plain = len(st.head()) + 1000 + 4
-    head, payload = st.prepare(None, plain)  # no room for the question
+    head, payload = st.prepare(UNKNOWN, plain)  # no room for the question
     assert len(head) + len(payload) + 4 <= plain
     assert "nngrpc-accept-encoding" not in request(head, payload).metadata
 
@@ -82,7 +82,7 @@ def test_asking_never_makes_a_request_too_large() -> None:
 def test_the_callers_own_accept_encoding_is_not_doubled() -> None:
     st = state(metadata=[("nngrpc-accept-encoding", "gzip")])
     assert st.special and st.app_asked
-    head, payload = st.prepare(None, 1 << 20)
+    head, payload = st.prepare(UNKNOWN, 1 << 20)
     assert request(head, payload).metadata["nngrpc-accept-encoding"] == "gzip"
     assert (head + bytes(payload)).count(b"nngrpc-accept-encoding") == 1
 
@@ -92,7 +92,7 @@ def test_the_callers_own_accept_encoding_is_not_doubled() -> None:
 def test_compressed_only_for_a_server_that_decodes_it(name: str) -> None:
     data = b"compress me " * 1000
     st = state(data, compression=name)
-    head, payload = st.prepare(None, 1 << 20)  # first call: plain, asks
+    head, payload = st.prepare(UNKNOWN, 1 << 20)  # first call: plain, asks
     req = request(head, payload)
     assert req.payload == data and req.metadata["nngrpc-accept-encoding"] == name
     assert "nngrpc-encoding" not in req.metadata
@@ -130,8 +130,19 @@ def test_over_the_servers_limit_is_refused_naming_it() -> None:
         st.prepare(CAPS, 1 << 20)
     assert e.value.code() is StatusCode.RESOURCE_EXHAUSTED and e.value.call.attempts == 1
     assert "131072" in e.value.details() and "not sent" in e.value.details()
-    err = st.refused(200100, 131072)
-    assert err.code() is StatusCode.RESOURCE_EXHAUSTED and "131072" in err.details()
+
+
+def test_the_size_gate_sends_plain_calls_straight() -> None:
+    """A driver sends head() when caps are known and size is within their
+    limit (size bounds what head() makes); anything else takes prepare()."""
+    for payload, md in ((b"x", None), (b"y" * 5000, [("k", "v" * 3000)])):
+        st = state(payload, md)
+        assert st.size >= 4 + len(st.head()) + len(payload)
+        assert st.size <= CAPS.limit and not st.special
+    assert state(b"z" * 200000).size > CAPS.limit
+    assert state().size > UNKNOWN.limit
+    for st in (state(compression="gzip"), state(metadata={"nngrpc-accept-encoding": "gzip"})):
+        assert st.special and st.size > OLD_SERVER.limit
 
 
 # ---- learning from replies ----------------------------------------------------------
@@ -139,47 +150,47 @@ def test_capability_trailers_teach_the_connection_and_are_hidden() -> None:
     conn = Conn()
     st = state()
     _, call = answer(st, reply(nngrpc_accept_encoding="zstd, gzip,br",
-                               nngrpc_max_message_bytes="131072", x="1"), conn, True)
-    assert conn.caps.limit == 131072 and conn.limit == 131072
+                               nngrpc_max_message_bytes="131072", x="1"), conn, UNKNOWN)
+    assert conn.caps.limit == 131072
     assert conn.caps.encodings == {"zstd", "gzip", "br"}
     assert call.trailing_metadata() == (("x", "1"),)
 
 
 def test_an_ok_without_capabilities_is_an_old_server() -> None:
     conn = Conn()
-    answer(state(), reply(), conn, True)
+    answer(state(), reply(), conn, UNKNOWN)
     assert conn.caps is OLD_SERVER
     # Not from an error without them (a queue-full answer, made before the
     # request is decoded): the next call asks again.
     conn = Conn()
     with pytest.raises(nngrpc.RpcError):
-        answer(state(), reply(8), conn, True)
-    assert conn.caps is None
+        answer(state(), reply(8), conn, UNKNOWN)
+    assert conn.caps is UNKNOWN
 
 
 def test_the_callers_own_question_shows_the_answer() -> None:
     st = state(metadata={"nngrpc-accept-encoding": "identity"})
     conn = Conn()
     _, call = answer(st, reply(nngrpc_accept_encoding="gzip", nngrpc_max_message_bytes="99"),
-                     conn, True)
+                     conn, UNKNOWN)
     assert dict(call.trailing_metadata()) == {"nngrpc-accept-encoding": "gzip",
                                               "nngrpc-max-message-bytes": "99"}
-    assert conn.limit == 99
+    assert conn.caps.limit == 99
 
 
 def test_compressed_reply_is_decompressed_within_max_receive() -> None:
     data = b"page " * 5000
     st = state(compression="gzip")
     resp, call = answer(st, reply(payload=gzip.compress(data), nngrpc_encoding="gzip"),
-                        Conn(CAPS), False)
+                        Conn(CAPS), CAPS)
     assert resp == data and call.compression == "gzip" and call.trailing_metadata() == ()
     small = Conn(CAPS)
     small.reader = type("r", (), {"max_recv": 1000})
     with pytest.raises(nngrpc.RpcError) as e:
-        answer(state(), reply(payload=gzip.compress(data), nngrpc_encoding="gzip"), small, False)
+        answer(state(), reply(payload=gzip.compress(data), nngrpc_encoding="gzip"), small, CAPS)
     assert e.value.code() is StatusCode.RESOURCE_EXHAUSTED
     with pytest.raises(nngrpc.RpcError) as e:
-        answer(state(), reply(payload=b"not gzip", nngrpc_encoding="gzip"), Conn(CAPS), False)
+        answer(state(), reply(payload=b"not gzip", nngrpc_encoding="gzip"), Conn(CAPS), CAPS)
     assert e.value.code() is StatusCode.INTERNAL
 
 
@@ -187,7 +198,7 @@ def test_bin_trailers_are_bytes() -> None:
     blob = bytes(range(7))
     _, call = answer(state(), reply(**{"a_bin": base64.b64encode(blob).decode().rstrip("="),
                                        "b_bin": base64.b64encode(blob).decode(),
-                                       "c_bin": "not base64!", "d": "text"}), Conn(CAPS), False)
+                                       "c_bin": "not base64!", "d": "text"}), Conn(CAPS), CAPS)
     assert dict(call.trailing_metadata()) == {"a-bin": blob, "b-bin": blob,
                                               "c-bin": b"not base64!", "d": "text"}
 
@@ -208,7 +219,7 @@ def test_probe_and_decisions_after_a_lost_connection() -> None:
         st.after_probe(conn.caps, 200100, 1 << 20)
     assert e.value.code() is StatusCode.RESOURCE_EXHAUSTED and e.value.call.attempts == 1
     assert not st.after_probe(conn.caps, 1000, 1 << 20)  # the limit does not explain it
-    assert not st.after_probe(None, 200100, 1 << 20)  # nothing learned
+    assert not st.after_probe(UNKNOWN, 200100, 1 << 20)  # nothing learned
     old = Conn()
     st.probe_answered(old, memoryview(reply()), 0, len(reply()))
     assert old.caps is OLD_SERVER and not st.after_probe(old.caps, 200100, 1 << 20)
@@ -218,23 +229,3 @@ def test_probe_and_decisions_after_a_lost_connection() -> None:
     # ... but not when the payload itself is over (hoteld stops there).
     with pytest.raises(nngrpc.RpcError):
         st.after_probe(Caps(100000, frozenset({"gzip"})), 120100, 1 << 20)
-
-
-def test_request_too_large_is_refused_before_anything_is_sent() -> None:
-    import socket
-
-    from nngrpc._pipe import ReqPipe
-    from nngrpc._sp import RequestTooLarge
-
-    a, b = socket.socketpair()
-    try:
-        pipe = ReqPipe(a, ipc=False, max_recv=1000)
-        pipe.limit = 100
-        with pytest.raises(RequestTooLarge):
-            pipe.call(b"h" * 50, b"p" * 50, None)
-        b.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            b.recv(10)  # nothing went out
-    finally:
-        a.close()
-        b.close()
