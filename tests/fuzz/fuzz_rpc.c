@@ -46,6 +46,7 @@
 #include "auth.h"
 #include "builtin.h"
 #include "call.h"
+#include "encoding.h"
 #include "log.h"
 #include "nngrpc/testing/v1/testing.pb-c.h"
 #include "nngrpc/v1/rpc.pb-c.h"
@@ -444,6 +445,41 @@ check_scan(const nng_msg *reply, const Nngrpc__V1__Response *resp)
 	}
 }
 
+/* The value of a string map entry of key (metadata or trailers: the
+ * entries' layouts are the same), or NULL. */
+static const char *
+map_value(void *const *entries, size_t n, const char *key)
+{
+	for (size_t i = 0; i < n; i++) {
+		const Nngrpc__V1__Request__MetadataEntry *e = entries[i];
+		if (e->key != NULL && strcmp(e->key, key) == 0) {
+			return (e->value);
+		}
+	}
+	return (NULL);
+}
+
+/* A payload as its message's bytes, as a client reads it: decompressed
+ * (into arena, at most 4 MiB) when enc names an encoding. Returns false
+ * when it does not decompress. */
+static bool
+plain_payload(const char *enc, ProtobufCBinaryData in, nngrpc_arena *arena,
+    ProtobufCBinaryData *out)
+{
+	nngrpc_encoding e = enc == NULL
+	    ? NNGRPC_ENCODING_IDENTITY
+	    : nngrpc_encoding_find(enc, strlen(enc));
+
+	*out = in;
+	if (e == NNGRPC_ENCODING_IDENTITY) {
+		return (true);
+	}
+	return (e != NNGRPC_ENCODING_UNKNOWN
+	    && nngrpc_encoding_decompress(
+	           e, in.data, in.len, 4 << 20, arena, &out->data, &out->len)
+	        == 0);
+}
+
 void
 fuzz_rpc_call(const uint8_t *env, size_t len)
 {
@@ -457,16 +493,22 @@ fuzz_rpc_call(const uint8_t *env, size_t len)
 	bool                   in_utf8 = true;
 	nng_msg               *reply = NULL;
 	int64_t                now = nngrpc_now_ns();
+	ProtobufCBinaryData    plain;
+	nngrpc_arena           arena;
 	int                    rv;
 
 	/* What the request is, as a client library would see it. */
+	nngrpc_arena_init(&arena);
 	req = nngrpc__v1__request__unpack(NULL, len, env);
 	if (req != NULL) {
 		in_utf8 = strings_valid(&req->base, &field);
 		m = fuzz_rpc_find(req->method);
-		if (m != NULL) {
-			in = protobuf_c_message_unpack(m->desc->input, NULL,
-			    req->payload.len, req->payload.data);
+		if (m != NULL
+		    && plain_payload(map_value((void *const *) req->metadata,
+		                         req->n_metadata, "nngrpc-encoding"),
+		        req->payload, &arena, &plain)) {
+			in = protobuf_c_message_unpack(
+			    m->desc->input, NULL, plain.len, plain.data);
 			if (in != NULL && in_utf8) {
 				in_utf8 = strings_valid(in, &field);
 			}
@@ -498,8 +540,14 @@ fuzz_rpc_call(const uint8_t *env, size_t len)
 			die("OK for a request that is not a call of a "
 			    "registered method");
 		}
-		out = protobuf_c_message_unpack(m->desc->output, NULL,
-		    resp->payload.len, resp->payload.data);
+		if (!plain_payload(map_value((void *const *) resp->trailers,
+		                       resp->n_trailers, "nngrpc-encoding"),
+		        resp->payload, &arena, &plain)) {
+			die("%s: OK, but the payload does not decompress",
+			    m->name);
+		}
+		out = protobuf_c_message_unpack(
+		    m->desc->output, NULL, plain.len, plain.data);
 		if (out == NULL) {
 			die("%s: OK, but the payload (%zu bytes) is not a %s",
 			    m->name, resp->payload.len, m->desc->output->name);
@@ -522,4 +570,5 @@ fuzz_rpc_call(const uint8_t *env, size_t len)
 	protobuf_c_message_free_unpacked(in, NULL);
 	nngrpc__v1__request__free_unpacked(req, NULL);
 	nng_msg_free(reply);
+	nngrpc_arena_fini(&arena);
 }

@@ -14,6 +14,7 @@ fuzz_engine_query inputs are the ones described at the top of their .c
 files.
 """
 
+import gzip
 import importlib
 import json
 import os
@@ -22,6 +23,8 @@ import struct
 import subprocess
 import sys
 import tempfile
+
+import zstandard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -142,6 +145,32 @@ def rpc_seeds(m):
         "bad-payload": rpc.Request(
             method="/hotel.v1.HotelSearch/Search", payload=b"\x0a\xff\xff"),
     }
+    # The envelope additions: compressed payloads (gzip, zstd, one that
+    # decompresses past the limit, one that is not a stream), an unknown
+    # encoding, a compressible reply accepted, -bin metadata sent back.
+    echo = testing.EchoRequest(payload=b"abc" * 1000,
+                               return_metadata=["x-bin", "bad-bin"])
+    gz = gzip.compress(echo.SerializeToString(), mtime=0)
+    zs = zstandard.ZstdCompressor(write_content_size=False).compress(
+        echo.SerializeToString())
+    bomb = gzip.compress(testing.EchoRequest(
+        payload=b"\0" * (5 << 20)).SerializeToString(), mtime=0)
+    encoded = {
+        "gzip-request": ("gzip", gz),
+        "zstd-request": ("zstd", zs),
+        "gzip-bomb": ("gzip", bomb),
+        "gzip-broken": ("gzip", gz[:-7]),
+        "unknown-encoding": ("br", echo.SerializeToString()),
+    }
+    for name, (enc, payload) in encoded.items():
+        env = rpc.Request(method="/nngrpc.testing.v1.Testing/Echo",
+                          timeout_us=1000000, payload=payload)
+        env.metadata[AUTH[0]] = AUTH[1]
+        env.metadata["nngrpc-encoding"] = enc
+        env.metadata["nngrpc-accept-encoding"] = "zstd, gzip"
+        env.metadata["x-bin"] = "AP8A"
+        env.metadata["bad-bin"] = "not base64"
+        special[name] = env
     for name, env in special.items():
         write("fuzz_dispatch", name + ".bin",
               env.SerializeToString(deterministic=True))
