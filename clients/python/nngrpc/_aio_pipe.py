@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from typing import Callable, Dict, List, Optional, Tuple, Union
 
 from nngrpc._caps import UNKNOWN
@@ -78,6 +79,9 @@ class AioPipe(asyncio.BufferedProtocol):
         self.lost: "asyncio.Future[None]" = loop.create_future()  # connection_lost ran
         self.closed = False
         self.stale = 0  # replies nobody waited for any more
+        #: The last request sent or reply received (monotonic): idle since
+        #: then when nothing is pending.
+        self.last_active = time.monotonic()
         self.on_lost: Optional[Callable[["AioPipe"], None]] = None
         self.reader = FrameReader(ipc=ipc, max_recv=max_recv, skip_oversize=True)
         #: What the server on this connection supports (_caps.Caps).
@@ -137,6 +141,7 @@ class AioPipe(asyncio.BufferedProtocol):
 
         The caller must pending.pop(request id) when it stops waiting.
         """
+        self.last_active = time.monotonic()
         rid = next_request_id(self._rid)
         while rid in self.pending:  # only after 2**31 requests
             rid = next_request_id(rid)
@@ -199,6 +204,7 @@ class AioPipe(asyncio.BufferedProtocol):
             if frame is None:
                 return
             rid, start, end = frame
+            self.last_active = time.monotonic()
             fut = pending.pop(rid, None)
             if fut is None or fut.done():
                 self.stale += 1

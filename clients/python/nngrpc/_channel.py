@@ -19,7 +19,11 @@ open?), one send and one recv (_pipe.py).
 
 A connection whose call did not end with a reply (deadline, Ctrl+C, error)
 is closed, never reused: its late reply would be read by the next call.  At
-most ``max_idle_per_endpoint`` idle connections are kept per endpoint.
+most ``max_idle_per_endpoint`` idle connections are kept per endpoint, and
+none longer than ``idle_timeout`` (30 s): the client closes an idle pooled
+connection before the server's own idle timeout would (hoteld's
+``--idle-timeout``, 120 s), so a server-side close never races a call on a
+connection the client was about to reuse.
 
 Request ids: every request carries metadata ``nngrpc-request-id``, the
 caller's if its metadata has one, else 16 random hex digits; the server
@@ -128,6 +132,9 @@ if TYPE_CHECKING:
 
 #: The server's default receive limit (NNG_OPT_RECVMAXSZ): 4 MiB.
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+#: Seconds an idle pooled connection is kept: below hoteld's --idle-timeout
+#: (120 s), so that the client closes it first.
+DEFAULT_IDLE_TIMEOUT = 30.0
 #: Default limit on a reply: 4 MiB of payload plus room for the envelope.
 DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
 
@@ -168,6 +175,10 @@ class Channel:
     - ``max_receive_message_bytes``: largest reply accepted; a larger one
       fails with RESOURCE_EXHAUSTED (and its connection is closed).
     - ``max_idle_per_endpoint``: idle connections kept per endpoint.
+    - ``idle_timeout``: seconds an idle pooled connection is kept (default
+      30); keep it below the server's own idle timeout (hoteld's
+      ``--idle-timeout``, 120), so that the client, not the server, closes
+      an idle connection and no call ever meets a close.  None: no limit.
     - ``connect_timeout``: limit on dialing plus TLS and SP handshakes
       (seconds), within the call's own deadline.
     - ``backoff`` / ``backoff_max``: an endpoint that failed to connect is
@@ -218,6 +229,7 @@ class Channel:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         max_receive_message_bytes: int = DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
         max_idle_per_endpoint: int = 64,
+        idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT,
         connect_timeout: float = 5.0,
         backoff: float = 1.0,
         backoff_max: float = 30.0,
@@ -253,6 +265,7 @@ class Channel:
         self._max_send = max_message_bytes
         self._max_recv = max_receive_message_bytes
         self._max_idle = max_idle_per_endpoint
+        self._idle_timeout = idle_timeout if idle_timeout is not None else float("inf")
         self._connect_timeout = connect_timeout
         self._grace = deadline_grace
         self._retry = retry
@@ -387,12 +400,7 @@ class Channel:
             try:
                 result = st.answered(ep, buf, start, end, deserialize, pipe, pipe.caps)
             finally:  # the reply is consumed: the connection goes back
-                if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
-                    ep.idle.append(pipe)
-                    if self._closed or ep.removed or ep.draining:  # meanwhile
-                        self._reclaim(ep, pipe)
-                else:
-                    self._discard(ep, pipe)
+                self._give_back(ep, pipe)
             if result is not None:
                 return result
             time.sleep(st.delay)
@@ -426,9 +434,13 @@ class Channel:
         """Puts a connection that carries no call back in the pool (as the
         end of _unary's attempt does)."""
         if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
+            now = time.monotonic()
+            pipe.idle_since = now
             ep.idle.append(pipe)
             if self._closed or ep.removed or ep.draining:  # meanwhile
                 self._reclaim(ep, pipe)
+            elif now - ep.idle[0].idle_since >= self._idle_timeout:
+                self._close_stale(ep, now)
         else:
             self._discard(ep, pipe)
 
@@ -494,6 +506,9 @@ class Channel:
                     pipe = ep.idle.pop()
                 except IndexError:
                     break
+                if time.monotonic() - pipe.idle_since >= self._idle_timeout:
+                    self._discard(ep, pipe)  # ours to close, not the server's
+                    continue
                 if pipe.is_idle_and_open():
                     return ep, pipe
                 self._discard(ep, pipe)
@@ -563,6 +578,24 @@ class Channel:
         with self._lock:
             ep.pipes.discard(pipe)
             pipe.close()
+
+    def _close_stale(self, ep: _Endpoint, now: float) -> None:
+        """Closes ep's connections idle for idle_timeout or longer, the
+        oldest first (the bottom of the LIFO pool).  A call may pop the
+        same list meanwhile, lock-free: whoever pops a connection owns it."""
+        with self._lock:
+            while True:
+                try:
+                    if now - ep.idle[0].idle_since < self._idle_timeout:
+                        return
+                    pipe = ep.idle.pop(0)
+                except IndexError:
+                    return
+                if now - pipe.idle_since < self._idle_timeout:  # not the one looked at
+                    ep.idle.append(pipe)
+                    return
+                ep.pipes.discard(pipe)
+                pipe.close()
 
     def _drained(self, ep: _Endpoint) -> None:
         """EndpointSet's drained hook: ep said it is draining (not-run)."""

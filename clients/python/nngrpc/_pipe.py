@@ -70,7 +70,7 @@ class ReqPipe:
     closes it.
     """
 
-    __slots__ = ("sock", "ipc", "reader", "caps", "_rid", "_poller", "_fd", "_armed")
+    __slots__ = ("sock", "ipc", "reader", "caps", "idle_since", "_rid", "_poller", "_fd", "_armed")
 
     #: TLS pipes keep a non-blocking socket, wait with poll and send
     #: through _send() (SSLSocket has no sendmsg).
@@ -86,6 +86,8 @@ class ReqPipe:
         self.caps = UNKNOWN
         self._rid = first_request_id()
         self._fd = sock.fileno()
+        #: When the pipe last went back to its channel's pool (monotonic).
+        self.idle_since = 0.0
         self._poller = select.poll()
         self._poller.register(self._fd, POLLIN)
 

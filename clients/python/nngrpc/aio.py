@@ -80,7 +80,11 @@ from typing import (
 from nngrpc import _compression, _core
 from nngrpc._caps import UNKNOWN
 from nngrpc._aio_pipe import AioPipe
-from nngrpc._channel import DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES
+from nngrpc._channel import (
+    DEFAULT_IDLE_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_RECEIVE_MESSAGE_BYTES,
+)
 from nngrpc._core import (
     CLOSED_MSG,
     AttemptFailed,
@@ -167,6 +171,11 @@ class Channel:
       calls are multiplexed over (default 4).
     - ``max_in_flight_per_endpoint``: calls on the wire to one endpoint at
       once (default 256); more wait in the client.
+    - ``idle_timeout``: a connection that has carried no call for this
+      long (seconds, default 30) is closed before it would carry the next
+      one, as the sync channel closes its idle pooled connections: below
+      the server's own idle timeout, so a server-side close never races a
+      call.  None: no limit.
 
     Use ``async with``, or ``await channel.close()``.
     """
@@ -186,6 +195,7 @@ class Channel:
         tls: "Optional[TlsConfig]" = None,
         max_connections_per_endpoint: int = 4,
         max_in_flight_per_endpoint: int = 256,
+        idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT,
         resolve_interval: float = DEFAULT_RESOLVE_INTERVAL,
         resolver: Optional[Resolver] = None,
         compression: Optional[str] = None,
@@ -224,6 +234,7 @@ class Channel:
         self._compression = _compression.check(compression)
         self._max_conns = max_connections_per_endpoint
         self._max_in_flight = max_in_flight_per_endpoint
+        self._idle_timeout = idle_timeout if idle_timeout is not None else float("inf")
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closed = False
         _CHANNELS.add(self)
@@ -559,6 +570,8 @@ class Channel:
         dialling another one when all are busy and the pool is not full."""
         best: Optional[AioPipe] = None
         load = 0
+        if ep.pipes:
+            self._close_idle_pipes(ep)
         for pipe in () if ep.draining else ep.pipes:  # draining: a new one
             n = len(pipe.pending)
             if best is None or n < load:
@@ -571,6 +584,15 @@ class Channel:
         ):
             self._start_dial(loop, ep)
         return best
+
+    def _close_idle_pipes(self, ep: _Endpoint) -> None:
+        """Closes ep's connections that carried no call for idle_timeout:
+        the client closes them, before the server would."""
+        now = time.monotonic()
+        for pipe in [p for p in ep.pipes if not p.pending
+                     and now - p.last_active >= self._idle_timeout]:
+            ep.pipes.remove(pipe)
+            pipe.abort(_Closed("idle for %.0f s" % self._idle_timeout))
 
     def _start_dial(self, loop: asyncio.AbstractEventLoop, ep: _Endpoint) -> None:
         task = loop.create_task(self._dial(loop, ep))
