@@ -491,10 +491,13 @@ class Channel:
                 except IndexError:  # another call took it meanwhile
                     pass
                 else:
-                    if pipe.is_idle_and_open():
+                    if time.monotonic() - pipe.idle_since >= self._idle_timeout:
+                        self._discard(ep, pipe)  # ours to close, not the server's
+                    elif pipe.is_idle_and_open():
                         return ep, pipe
-                    self._discard(ep, pipe)
-                    self._endpoints.lost(ep)  # closed while idle: the server went?
+                    else:
+                        self._discard(ep, pipe)
+                        self._endpoints.lost(ep)  # closed while idle: the server went?
         else:
             candidates = self._endpoints.candidates(st.avoid)  # type: ignore[arg-type]
         errors: List[str] = []
