@@ -145,6 +145,18 @@ NNGRPC_API void nngrpc_server_close(nngrpc_server *server);
 #define NNGRPC_DEFAULT_QUEUE_INTERVAL_MS 100
 
 /*
+ * Deadlines the server imposes (0, the default: none): a call that carries
+ * no deadline gets NNGRPC_OPT_DEFAULT_DEADLINE_MS from its receipt, and no
+ * call's deadline is later than NNGRPC_OPT_MAX_DEADLINE_MS after its
+ * receipt. Such calls end DEADLINE_EXCEEDED as any other; handlers see the
+ * deadline in nngrpc_call_deadline().
+ */
+#define NNGRPC_OPT_DEFAULT_DEADLINE_MS                                        \
+	"default-deadline-ms"                        /* 0..86400000           \
+	                                              */
+#define NNGRPC_OPT_MAX_DEADLINE_MS "max-deadline-ms" /* 0..86400000 */
+
+/*
  * Connections. libnng has no receive timeout on a connection; the server
  * adds these (src/rpc/conns.h says how, and where libnng sets the limit):
  * - NNGRPC_OPT_MAX_CONNECTIONS: a connection over it is closed at once

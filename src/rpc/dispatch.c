@@ -60,9 +60,11 @@ struct nngrpc_dispatch {
 	bool                d_sealed;
 	nngrpc_interceptor *d_interceptors; /* in the order added */
 	size_t              d_n_interceptors;
-	nngrpc_metrics     *d_metrics;     /* borrowed, or NULL */
-	atomic_bool         d_serving;     /* the whole server */
-	size_t              d_max_message; /* the request size limit */
+	nngrpc_metrics     *d_metrics;            /* borrowed, or NULL */
+	atomic_bool         d_serving;            /* the whole server */
+	size_t              d_max_message;        /* the request size limit */
+	uint64_t            d_default_timeout_us; /* for calls with none; 0 */
+	uint64_t            d_max_timeout_us;     /* cap; 0: none */
 	char                d_max_message_text[24];
 	/* Process isolation: who runs handlers instead (or NULL). */
 	nngrpc_dispatch_runner d_runner;
@@ -88,6 +90,14 @@ nngrpc_dispatch_set_max_message(nngrpc_dispatch *d, size_t bytes)
 	d->d_max_message = bytes;
 	snprintf(d->d_max_message_text, sizeof(d->d_max_message_text), "%zu",
 	    bytes);
+}
+
+void
+nngrpc_dispatch_set_deadlines(
+    nngrpc_dispatch *d, uint64_t default_us, uint64_t max_us)
+{
+	d->d_default_timeout_us = default_us;
+	d->d_max_timeout_us = max_us;
 }
 
 void
@@ -505,9 +515,18 @@ run_after(const nngrpc_dispatch *d, nngrpc_call *call, nngrpc_status st)
 	}
 }
 
+/* A call's deadline: its own timeout, or the server's default when it has
+ * none, at most the server's maximum. */
 static int64_t
-deadline_of(int64_t recv_ns, uint64_t timeout_us)
+deadline_of(const nngrpc_dispatch *d, int64_t recv_ns, uint64_t timeout_us)
 {
+	if (timeout_us == 0) {
+		timeout_us = d->d_default_timeout_us;
+	}
+	if (d->d_max_timeout_us != 0
+	    && (timeout_us == 0 || timeout_us > d->d_max_timeout_us)) {
+		timeout_us = d->d_max_timeout_us;
+	}
 	if (timeout_us == 0
 	    || timeout_us > (uint64_t) (NNGRPC_NO_DEADLINE - recv_ns) / 1000) {
 		return (NNGRPC_NO_DEADLINE);
@@ -565,8 +584,8 @@ unknown_encoding(nngrpc_call *call)
  * as the thread's for every line it logs), deadline, and whether the
  * payload's encoding is one the server decodes. */
 static nngrpc_status
-open_envelope(nngrpc_call *call, const uint8_t *body, size_t len,
-    int64_t recv_ns, int64_t start_ns)
+open_envelope(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
+    size_t len, int64_t recv_ns, int64_t start_ns)
 {
 	const Nngrpc__V1__Request *req
 	    = nngrpc_envelope_decode(&call->c_arena, body, len);
@@ -585,7 +604,7 @@ open_envelope(nngrpc_call *call, const uint8_t *body, size_t len,
 	} else {
 		nngrpc_log_set_request_id(call->c_request_id);
 	}
-	call->c_deadline = deadline_of(recv_ns, req->timeout_us);
+	call->c_deadline = deadline_of(d, recv_ns, req->timeout_us);
 	if (call->c_deadline <= start_ns) {
 		return (nngrpc_call_error(call, NNGRPC_DEADLINE_EXCEEDED,
 		    "deadline exceeded after %lld us in the server queue",
@@ -727,7 +746,7 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	const method *m = NULL;
 	nngrpc_status st;
 
-	if ((st = open_envelope(call, body, len, recv_ns, start_ns))
+	if ((st = open_envelope(d, call, body, len, recv_ns, start_ns))
 	        != NNGRPC_OK
 	    || (st = admit(d, call, &m)) != NNGRPC_OK) {
 		return (st);
@@ -871,7 +890,7 @@ nngrpc_dispatch_invoke(const nngrpc_dispatch *d, nngrpc_call *call,
 	nngrpc_status     st;
 
 	/* start_ns = recv_ns: the front end checked the deadline. */
-	if ((st = open_envelope(call, body, len, recv_ns, recv_ns))
+	if ((st = open_envelope(d, call, body, len, recv_ns, recv_ns))
 	    != NNGRPC_OK) {
 		return (st);
 	}

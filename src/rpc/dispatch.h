@@ -85,6 +85,12 @@ const nngrpc_file_info *nngrpc_dispatch_find_symbol(
  * payload may decompress to. Before sealing. */
 void nngrpc_dispatch_set_max_message(nngrpc_dispatch *d, size_t bytes);
 
+/* The server's deadlines: a call that carries no timeout gets default_us
+ * (0: none), and none lasts longer than max_us (0: no cap). Before the
+ * server starts (a zygote forked after setup keeps them). */
+void nngrpc_dispatch_set_deadlines(
+    nngrpc_dispatch *d, uint64_t default_us, uint64_t max_us);
+
 /* Makes the registry read-only and ready for lookups. */
 void nngrpc_dispatch_seal(nngrpc_dispatch *d);
 

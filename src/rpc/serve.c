@@ -170,6 +170,10 @@ set_options(run *r)
 	} opts[] = {
 		{ NNGRPC_OPT_QUEUE_TARGET_MS, r->cfg.queue_target_ms },
 		{ NNGRPC_OPT_QUEUE_INTERVAL_MS, r->cfg.queue_interval_ms },
+		{ NNGRPC_OPT_DEFAULT_DEADLINE_MS,
+		    (int64_t) (r->cfg.default_deadline * 1000) },
+		{ NNGRPC_OPT_MAX_DEADLINE_MS,
+		    (int64_t) (r->cfg.max_deadline * 1000) },
 		{ NNGRPC_OPT_MAX_CONNECTIONS, r->cfg.max_connections },
 		{ NNGRPC_OPT_FRAME_TIMEOUT_MS,
 		    (int64_t) (r->cfg.frame_timeout * 1000) },

@@ -64,6 +64,14 @@ static const standard_option standard[] = {
 	    FIELD(queue_interval_ms),
 	    "admission: how long the queue may stand above "
 	    "--queue-target-ms before it sheds (default 100)" },
+	{ "default-deadline", "NNGRPC_DEFAULT_DEADLINE", K_SECONDS, 0, 86400,
+	    FIELD(default_deadline),
+	    "seconds a call that carries no deadline gets one of; 0: none "
+	    "(default)" },
+	{ "max-deadline", "NNGRPC_MAX_DEADLINE", K_SECONDS, 0, 86400,
+	    FIELD(max_deadline),
+	    "seconds at most of any call's deadline (a longer one, or none, "
+	    "is cut to it); 0: no cap (default)" },
 	{ "max-connections", "NNGRPC_MAX_CONNECTIONS", K_INT, 0, 10000000,
 	    FIELD(max_connections),
 	    "connections open at once; one more is closed at once (after "

@@ -32,9 +32,11 @@ typedef struct nngrpc_serve_config {
 	/* Server options set with nngrpc_server_set_int() (nngrpc.h). */
 	int    queue_target_ms;
 	int    queue_interval_ms;
-	int    max_connections; /* 0: from the descriptor limit */
-	double frame_timeout;   /* seconds; 0: off */
-	double idle_timeout;    /* seconds; 0: off */
+	double default_deadline; /* seconds; 0: none */
+	double max_deadline;     /* seconds; 0: none */
+	int    max_connections;  /* 0: from the descriptor limit */
+	double frame_timeout;    /* seconds; 0: off */
+	double idle_timeout;     /* seconds; 0: off */
 	bool   print_config;
 	bool   help;
 	/* Process isolation (--isolation process): handlers run in worker

@@ -81,7 +81,9 @@ typedef struct work {
 typedef struct server_opts {
 	int64_t queue_target_ms;
 	int64_t queue_interval_ms;
-	int64_t max_connections; /* 0: from the descriptor limit */
+	int64_t default_deadline_ms; /* for calls with none; 0: none */
+	int64_t max_deadline_ms;     /* 0: no cap */
+	int64_t max_connections;     /* 0: from the descriptor limit */
 	int64_t frame_timeout_ms;
 	int64_t idle_timeout_ms;
 } server_opts;
@@ -148,6 +150,9 @@ typedef struct option_def {
 static const option_def option_defs[] = {
 	{ NNGRPC_OPT_QUEUE_TARGET_MS, OPT(queue_target_ms), 0, 60000 },
 	{ NNGRPC_OPT_QUEUE_INTERVAL_MS, OPT(queue_interval_ms), 1, 600000 },
+	{ NNGRPC_OPT_DEFAULT_DEADLINE_MS, OPT(default_deadline_ms), 0,
+	    86400000 },
+	{ NNGRPC_OPT_MAX_DEADLINE_MS, OPT(max_deadline_ms), 0, 86400000 },
 	{ NNGRPC_OPT_MAX_CONNECTIONS, OPT(max_connections), 0, 10000000 },
 	{ NNGRPC_OPT_FRAME_TIMEOUT_MS, OPT(frame_timeout_ms), 0, 86400000 },
 	{ NNGRPC_OPT_IDLE_TIMEOUT_MS, OPT(idle_timeout_ms), 0, 86400000 },
@@ -190,6 +195,11 @@ nngrpc_server_set_int(nngrpc_server *s, const char *option, int64_t value)
 		return (NNG_EBUSY);
 	}
 	*(int64_t *) ((char *) &s->s_opts + d->offset) = value;
+	/* The deadlines go to dispatch now: a zygote forked before start
+	 * runs calls with them too. */
+	nngrpc_dispatch_set_deadlines(s->s_dispatch,
+	    (uint64_t) s->s_opts.default_deadline_ms * 1000,
+	    (uint64_t) s->s_opts.max_deadline_ms * 1000);
 	return (0);
 }
 

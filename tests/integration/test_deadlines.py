@@ -18,7 +18,7 @@ import tempfile
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Dict, Iterator, List, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -201,3 +201,38 @@ def test_search_with_1us_timeout_is_deadline_exceeded(one_worker: Server, channe
         assert not started(one_worker, request_id), one_worker.log()
     # And the service still answers.
     assert stub.Search(hotel_pb2.SearchRequest(query="hotel"), timeout=10.0).total > 0
+
+
+# ---- deadlines the server imposes ----------------------------------------------------
+@pytest.fixture(scope="module")
+def imposing(request: pytest.FixtureRequest) -> Iterator[Server]:
+    """hoteld --default-deadline 0.3 --max-deadline 1."""
+    binary = str(request.config.getoption("--hoteld"))
+    with tempfile.TemporaryDirectory(prefix="nngrpc-deadlines-") as workdir:
+        server = start_server(binary, workdir, [
+            "--no-hotels", "--default-deadline", "0.3", "--max-deadline", "1"])
+        try:
+            yield server
+        finally:
+            stop_server(server)
+
+
+@pytest.mark.parametrize("timeout, ms, want_s", [
+    (None, 3000, 0.3),  # none sent: the server's default
+    (10.0, 3000, 1.0),  # too long: the server's maximum
+    (0.5, 3000, 0.5),   # shorter than the maximum: the caller's own
+])
+def test_server_default_and_max_deadline(
+    imposing: Server, timeout: Optional[float], ms: int, want_s: float
+) -> None:
+    with nngrpc.Channel(imposing.tcp, deadline_grace=10.0, retry=None) as ch:
+        stub = testing_nngrpc.TestingStub(ch)
+        t0 = time.monotonic()
+        with pytest.raises(nngrpc.RpcError) as e:
+            stub.Sleep(testing_pb2.SleepRequest(ms=ms), timeout=timeout)
+        took = time.monotonic() - t0
+        assert e.value.code() == DEADLINE, e.value
+        assert want_s - 0.01 <= took < want_s + 0.5, took
+        # A call within the deadlines is untouched.
+        resp = stub.Sleep(testing_pb2.SleepRequest(ms=50), timeout=timeout)
+        assert resp.slept_us >= 50_000

@@ -76,6 +76,7 @@ test_defaults(void **state)
 	assert_int_equal(
 	    cfg.queue_interval_ms, NNGRPC_DEFAULT_QUEUE_INTERVAL_MS);
 	assert_int_equal(cfg.max_connections, 0);
+	assert_true(cfg.default_deadline == 0 && cfg.max_deadline == 0);
 	assert_true(
 	    cfg.frame_timeout * 1000 == NNGRPC_DEFAULT_FRAME_TIMEOUT_MS);
 	assert_true(cfg.idle_timeout * 1000 == NNGRPC_DEFAULT_IDLE_TIMEOUT_MS);
@@ -122,7 +123,12 @@ test_every_kind_of_value(void **state)
 	    "--log-format=json", "--access-log", "sampled",
 	    "--access-log-sample", "0.5", "--drain-timeout", "2.5",
 	    "--max-message-bytes", "1024", "--http", ":0", "--queue-target-ms",
-	    "0", "--queue-interval-ms=250", NULL));
+	    "0", "--queue-interval-ms=250", "--max-connections", "900",
+	    "--frame-timeout", "2.5", "--idle-timeout=0", "--default-deadline",
+	    "0.25", "--max-deadline=30", NULL));
+	assert_int_equal(cfg.max_connections, 900);
+	assert_true(cfg.frame_timeout == 2.5 && cfg.idle_timeout == 0);
+	assert_true(cfg.default_deadline == 0.25 && cfg.max_deadline == 30);
 	assert_int_equal(cfg.queue_target_ms, 0);
 	assert_int_equal(cfg.queue_interval_ms, 250);
 	assert_true(service.verbose);
