@@ -189,10 +189,13 @@ int
 iso_send_reply(int fd, uint32_t kind, int64_t b, int32_t status,
     const nngrpc_call *call, const uint8_t *out, size_t out_len)
 {
-	const char  *msg = call->c_message != NULL ? call->c_message
-	     : (status != 0 && call->c_oom)        ? "out of memory"
-	                                           : "";
-	uint32_t     msg_len = (uint32_t) strlen(msg);
+	const char *msg = call->c_message != NULL ? call->c_message
+	    : (status != 0 && call->c_oom)        ? "out of memory"
+	                                          : "";
+	/* By length: a message may hold NUL bytes (nngrpc_call_error_len). */
+	uint32_t msg_len
+	    = (uint32_t) (call->c_message != NULL ? call->c_message_len
+	                                          : strlen(msg));
 	uint32_t     n_tr = (uint32_t) call->c_n_trailers;
 	size_t       tr_len = 0;
 	uint8_t     *tr, *p;
@@ -227,9 +230,11 @@ iso_send_reply(int fd, uint32_t kind, int64_t b, int32_t status,
 }
 
 /* Reads a u32 length and that many bytes at *p (before end) as a
- * NUL-terminated copy in call memory. */
+ * NUL-terminated copy in call memory; the length goes to *lenp when
+ * lenp is not NULL. */
 static char *
-take_string(nngrpc_call *call, const uint8_t **p, const uint8_t *end)
+take_string(
+    nngrpc_call *call, const uint8_t **p, const uint8_t *end, size_t *lenp)
 {
 	uint32_t n;
 	char    *s;
@@ -245,6 +250,9 @@ take_string(nngrpc_call *call, const uint8_t **p, const uint8_t *end)
 	memcpy(s, *p + 4, n);
 	s[n] = '\0';
 	*p += 4 + n;
+	if (lenp != NULL) {
+		*lenp = n;
+	}
 	return (s);
 }
 
@@ -253,7 +261,8 @@ iso_parse_reply(nngrpc_call *call, int32_t status, const uint8_t *buf,
     size_t len, ProtobufCBinaryData *payload)
 {
 	const uint8_t *p = buf, *end = buf + len;
-	const char    *msg = take_string(call, &p, end);
+	size_t         msg_len = 0;
+	const char    *msg = take_string(call, &p, end, &msg_len);
 	uint32_t       n_tr;
 
 	if (msg == NULL || end - p < 4) {
@@ -262,14 +271,16 @@ iso_parse_reply(nngrpc_call *call, int32_t status, const uint8_t *buf,
 	memcpy(&n_tr, p, 4);
 	p += 4;
 	for (uint32_t i = 0; i < n_tr; i++) {
-		const char *k = take_string(call, &p, end);
-		const char *v = k != NULL ? take_string(call, &p, end) : NULL;
+		const char *k = take_string(call, &p, end, NULL);
+		const char *v
+		    = k != NULL ? take_string(call, &p, end, NULL) : NULL;
 		if (v == NULL || nngrpc_call_set_trailer(call, k, v) != 0) {
 			return (false);
 		}
 	}
-	if (status != 0 && msg[0] != '\0') {
-		nngrpc_call_error(call, (nngrpc_status) status, "%s", msg);
+	if (status != 0 && msg_len > 0) {
+		nngrpc_call_error_len(
+		    call, (nngrpc_status) status, msg, msg_len);
 	}
 	payload->len = (size_t) (end - p);
 	payload->data = NULL;

@@ -325,3 +325,33 @@ def test_cli_bin_metadata_and_compression(small: Server) -> None:
         [sys.executable, "-m", "nngrpc", small.tcp, "call", "nngrpc.testing.v1.Testing/Echo",
          "{}", "-H", "k-bin=not base64!"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 3 and "base64" in bad.stderr
+
+
+# ---- in process isolation --------------------------------------------------------
+def test_additions_in_process_isolation(request: pytest.FixtureRequest) -> None:
+    """Handlers in worker processes (--isolation process): the worker
+    decompresses the request, its status message (NUL and all) and -bin
+    trailers come back through the front end, which compresses the reply."""
+    binary = str(request.config.getoption("--hoteld"))
+    with tempfile.TemporaryDirectory(prefix="nngrpc-env-") as workdir:
+        server = start_server(binary, workdir, ["--isolation", "process", "--workers", "2",
+                                                "--max-message-bytes", str(LIMIT)])
+        try:
+            with nngrpc.Channel(server.tcp, retry=None, compression="zstd") as ch:
+                stub = testing_nngrpc.TestingStub(ch)
+                data = b"isolated " * 2000
+                for _ in range(2):  # the second request goes compressed
+                    r, call = stub.Echo.with_call(
+                        testing_pb2.EchoRequest(payload=data, return_metadata=["k-bin"]),
+                        timeout=10.0, metadata=[("k-bin", b"\x00\x01")])
+                    assert r.payload == data and call.compression == "zstd"
+                    assert dict(call.trailing_metadata()) == {"k-bin": b"\x00\x01"}
+                for msg in (b"a\0b", "é".encode() * 2049):
+                    with pytest.raises(nngrpc.RpcError) as e:
+                        stub.Fail(testing_pb2.FailRequest(code=9, message_bytes=msg), timeout=10.0)
+                    assert e.value.details().encode() == msg[:4096]
+                with pytest.raises(nngrpc.RpcError) as e:
+                    stub.Echo(testing_pb2.EchoRequest(payload=b"x" * LIMIT), timeout=10.0)
+                assert e.value.code() is nngrpc.StatusCode.RESOURCE_EXHAUSTED
+        finally:
+            stop_server(server)
