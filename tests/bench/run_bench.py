@@ -982,18 +982,16 @@ class Bench:
                 sc = costs.get(("server", k, size))
                 c_cpu, c_sw = cc.per_call() if cc else (float("nan"), float("nan"))
                 s_cpu, s_sw = sc.per_call() if sc and sc.pid else (float("nan"), float("nan"))
-                c_mean, s_mean = c_cpu, s_cpu
-                if cc:
+                c_mean = c_cpu
+                if cc:  # (a server's figures stay the mean: its process
+                    # total comes in 10 ms ticks, too coarse for one block)
                     c_cpu = cc.median_per_call()
-                if sc and sc.pid:
-                    s_cpu = sc.median_per_call()
                 row += [fmt(c_cpu), ratio_str(c_cpu / raw_cpu[size]) if cc else "-", fmt(c_sw),
                         fmt(s_cpu), (">= " if sc is not None and sc.lossy else "") + fmt(s_sw)]
                 data["%s/%d" % (k, size)] = {"client": names[k], "payload_bytes": size,
                                              "client_cpu_us": c_cpu, "client_switches": c_sw,
                                              "client_cpu_vs_raw_sp": c_cpu / raw_cpu[size],
                                              "client_cpu_mean_us": c_mean,
-                                             "server_cpu_mean_us": s_mean,
                                              "server_cpu_us": s_cpu, "server_switches": s_sw}
             rows.append(row)
         threads = {k: thread_count(pid) for k, pid in self.server_pid.items()}
@@ -1001,9 +999,10 @@ class Bench:
         self.report.section(
             "latency_cost", "1b. One caller: CPU and context switches per call",
             "none (absolute figures)",
-            "Same calls as table 1; CPU per call is the median over the rounds (the mean "
-            "of every call is in results.json). \"× raw SP\": the client's CPU against the "
-            "raw SP Python client's to hoteld (envelope built once). Client: this Python process "
+            "Same calls as table 1; the client's CPU per call is the median over the rounds "
+            "(the mean of every call is in results.json), the server's the mean. \"× raw SP\": "
+            "the client's CPU against the raw SP Python client's to hoteld (envelope built "
+            "once). Client: this Python process "
             "(getrusage: all its "
             "threads, grpcio's included; the C client's own cost is not counted); server: "
             "every thread of the server process (/proc/PID/task/*/schedstat and status; "
