@@ -28,6 +28,8 @@
  */
 #include "hotel_service.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
@@ -35,11 +37,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <nngrpc/clock.h>
 #include <nngrpc/log.h>
 #include <nngrpc/metrics.h>
 
+#include "data_dir.h"
 #include "engine/hotel.h"
 #include "hotel/v1/hotel.nngrpc.h"
 
@@ -58,6 +63,7 @@ struct hotel_service {
 	hotel_engine *_Atomic s_engine;
 	atomic_uint_fast64_t  s_reloads;    /* successful Reloads */
 	pthread_mutex_t       s_reload_mtx; /* held while a Reload builds */
+	data_dir             *s_data; /* where Reload reads; NULL: nowhere */
 };
 
 /* The engine's deadline convention is the runtime's. */
@@ -669,28 +675,78 @@ reload_source(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 	}
 }
 
-/* Builds the new dataset and swaps it in, one build at a time. Returns an
- * engine code; on success *dsp is the dataset swapped in, acquired under
- * the lock, so its stats are this call's. */
-static int
-reload_build(hotel_service *svc, const Hotel__V1__ReloadRequest *req,
-    hotel_dataset **dsp, char *err, size_t errlen)
+/* Opens a Reload's file, only under --data-dir (data_dir.h), only a
+ * regular file: a device (/dev/zero) or a FIFO could feed one endless
+ * line. Returns OK with *fp (the caller fcloses it), or the call's error:
+ * PERMISSION_DENIED for a path outside the directory (or no directory),
+ * FAILED_PRECONDITION for a file that cannot be read. */
+static nngrpc_status
+reload_open(
+    nngrpc_call *call, const hotel_service *svc, const char *path, FILE **fp)
 {
-	int rv;
+	char        echo[ECHO_MAX + 4], why[ENGINE_ERR_MAX + 64];
+	char        msg[ENGINE_ERR_MAX];
+	struct stat st;
+	int         fd, e;
+
+	if (svc->s_data == NULL) {
+		return (nngrpc_call_error(call, NNGRPC_PERMISSION_DENIED,
+		    "path: this server reads no file for Reload (start it "
+		    "with --data-dir)"));
+	}
+	if ((fd = data_dir_open_file(svc->s_data, path)) < 0) {
+		e = errno;
+		echo_arg(echo, sizeof(echo), path);
+		if (e == EXDEV) {
+			return (nngrpc_call_error(call,
+			    NNGRPC_PERMISSION_DENIED,
+			    "path: %s is outside the data directory", echo));
+		}
+		snprintf(msg, sizeof(msg), "%s", strerror(e));
+		return (nngrpc_call_error(call, NNGRPC_FAILED_PRECONDITION,
+		    "path: %s", io_message(why, sizeof(why), path, msg)));
+	}
+	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)
+	    || fcntl(fd, F_SETFL, 0) != 0 || (*fp = fdopen(fd, "r")) == NULL) {
+		close(fd);
+		snprintf(msg, sizeof(msg), "not a regular file");
+		return (nngrpc_call_error(call, NNGRPC_FAILED_PRECONDITION,
+		    "path: %s", io_message(why, sizeof(why), path, msg)));
+	}
+	return (NNGRPC_OK);
+}
+
+/* Builds the new dataset from f (a Reload's file, closed here) or the
+ * generator, and swaps it in, one build at a time; stop (the call's
+ * deadline and cancellation) may end the build, and then the old dataset
+ * stays. Returns an engine code; on success *dsp is the dataset swapped
+ * in, acquired under the lock, so its stats are this call's. */
+static int
+reload_build(hotel_service *svc, const Hotel__V1__ReloadRequest *req, FILE *f,
+    const hotel_stop *stop, hotel_dataset **dsp, char *err, size_t errlen)
+{
+	hotel_dataset *ds;
+	int            rv;
 
 	pthread_mutex_lock(&svc->s_reload_mtx);
-	if (req->source_case == HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH) {
-		rv = hotel_engine_reload_jsonl(
-		    svc->s_engine, req->path, NULL, err, errlen);
+	if (f != NULL) {
+		rv = hotel_dataset_read_jsonl(
+		    f, req->path, stop, &ds, err, errlen);
+		if (rv == HOTEL_OK) {
+			hotel_engine_swap(svc->s_engine, ds);
+		}
 	} else {
 		rv = hotel_engine_reload_generate(svc->s_engine,
-		    (size_t) req->generate->count, req->generate->seed, NULL);
+		    (size_t) req->generate->count, req->generate->seed, stop);
 	}
 	if (rv == HOTEL_OK) {
 		*dsp = hotel_engine_acquire(svc->s_engine);
 		atomic_fetch_add(&svc->s_reloads, 1);
 	}
 	pthread_mutex_unlock(&svc->s_reload_mtx);
+	if (f != NULL) {
+		fclose(f);
+	}
 	return (rv);
 }
 
@@ -719,6 +775,8 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 	hotel_service            *svc = nngrpc_call_user(call);
 	Hotel__V1__StatsResponse *st;
 	hotel_dataset            *ds = NULL;
+	hotel_stop                stop = call_stop(call);
+	FILE                     *f = NULL;
 	nngrpc_status             status;
 	char                      err[ENGINE_ERR_MAX] = "";
 	char                      what[ENGINE_ERR_MAX];
@@ -732,7 +790,14 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 	if ((st = hotel__v1__stats_response__new(call)) == NULL) {
 		return (out_of_memory(call));
 	}
-	if ((rv = reload_build(svc, req, &ds, err, sizeof(err))) != HOTEL_OK) {
+	if (req->source_case == HOTEL__V1__RELOAD_REQUEST__SOURCE_PATH
+	    && (status = reload_open(call, svc, req->path, &f)) != NNGRPC_OK) {
+		nngrpc_log(NNGRPC_LOG_WARN, "reload: %s refused: %s", what,
+		    nngrpc_call_message(call));
+		return (status);
+	}
+	if ((rv = reload_build(svc, req, f, &stop, &ds, err, sizeof(err)))
+	    != HOTEL_OK) {
 		return (reload_failed(call, req, what, rv, err));
 	}
 	status = fill_stats(call, ds, st);
@@ -750,6 +815,20 @@ reload(nngrpc_call *call, const Hotel__V1__ReloadRequest *req,
 
 /* ---- service ---------------------------------------------------------------
  */
+
+int
+hotel_service_set_data_dir(
+    hotel_service *svc, const char *dir, char *err, size_t errlen)
+{
+	data_dir *d;
+
+	if (data_dir_open(dir, &d, err, errlen) != 0) {
+		return (HOTEL_EIO);
+	}
+	data_dir_close(svc->s_data);
+	svc->s_data = d;
+	return (HOTEL_OK);
+}
 
 int
 hotel_service_alloc(hotel_service **svcp)
@@ -923,5 +1002,6 @@ hotel_service_close(hotel_service *svc)
 		hotel_engine_close(svc->s_engine);
 	}
 	pthread_mutex_destroy(&svc->s_reload_mtx);
+	data_dir_close(svc->s_data);
 	free(svc);
 }

@@ -45,6 +45,13 @@ int hotel_service_alloc(hotel_service **svcp);
 int hotel_service_load(hotel_service *svc, const hotel_service_options *opts,
     char *err, size_t errlen);
 
+/* Confines Reload to files under dir (data_dir.h), opened now, in the
+ * process that runs Reload. Without it, a Reload that names a file is
+ * refused with PERMISSION_DENIED. Returns HOTEL_OK, or HOTEL_EIO with one line
+ * in err (the directory cannot be opened). Before the dataset is loaded. */
+int hotel_service_set_data_dir(
+    hotel_service *svc, const char *dir, char *err, size_t errlen);
+
 /* Adds the dataset's gauges (hotels, memory) and the reload counter to the
  * server's metrics. Before the server starts. 0 or an nng error. */
 int hotel_service_add_metrics(

@@ -26,6 +26,7 @@ typedef struct hoteld {
 	uint64_t       hotels;    /* the generated dataset's size */
 	uint64_t       seed;      /* and its seed */
 	const char    *data;      /* a JSON Lines file instead, or NULL */
+	const char    *data_dir;  /* where Reload may read, or NULL */
 	bool           no_hotels; /* no hotel.v1.HotelSearch */
 	hotel_service *svc;       /* NULL with no_hotels */
 } hoteld;
@@ -103,6 +104,13 @@ load(nngrpc_server *server, void *arg, char *err, size_t errlen)
 	if (h->svc == NULL) {
 		return (0);
 	}
+	/* Here, where Reload runs (the zygote, under process isolation): a
+	 * directory that cannot be opened is a bad flag, exit code 2. */
+	if (h->data_dir != NULL
+	    && hotel_service_set_data_dir(h->svc, h->data_dir, err, errlen)
+	        != 0) {
+		return (2);
+	}
 	if ((rv = hotel_service_load(h->svc, &opts, err, errlen)) != 0) {
 		return (rv == HOTEL_ENOMEM ? 1 : 2);
 	}
@@ -142,6 +150,11 @@ main(int argc, char **argv)
 		{ "data", "NNGRPC_DATA", NNGRPC_OPTION_STRING, &h.data, 0, 0,
 		    "load hotels from this JSON Lines file instead of "
 		    "generating" },
+		{ "data-dir", "NNGRPC_DATA_DIR", NNGRPC_OPTION_STRING,
+		    &h.data_dir, 0, 0,
+		    "Reload reads files from this directory and nowhere else "
+		    "(paths that leave it, by .. or a symlink, are refused); "
+		    "without it, Reload only generates" },
 		{ "no-hotels", "NNGRPC_NO_HOTELS", NNGRPC_OPTION_BOOL,
 		    &h.no_hotels, 0, 0, "do not serve hotel.v1.HotelSearch" },
 	};

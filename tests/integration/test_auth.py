@@ -13,6 +13,7 @@ import time
 from typing import Any, Iterator, List, Optional
 
 import pytest
+from google.protobuf import json_format
 
 import nngrpc
 import nngrpc.health
@@ -55,14 +56,15 @@ def secured(request: pytest.FixtureRequest, token_file: str) -> Iterator[Server]
             stop_server(server)
 
 
-def _start_secured(binary: str, workdir: str, token_file: str) -> Server:
+def _start_secured(binary: str, workdir: str, token_file: str,
+                   extra: Optional[List[str]] = None) -> Server:
     tcp = "tcp://127.0.0.1:%d" % free_port()
     ipc = "ipc://%s/hoteld.sock" % workdir
     log_path = os.path.join(workdir, "hoteld.log")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [binary, "--testing", "--listen", tcp, "--listen", ipc, "--hotels", "2000",
-             "--auth-token-file", token_file],
+             "--auth-token-file", token_file] + (extra or []),
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
     server = Server(tcp=tcp, ipc=ipc, proc=proc, log_path=log_path, workers=32)
@@ -253,3 +255,28 @@ def test_no_auth_needs_no_token(hoteld: Server, channel: nngrpc.Channel) -> None
     assert "hotel.v1.HotelSearch" in ReflectionClient(channel, timeout=TIMEOUT).list_services()
     p = _cli(hoteld.tcp, "list")
     assert p.returncode == 0 and "hotel.v1.HotelSearch" in p.stdout.split(), p
+
+
+def test_reload_is_behind_the_token(request: pytest.FixtureRequest, token_file: str) -> None:
+    """Reload reads under --data-dir only, and only for a caller with the
+    token."""
+    binary = str(request.config.getoption("--hoteld"))
+    with tempfile.TemporaryDirectory(prefix="nngrpc-auth-") as workdir:
+        data = os.path.join(workdir, "data")
+        os.mkdir(data)
+        hotel = hotel_pb2.Hotel(id=7, name="Seven", city="C", country="D", stars=3)
+        with open(os.path.join(data, "h.jsonl"), "w") as f:
+            f.write(json_format.MessageToJson(hotel, indent=None) + "\n")
+        server = _start_secured(binary, workdir, token_file, ["--data-dir", data])
+        try:
+            with nngrpc.Channel(server.tcp) as ch:
+                stub = hotel_nngrpc.HotelSearchStub(ch)
+                req = hotel_pb2.ReloadRequest(path="h.jsonl")
+                for md in (None, {"authorization": "Bearer wrong"}):
+                    with pytest.raises(nngrpc.RpcError) as e:
+                        stub.Reload(req, timeout=10.0, metadata=md)
+                    assert e.value.code() == nngrpc.StatusCode.UNAUTHENTICATED
+                st = stub.Reload(req, timeout=10.0, metadata=bearer(TOKEN)).stats
+                assert st.hotel_count == 1
+        finally:
+            stop_server(server)

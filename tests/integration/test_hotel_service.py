@@ -28,6 +28,7 @@ from hoteld_fixture import Server, start_server, stop_server
 from hotel.v1 import hotel_nngrpc, hotel_pb2
 
 INVALID = nngrpc.StatusCode.INVALID_ARGUMENT
+DEADLINE = nngrpc.StatusCode.DEADLINE_EXCEEDED
 TIMEOUT = 30.0  # per call: generous for the ASan build
 EARTH_RADIUS_KM = 6371.0088
 
@@ -50,9 +51,17 @@ def small(request: pytest.FixtureRequest) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def reloadable(request: pytest.FixtureRequest) -> Iterator[Server]:
+def data_dir() -> Iterator[str]:
+    """The directory the reloadable server's Reload may read (--data-dir)."""
+    with tempfile.TemporaryDirectory(prefix="nngrpc-hotel-data-") as d:
+        yield d
+
+
+@pytest.fixture(scope="module")
+def reloadable(request: pytest.FixtureRequest, data_dir: str) -> Iterator[Server]:
     with tempfile.TemporaryDirectory(prefix="nngrpc-hotel-") as workdir:
-        server = start_server(_binary(request), workdir, ["--hotels", "300", "--seed", "1"])
+        server = start_server(_binary(request), workdir,
+                              ["--hotels", "300", "--seed", "1", "--data-dir", data_dir])
         try:
             yield server
         finally:
@@ -563,10 +572,10 @@ def test_reload_generated_changes_dataset(rstub: hotel_nngrpc.HotelSearchStub) -
     assert _reset(rstub).dataset_id == before.dataset_id
 
 
-def test_reload_jsonl_file(rstub: hotel_nngrpc.HotelSearchStub, tmp_path: Any) -> None:
+def test_reload_jsonl_file(rstub: hotel_nngrpc.HotelSearchStub, data_dir: str) -> None:
     before = _reset(rstub)
     old = rstub.Search(hotel_pb2.SearchRequest(), timeout=TIMEOUT)
-    path = str(tmp_path / "hotels.jsonl")
+    path = os.path.join(data_dir, "hotels.jsonl")
     _write_jsonl(path, ZEBRAS)
     st = rstub.Reload(hotel_pb2.ReloadRequest(path=path), timeout=TIMEOUT).stats
     assert st.hotel_count == 3 and st.source == "file:" + path
@@ -587,9 +596,9 @@ def test_reload_jsonl_file(rstub: hotel_nngrpc.HotelSearchStub, tmp_path: Any) -
     _reset(rstub)
 
 
-def test_reload_missing_file_keeps_old_dataset(rstub: hotel_nngrpc.HotelSearchStub, tmp_path: Any) -> None:
+def test_reload_missing_file_keeps_old_dataset(rstub: hotel_nngrpc.HotelSearchStub, data_dir: str) -> None:
     before = _reset(rstub)
-    missing = str(tmp_path / "no-such.jsonl")
+    missing = os.path.join(data_dir, "no-such.jsonl")
     with pytest.raises(nngrpc.RpcError) as e:
         rstub.Reload(hotel_pb2.ReloadRequest(path=missing), timeout=TIMEOUT)
     assert e.value.code() == nngrpc.StatusCode.FAILED_PRECONDITION
@@ -599,14 +608,14 @@ def test_reload_missing_file_keeps_old_dataset(rstub: hotel_nngrpc.HotelSearchSt
 
 
 @pytest.mark.parametrize("odd", [0, 1])
-def test_reload_long_non_ascii_path(rstub: hotel_nngrpc.HotelSearchStub, tmp_path: Any, odd: int) -> None:
+def test_reload_long_non_ascii_path(rstub: hotel_nngrpc.HotelSearchStub, data_dir: str, odd: int) -> None:
     # Messages cut to fit a buffer must still be valid UTF-8.
     before = _reset(rstub)
-    missing = str(tmp_path) + "/" + "x" * odd + ("é" * 100 + "/") * 4 + "h.jsonl"
+    missing = data_dir + "/" + "x" * odd + ("é" * 100 + "/") * 4 + "h.jsonl"
     with pytest.raises(nngrpc.RpcError) as e:
         rstub.Reload(hotel_pb2.ReloadRequest(path=missing), timeout=TIMEOUT)
     assert e.value.code() == nngrpc.StatusCode.FAILED_PRECONDITION
-    assert e.value.details().startswith("path: cannot read " + str(tmp_path))
+    assert e.value.details().startswith("path: cannot read " + data_dir)
     _assert_unchanged(rstub, before)
 
 
@@ -621,10 +630,10 @@ def test_reload_long_non_ascii_path(rstub: hotel_nngrpc.HotelSearchStub, tmp_pat
     ],
 )
 def test_reload_malformed_file_keeps_old_dataset(
-    rstub: hotel_nngrpc.HotelSearchStub, tmp_path: Any, lines: List[str], line_no: int, what: str
+    rstub: hotel_nngrpc.HotelSearchStub, data_dir: str, lines: List[str], line_no: int, what: str
 ) -> None:
     before = _reset(rstub)
-    path = str(tmp_path / "bad.jsonl")
+    path = os.path.join(data_dir, "bad.jsonl")
     good = json_format.MessageToJson(ZEBRAS[0], indent=None)
     with open(path, "w") as f:
         f.write("\n".join(good if l == "GOOD" else l for l in lines) + "\n")
@@ -651,6 +660,97 @@ def test_reload_rejects_bad_arguments(rstub: hotel_nngrpc.HotelSearchStub, req: 
         rstub.Reload(req, timeout=TIMEOUT)
     assert e.value.code() == INVALID and details in e.value.details()
     _assert_unchanged(rstub, before)
+
+
+# ---- a confined Reload ------------------------------------------------------------
+PERMISSION = nngrpc.StatusCode.PERMISSION_DENIED
+
+
+@pytest.fixture(scope="module")
+def confined(data_dir: str) -> Iterator[Tuple[str, str]]:
+    """In the data directory: conf/h.jsonl, conf/in.jsonl (a symlink to
+    it), conf/out (a symlink to a file outside) and conf/outdir (to a
+    directory outside, holding outside.jsonl).  Yields (inside, outside)
+    directories."""
+    with tempfile.TemporaryDirectory(prefix="nngrpc-outside-") as outside:
+        conf = os.path.join(data_dir, "conf")
+        os.mkdir(conf)
+        _write_jsonl(os.path.join(conf, "h.jsonl"), ZEBRAS)
+        _write_jsonl(os.path.join(outside, "outside.jsonl"), ZEBRAS)
+        os.symlink("h.jsonl", os.path.join(conf, "in.jsonl"))
+        os.symlink(os.path.join(outside, "outside.jsonl"), os.path.join(conf, "out"))
+        os.symlink(outside, os.path.join(conf, "outdir"))
+        yield conf, outside
+
+
+@pytest.mark.parametrize("name", [
+    "conf/h.jsonl",
+    "{data}/conf/h.jsonl",  # absolute, under the directory
+    "conf/in.jsonl",        # a symlink that stays inside
+    "./conf//h.jsonl",
+])
+def test_reload_reads_under_the_data_dir(
+    rstub: hotel_nngrpc.HotelSearchStub, data_dir: str, confined: Tuple[str, str], name: str
+) -> None:
+    _reset(rstub)
+    path = name.format(data=data_dir)
+    st = rstub.Reload(hotel_pb2.ReloadRequest(path=path), timeout=TIMEOUT).stats
+    assert st.hotel_count == len(ZEBRAS) and st.source == "file:" + path
+    _reset(rstub)
+
+
+@pytest.mark.parametrize("name", [
+    "conf/out",                        # a symlink to a file outside
+    "conf/outdir/outside.jsonl",       # through a symlink to a directory outside
+    "../{outside_base}/outside.jsonl",  # up and out
+    "conf/../../{outside_base}/outside.jsonl",
+    "{outside}/outside.jsonl",         # absolute, elsewhere
+    "/etc/passwd",
+    "/dev/zero",
+    "/proc/self/environ",
+])
+def test_reload_refuses_paths_that_leave_the_data_dir(
+    rstub: hotel_nngrpc.HotelSearchStub, confined: Tuple[str, str], name: str
+) -> None:
+    _, outside = confined
+    before = _reset(rstub)
+    path = name.format(outside=outside, outside_base=os.path.basename(outside))
+    with pytest.raises(nngrpc.RpcError) as e:
+        rstub.Reload(hotel_pb2.ReloadRequest(path=path), timeout=TIMEOUT)
+    assert e.value.code() == PERMISSION, e.value
+    assert "outside the data directory" in e.value.details()
+    _assert_unchanged(rstub, before)
+
+
+def test_reload_without_data_dir_reads_no_file(stub: hotel_nngrpc.HotelSearchStub) -> None:
+    """The server with no --data-dir only generates."""
+    with pytest.raises(nngrpc.RpcError) as e:
+        stub.Reload(hotel_pb2.ReloadRequest(path="hotels.jsonl"), timeout=TIMEOUT)
+    assert e.value.code() == PERMISSION and "--data-dir" in e.value.details()
+
+
+def test_reload_stops_at_its_deadline_and_keeps_the_dataset(
+    rstub: hotel_nngrpc.HotelSearchStub, data_dir: str
+) -> None:
+    """A Reload whose deadline passes while it builds stops (the engine's
+    stop check), answers DEADLINE_EXCEEDED and leaves the old dataset."""
+    before = _reset(rstub)
+    path = os.path.join(data_dir, "big.jsonl")
+    with open(path, "w") as f:
+        for i in range(1, 200_001):
+            f.write('{"id": "%d", "name": "Hotel %d", "city": "City %d", "country": "X", '
+                    '"stars": %d, "description": "a quiet place near the river %d"}\n'
+                    % (i, i, i % 500, i % 5 + 1, i))
+    for req in (hotel_pb2.ReloadRequest(path=path),
+                hotel_pb2.ReloadRequest(generate=hotel_pb2.GeneratedDataset(count=5_000_000))):
+        t0 = time.monotonic()
+        with pytest.raises(nngrpc.RpcError) as e:
+            rstub.Reload(req, timeout=0.05)
+        took = time.monotonic() - t0
+        assert e.value.code() == DEADLINE, e.value
+        assert took < 2.0, "the build went on %.2f s past a 50 ms deadline" % took
+        _assert_unchanged(rstub, before)
+    os.unlink(path)
 
 
 def test_searches_during_reloads(rstub: hotel_nngrpc.HotelSearchStub, reloadable: Server) -> None:
