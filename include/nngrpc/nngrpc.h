@@ -84,7 +84,7 @@ typedef struct nngrpc_server_config {
 	/* PEM files for tls+tcp:// listeners: the server's certificate
 	 * chain and private key (both required for TLS), and optionally a
 	 * CA bundle: when set, clients must present a certificate it signed.
-	 * Borrowed until start returns. */
+	 * Copied (nngrpc_server_reload_tls() reads them again). */
 	const char *tls_cert;
 	const char *tls_key;
 	const char *tls_ca;
@@ -268,6 +268,33 @@ NNGRPC_API int nngrpc_server_set_reload(
  */
 NNGRPC_API int nngrpc_server_set_serving(
     nngrpc_server *server, const char *service, bool serving);
+
+/* ---- rotating credentials --------------------------------------------- */
+
+/*
+ * Replaces the bearer tokens the server accepts: from now on exactly
+ * these n (1 or 2; copied). Two let a token be rotated without refusing
+ * anyone: accept the old and the new, move the clients to the new one,
+ * then accept the new one alone. Any thread, any time. Only for a server
+ * opened with an auth_token (the check is an interceptor added at open).
+ * Returns 0, NNG_ENOTSUP (opened without a token), NNG_EINVAL (n is 0 or
+ * more than 2, or a token is empty) or NNG_ENOMEM; on failure the tokens
+ * accepted before stay.
+ */
+NNGRPC_API int nngrpc_server_set_auth_tokens(
+    nngrpc_server *server, const char *const *tokens, size_t n);
+
+/*
+ * Reads the TLS files of the configuration (tls_cert, tls_key, tls_ca)
+ * again and uses them for the connections every tls+tcp:// listener
+ * accepts from now on; connections already open keep theirs. After start,
+ * any thread. On failure (a file unreadable, a key that does not match
+ * its certificate) writes one line into err, and the listeners keep what
+ * they had. Returns 0, NNG_ENOTSUP (no tls+tcp:// listener), NNG_ESTATE
+ * (not started) or an nng error code.
+ */
+NNGRPC_API int nngrpc_server_reload_tls(
+    nngrpc_server *server, char *err, size_t errlen);
 
 /* ---- interceptors ------------------------------------------------------ */
 

@@ -21,8 +21,9 @@
  * The steps, in this order:
  *   1. configure: the environment, then the flags (a flag wins); --help,
  *      --print-config and a bad value end the run here;
- *   2. prepare: logging, the auth token file, SIGINT and SIGTERM blocked
- *      (every thread started later inherits the mask) and SIGPIPE ignored;
+ *   2. prepare: logging, the auth token file, SIGINT, SIGTERM and SIGHUP
+ *      blocked (every thread started later inherits the mask) and SIGPIPE
+ *      ignored;
  *   3. set up: the server is opened and spec->setup registers services,
  *      gauges and interceptors. Nothing up to here uses libnng's sockets
  *      or threads, so a process may still fork safely after this step (a
@@ -34,7 +35,11 @@
  *      the server starts NOT_SERVING: health checks say so and calls are
  *      answered UNAVAILABLE, as gRPC servers do while they start;
  *   5. load: spec->load, then SERVING;
- *   6. serve until SIGINT or SIGTERM, then drain: NOT_SERVING, new calls
+ *   6. serve until SIGINT or SIGTERM, reading the auth token file and the
+ *      TLS files again when they change (looked at every second) or on
+ *      SIGHUP: a new token is accepted at once and the old one for
+ *      --auth-token-grace more, a new certificate is used for new
+ *      connections; then drain: NOT_SERVING, new calls
  *      UNAVAILABLE, calls already received finish and are answered, for
  *      up to --drain-timeout seconds; a second signal or the timeout ends
  *      the process at once;
@@ -50,7 +55,7 @@
  * The standard options (--help lists them with their variables): listen
  * (repeatable; NNGRPC_LISTEN is comma-separated), workers, queue,
  * max-message-bytes, tls-cert, tls-key, tls-ca, auth-token-file,
- * drain-timeout, http, log-level, log-format, access-log,
+ * auth-token-grace, drain-timeout, http, log-level, log-format, access-log,
  * access-log-sample, isolation, worker-memory-mb, deadline-grace,
  * crash-dir, poison-pill-crashes, poison-pill-window, worker-seccomp,
  * replay (run a request saved by --crash-dir in this process: set up,

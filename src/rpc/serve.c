@@ -35,14 +35,13 @@
 
 #include "call.h"
 #include "isolate.h"
+#include "rotate.h"
 #include "sandbox.h"
 #include "serve_config.h"
 #include "server.h"
 
 extern char **environ;
 
-/* Longest auth token (the first line of --auth-token-file). */
-#define TOKEN_MAX 1024
 /* The drain checks for a second signal this often. */
 #define DRAIN_SLICE_MS 50
 
@@ -53,7 +52,9 @@ typedef struct run {
 	nngrpc_isolate          *iso;    /* --isolation process, or NULL */
 	bool                     set_up; /* setup was called: cleanup runs */
 	sigset_t                 stop_sigs; /* SIGINT, SIGTERM */
-	char                     token[TOKEN_MAX];
+	sigset_t                 wait_sigs; /* and SIGHUP */
+	nngrpc_rotate           *rotate;    /* the credential files, watched */
+	char                     token[NNGRPC_TOKEN_MAX];
 } run;
 
 static int
@@ -91,25 +92,11 @@ configure(run *r, int argc, char **argv, char **envp)
 static int
 read_token(run *r, const char *path)
 {
-	FILE  *f = fopen(path, "r");
-	char   err[600];
-	size_t n;
+	char err[600];
 
-	if (f == NULL) {
-		snprintf(err, sizeof(err),
-		    "--auth-token-file: cannot read %s: %s", path,
-		    strerror(errno));
-		return (fail(r, 2, err));
-	}
-	if (fgets(r->token, (int) sizeof(r->token), f) == NULL) {
-		r->token[0] = '\0';
-	}
-	fclose(f);
-	n = strcspn(r->token, "\r\n");
-	r->token[n] = '\0';
-	if (n == 0) {
-		snprintf(err, sizeof(err),
-		    "--auth-token-file: %s has no token", path);
+	if (nngrpc_read_token(
+	        path, r->token, sizeof(r->token), err, sizeof(err))
+	    != 0) {
 		return (fail(r, 2, err));
 	}
 	r->cfg.server.auth_token = r->token;
@@ -133,7 +120,9 @@ prepare(run *r)
 	sigemptyset(&r->stop_sigs);
 	sigaddset(&r->stop_sigs, SIGINT);
 	sigaddset(&r->stop_sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &r->stop_sigs, NULL);
+	r->wait_sigs = r->stop_sigs;
+	sigaddset(&r->wait_sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &r->wait_sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	return (0);
 }
@@ -341,14 +330,43 @@ drain(run *r)
 
 /* Step 6: serve until SIGINT or SIGTERM, then drain. Returns the exit
  * code: 1 when the drain came from a lost zygote (process isolation). */
+/* Watches the credential files (rotate.h), once the server listens. */
+static int
+watch_credentials(run *r)
+{
+	const nngrpc_server_config *sc = &r->cfg.server;
+	bool                        tls = false;
+
+	for (size_t i = 0; i < sc->n_listen; i++) {
+		tls |= strncmp(sc->listen[i], "tls+", 4) == 0;
+	}
+	if (nngrpc_rotate_alloc(r->server, r->cfg.auth_token_file,
+	        sc->auth_token, r->cfg.auth_token_grace, tls, sc->tls_cert,
+	        sc->tls_key, sc->tls_ca, &r->rotate)
+	    != 0) {
+		return (fail(r, 1, "out of memory"));
+	}
+	return (0);
+}
+
+/* Step 6: serve until SIGINT or SIGTERM, looking at the credential files
+ * every second and on SIGHUP; then drain. */
 static int
 serve_until_signal(run *r)
 {
-	int sig;
+	const struct timespec second = { 1, 0 };
+	int                   sig;
 
 	nngrpc_log(NNGRPC_LOG_INFO, "%s ready: %d workers, queue %d",
 	    r->spec->name, r->cfg.server.workers, r->cfg.server.queue);
-	sigwait(&r->stop_sigs, &sig);
+	while ((sig = sigtimedwait(&r->wait_sigs, NULL, &second)) != SIGINT
+	    && sig != SIGTERM) {
+		if (sig == SIGHUP) {
+			nngrpc_log(NNGRPC_LOG_INFO,
+			    "SIGHUP: reading the credential files again");
+		}
+		nngrpc_rotate_look(r->rotate, sig == SIGHUP);
+	}
 	nngrpc_log(NNGRPC_LOG_INFO, "%s: draining (up to %g s)",
 	    sig == SIGINT ? "SIGINT" : "SIGTERM", r->cfg.drain_timeout);
 	if (!drain(r)) {
@@ -366,6 +384,7 @@ finish(run *r, int code)
 	 * can go. */
 	nngrpc_server_close(r->server);
 	nngrpc_isolate_free(r->iso); /* ends the zygote and the workers */
+	nngrpc_rotate_free(r->rotate);
 	if (r->set_up && r->spec->cleanup != NULL) {
 		r->spec->cleanup(r->spec->arg);
 	}
@@ -456,7 +475,8 @@ nngrpc_serve(const nngrpc_serve_spec *spec, int argc, char **argv)
 		    && r->cfg.replay != NULL) {
 			rc = replay(r);
 		} else if (rc == 0 && (rc = fork_zygote(r)) == 0
-		    && (rc = start(r)) == 0 && (rc = load(r)) == 0) {
+		    && (rc = start(r)) == 0 && (rc = load(r)) == 0
+		    && (rc = watch_credentials(r)) == 0) {
 			rc = serve_until_signal(r);
 		}
 		rc = finish(r, rc);

@@ -101,6 +101,11 @@ static const standard_option standard[] = {
 	    FIELD(auth_token_file),
 	    "require \"authorization: Bearer <token>\" metadata, the token "
 	    "read from this file (health checks stay open)" },
+	{ "auth-token-grace", "NNGRPC_AUTH_TOKEN_GRACE", K_SECONDS, 0, 86400,
+	    FIELD(auth_token_grace),
+	    "seconds the old token stays accepted once the token file has a "
+	    "new one (it is read again when it changes, and on SIGHUP); "
+	    "default 300" },
 	{ "drain-timeout", "NNGRPC_DRAIN_TIMEOUT", K_SECONDS, 0, 3600,
 	    FIELD(drain_timeout),
 	    "seconds SIGTERM waits for calls in flight before exiting "
@@ -515,6 +520,7 @@ defaults(nngrpc_serve_config *cfg)
 	cfg->access_log = NNGRPC_ACCESS_OFF;
 	cfg->access_sample = 0.01;
 	cfg->drain_timeout = 10;
+	cfg->auth_token_grace = 300;
 	cfg->worker_memory_mb = 1024;
 	cfg->deadline_grace = 1;
 	cfg->poison_crashes = 3;

@@ -27,6 +27,8 @@ typedef struct nngrpc_serve_config {
 	/* File whose first line is the token every call must carry (as
 	 * "authorization: Bearer <token>"), or NULL. */
 	const char *auth_token_file;
+	/* Seconds a replaced token stays accepted after the file changed. */
+	double auth_token_grace;
 	/* Seconds a SIGTERM drain waits for calls in flight. */
 	double drain_timeout;
 	/* Server options set with nngrpc_server_set_int() (nngrpc.h). */

@@ -55,6 +55,7 @@
 #include "metrics.h"
 #include "ops_http.h"
 #include "server.h"
+#include "tls.h"
 
 #define SPARE_CONTEXTS 16
 /* How long a reply may wait for its client to read before the connection
@@ -100,7 +101,7 @@ struct nngrpc_server {
 	nng_socket           s_sock;
 	bool                 s_sock_open;
 	nng_listener         s_listeners[NNGRPC_MAX_LISTEN];
-	nng_tls_config      *s_tls; /* for tls+tcp:// listeners, or NULL */
+	nngrpc_tls          *s_tls; /* tls+tcp:// listeners' credentials */
 	size_t               s_n_listeners;
 	work                *s_works;
 	size_t               s_n_works;
@@ -378,7 +379,9 @@ copy_config(nngrpc_server *s, const nngrpc_server_config *cfg)
 	}
 	s->s_cfg.http = s->s_http;
 	s->s_cfg.auth_token = NULL; /* the auth check keeps its own copy */
-	return (0);
+	/* The TLS files are read again on nngrpc_server_reload_tls(). */
+	return (nngrpc_tls_alloc(
+	    cfg->tls_cert, cfg->tls_key, cfg->tls_ca, &s->s_tls));
 }
 
 /* A condition variable whose timed waits are on CLOCK_MONOTONIC, the
@@ -492,6 +495,26 @@ nngrpc_dispatch *
 nngrpc_server_dispatch(nngrpc_server *s)
 {
 	return (s->s_dispatch);
+}
+
+int
+nngrpc_server_set_auth_tokens(
+    nngrpc_server *s, const char *const *tokens, size_t n)
+{
+	if (s->s_auth == NULL) {
+		return (NNG_ENOTSUP);
+	}
+	return (nngrpc_auth_set_tokens(s->s_auth, tokens, n));
+}
+
+int
+nngrpc_server_reload_tls(nngrpc_server *s, char *err, size_t errlen)
+{
+	if (!s->s_started) {
+		snprintf(err, errlen, "tls: the server has not started");
+		return (NNG_ESTATE);
+	}
+	return (nngrpc_tls_reload(s->s_tls, err, errlen));
 }
 
 int
@@ -933,101 +956,6 @@ listen_error(int rv)
 	}
 }
 
-/* Reads a whole PEM file. Returns new: a NUL-terminated string to free(),
- * or NULL with errno set. */
-static char *
-read_pem(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long  n;
-
-	if (f == NULL) {
-		return (NULL);
-	}
-	if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0
-	    || fseek(f, 0, SEEK_SET) != 0
-	    || (buf = malloc((size_t) n + 1)) == NULL) {
-		fclose(f);
-		return (NULL);
-	}
-	if (fread(buf, 1, (size_t) n, f) != (size_t) n) {
-		free(buf);
-		fclose(f);
-		errno = EIO;
-		return (NULL);
-	}
-	buf[n] = '\0';
-	fclose(f);
-	return (buf);
-}
-
-/* Builds the server's TLS configuration once and applies it to listener
- * l. On failure writes one line into err. */
-static int
-tls_setup(nngrpc_server *s, nng_listener l, char *err, size_t errlen)
-{
-	const nngrpc_server_config *c = &s->s_cfg;
-	char                       *cert, *key, *ca = NULL;
-	int                         rv;
-
-	if (s->s_tls == NULL) {
-		if (c->tls_cert == NULL || c->tls_key == NULL) {
-			snprintf(err, errlen,
-			    "tls+tcp:// listeners need a certificate and a "
-			    "key (--tls-cert, --tls-key)");
-			return (NNG_EINVAL);
-		}
-		if ((cert = read_pem(c->tls_cert)) == NULL) {
-			snprintf(err, errlen, "tls certificate %s: %s",
-			    c->tls_cert, strerror(errno));
-			return (NNG_EINVAL);
-		}
-		if ((key = read_pem(c->tls_key)) == NULL) {
-			snprintf(err, errlen, "tls key %s: %s", c->tls_key,
-			    strerror(errno));
-			free(cert);
-			return (NNG_EINVAL);
-		}
-		if (c->tls_ca != NULL && (ca = read_pem(c->tls_ca)) == NULL) {
-			snprintf(err, errlen, "tls CA %s: %s", c->tls_ca,
-			    strerror(errno));
-			free(cert);
-			free(key);
-			return (NNG_EINVAL);
-		}
-		rv = nng_tls_config_alloc(&s->s_tls, NNG_TLS_MODE_SERVER);
-		if (rv == 0
-		    && (rv = nng_tls_config_own_cert(
-		            s->s_tls, cert, key, NULL))
-		        != 0) {
-			snprintf(err, errlen,
-			    "tls certificate %s or key %s: %s", c->tls_cert,
-			    c->tls_key, nng_strerror(rv));
-		} else if (rv == 0 && ca != NULL
-		    && ((rv = nng_tls_config_ca_chain(s->s_tls, ca, NULL)) != 0
-		        || (rv = nng_tls_config_auth_mode(
-		                s->s_tls, NNG_TLS_AUTH_MODE_REQUIRED))
-		            != 0)) {
-			snprintf(err, errlen, "tls CA %s: %s", c->tls_ca,
-			    nng_strerror(rv));
-		} else if (rv != 0) {
-			snprintf(err, errlen, "tls: %s", nng_strerror(rv));
-		}
-		free(cert);
-		free(key);
-		free(ca);
-		if (rv != 0) {
-			return (rv);
-		}
-	}
-	if ((rv = nng_listener_set_ptr(l, NNG_OPT_TLS_CONFIG, s->s_tls))
-	    != 0) {
-		snprintf(err, errlen, "tls: %s", nng_strerror(rv));
-	}
-	return (rv);
-}
-
 /* --max-connections 0: the descriptor limit less an eighth of it (at
  * least 64) for everything else the process opens. */
 static int64_t
@@ -1164,7 +1092,9 @@ start_listeners(nngrpc_server *s, char *err, size_t errlen)
 			    s, rv, err, errlen, url, listen_error(rv)));
 		}
 		if (strncmp(url, "tls+", 4) == 0
-		    && (rv = tls_setup(s, *l, err, errlen)) != 0) {
+		    && (rv = nngrpc_tls_add_listener(
+		            s->s_tls, *l, err, errlen))
+		        != 0) {
 			nng_listener_close(*l);
 			nngrpc_server_stop(s);
 			return (rv);
@@ -1347,9 +1277,7 @@ nngrpc_server_close(nngrpc_server *s)
 	pthread_cond_destroy(&s->s_cv);
 	pthread_cond_destroy(&s->s_idle_cv);
 	pthread_cond_destroy(&s->s_adm_cv);
-	if (s->s_tls != NULL) {
-		nng_tls_config_free(s->s_tls);
-	}
+	nngrpc_tls_free(s->s_tls); /* after the listeners */
 	free(s->s_works);
 	free(s->s_workers);
 	free(s->s_queue);
