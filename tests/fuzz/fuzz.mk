@@ -38,7 +38,10 @@ FUZZ_LDLIBS  := -lnng -lprotobuf-c -lz -lzstd -lpthread -lm
 
 # The engine is fuzzed once the build has it (engine.mk sets ENGINE_LIB).
 FUZZ_ENGINE  := $(if $(ENGINE_LIB),$(or $(ENGINE_SRCS),$(wildcard src/engine/*.c)))
-FUZZ_HOTEL   := $(if $(FUZZ_ENGINE),$(wildcard src/service/hotel_service.c))
+# The hotel service and what it calls besides the engine (data_dir.c: the
+# confined Reload's file access).
+FUZZ_HOTEL   := $(if $(FUZZ_ENGINE),$(wildcard src/service/hotel_service.c \
+                                               src/service/data_dir.c))
 FUZZ_ENGINE_LDLIBS := $(or $(ENGINE_LDLIBS),-ljansson -lm)
 
 FUZZ_TARGETS ?= fuzz_dispatch fuzz_payload \
@@ -49,7 +52,7 @@ FUZZ_TARGETS ?= fuzz_dispatch fuzz_payload \
 # and all the service glue.
 FUZZ_NOT_RPC  := src/rpc/server.c src/rpc/serve.c src/rpc/serve_config.c \
                  src/rpc/isolate.c src/rpc/zygote.c src/rpc/sandbox.c \
-                 src/rpc/crash.c src/rpc/isoproto.c
+                 src/rpc/crash.c src/rpc/isoproto.c src/rpc/rotate.c
 FUZZ_RPC_SRCS := $(filter-out $(FUZZ_NOT_RPC),$(wildcard src/rpc/*.c)) \
                  src/service/testing_service.c tests/fuzz/fuzz_rpc.c \
                  $(FUZZ_HOTEL)
