@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nngrpc/log.h>
@@ -376,13 +377,83 @@ serve_until_signal(run *r)
 	return (nngrpc_isolate_lost(r->iso) ? 1 : 0);
 }
 
+/* How long closing the server may take once the drain is over. */
+#define CLOSE_GUARD_S 5
+
+/* A watchdog over nngrpc_server_close(): with libnng < 1.6 a connection
+ * closed by either side while a request is arriving can wedge libnng's
+ * single pipe reaper (nanomsg/nng#1636, fixed in 1.6.0), and nng_close()
+ * then waits for it forever. Every call was answered by then, so rather
+ * than hang until the orchestrator's SIGKILL, the process says so and
+ * leaves with the exit code it was going to return. */
+typedef struct close_guard {
+	pthread_mutex_t mtx;
+	pthread_cond_t  cv;
+	bool            done;
+	int             code;
+} close_guard;
+
+static void *
+close_guard_wait(void *arg)
+{
+	close_guard    *g = arg;
+	struct timespec until;
+	int             rv = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += CLOSE_GUARD_S;
+	pthread_mutex_lock(&g->mtx);
+	while (!g->done && rv != ETIMEDOUT) {
+		rv = pthread_cond_timedwait(&g->cv, &g->mtx, &until);
+	}
+	if (!g->done) {
+		nngrpc_log(NNGRPC_LOG_ERROR,
+		    "libnng did not close the socket within %d s (its pipe "
+		    "reaper is stuck: nanomsg/nng#1636, fixed in libnng "
+		    "1.6.0); every call was answered: exiting without it",
+		    CLOSE_GUARD_S);
+		_exit(g->code);
+	}
+	pthread_mutex_unlock(&g->mtx);
+	return (NULL);
+}
+
+/* nngrpc_server_close(), bounded by CLOSE_GUARD_S (above). */
+static void
+close_server(run *r, int code)
+{
+	close_guard        g = { .done = false, .code = code };
+	pthread_condattr_t attr;
+	pthread_t          thr;
+	bool               guarded;
+
+	pthread_mutex_init(&g.mtx, NULL);
+	pthread_condattr_init(&attr);
+	pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	pthread_cond_init(&g.cv, &attr);
+	pthread_condattr_destroy(&attr);
+	/* Without the watchdog thread, close unguarded: no worse than
+	 * before. */
+	guarded = pthread_create(&thr, NULL, close_guard_wait, &g) == 0;
+	nngrpc_server_close(r->server);
+	if (guarded) {
+		pthread_mutex_lock(&g.mtx);
+		g.done = true;
+		pthread_cond_signal(&g.cv);
+		pthread_mutex_unlock(&g.mtx);
+		pthread_join(thr, NULL);
+	}
+	pthread_cond_destroy(&g.cv);
+	pthread_mutex_destroy(&g.mtx);
+}
+
 /* Step 7, and the way out of every failed step: undoes what was done. */
 static int
 finish(run *r, int code)
 {
 	/* No handler runs once the server is closed: the service's state
 	 * can go. */
-	nngrpc_server_close(r->server);
+	close_server(r, code);
 	nngrpc_isolate_free(r->iso); /* ends the zygote and the workers */
 	nngrpc_rotate_free(r->rotate);
 	if (r->set_up && r->spec->cleanup != NULL) {

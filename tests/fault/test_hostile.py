@@ -795,9 +795,63 @@ NNG_REAPER_BUG = (
     "the pipe closed (tcptran_pipe_recv_cb runs between 'closed' and the rxaio stop). "
     "nng's single reaper thread then blocks forever in pipe_destroy -> rep0_pipe_stop -> "
     "nni_aio_stop(&p->aio_recv): from then on no closed connection is ever reaped (one "
-    "descriptor leaked per connection, until EMFILE), and SIGTERM hangs in nng_close() "
-    "after the drain. Fixed upstream in nng 1.6.0 (a1bc737b, nanomsg/nng#1636)"
+    "descriptor leaked per connection, until EMFILE), and nng_close() after the drain "
+    "never returns (serve.c's close guard then ends hoteld 5 s later). Fixed upstream in nng 1.6.0 (a1bc737b, nanomsg/nng#1636)"
 )
+
+
+def reset_while_sending(h: Hoteld, clients: int) -> None:
+    """Each client pipelines 20 Echo requests of 64 KiB and resets the
+    connection without reading: with libnng < 1.6 this wedges the reaper
+    in most runs (NNG_REAPER_BUG)."""
+    env = envelope(ECHO, echo_payload(b"r" * 65536))
+    for _ in range(clients):
+        with RawConn(h.port, timeout=0.5) as c:
+            c.handshake()
+            for i in range(20):
+                try:
+                    c.send(sp_frame(req_body(env, i + 1)))
+                except OSError:
+                    break
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+REAPER_GUARD_LINE = "libnng did not close the socket within"
+
+
+def test_sigterm_ends_hoteld_even_with_a_stuck_reaper(hoteld_binary: str, workdir: str) -> None:
+    """SIGTERM after connections were reset mid-request: hoteld exits 0
+    within the drain plus serve.c's 5 s close guard, whatever libnng does.
+    With libnng < 1.6 the resets wedge libnng's pipe reaper in most runs
+    (nng_close() then never returns) and the guard must say so and leave;
+    with a fixed libnng the guard must never fire."""
+    h = spawn_hoteld(hoteld_binary, workdir, ["--no-hotels"])
+    try:
+        nng = running_libnng_version(h.pid)
+        base = h.fds()
+        reset_while_sending(h, 20)
+        wedged = not wait_for(lambda: h.fds() <= base, 2.0)
+        assert_serves(h, what="the reset connections")
+        t0 = time.monotonic()
+        h.server.proc.send_signal(signal.SIGTERM)
+        try:
+            h.server.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("hoteld did not exit within 20 s of SIGTERM:\n" + h.log()[-3000:])
+        took = time.monotonic() - t0
+        guarded = REAPER_GUARD_LINE in h.log()
+        print("libnng %s: descriptors %s; SIGTERM to exit %.2f s, close guard fired: %s"
+              % (".".join(map(str, nng)), "leaked (reaper wedged)" if wedged else "back",
+                 took, guarded))
+        if nng >= (1, 6, 0):
+            assert not guarded, "the close guard fired with libnng %s:\n%s" % (nng, h.log()[-3000:])
+        elif wedged:
+            assert guarded, "the reaper was wedged but the guard did not say so:\n" + h.log()[-3000:]
+        h.stop()  # exit code 0 and no sanitizer report
+    finally:
+        if h.alive():
+            h.server.proc.kill()
+            h.server.proc.wait(10)
 
 
 def test_abrupt_disconnects_do_not_leak_descriptors(
@@ -816,16 +870,7 @@ def test_abrupt_disconnects_do_not_leak_descriptors(
             request.applymarker(pytest.mark.xfail(
                 strict=False, reason=NNG_REAPER_BUG % ".".join(map(str, nng))))
         base = h.fds()
-        env = envelope(ECHO, echo_payload(b"r" * 65536))
-        for _ in range(20):
-            with RawConn(h.port, timeout=0.5) as c:
-                c.handshake()
-                for i in range(20):
-                    try:
-                        c.send(sp_frame(req_body(env, i + 1)))
-                    except OSError:
-                        break
-                c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        reset_while_sending(h, 20)
         back = wait_for(lambda: h.fds() <= base, 3.0)
         after_resets = h.fds()
         for i in range(100):
