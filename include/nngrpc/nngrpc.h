@@ -378,6 +378,22 @@ NNGRPC_API int64_t nngrpc_call_deadline(const nngrpc_call *call);
 /* True when the deadline has passed: long handlers check it and stop. */
 NNGRPC_API bool nngrpc_call_expired(const nngrpc_call *call);
 
+/*
+ * True once the caller gave up on the call: its connection closed, or the
+ * client cancelled it by request id (docs/compatibility.md,
+ * "Cancellation"). Long handlers check it beside nngrpc_call_expired() and
+ * stop, answering NNGRPC_CANCELLED; nobody reads that answer, but the
+ * worker is free for the next call. Once true it stays true.
+ *
+ * Cheap: an atomic load (with --isolation process, in a worker process, a
+ * poll() of its socket to the front end, about a microsecond): look every
+ * millisecond or so of work, as at the deadline. Any thread, and several
+ * at once, while the call runs (a handler's helper threads may look too).
+ * A call cancelled before a worker took it never runs; a handler that
+ * never looks runs to its end (or its deadline) as before.
+ */
+NNGRPC_API bool nngrpc_call_cancelled(const nngrpc_call *call);
+
 /* The caller's request id (metadata "nngrpc-request-id"), or "" when
  * it gave none. Borrowed from the call. */
 NNGRPC_API const char *nngrpc_call_request_id(const nngrpc_call *call);

@@ -1,11 +1,14 @@
 /*
  * Call context: what a handler may ask of its call and keep for its
  * lifetime. Everything lives in the call's arena; one thread (the worker
- * running the call) touches a call, so nothing here locks.
+ * running the call) touches a call, so nothing here locks. The exception
+ * is nngrpc_call_cancelled(), which any thread may call: it only reads an
+ * atomic flag, or polls a socket.
  */
 #include "call.h"
 
 #include <arpa/inet.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,6 +33,7 @@ nngrpc_call_init(nngrpc_call *call)
 	memset(call, 0, sizeof(*call));
 	nngrpc_arena_init(&call->c_arena);
 	call->c_deadline = NNGRPC_NO_DEADLINE;
+	call->c_cancel_fd = -1;
 	call->c_metric = -1;
 	call->c_run_us = -1;
 }
@@ -75,6 +79,24 @@ nngrpc_call_expired(const nngrpc_call *call)
 {
 	return (call->c_deadline != NNGRPC_NO_DEADLINE
 	    && nngrpc_now_ns() >= call->c_deadline);
+}
+
+bool
+nngrpc_call_cancelled(const nngrpc_call *call)
+{
+	struct pollfd p;
+
+	if (call->c_cancel != NULL
+	    && atomic_load_explicit(call->c_cancel, memory_order_acquire)) {
+		return (true);
+	}
+	if (call->c_cancel_fd < 0) {
+		return (false);
+	}
+	/* Readable: the front end's cancel frame, or its end of file (it
+	 * gave up on this worker); either stays until the call ends. */
+	p = (struct pollfd) { .fd = call->c_cancel_fd, .events = POLLIN };
+	return (poll(&p, 1, 0) > 0);
 }
 
 const char *

@@ -6,6 +6,7 @@
 #ifndef NNGRPC_CALL_H
 #define NNGRPC_CALL_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -34,13 +35,21 @@ struct nngrpc_call {
 	int         c_metric; /* method's metrics index, or -1 */
 	bool        c_open;   /* the method's service is open */
 	int64_t     c_deadline;
-	int64_t     c_queue_us;
-	int64_t     c_run_us;   /* -1 until the reply is built */
-	const char *c_trace_id; /* parsed lazily; NULL: none */
-	bool        c_trace_parsed;
-	bool        c_oom; /* an allocation from call memory failed */
-	const void *c_impl;
-	void       *c_user;
+	/* Cancellation (nngrpc_call_cancelled()): a flag that another
+	 * thread sets, NULL when nothing can cancel the call (the front
+	 * end: the call's record on its connection, conns.h); and, in a
+	 * worker process, its socket to the front end (-1: none), where a
+	 * cancel frame (ISO_CANCEL, isoproto.h) is the only thing that can
+	 * arrive while the call runs, and stays until the call has ended. */
+	const atomic_bool *c_cancel;
+	int                c_cancel_fd;
+	int64_t            c_queue_us;
+	int64_t            c_run_us;   /* -1 until the reply is built */
+	const char        *c_trace_id; /* parsed lazily; NULL: none */
+	bool               c_trace_parsed;
+	bool               c_oom; /* an allocation from call memory failed */
+	const void        *c_impl;
+	void              *c_user;
 	const Nngrpc__V1__Request *c_req; /* in c_arena */
 	/* The status message: c_message_len bytes (NUL-terminated after
 	 * them, and may hold NUL bytes) in c_arena, or NULL. */
@@ -54,7 +63,7 @@ struct nngrpc_call {
 	ProtobufCBinaryData c_payload;
 };
 
-/* Starts a call: an empty arena, no deadline. */
+/* Starts a call: an empty arena, no deadline, nothing to cancel it. */
 void nngrpc_call_init(nngrpc_call *call);
 
 /* Runs the deferred functions and frees everything the call owns. */

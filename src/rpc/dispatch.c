@@ -751,8 +751,15 @@ run(const nngrpc_dispatch *d, nngrpc_call *call, const uint8_t *body,
 	    || (st = admit(d, call, &m)) != NNGRPC_OK) {
 		return (st);
 	}
+	call->c_metric = m->m_metric;
+	if (call->c_cancel != NULL && nngrpc_call_cancelled(call)) {
+		(void) nngrpc_call_set_trailer(call, NNGRPC_NOT_RUN_KEY, "1");
+		return (nngrpc_call_error(call, NNGRPC_CANCELLED,
+		    "cancelled by the client after %lld us in the server "
+		    "queue: not run",
+		    (long long) ((start_ns - recv_ns) / 1000)));
+	}
 	if (d->d_runner != NULL && !m->m_inline && !m->m_svc->s_open) {
-		call->c_metric = m->m_metric;
 		return (d->d_runner(d->d_runner_arg, call,
 		    (uint32_t) (m - d->d_methods), m->m_reload, body, len,
 		    &call->c_payload));
@@ -850,7 +857,8 @@ build_reply(const nngrpc_dispatch *d, nngrpc_call *call, nngrpc_status st,
 
 int
 nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
-    nng_pipe pipe, int64_t recv_ns, int64_t start_ns, nng_msg **replyp)
+    nng_pipe pipe, const atomic_bool *cancelled, int64_t recv_ns,
+    int64_t start_ns, nng_msg **replyp)
 {
 	nngrpc_reply      reply = { 0 };
 	ProtobufCMessage *output = NULL;
@@ -861,6 +869,7 @@ nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body, size_t len,
 
 	nngrpc_call_init(&call);
 	call.c_pipe = pipe;
+	call.c_cancel = cancelled;
 	call.c_queue_us = (start_ns - recv_ns) / 1000;
 	st = run(d, &call, body, len, recv_ns, start_ns, &output);
 	build_reply(d, &call, st, output, &reply);

@@ -9,6 +9,7 @@
 #ifndef NNGRPC_DISPATCH_H
 #define NNGRPC_DISPATCH_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -102,13 +103,16 @@ size_t nngrpc_dispatch_count(const nngrpc_dispatch *d);
  * arrived on pipe (for the peer's address; NNG_PIPE_INITIALIZER if none).
  * recv_ns is when the server received it, start_ns when a worker took it
  * (CLOCK_MONOTONIC); a call already past its deadline is answered
- * DEADLINE_EXCEEDED without running. Every failure becomes a status in the
- * reply. Returns new: *replyp, which the caller sends or frees. Returns 0,
- * or NNG_ENOMEM when not even the reply could be built.
+ * DEADLINE_EXCEEDED without running. cancelled (borrowed for the call;
+ * NULL: nothing cancels it) is the flag nngrpc_call_cancelled() reads: a
+ * call already cancelled is answered CANCELLED without running (with
+ * nngrpc-not-run). Every failure becomes a status in the reply. Returns
+ * new: *replyp, which the caller sends or frees. Returns 0, or NNG_ENOMEM
+ * when not even the reply could be built.
  */
 int nngrpc_dispatch_call(const nngrpc_dispatch *d, const uint8_t *body,
-    size_t len, nng_pipe pipe, int64_t recv_ns, int64_t start_ns,
-    nng_msg **replyp);
+    size_t len, nng_pipe pipe, const atomic_bool *cancelled, int64_t recv_ns,
+    int64_t start_ns, nng_msg **replyp);
 
 /* ---- the seam of process isolation (src/rpc/isolate.c) ----------------- */
 

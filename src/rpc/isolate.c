@@ -13,10 +13,17 @@
  *
  * Waiting for a reply is a poll() on the worker's socket, in slices of
  * WATCH_MS while a memory limit is set (each slice reads the worker's
- * resident pages from /proc/PID/statm), and otherwise in one wait until
- * the deadline plus the grace. A crashing worker writes an ISO_CRASH
- * frame from its signal handler before it dies; a worker that dies
- * without one (killed from outside) is an end of file.
+ * resident pages from /proc/PID/statm) or the call can be cancelled
+ * (each slice looks at its flag), and otherwise in one wait until the
+ * deadline plus the grace. A crashing worker writes an ISO_CRASH frame
+ * from its signal handler before it dies; a worker that dies without one
+ * (killed from outside) is an end of file.
+ *
+ * A cancelled call (its client gave up: nngrpc_call_cancelled()) is
+ * passed on to its worker as an ISO_CANCEL frame, where the handler's
+ * nngrpc_call_cancelled() sees it; a worker that has not answered within
+ * the grace after that is killed and replaced, as one past its deadline
+ * is, and the call is answered CANCELLED.
  */
 #include "isolate.h"
 
@@ -73,7 +80,14 @@ typedef struct crash_count {
 } crash_count;
 
 /* What happened to a call handed to a worker. */
-typedef enum { OUT_REPLY, OUT_CRASH, OUT_GONE, OUT_HUNG, OUT_MEMORY } outcome;
+typedef enum {
+	OUT_REPLY,
+	OUT_CRASH,
+	OUT_GONE,
+	OUT_HUNG,
+	OUT_MEMORY,
+	OUT_CANCELLED, /* did not stop within the grace after a cancel */
+} outcome;
 
 struct nngrpc_isolate {
 	nngrpc_isolate_config i_cfg;
@@ -104,6 +118,7 @@ struct nngrpc_isolate {
 	double   i_replace_sum_s, i_replace_max_s;
 	uint64_t i_replaced;
 	uint64_t i_spawned, i_kills_deadline, i_kills_memory, i_refused;
+	uint64_t i_kills_cancel, i_cancels; /* cancels passed on */
 	/* The service's gauges, as the zygote last read them; i_mtx. */
 	pthread_mutex_t i_gauge_mtx; /* one /metrics read at a time */
 	int64_t         i_gauge_seq; /* the read waited for; i_mtx */
@@ -699,6 +714,49 @@ send_call(const nngrpc_call *call, uint32_t method, uint32_t kind, int fd,
 	    method, v, 5));
 }
 
+/* True when w should be killed now (past kill_at, or over the memory
+ * limit); *op says why. */
+static bool
+must_kill(nngrpc_isolate *iso, iso_worker *w, int64_t kill_at, outcome why,
+    outcome *op)
+{
+	if (kill_at != NNGRPC_NO_DEADLINE && nngrpc_now_ns() >= kill_at) {
+		*op = why;
+		return (true);
+	}
+	if (iso->i_cfg.memory_limit > 0 && w->w_rss_base >= 0) {
+		long rss = resident_pages(w->w_pid);
+		if (rss > w->w_rss_base
+		    && (uint64_t) (rss - w->w_rss_base)
+		            * (uint64_t) iso->i_page
+		        > iso->i_cfg.memory_limit) {
+			*op = OUT_MEMORY;
+			return (true);
+		}
+	}
+	return (false);
+}
+
+/* Passes a cancel on to w (once): from now on the worker has the grace
+ * to answer, unless its deadline's grace ends sooner. Moves *kill_atp
+ * and *whyp when the cancel's does. */
+static void
+pass_cancel(
+    nngrpc_isolate *iso, iso_worker *w, int64_t *kill_atp, outcome *whyp)
+{
+	int64_t until = nngrpc_now_ns() + iso->i_cfg.grace_ns;
+
+	/* A worker gone already shows as an end of file in the next poll. */
+	(void) iso_send(w->w_fd, ISO_CANCEL, 0, 0, NULL, 0);
+	pthread_mutex_lock(&iso->i_mtx);
+	iso->i_cancels++;
+	pthread_mutex_unlock(&iso->i_mtx);
+	if (*kill_atp == NNGRPC_NO_DEADLINE || until < *kill_atp) {
+		*kill_atp = until;
+		*whyp = OUT_CANCELLED;
+	}
+}
+
 /* Waits for w's answer to the call; the reply or crash note goes to *f
  * and *bodyp (new, freed by the caller). */
 static outcome
@@ -709,6 +767,9 @@ await_answer(nngrpc_isolate *iso, iso_worker *w, const nngrpc_call *call,
 	int64_t kill_at = deadline == NNGRPC_NO_DEADLINE
 	    ? NNGRPC_NO_DEADLINE
 	    : deadline + iso->i_cfg.grace_ns;
+	bool    watch = iso->i_cfg.memory_limit > 0 || call->c_cancel != NULL;
+	bool    cancelled = false;
+	outcome why = OUT_HUNG, o;
 	int     rv;
 
 	for (;;) {
@@ -717,27 +778,20 @@ await_answer(nngrpc_isolate *iso, iso_worker *w, const nngrpc_call *call,
 		int64_t       wait_ms = kill_at == NNGRPC_NO_DEADLINE
 		          ? -1
 		          : (kill_at - now) / 1000000 + 1;
-		if (iso->i_cfg.memory_limit > 0
-		    && (wait_ms < 0 || wait_ms > WATCH_MS)) {
+		if (watch && (wait_ms < 0 || wait_ms > WATCH_MS)) {
 			wait_ms = WATCH_MS;
 		}
 		if (poll(&p, 1, (int) wait_ms) > 0) {
 			break;
 		}
-		if (kill_at != NNGRPC_NO_DEADLINE
-		    && nngrpc_now_ns() >= kill_at) {
-			kill(w->w_pid, SIGKILL);
-			return (OUT_HUNG);
+		if (!cancelled && call->c_cancel != NULL
+		    && atomic_load(call->c_cancel)) {
+			pass_cancel(iso, w, &kill_at, &why);
+			cancelled = true;
 		}
-		if (iso->i_cfg.memory_limit > 0 && w->w_rss_base >= 0) {
-			long rss = resident_pages(w->w_pid);
-			if (rss > w->w_rss_base
-			    && (uint64_t) (rss - w->w_rss_base)
-			            * (uint64_t) iso->i_page
-			        > iso->i_cfg.memory_limit) {
-				kill(w->w_pid, SIGKILL);
-				return (OUT_MEMORY);
-			}
+		if (must_kill(iso, w, kill_at, why, &o)) {
+			kill(w->w_pid, SIGKILL);
+			return (o);
 		}
 	}
 	if (iso_recv_header(w->w_fd, f, NULL) != 0
@@ -778,6 +832,13 @@ fail_lost(nngrpc_isolate *iso, iso_worker *w, nngrpc_call *call, outcome o,
 		    call->c_method, (double) iso->i_cfg.grace_ns / 1e9,
 		    rid[0] ? rid : "none");
 		break;
+	case OUT_CANCELLED:
+		st = nngrpc_call_error(call, NNGRPC_CANCELLED,
+		    "%s was cancelled and did not stop within %.3g s: its "
+		    "worker process was killed (request id %s)",
+		    call->c_method, (double) iso->i_cfg.grace_ns / 1e9,
+		    rid[0] ? rid : "none");
+		break;
 	case OUT_MEMORY:
 		st = nngrpc_call_error(call, NNGRPC_RESOURCE_EXHAUSTED,
 		    "%s: its worker process went over the memory limit "
@@ -797,15 +858,17 @@ fail_lost(nngrpc_isolate *iso, iso_worker *w, nngrpc_call *call, outcome o,
 	pthread_mutex_lock(&iso->i_mtx);
 	iso->i_kills_deadline += o == OUT_HUNG;
 	iso->i_kills_memory += o == OUT_MEMORY;
+	iso->i_kills_cancel += o == OUT_CANCELLED;
 	pthread_mutex_unlock(&iso->i_mtx);
 	if (o == OUT_CRASH || o == OUT_GONE) {
 		count_crash(iso, call, o == OUT_CRASH ? sig : "unknown");
 	}
 	report(iso, call, w->w_pid,
-	    o == OUT_HUNG         ? "deadline"
-	        : o == OUT_MEMORY ? "memory"
-	        : o == OUT_CRASH  ? sig
-	                          : "died",
+	    o == OUT_HUNG            ? "deadline"
+	        : o == OUT_CANCELLED ? "cancel"
+	        : o == OUT_MEMORY    ? "memory"
+	        : o == OUT_CRASH     ? sig
+	                             : "died",
 	    nngrpc_call_message(call));
 	return (st);
 }
@@ -923,8 +986,14 @@ render(void *arg)
 	    "front end, by reason.\n"
 	    "# TYPE nngrpc_worker_kills_total counter\n"
 	    "nngrpc_worker_kills_total{reason=\"deadline\"} %" PRIu64 "\n"
-	    "nngrpc_worker_kills_total{reason=\"memory\"} %" PRIu64 "\n",
-	    iso->i_kills_deadline, iso->i_kills_memory);
+	    "nngrpc_worker_kills_total{reason=\"memory\"} %" PRIu64 "\n"
+	    "nngrpc_worker_kills_total{reason=\"cancel\"} %" PRIu64 "\n"
+	    "# HELP nngrpc_worker_cancels_total Cancels passed on to the "
+	    "worker process running the call.\n"
+	    "# TYPE nngrpc_worker_cancels_total counter\n"
+	    "nngrpc_worker_cancels_total %" PRIu64 "\n",
+	    iso->i_kills_deadline, iso->i_kills_memory, iso->i_kills_cancel,
+	    iso->i_cancels);
 	fprintf(f,
 	    "# HELP nngrpc_worker_spawns_total Worker processes forked.\n"
 	    "# TYPE nngrpc_worker_spawns_total counter\n"

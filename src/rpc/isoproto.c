@@ -163,7 +163,7 @@ iso_recv_header(int fd, iso_frame *f, int *fdp)
 			return (rv);
 		}
 	}
-	if (f->f_kind < ISO_CALL || f->f_kind > ISO_GAUGE_VALUES) {
+	if (f->f_kind < ISO_CALL || f->f_kind > ISO_CANCEL) {
 		return (EPROTO);
 	}
 	return (0);

@@ -13,6 +13,11 @@
  *                         then the packed output to the end
  *                         ISO_CRASH  a=signal b=fault address
  *                         bytes: the crash note (iso_crash_note)
+ *   front end -> worker   ISO_CANCEL no bytes: the caller gave up on the
+ *                         call running (nngrpc_call_cancelled()); sent
+ *                         at most once per call, only before its reply
+ *                         was read, so a worker that already answered
+ *                         finds it before the next ISO_CALL and skips it
  *   front end -> zygote   ISO_LOAD, ISO_SPAWN, ISO_RELOAD (as ISO_CALL)
  *   zygote -> front end   ISO_LOADED a=exit code (0: loaded), bytes: why
  *                         ISO_SPAWNED a=pid b=generation, with the
@@ -49,6 +54,7 @@ typedef enum iso_kind {
 	ISO_RELOADED,
 	ISO_GAUGES,
 	ISO_GAUGE_VALUES,
+	ISO_CANCEL,
 } iso_kind;
 
 /* Largest frame body: a request envelope of the largest size the server

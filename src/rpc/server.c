@@ -666,7 +666,7 @@ run_call(work *w, int64_t start_ns)
 
 	if (nngrpc_dispatch_call(s->s_dispatch, nng_msg_body(w->w_msg),
 	        nng_msg_len(w->w_msg), nng_msg_get_pipe(w->w_msg),
-	        w->w_recv_ns, start_ns, &reply)
+	        &w->w_cc.cc_cancelled, w->w_recv_ns, start_ns, &reply)
 	    != 0) {
 		nng_msg_free(w->w_msg);
 		w->w_msg = NULL;

@@ -90,7 +90,8 @@ exec_call(nngrpc_dispatch *d, const iso_frame *f, const uint8_t *buf,
 	    d, call, (uint32_t) f->f_b, body, body_len, f->f_a, out));
 }
 
-/* Runs a call and answers it on fd with kind; what a worker does. */
+/* Runs a call and answers it on fd, where a cancel may arrive while it
+ * runs (nngrpc_call_cancelled()); what a worker does. */
 static int
 run_one(nngrpc_dispatch *d, int fd, const iso_frame *f, const uint8_t *buf)
 {
@@ -101,6 +102,7 @@ run_one(nngrpc_dispatch *d, int fd, const iso_frame *f, const uint8_t *buf)
 	int                   rv;
 
 	nngrpc_call_init(&call);
+	call.c_cancel_fd = fd;
 	st = exec_call(d, f, buf, &call, &out.base);
 	rv = iso_send_reply(
 	    fd, ISO_REPLY, 0, (int32_t) st, &call, out.data, out.len);
@@ -119,7 +121,13 @@ zygote_worker_loop(nngrpc_dispatch *d, int fd)
 		uint8_t  *buf;
 		int       rv;
 
-		if (iso_recv_header(fd, &f, NULL) != 0 || f.f_kind != ISO_CALL
+		if (iso_recv_header(fd, &f, NULL) != 0) {
+			return;
+		}
+		if (f.f_kind == ISO_CANCEL && f.f_len == 0) {
+			continue; /* for a call already answered */
+		}
+		if (f.f_kind != ISO_CALL
 		    || (buf = iso_recv_body(fd, f.f_len, &rv)) == NULL) {
 			return;
 		}

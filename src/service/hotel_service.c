@@ -192,11 +192,24 @@ io_message(char *buf, size_t len, const char *path, char *msg)
 	return (buf);
 }
 
-/* What stops the engine's work for a call: its deadline. */
+/* The engine's cancel function (hotel.h, "stopping"): the call's. Thread
+ * safe, as the engine needs during a build. */
+static bool
+call_cancelled(void *arg)
+{
+	return (nngrpc_call_cancelled(arg));
+}
+
+/* What stops the engine's work for a call: its deadline, or the caller
+ * giving up (its connection closed, or a cancel by request id). */
 static hotel_stop
 call_stop(nngrpc_call *call)
 {
-	hotel_stop stop = { .deadline_ns = nngrpc_call_deadline(call) };
+	hotel_stop stop = {
+		.deadline_ns = nngrpc_call_deadline(call),
+		.cancelled = call_cancelled,
+		.cancel_arg = call,
+	};
 
 	return (stop);
 }

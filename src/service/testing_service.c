@@ -5,7 +5,8 @@
  * asked by the request metadata key TESTING_HOSTNAME_KEY, names the server
  * host in the trailer of that key: behind DNS round-robin (a Swarm
  * service, a headless Kubernetes Service) that tells which replica
- * answered. Sleep sleeps in slices so it notices the deadline; Fail
+ * answered. Sleep sleeps in slices of SLEEP_SLICE_NS so it notices the
+ * deadline and a cancel (nngrpc_call_cancelled()); Fail
  * answers the status it is asked for. Crash injects the fault it is
  * asked for, bounded where a fault could take the machine (HANG: 60 s,
  * OOM: 2 GiB), since in thread mode it runs in the server itself.
@@ -29,9 +30,11 @@ static char hostname[256];
 /* Set once before the server runs: Crash may inject its faults. */
 static bool crash_allowed;
 
-#define HANG_MAX_NS   (60LL * 1000000000LL)
-#define OOM_MAX_BYTES (2ULL << 30)
-#define OOM_CHUNK     (16u << 20)
+#define HANG_MAX_NS (60LL * 1000000000LL)
+/* How long Sleep sleeps between two looks for a cancel. */
+#define SLEEP_SLICE_NS (2LL * 1000000LL)
+#define OOM_MAX_BYTES  (2ULL << 30)
+#define OOM_CHUNK      (16u << 20)
 
 /* Sends the request metadata value of key back as a trailer, through the
  * binary accessors for a "-bin" key (whose value is not sent back when it
@@ -92,6 +95,14 @@ sleep_for(nngrpc_call *call, const Nngrpc__Testing__V1__SleepRequest *req,
 			    NNGRPC_DEADLINE_EXCEEDED,
 			    "deadline exceeded after sleeping %lld of %u ms",
 			    (long long) ((now - start) / 1000000), req->ms));
+		}
+		if (nngrpc_call_cancelled(call)) {
+			return (nngrpc_call_error(call, NNGRPC_CANCELLED,
+			    "cancelled after sleeping %lld of %u ms",
+			    (long long) ((now - start) / 1000000), req->ms));
+		}
+		if (end - now > SLEEP_SLICE_NS) {
+			end = now + SLEEP_SLICE_NS;
 		}
 		struct timespec ts = {
 			.tv_sec = (end - now) / 1000000000,

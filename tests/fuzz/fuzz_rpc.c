@@ -516,8 +516,8 @@ fuzz_rpc_call(const uint8_t *env, size_t len)
 	}
 
 	check_peek(d, env, len);
-	rv = nngrpc_dispatch_call(
-	    d, env, len, (nng_pipe) NNG_PIPE_INITIALIZER, now, now, &reply);
+	rv = nngrpc_dispatch_call(d, env, len, (nng_pipe) NNG_PIPE_INITIALIZER,
+	    NULL, now, now, &reply);
 	if (rv != 0 || reply == NULL) {
 		die("nngrpc_dispatch_call returned %d", rv);
 	}

@@ -79,6 +79,28 @@ error_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 	return (nngrpc_call_error(call, NNGRPC_NOT_FOUND, "no hotel %d", 7));
 }
 
+/* The flag a cancellable call borrows (the server's record of it on its
+ * connection); a handler that sets it sees itself cancelled. */
+static atomic_bool cancel_flag;
+
+/* Fail, as a handler that looks for a cancel: sets the flag (as a
+ * closing connection would, from another thread) and answers what
+ * nngrpc_call_cancelled() says. */
+static nngrpc_status
+cancel_seen_fn(
+    nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
+{
+	(void) in;
+	(void) out;
+	handler_runs++;
+	if (nngrpc_call_cancelled(call)) {
+		return (NNGRPC_INTERNAL); /* not yet: nobody cancelled */
+	}
+	atomic_store(&cancel_flag, true);
+	return (
+	    nngrpc_call_cancelled(call) ? NNGRPC_CANCELLED : NNGRPC_INTERNAL);
+}
+
 static nngrpc_dispatch *
 make_dispatch(void)
 {
@@ -131,8 +153,8 @@ call(nngrpc_dispatch *d, const char *method, uint64_t timeout_us,
 	int64_t               now = nngrpc_now_ns();
 
 	n = make_request(method, timeout_us, payload, len, who, &buf);
-	assert_int_equal(nngrpc_dispatch_call(
-	                     d, buf, n, no_pipe, now - queued_ns, now, &reply),
+	assert_int_equal(nngrpc_dispatch_call(d, buf, n, no_pipe, NULL,
+	                     now - queued_ns, now, &reply),
 	    0);
 	resp = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
@@ -278,7 +300,7 @@ test_garbage_envelope(void **state)
 	(void) state;
 	int64_t now = nngrpc_now_ns();
 	assert_int_equal(nngrpc_dispatch_call(d, garbage, sizeof(garbage),
-	                     no_pipe, now, now, &reply),
+	                     no_pipe, NULL, now, now, &reply),
 	    0);
 	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
@@ -387,7 +409,8 @@ check_message(nngrpc_dispatch *d, const char *mode, const char *msg,
 	n = make_request(
 	    "/nngrpc.testing.v1.Testing/Echo", 0, payload, n, mode, &buf);
 	assert_int_equal(
-	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, NULL, now, now, &reply),
+	    0);
 	assert_true(nngrpc_wire_scan_response(
 	    nng_msg_body(reply), nng_msg_len(reply), &w));
 	assert_int_equal(w.code, NNGRPC_FAILED_PRECONDITION);
@@ -511,7 +534,8 @@ test_binary_metadata(void **state)
 	req.n_metadata = 3;
 	size_t n = nngrpc__v1__request__pack(&req, buf);
 	assert_int_equal(
-	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, NULL, now, now, &reply),
+	    0);
 	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
 	assert_non_null(r);
@@ -554,7 +578,7 @@ call_md(nngrpc_dispatch *d, const char *method, uint64_t timeout_us,
 	req.n_metadata = n;
 	buf = malloc(nngrpc__v1__request__get_packed_size(&req) + 1);
 	size_t size = nngrpc__v1__request__pack(&req, buf);
-	assert_int_equal(nngrpc_dispatch_call(d, buf, size, no_pipe,
+	assert_int_equal(nngrpc_dispatch_call(d, buf, size, no_pipe, NULL,
 	                     now - queued_ns, now, &reply),
 	    0);
 	r = nngrpc__v1__response__unpack(
@@ -914,7 +938,8 @@ call_with(
 	size_t  n = nngrpc__v1__request__pack(&req, buf);
 	int64_t now = nngrpc_now_ns();
 	assert_int_equal(
-	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, NULL, now, now, &reply),
+	    0);
 	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
 	code = r->code;
@@ -1283,11 +1308,67 @@ test_reflection_lookup(void **state)
 	nngrpc_dispatch_free(d);
 }
 
+/* A call whose flag is set before it runs is answered CANCELLED, marked
+ * not run, and its handler never runs; one cancelled while it runs sees
+ * it in nngrpc_call_cancelled(); a call with no flag never is. */
+static void
+test_cancelled_call(void **state)
+{
+	static const nngrpc_method_fn fns[4] = { cancel_seen_fn, NULL };
+	nngrpc_dispatch              *d;
+	Nngrpc__V1__Response         *r;
+	nng_msg                      *reply;
+	uint8_t                      *buf;
+	size_t                        n;
+	int64_t                       now = nngrpc_now_ns();
+
+	(void) state;
+	assert_int_equal(nngrpc_dispatch_alloc(&d), 0);
+	assert_int_equal(nngrpc_dispatch_add_service(d,
+	                     &nngrpc__testing__v1__testing__descriptor, NULL,
+	                     fns, NULL, 0, NULL),
+	    0);
+	nngrpc_dispatch_seal(d);
+	n = make_request(
+	    "/nngrpc.testing.v1.Testing/Echo", 1000000, NULL, 0, NULL, &buf);
+	for (int round = 0; round < 3; round++) {
+		handler_runs = 0;
+		atomic_store(&cancel_flag, round == 0);
+		assert_int_equal(
+		    nngrpc_dispatch_call(d, buf, n, no_pipe,
+		        round == 2 ? NULL : &cancel_flag, now, now, &reply),
+		    0);
+		r = nngrpc__v1__response__unpack(
+		    NULL, nng_msg_len(reply), nng_msg_body(reply));
+		nng_msg_free(reply);
+		assert_non_null(r);
+		if (round == 0) { /* cancelled while queued */
+			assert_int_equal(r->code, NNGRPC_CANCELLED);
+			assert_int_equal(handler_runs, 0);
+			assert_non_null(strstr(r->message, "not run"));
+			assert_int_equal(r->n_trailers, 1);
+			assert_string_equal(
+			    r->trailers[0]->key, "nngrpc-not-run");
+		} else if (round == 1) { /* cancelled while running */
+			assert_int_equal(r->code, NNGRPC_CANCELLED);
+			assert_int_equal(handler_runs, 1);
+			assert_int_equal(r->n_trailers, 0);
+		} else { /* nothing can cancel it: the flag set is not its */
+			assert_int_equal(r->code, NNGRPC_INTERNAL);
+			assert_int_equal(handler_runs, 1);
+		}
+		nngrpc__v1__response__free_unpacked(r, NULL);
+	}
+	free(buf);
+	nngrpc_dispatch_free(d);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_round_trip),
+		cmocka_unit_test(test_cancelled_call),
 		cmocka_unit_test(test_failures),
 		cmocka_unit_test(test_peek_inline),
 		cmocka_unit_test(test_garbage_envelope),

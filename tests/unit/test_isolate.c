@@ -5,7 +5,7 @@
  * pool's locks and its supervisor thread). Handlers, over the Testing
  * service's descriptor: Echo answers with the generation the process has,
  * Sleep is a reload that bumps it, Fail aborts (a crash), Crash spins (a
- * hang). */
+ * hang) until it is cancelled, or to the end with metadata "deaf". */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -18,7 +18,9 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <nngrpc/clock.h>
@@ -72,11 +74,16 @@ static nngrpc_status
 spin_fn(nngrpc_call *call, const ProtobufCMessage *in, ProtobufCMessage *out)
 {
 	int64_t until = nngrpc_now_ns() + 30LL * 1000000000;
+	bool    deaf = nngrpc_call_metadata(call, "deaf") != NULL;
 
-	(void) call;
 	(void) in;
 	(void) out;
-	while (nngrpc_now_ns() < until) { }
+	while (nngrpc_now_ns() < until) {
+		if (!deaf && nngrpc_call_cancelled(call)) {
+			return (nngrpc_call_error(
+			    call, NNGRPC_CANCELLED, "spin: cancelled"));
+		}
+	}
 	return (NNGRPC_OK);
 }
 
@@ -115,7 +122,59 @@ call(const char *method, uint64_t timeout_us)
 	req.timeout_us = timeout_us;
 	n = nngrpc__v1__request__pack(&req, buf);
 	assert_int_equal(
-	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, NULL, now, now, &reply),
+	    0);
+	r = nngrpc__v1__response__unpack(
+	    NULL, nng_msg_len(reply), nng_msg_body(reply));
+	nng_msg_free(reply);
+	assert_non_null(r);
+	return (r);
+}
+
+/* Sets the flag arg points to after 30 ms: a client giving up. */
+static void *
+cancel_soon(void *arg)
+{
+	struct timespec ts = { 0, 30 * 1000000 };
+
+	nanosleep(&ts, NULL);
+	atomic_store((atomic_bool *) arg, true);
+	return (NULL);
+}
+
+/* A Crash (a spin) cancelled 30 ms in, from another thread; deaf: the
+ * handler does not look. Returns the response (freed by the caller) and
+ * how long the call took in *msp. */
+static Nngrpc__V1__Response *
+call_cancelled(bool deaf, int64_t *msp)
+{
+	Nngrpc__V1__Request                req = NNGRPC__V1__REQUEST__INIT;
+	Nngrpc__V1__Request__MetadataEntry e
+	    = NNGRPC__V1__REQUEST__METADATA_ENTRY__INIT;
+	Nngrpc__V1__Request__MetadataEntry *ep = &e;
+	atomic_bool                         flag = false;
+	uint8_t                             buf[256];
+	pthread_t                           t;
+	nng_msg                            *reply;
+	int64_t                             now = nngrpc_now_ns();
+	Nngrpc__V1__Response               *r;
+	size_t                              n;
+
+	req.method = "/nngrpc.testing.v1.Testing/Crash";
+	req.timeout_us = 10000000;
+	if (deaf) {
+		e.key = "deaf";
+		e.value = "1";
+		req.metadata = &ep;
+		req.n_metadata = 1;
+	}
+	n = nngrpc__v1__request__pack(&req, buf);
+	assert_int_equal(pthread_create(&t, NULL, cancel_soon, &flag), 0);
+	assert_int_equal(
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, &flag, now, now, &reply),
+	    0);
+	*msp = (nngrpc_now_ns() - now) / 1000000;
+	pthread_join(t, NULL);
 	r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
 	nng_msg_free(reply);
@@ -206,6 +265,20 @@ test_calls_crashes_hangs_and_reload(void **state)
 	assert_int_equal(r->code, NNGRPC_DEADLINE_EXCEEDED);
 	assert_non_null(strstr(r->message, "past its deadline"));
 	nngrpc__v1__response__free_unpacked(r, NULL);
+	/* A cancel reaches the worker process (ISO_CANCEL), where the
+	 * handler sees it; a worker whose handler does not look is killed
+	 * the grace (20 ms) after the cancel. Either way: CANCELLED, long
+	 * before the 10 s deadline, and the pool serves on. */
+	for (int deaf = 0; deaf < 2; deaf++) {
+		int64_t ms;
+		r = call_cancelled(deaf, &ms);
+		assert_int_equal(r->code, NNGRPC_CANCELLED);
+		assert_non_null(strstr(r->message,
+		    deaf ? "did not stop within" : "spin: cancelled"));
+		assert_true(ms >= 30 && ms < 5000);
+		nngrpc__v1__response__free_unpacked(r, NULL);
+		expect_echo("gen1");
+	}
 	/* The second crash of the same request makes it a poison pill. */
 	r = call("/nngrpc.testing.v1.Testing/Fail", 0);
 	assert_int_equal(r->code, NNGRPC_INTERNAL);

@@ -133,7 +133,8 @@ test_call_error_keeps_utf8(void **state)
 	size_t n = nngrpc__v1__request__pack(&req, env);
 
 	assert_int_equal(
-	    nngrpc_dispatch_call(d, env, n, no_pipe, now, now, &reply), 0);
+	    nngrpc_dispatch_call(d, env, n, no_pipe, NULL, now, now, &reply),
+	    0);
 	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
 	assert_non_null(r);

@@ -120,7 +120,8 @@ call(nngrpc_dispatch *d, const char *method, const char *payload)
 	Nngrpc__V1__Response *r;
 
 	assert_int_equal(
-	    nngrpc_dispatch_call(d, buf, n, no_pipe, now, now, &reply), 0);
+	    nngrpc_dispatch_call(d, buf, n, no_pipe, NULL, now, now, &reply),
+	    0);
 	r = nngrpc__v1__response__unpack(
 	    NULL, nng_msg_len(reply), nng_msg_body(reply));
 	assert_non_null(r);
