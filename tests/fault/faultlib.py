@@ -45,6 +45,8 @@ from nngrpc.v1 import rpc_pb2  # noqa: E402
 from hoteld_fixture import (  # noqa: E402
     Server,
     free_port,
+    libnng_version,
+    nng_library_version,
     stop_server,
     wait_until_serving,
 )
@@ -99,48 +101,6 @@ def asan_env(extra: str = "") -> Dict[str, str]:
     env["ASAN_OPTIONS"] = opts
     env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
     return env
-
-
-def nng_library_version(path: str) -> Tuple[int, ...]:
-    """What nng_version() of the libnng file at path says, as numbers; ()
-    if it cannot be loaded.  The library's own answer, not its file name:
-    Debian 13's libnng 1.10.1 is the file libnng.so.1.10.0.  Loading it
-    here starts nothing (NNG initializes on its first socket)."""
-    try:
-        fn = ctypes.CDLL(path).nng_version
-    except (OSError, AttributeError):
-        return ()
-    fn.restype = ctypes.c_char_p
-    fn.argtypes = []
-    raw = fn()
-    text = raw.decode(errors="replace") if raw else ""
-    numbers = []
-    for part in text.split("."):
-        digits = ""
-        for ch in part:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        numbers.append(int(digits))
-    return tuple(numbers)
-
-
-def libnng_version(binary: str, env: Optional[Dict[str, str]] = None) -> Tuple[int, ...]:
-    """The version of the libnng that binary would load (the file ldd
-    resolves, asked for its nng_version()); () if unknown."""
-    try:
-        out = subprocess.run(
-            ["ldd", binary], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, timeout=10, check=False,
-        ).stdout.decode(errors="replace")
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    for line in out.splitlines():
-        if "libnng.so" in line and "=>" in line:
-            return nng_library_version(line.split("=>")[1].split("(")[0].strip())
-    return ()
 
 
 def running_libnng_version(pid: int) -> Tuple[int, ...]:

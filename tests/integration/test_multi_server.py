@@ -21,7 +21,7 @@ import nngrpc
 import nngrpc.aio
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 
-from hoteld_fixture import SANITIZER_MARKS, Server, start_server, stop_server
+from hoteld_fixture import Server, sanitizer_reports, start_server, stop_server
 
 SLEEP = "/nngrpc.testing.v1.Testing/Sleep"
 FAIL = "/nngrpc.testing.v1.Testing/Fail"
@@ -46,7 +46,7 @@ def three(request: pytest.FixtureRequest) -> Iterator[List[Server]]:
             for s in servers:
                 if s.proc.returncode == -signal.SIGKILL:  # killed by the test
                     log = s.log()
-                    assert not [m for m in SANITIZER_MARKS if m in log], log
+                    assert not sanitizer_reports(log, binary)[0], log
                 else:
                     stop_server(s)
 
