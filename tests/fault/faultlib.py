@@ -16,7 +16,6 @@ Every loop here is bounded in count and in time; the only targets are
 
 from __future__ import annotations
 
-import ctypes
 import os
 import random
 import signal
