@@ -17,8 +17,8 @@
 #
 # The anchors are built here from Debian packages (tests/bench/install-deps)
 # into $(BENCH_DIR): a raw NNG echo server, a C++ gRPC sync echo server
-# and its Python stubs, a libmicrohttpd echo server and the _gilhold
-# extension.
+# and its Python stubs, a libmicrohttpd echo server, the _gilhold
+# extension and _cgmark (callgrind's client requests, for table 1c).
 
 BENCH_SRC := tests/bench
 BENCH_DIR := $(BUILD)/bench
@@ -40,6 +40,12 @@ $(BENCH_DIR)/mhd_echo_server: $(BENCH_SRC)/anchors/mhd_echo_server.c
 		libmicrohttpd)
 
 $(BENCH_DIR)/_gilhold.so: $(BENCH_SRC)/anchors/gilhold.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BENCH_CFLAGS) -shared -fPIC $(BENCH_PY_INC) -o $@ $<
+
+# callgrind's client requests for table 1c (valgrind's headers: the
+# valgrind package, in tools/install-deps).
+$(BENCH_DIR)/_cgmark.so: $(BENCH_SRC)/anchors/cgmark.c
 	@mkdir -p $(dir $@)
 	$(CC) $(BENCH_CFLAGS) -shared -fPIC $(BENCH_PY_INC) -o $@ $<
 
@@ -85,7 +91,8 @@ $(BENCH_GRPC_PY) &: $(BENCH_PROTO)
 		--plugin=protoc-gen-grpc_python=/usr/bin/grpc_python_plugin $<
 
 BENCH_ANCHORS := $(BENCH_DIR)/nng_echo_server $(BENCH_DIR)/mhd_echo_server \
-                 $(BENCH_DIR)/_gilhold.so $(BENCH_DIR)/grpc_echo_server \
+                 $(BENCH_DIR)/_gilhold.so $(BENCH_DIR)/_cgmark.so \
+                 $(BENCH_DIR)/grpc_echo_server \
                  $(BENCH_GRPC_PY)
 
 # ---- targets ----------------------------------------------------------------

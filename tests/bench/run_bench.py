@@ -62,6 +62,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import signal
 import socket
 import sqlite3
@@ -187,7 +188,10 @@ class Cost:
     clock ticks, which keeps the time of threads that ended); its context
     switches are summed over the live threads, so a server that ends threads
     during a block (gRPC's sync server does) is marked `lossy` and its
-    switches are a lower bound.  This process: getrusage (every thread)."""
+    switches are a lower bound.  This process: getrusage (every thread),
+    and the calling thread's own CPU time (time.thread_time) per block in
+    `thread_blocks`: a single-threaded client's cost without what other
+    threads of this process (grpcio's pollers) spend meanwhile."""
 
     _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -198,7 +202,9 @@ class Cost:
         self.calls = 0
         self.lossy = False
         self.blocks: List[float] = []  # CPU µs per call of each block
+        self.thread_blocks: List[float] = []  # the calling thread's, likewise
         self._t0: Tuple[float, float, int, frozenset] = (0.0, 0.0, 0, frozenset())
+        self._thread0 = 0.0
 
     def _read(self) -> Tuple[float, float, int, frozenset]:
         if self.pid is None:
@@ -224,8 +230,10 @@ class Cost:
 
     def start(self) -> None:
         self._t0 = self._read()
+        self._thread0 = time.thread_time()
 
     def stop(self, calls: int) -> None:
+        thread = time.thread_time() - self._thread0
         cpu, ticks, sw, tids = self._read()
         block = max(cpu - self._t0[0], ticks - self._t0[1])
         self.cpu_s += block
@@ -235,6 +243,7 @@ class Cost:
         self.calls += calls
         if calls:
             self.blocks.append(block * 1e6 / calls)
+            self.thread_blocks.append(thread * 1e6 / calls)
 
     def median_per_call(self) -> float:
         """The median over the measured blocks of CPU µs per call: on a
@@ -249,6 +258,17 @@ class Cost:
         if self.calls == 0:
             return float("nan"), float("nan")
         return self.cpu_s * 1e6 / self.calls, self.switches / self.calls
+
+
+def ratio_vs(ours: Sequence[float], anchor: Sequence[float]) -> Tuple[float, str]:
+    """(median, "q1-q3") of the ratios ours[i] / anchor[i]: blocks measured
+    in the same round, so that a burst of other work on the machine moves
+    both sides of a ratio, not one side of a median."""
+    ratios = sorted(a / b for a, b in zip(ours, anchor) if b > 0)
+    if not ratios:
+        return float("nan"), "-"
+    return percentile(ratios, 0.5), "%.2f-%.2f" % (percentile(ratios, 0.25),
+                                                   percentile(ratios, 0.75))
 
 
 def thread_count(pid: int) -> int:
@@ -900,8 +920,10 @@ class Bench:
                     calls[k]()
             per_round = max(1, s.latency_calls // s.latency_rounds)
             pc = time.perf_counter
-            for _ in range(s.latency_rounds):  # take turns: noise hits all alike
-                for k in order:
+            for r in range(s.latency_rounds):  # take turns: noise hits all alike
+                # (every other round backwards, so that no client always
+                # follows the same one)
+                for k in (order if r % 2 == 0 else order[::-1]):
                     call = calls[k]
                     out = samples.setdefault((k, size), [])
                     ccost = costs.setdefault(("client", k, size), Cost(None))
@@ -974,7 +996,7 @@ class Bench:
         # same server (envelope built once): the Python floor of a call.
         rows = []
         data = {}
-        raw_cpu = {size: costs[("client", "rawsp_env", size)].median_per_call() for size in sizes}
+        raw = {size: costs[("client", "rawsp_env", size)] for size in sizes}
         for k in order + ["c_hoteld", "c_raw"]:
             row = [names[k]]
             for size in sizes:
@@ -983,14 +1005,19 @@ class Bench:
                 c_cpu, c_sw = cc.per_call() if cc else (float("nan"), float("nan"))
                 s_cpu, s_sw = sc.per_call() if sc and sc.pid else (float("nan"), float("nan"))
                 c_mean = c_cpu
+                t_cpu = vs_raw = spread = float("nan")
                 if cc:  # (a server's figures stay the mean: its process
                     # total comes in 10 ms ticks, too coarse for one block)
                     c_cpu = cc.median_per_call()
-                row += [fmt(c_cpu), ratio_str(c_cpu / raw_cpu[size]) if cc else "-", fmt(c_sw),
+                    t_cpu = percentile(sorted(cc.thread_blocks), 0.5)
+                    vs_raw, spread = ratio_vs(cc.thread_blocks, raw[size].thread_blocks)
+                row += [fmt(c_cpu), fmt(t_cpu), ratio_str(vs_raw), fmt(c_sw),
                         fmt(s_cpu), (">= " if sc is not None and sc.lossy else "") + fmt(s_sw)]
                 data["%s/%d" % (k, size)] = {"client": names[k], "payload_bytes": size,
                                              "client_cpu_us": c_cpu, "client_switches": c_sw,
-                                             "client_cpu_vs_raw_sp": c_cpu / raw_cpu[size],
+                                             "client_thread_cpu_us": t_cpu,
+                                             "client_cpu_vs_raw_sp": vs_raw,
+                                             "client_cpu_vs_raw_sp_iqr": spread,
                                              "client_cpu_mean_us": c_mean,
                                              "server_cpu_us": s_cpu, "server_switches": s_sw}
             rows.append(row)
@@ -1000,34 +1027,97 @@ class Bench:
             "latency_cost", "1b. One caller: CPU and context switches per call",
             "none (absolute figures)",
             "Same calls as table 1; the client's CPU per call is the median over the rounds "
-            "(the mean of every call is in results.json), the server's the mean. \"× raw SP\": "
-            "the client's CPU against the raw SP Python client's to hoteld (envelope built "
-            "once). Client: this Python process "
-            "(getrusage: all its "
-            "threads, grpcio's included; the C client's own cost is not counted); server: "
+            "(the mean of every call is in results.json), the server's the mean. Client CPU: "
+            "this Python process (getrusage: all its threads, grpcio's included; the C "
+            "client's own cost is not counted); thread CPU: the calling thread's alone "
+            "(time.thread_time; grpcio does its I/O on other threads). \"× raw SP\": the "
+            "median over the rounds of the client's thread CPU against the raw SP Python "
+            "client's to hoteld (envelope built once) in the same round; server: "
             "every thread of the server process (/proc/PID/task/*/schedstat and status; "
             "\">=\": threads ended meanwhile, their switches are lost). "
             "Server threads: hoteld %d, C++ gRPC %d, libmicrohttpd %d, NNG echo %d."
             % (threads["nngrpc"], threads["grpc"], threads["http"], threads["rawsp"]),
-            ["client → server", "64 B client CPU µs", "× raw SP", "client cs", "server CPU µs",
-             "server cs", "16 KiB client CPU µs", "× raw SP", "client cs", "server CPU µs",
-             "server cs"],
+            ["client → server", "64 B client CPU µs", "thread CPU µs", "× raw SP", "client cs",
+             "server CPU µs", "server cs", "16 KiB client CPU µs", "thread CPU µs", "× raw SP",
+             "client cs", "server CPU µs", "server cs"],
             rows, data)
         for size in sizes:
-            ours = costs[("client", "nngrpc", size)].median_per_call()
+            d = data["nngrpc/%d" % size]
+            r = data["rawsp_env/%d" % size]
             self.report.goal(
                 "client_cpu_%d" % size,
                 "client CPU per call, Echo %s: nngrpc Python <= 1.2x the raw SP Python client "
-                "(envelope built once, same hoteld)" % size_name(size),
-                ours / raw_cpu[size],
-                "%.2fx (%s vs %s µs)" % (ours / raw_cpu[size], fmt(ours), fmt(raw_cpu[size])),
+                "(envelope built once, same hoteld; calling thread, median of the rounds' "
+                "ratios)" % size_name(size),
+                d["client_cpu_vs_raw_sp"],
+                "%.2fx, quartiles %s (%s vs %s µs)" % (
+                    d["client_cpu_vs_raw_sp"], d["client_cpu_vs_raw_sp_iqr"],
+                    fmt(d["client_thread_cpu_us"]), fmt(r["client_thread_cpu_us"])),
                 1.2, False)
+        self.instructions(sizes)
 
         p50, _ = fig("nngrpc", 64)
         a50, _ = anchor[64]
         self.report.goal("latency_p50_64", "single-call p50, Echo 64 B: nngrpc Python → hoteld "
                          "<= 1.0x grpcio → C++ gRPC", p50 / a50,
                          "%.2fx (%s vs %s µs)" % (p50 / a50, fmt(p50), fmt(a50)), 1.0, False)
+
+    def instructions(self, sizes: Sequence[int]) -> None:
+        """Table 1c: user-space instructions per call of the nngrpc client
+        and of the raw SP client (envelope built once) to the same hoteld,
+        counted by callgrind around a block of calls (_cgmark; the
+        interpreter's start, the imports and the warm-up are left out).
+        Deterministic: other work on the machine does not change it, and
+        the kernel's share of a call (the same system calls on both sides,
+        save nngrpc's poll) is not in it.  Skipped without valgrind."""
+        calls = 100 if self.s.quick else 300
+        if not os.path.exists(os.path.join(self.dir, "_cgmark.so")) or not shutil.which(
+                "valgrind"):
+            log("no valgrind or no _cgmark.so: table 1c skipped")
+            return
+        out = os.path.join(self.dir, "callgrind")
+        shutil.rmtree(out, ignore_errors=True)
+        os.makedirs(out)
+        cmd = ["valgrind", "--tool=callgrind", "--instr-atstart=no",
+               "--callgrind-out-file=" + os.path.join(out, "cg.out"),
+               sys.executable, os.path.abspath(__file__), "--build", self.build,
+               "--count-instructions", "%s,%d" % (self.urls["hoteld"], calls)]
+        proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, timeout=600)
+        if proc.returncode != 0:
+            raise BenchFailure("callgrind run failed: %s" % proc.stderr[-2000:])
+        counts: Dict[str, float] = {}
+        for name in os.listdir(out):  # one file per dump: cg.out.N
+            label, total = "", 0
+            with open(os.path.join(out, name)) as f:
+                for line in f:
+                    if line.startswith("desc: Trigger: Client Request: "):
+                        label = line.rsplit(":", 1)[1].strip()
+                    elif line.startswith("totals:"):
+                        total = int(line.split()[1])
+            if label:
+                counts[label] = total / calls
+        rows: List[List[str]] = []
+        data: Dict[str, Any] = {}
+        for k in ("nngrpc", "rawsp_env"):
+            row = ["%s → %s" % (self.clients[k].name, self.clients[k].server)]
+            for size in sizes:
+                ours, anchor = counts.get("%s/%d" % (k, size)), counts.get("rawsp_env/%d" % size)
+                if ours is None or not anchor:
+                    raise BenchFailure("callgrind counted no block %s/%d" % (k, size))
+                row += ["{:,.0f}".format(ours), ratio_str(ours / anchor)]
+                data["%s/%d" % (k, size)] = {"instructions": ours, "ratio": ours / anchor}
+            rows.append(row)
+        self.report.section(
+            "latency_instructions", "1c. One caller: instructions per call (callgrind)",
+            "raw SP Python → hoteld (envelope built once)",
+            "%d calls per block, user space only (the interpreter, libc, protobuf: what the "
+            "client's code costs, not the kernel's socket work), as counted by valgrind "
+            "--tool=callgrind; the same on every run and every machine load. A copy counts "
+            "one instruction per byte (rep movsb), so at 16 KiB the payload's copies weigh "
+            "more than they cost." % calls,
+            ["client → server", "64 B instructions", "×", "16 KiB instructions", "×"],
+            rows, data)
 
     # -- 2. throughput --
     def throughput(self) -> None:
@@ -1780,6 +1870,28 @@ def make_queries(hotels: List[Dict[str, Any]], n: int, rng: random.Random) -> Li
 # ---- output ------------------------------------------------------------------
 
 
+def count_instructions_child(url: str, calls: int) -> None:
+    """Run under callgrind by Bench.instructions: a block of calls of each
+    client at each size, its instructions dumped as "<client>/<size>"."""
+    import _cgmark
+
+    port = int(url.rsplit(":", 1)[1])
+    clients = {"nngrpc": NngrpcClient(url), "rawsp_env": RawSpClient(port, envelope=True)}
+    _cgmark.start()
+    for size in (64, 16 * KIB):
+        payload = random.Random(size).randbytes(size)
+        for name, client in clients.items():
+            call = client.echo(payload)
+            for _ in range(50):  # warm up: the connection, the caches
+                call()
+            _cgmark.zero()
+            for _ in range(calls):
+                call()
+            _cgmark.dump("%s/%d" % (name, size))
+    for client in clients.values():
+        client.close()
+
+
 def machine_info() -> Dict[str, Any]:
     info: Dict[str, Any] = {
         "host": platform.node(), "kernel": platform.release(), "cpus": os.cpu_count(),
@@ -1849,6 +1961,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     ap.add_argument("--build", default="build", help="build directory (default build)")
     ap.add_argument("--quick", action="store_true", help="short run for CI (< 2 minutes)")
     ap.add_argument("--only", default="", help="comma-separated subset of: " + ",".join(SECTIONS))
+    ap.add_argument("--count-instructions", default="", help=argparse.SUPPRESS)  # URL,CALLS
     args = ap.parse_args(argv)
     only = [x for x in args.only.split(",") if x] or list(SECTIONS)
     bad = [x for x in only if x not in SECTIONS]
@@ -1858,7 +1971,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     settings = Settings.make(args.quick)
     bench_dir = os.path.join(args.build, "bench")
     sys.path.insert(0, os.path.join(bench_dir, "gen", "py"))  # bench_echo_pb2(_grpc)
-    sys.path.insert(0, bench_dir)  # _gilhold
+    sys.path.insert(0, bench_dir)  # _gilhold, _cgmark
+    if args.count_instructions:  # the child of Bench.instructions, under callgrind
+        url, calls = args.count_instructions.rsplit(",", 1)
+        count_instructions_child(url, int(calls))
+        return 0
     raise_fd_limit(4 * settings.idle_clients + 1024)
 
     started = time.monotonic()
