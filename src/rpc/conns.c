@@ -76,6 +76,9 @@ struct nngrpc_conns {
 	_Atomic uint64_t c_rejected;
 	_Atomic uint64_t c_closed[CLOSE_REASONS];
 	_Atomic uint64_t c_send_timeouts;
+	_Atomic uint64_t c_cancel_requests;
+	_Atomic uint64_t c_cancelled_closed;  /* calls, by a closed conn */
+	_Atomic uint64_t c_cancelled_request; /* calls, by a cancel */
 
 	pthread_cond_t c_cv; /* CLOCK_MONOTONIC; stop */
 	pthread_t      c_thread;
@@ -221,6 +224,7 @@ static void
 pipe_removed(nngrpc_conns *c, nng_pipe p)
 {
 	struct conn *r;
+	uint64_t     n = 0;
 
 	pthread_mutex_lock(&c->c_mtx);
 	if ((r = table_find(c, (uint32_t) nng_pipe_id(p))) != NULL) {
@@ -229,9 +233,11 @@ pipe_removed(nngrpc_conns *c, nng_pipe p)
 		     cc = cc->cc_next) {
 			cc->cc_conn = NULL;
 			atomic_store(&cc->cc_cancelled, true);
+			n++;
 		}
 	}
 	pthread_mutex_unlock(&c->c_mtx);
+	atomic_fetch_add(&c->c_cancelled_closed, n);
 	free(r);
 }
 
@@ -273,6 +279,41 @@ nngrpc_conns_call_start(
 		r->n_calls++;
 	}
 	pthread_mutex_unlock(&c->c_mtx);
+}
+
+void
+nngrpc_conns_call_id(nngrpc_conn_call *cc, const char *rid, size_t len)
+{
+	if (rid == NULL || len > sizeof(cc->cc_rid)) {
+		cc->cc_rid_len = rid == NULL ? 0 : SIZE_MAX;
+		return;
+	}
+	memcpy(cc->cc_rid, rid, len);
+	cc->cc_rid_len = len;
+}
+
+size_t
+nngrpc_conns_cancel(nngrpc_conns *c, nng_pipe pipe, const char *rid,
+    size_t len, const nngrpc_conn_call *self)
+{
+	struct conn *r;
+	size_t       n = 0;
+
+	atomic_fetch_add(&c->c_cancel_requests, 1);
+	pthread_mutex_lock(&c->c_mtx);
+	if ((r = table_find(c, (uint32_t) nng_pipe_id(pipe))) != NULL) {
+		for (nngrpc_conn_call *cc = r->calls; cc != NULL;
+		     cc = cc->cc_next) {
+			if (cc != self && cc->cc_rid_len == len
+			    && memcmp(cc->cc_rid, rid, len) == 0
+			    && !atomic_exchange(&cc->cc_cancelled, true)) {
+				n++;
+			}
+		}
+	}
+	pthread_mutex_unlock(&c->c_mtx);
+	atomic_fetch_add(&c->c_cancelled_request, n);
+	return (n);
 }
 
 void
@@ -638,6 +679,27 @@ counter_send(void *arg)
 	    (double) atomic_load(&((nngrpc_conns *) arg)->c_send_timeouts));
 }
 
+static double
+counter_cancel_requests(void *arg)
+{
+	return (
+	    (double) atomic_load(&((nngrpc_conns *) arg)->c_cancel_requests));
+}
+
+static double
+counter_cancelled_closed(void *arg)
+{
+	return (
+	    (double) atomic_load(&((nngrpc_conns *) arg)->c_cancelled_closed));
+}
+
+static double
+counter_cancelled_request(void *arg)
+{
+	return ((double) atomic_load(
+	    &((nngrpc_conns *) arg)->c_cancelled_request));
+}
+
 static int
 add_metrics(nngrpc_conns *c, nngrpc_metrics *m)
 {
@@ -669,6 +731,17 @@ add_metrics(nngrpc_conns *c, nngrpc_metrics *m)
 		{ "nngrpc_connections_send_timeouts_total",
 		    "Connections closed: the client stopped reading replies.",
 		    counter_send, true },
+		{ "nngrpc_cancel_requests_total",
+		    "Requests to /nngrpc.v1.Control/Cancel.",
+		    counter_cancel_requests, true },
+		{ "nngrpc_calls_cancelled_closed_total",
+		    "Calls in flight when their connection closed (marked "
+		    "cancelled).",
+		    counter_cancelled_closed, true },
+		{ "nngrpc_calls_cancelled_request_total",
+		    "Calls in flight that a cancel request named (marked "
+		    "cancelled).",
+		    counter_cancelled_request, true },
 	};
 	int rv = 0;
 

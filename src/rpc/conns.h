@@ -47,6 +47,13 @@
  *     hoteld's default is 120 s), so a server-side idle close does not
  *     race a call.
  *
+ * Cancellation (docs/compatibility.md): a connection that closes marks
+ * the calls in flight on it cancelled, and a request to
+ * /nngrpc.v1.Control/Cancel marks those of its own connection whose
+ * request id it names (nngrpc_conns_cancel()); dispatch lends the mark to
+ * the call (nngrpc_call_cancelled()). Only the connection a call came on
+ * can cancel it, so a client cannot cancel another's calls.
+ *
  * A sweeper thread looks at every connection four times per the shorter
  * timeout (between 10 times a second and once a second); what it closes
  * it logs as one line per sweep and reason.
@@ -77,12 +84,22 @@ typedef struct nngrpc_conns_limits {
 	int64_t idle_timeout_ms;  /* no call in flight, no request: closed */
 } nngrpc_conns_limits;
 
+/* The longest request id a call can be cancelled by: the contract's
+ * (docs/compatibility.md); a call with a longer one is cancelled only by
+ * its connection closing. */
+#define NNGRPC_CONN_RID_MAX 128
+
 /* One call received on a connection and not yet answered; the server
  * embeds one per receive context. */
 typedef struct nngrpc_conn_call {
 	struct nngrpc_conn_call *cc_prev, *cc_next; /* the conns' lock */
 	struct conn             *cc_conn; /* NULL: on no connection's list */
-	atomic_bool              cc_cancelled; /* its connection closed */
+	/* Its connection closed, or a cancel named its request id. */
+	atomic_bool cc_cancelled;
+	/* Its nngrpc-request-id: cc_rid_len bytes (SIZE_MAX: too long to be
+	 * cancelled by), set before nngrpc_conns_call_start(). */
+	char   cc_rid[NNGRPC_CONN_RID_MAX];
+	size_t cc_rid_len;
 } nngrpc_conn_call;
 
 /* Returns new: *cp, freed with nngrpc_conns_free(), with no limit set
@@ -116,6 +133,17 @@ void nngrpc_conns_stop(nngrpc_conns *c);
  * when the connection is already gone). Any thread. */
 void nngrpc_conns_call_start(
     nngrpc_conns *c, nngrpc_conn_call *cc, nng_pipe pipe, size_t wire_bytes);
+
+/* Sets cc's request id (len bytes at rid; NULL: none), before
+ * nngrpc_conns_call_start(). */
+void nngrpc_conns_call_id(nngrpc_conn_call *cc, const char *rid, size_t len);
+
+/* A cancel request (/nngrpc.v1.Control/Cancel) came on pipe for request
+ * id rid (len bytes): marks cancelled every call in flight on pipe with
+ * that id but self (the cancel request's own), and counts it. Returns how
+ * many it marked. Any thread. */
+size_t nngrpc_conns_cancel(nngrpc_conns *c, nng_pipe pipe, const char *rid,
+    size_t len, const nngrpc_conn_call *self);
 
 /* The call cc was answered (or dropped): off its connection's list. Any
  * thread; a cc on no list is fine. */

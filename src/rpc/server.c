@@ -56,6 +56,7 @@
 #include "ops_http.h"
 #include "server.h"
 #include "tls.h"
+#include "wire.h"
 
 #define SPARE_CONTEXTS 16
 /* How long a reply may wait for its client to read before the connection
@@ -63,6 +64,9 @@
 #define SEND_TIMEOUT_MS 1000
 /* How long stop waits for replies already handed to NNG to go out. */
 #define STOP_SEND_WAIT_NS (2 * 1000000000LL)
+/* The runtime's cancel method and its metadata (docs/compatibility.md). */
+#define CANCEL_METHOD "/nngrpc.v1.Control/Cancel"
+#define CANCEL_KEY    "nngrpc-cancel"
 
 typedef enum { CTX_IDLE, CTX_RECV, CTX_QUEUED, CTX_SEND } ctx_state;
 
@@ -738,8 +742,64 @@ run_inline(work *w)
 	call_ended(s, false);
 }
 
-/* A call arrived on w: run it inline, queue it, or answer at once that
- * the queue is full or the server is draining. */
+/* Notes the request id of the call on w, for a cancel that names it. */
+static void
+request_id(work *w)
+{
+	const char *rid = NULL;
+	size_t      n = 0;
+
+	(void) nngrpc_wire_peek_metadata(nng_msg_body(w->w_msg),
+	    nng_msg_len(w->w_msg), "nngrpc-request-id", &rid, &n);
+	nngrpc_conns_call_id(&w->w_cc, rid, n);
+}
+
+/* True when a request envelope calls CANCEL_METHOD (read from its first
+ * field, as clients write it). */
+static bool
+is_cancel(const uint8_t *body, size_t len)
+{
+	const char *name;
+	size_t      n;
+
+	return (nngrpc_wire_peek_method(body, len, &name, &n)
+	    && n == strlen(CANCEL_METHOD)
+	    && memcmp(name, CANCEL_METHOD, n) == 0);
+}
+
+/* A cancel request (docs/compatibility.md): marks the calls of its own
+ * connection that it names cancelled, and answers OK at once, found or
+ * not (INVALID_ARGUMENT when it names none). Here on NNG's thread, never
+ * queued: it must not wait behind the calls it cancels, and needs no
+ * token (it reaches only its own connection's calls). */
+static void
+answer_cancel(work *w)
+{
+	nngrpc_server *s = w->w_server;
+	const char    *rid;
+	size_t         n;
+	bool           named;
+
+	named = nngrpc_wire_peek_metadata(nng_msg_body(w->w_msg),
+	    nng_msg_len(w->w_msg), CANCEL_KEY, &rid, &n);
+	if (named) {
+		(void) nngrpc_conns_cancel(
+		    s->s_conns, w->w_pipe, rid, n, &w->w_cc);
+	}
+	nng_msg_free(w->w_msg);
+	w->w_msg = NULL;
+	if (named) {
+		ctx_send_status(w, NNGRPC_OK, NULL, false);
+	} else {
+		ctx_send_status(w, NNGRPC_INVALID_ARGUMENT,
+		    CANCEL_METHOD ": no " CANCEL_KEY " metadata names the "
+		                  "request id to cancel",
+		    true);
+	}
+}
+
+/* A call arrived on w: answer a cancel, run it inline, queue it, or answer
+ * at once that the queue is full or the server is draining. */
 static void
 on_received(work *w)
 {
@@ -752,10 +812,15 @@ on_received(work *w)
 	w->w_recv_ns = nngrpc_now_ns();
 	w->w_pipe = nng_msg_get_pipe(w->w_msg);
 	nng_aio_set_msg(w->w_aio, NULL);
+	request_id(w);
 	/* On the wire: the 8-byte length, the SP header (REP keeps it to
 	 * itself: 4 bytes from a direct peer) and the body. */
 	nngrpc_conns_call_start(
 	    s->s_conns, &w->w_cc, w->w_pipe, 8 + 4 + nng_msg_len(w->w_msg));
+	if (is_cancel(nng_msg_body(w->w_msg), nng_msg_len(w->w_msg))) {
+		answer_cancel(w);
+		return;
+	}
 	if (nngrpc_dispatch_peek_inline(s->s_dispatch, nng_msg_body(w->w_msg),
 	        nng_msg_len(w->w_msg))) {
 		run_inline(w);

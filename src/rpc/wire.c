@@ -130,6 +130,70 @@ skip_value(const uint8_t **p, const uint8_t *end, unsigned wt)
 	}
 }
 
+/* A metadata map entry (key = 1, value = 2; either may be absent, and
+ * the last of each counts) at data: true with its key and value. */
+static bool
+scan_entry(const uint8_t *data, size_t len, const uint8_t **kp, size_t *klp,
+    const uint8_t **vp, size_t *vlp)
+{
+	const uint8_t *p = data, *end = data + len;
+	uint64_t       key;
+
+	*kp = *vp = data;
+	*klp = *vlp = 0;
+	while (p < end) {
+		if (!nngrpc_wire_get_varint(&p, end, &key)) {
+			return (false);
+		}
+		if ((key == (1 << 3 | NNGRPC_WIRE_LEN)
+		        && !get_len(&p, end, kp, klp))
+		    || (key == (2 << 3 | NNGRPC_WIRE_LEN)
+		        && !get_len(&p, end, vp, vlp))
+		    || (key != (1 << 3 | NNGRPC_WIRE_LEN)
+		        && key != (2 << 3 | NNGRPC_WIRE_LEN)
+		        && !skip_value(&p, end, (unsigned) (key & 7)))) {
+			return (false);
+		}
+	}
+	return (true);
+}
+
+bool
+nngrpc_wire_peek_metadata(const uint8_t *body, size_t len, const char *key,
+    const char **valuep, size_t *lenp)
+{
+	const uint8_t *p = body, *end = body + len;
+	size_t         n = strlen(key);
+	uint64_t       k;
+
+	while (p < end) {
+		const uint8_t *data, *kp, *vp;
+		size_t         dlen, kl, vl;
+
+		if (!nngrpc_wire_get_varint(&p, end, &k)) {
+			return (false);
+		}
+		if (k
+		    != ((uint64_t) NNGRPC_WIRE_REQUEST_METADATA << 3
+		        | NNGRPC_WIRE_LEN)) {
+			if (!skip_value(&p, end, (unsigned) (k & 7))) {
+				return (false);
+			}
+			continue;
+		}
+		if (!get_len(&p, end, &data, &dlen)
+		    || !scan_entry(data, dlen, &kp, &kl, &vp, &vl)) {
+			return (false);
+		}
+		if (kl == n && memcmp(kp, key, n) == 0) {
+			*valuep = (const char *) vp;
+			*lenp = vl;
+			return (true);
+		}
+	}
+	return (false);
+}
+
 /* The wire type of a response field this scan reads, or -1 for one it
  * skips. */
 static int

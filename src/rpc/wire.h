@@ -75,6 +75,16 @@ bool nngrpc_wire_get_varint(
 bool nngrpc_wire_peek_method(
     const uint8_t *body, size_t len, const char **namep, size_t *lenp);
 
+/*
+ * The value of request metadata key in a request envelope (body, len), read
+ * without decoding the rest: the first entry with that key, as
+ * nngrpc_call_metadata() finds. Returns true and points *valuep (into
+ * body, not NUL-terminated) and *lenp at it; false when there is none, or
+ * the envelope does not scan as far as it (a full decode fails then too).
+ */
+bool nngrpc_wire_peek_metadata(const uint8_t *body, size_t len,
+    const char *key, const char **valuep, size_t *lenp);
+
 /* The fields of a response envelope that clients act on. Strings and bytes
  * point into the scanned buffer (borrowed, not NUL-terminated). */
 typedef struct nngrpc_wire_response {

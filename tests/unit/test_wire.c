@@ -301,12 +301,69 @@ test_scan_agrees_with_protobuf_c_on_mutations(void **state)
 	}
 }
 
+/* The metadata peek finds the first entry of a key among the fields of a
+ * packed Request (any order of keys and values, the payload after), finds
+ * nothing for an absent key, and stops at an envelope cut short. */
+static void
+test_peek_metadata(void **state)
+{
+	Nngrpc__V1__Request                req = NNGRPC__V1__REQUEST__INIT;
+	Nngrpc__V1__Request__MetadataEntry e[3], *ep[3];
+	const char *keys[3] = { "nngrpc-request-id", "nngrpc-cancel", "x" };
+	const char *values[3] = { "r1", "abc", "" };
+	uint8_t     buf[256];
+	const char *v;
+	size_t      n, len;
+
+	(void) state;
+	for (int i = 0; i < 3; i++) {
+		nngrpc__v1__request__metadata_entry__init(&e[i]);
+		e[i].key = (char *) keys[i];
+		e[i].value = (char *) values[i];
+		ep[i] = &e[i];
+	}
+	req.method = "/nngrpc.v1.Control/Cancel";
+	req.timeout_us = 5;
+	req.metadata = ep;
+	req.n_metadata = 3;
+	req.payload.data = (uint8_t *) "nngrpc-cancel";
+	req.payload.len = 13;
+	len = nngrpc__v1__request__pack(&req, buf);
+	assert_true(
+	    nngrpc_wire_peek_metadata(buf, len, "nngrpc-cancel", &v, &n));
+	assert_int_equal(n, 3);
+	assert_memory_equal(v, "abc", 3);
+	assert_true(nngrpc_wire_peek_metadata(buf, len, "x", &v, &n));
+	assert_int_equal(n, 0);
+	assert_false(nngrpc_wire_peek_metadata(buf, len, "absent", &v, &n));
+	assert_false(nngrpc_wire_peek_metadata(buf, len, "nngrpc", &v, &n));
+	/* Cut anywhere before the entry ends: not found, never past the end.
+	 */
+	for (size_t cut = 0; cut < len; cut++) {
+		uint8_t *copy = malloc(cut + 1);
+		memcpy(copy, buf, cut);
+		if (nngrpc_wire_peek_metadata(
+		        copy, cut, "nngrpc-cancel", &v, &n)) {
+			assert_true(v + n <= (const char *) copy + cut);
+		}
+		free(copy);
+	}
+	/* A value before its key in the entry. */
+	const uint8_t swapped[]
+	    = { 0x1a, 0x08, 0x12, 0x01, 'v', 0x0a, 0x03, 'k', 'e', 'y' };
+	assert_true(nngrpc_wire_peek_metadata(
+	    swapped, sizeof(swapped), "key", &v, &n));
+	assert_int_equal(n, 1);
+	assert_memory_equal(v, "v", 1);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_field_numbers_match_the_proto),
 		cmocka_unit_test(test_varint_round_trip),
+		cmocka_unit_test(test_peek_metadata),
 		cmocka_unit_test(test_varint_longer_than_ten_bytes_is_refused),
 		cmocka_unit_test(test_peek_finds_the_method),
 		cmocka_unit_test(
