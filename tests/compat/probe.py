@@ -253,6 +253,27 @@ def aio(cfg: Dict[str, Any]) -> Tuple[str, Any]:
     return asyncio.run(main())
 
 
+@check("asyncio task cancelled, then a call")
+def aio_cancel(cfg: Dict[str, Any]) -> Tuple[str, Any]:
+    """A task awaiting a Sleep is cancelled (a new client sends a cancel
+    by request id on the shared connection); the same channel calls
+    again."""
+    async def main() -> Tuple[str, Any]:
+        async with nngrpc.aio.Channel(cfg["main"]) as ch:
+            stub = testing_nngrpc.TestingAsyncStub(ch)
+            task = asyncio.ensure_future(stub.Sleep(testing_pb2.SleepRequest(ms=2000), timeout=T))
+            await asyncio.sleep(0.1)
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            try:
+                r = await stub.Echo(testing_pb2.EchoRequest(payload=b"after"), timeout=T)
+                return ("next call OK" if r.payload == b"after" else "wrong answer"), None
+            except nngrpc.RpcError as e:
+                return "next call " + e.code().name, e.details()
+
+    return asyncio.run(main())
+
+
 # ---- the envelope additions (issue 13 item 5): today's behaviour ----------------------------
 @check("size limit, client not told")
 def size_limit(cfg: Dict[str, Any]) -> Tuple[str, Any]:

@@ -13,6 +13,7 @@ and no busy worker.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import struct
 import tempfile
@@ -22,8 +23,9 @@ from typing import Callable, Dict, Iterator, Tuple
 
 import pytest
 
+import nngrpc.aio
 from hoteld_fixture import Server, free_port, start_server, stop_server
-from nngrpc.testing.v1 import testing_pb2
+from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 from nngrpc.v1 import rpc_pb2
 
 SLEEP = "/nngrpc.testing.v1.Testing/Sleep"
@@ -174,3 +176,43 @@ def test_closed_connections_free_their_workers(hoteld: Hoteld) -> None:
         text = hoteld.metrics()
         assert hoteld.gauge("nngrpc_worker_cancels_total", text) >= WORKERS
         assert 'nngrpc_worker_kills_total{reason="cancel"} 0' in text
+
+
+# ---- one call of a shared connection, by request id -----------------------------------
+def test_cancelled_asyncio_tasks_free_their_workers(hoteld: Hoteld) -> None:
+    """100 Sleep(10 s) calls on one asyncio channel (its connections are
+    shared by the calls); cancelling their tasks sends a cancel by request
+    id for each on its own connection, which stays open and serves the
+    next call."""
+    before = hoteld.calls(SLEEP, "CANCELLED")
+    closed = hoteld.gauge("nngrpc_calls_cancelled_closed_total")
+
+    async def main() -> Tuple[float, float, bytes]:
+        async with nngrpc.aio.Channel(hoteld.tcp, retry=None) as ch:
+            stub = testing_nngrpc.TestingAsyncStub(ch)
+            tasks = [asyncio.ensure_future(stub.Sleep(testing_pb2.SleepRequest(ms=10_000),
+                                                      timeout=30))
+                     for _ in range(CALLS)]
+            await asyncio.get_running_loop().run_in_executor(None, wait_received, hoteld, CALLS)
+            t0 = time.monotonic()
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            cancelled = time.monotonic()
+            free = await asyncio.get_running_loop().run_in_executor(None, wait_free, hoteld)
+            # The connections stayed open: the same channel calls again.
+            echo = await stub.Echo(testing_pb2.EchoRequest(payload=b"after"), timeout=5)
+            return cancelled - t0, free - t0, echo.payload
+
+    cancelled, took, payload = asyncio.run(main())
+    print("\n%s: %d Sleep(10 s) asyncio calls (%d running, %d queued), tasks cancelled in "
+          "%.1f ms: workers free %.1f ms after the first cancel"
+          % (hoteld.server.proc.args[-1], CALLS, WORKERS, CALLS - WORKERS,
+             cancelled * 1e3, took * 1e3))
+    assert took < FREE_WITHIN
+    assert payload == b"after"
+    assert hoteld.calls(SLEEP, "CANCELLED") - before == CALLS
+    text = hoteld.metrics()
+    # Cancelled by request id, not by a closing connection.
+    assert hoteld.gauge("nngrpc_calls_cancelled_closed_total", text) == closed
+    assert hoteld.gauge("nngrpc_calls_cancelled_request_total", text) >= CALLS

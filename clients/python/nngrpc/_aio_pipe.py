@@ -86,6 +86,9 @@ class AioPipe(asyncio.BufferedProtocol):
         self.reader = FrameReader(ipc=ipc, max_recv=max_recv, skip_oversize=True)
         #: What the server on this connection supports (_caps.Caps).
         self.caps = UNKNOWN
+        #: False once the server answered a cancel UNIMPLEMENTED (an old
+        #: one): the channel sends it no more (CallState.cancel_answered).
+        self.cancels = True
         self._rid = first_request_id()
         self._handshaken = False
         self._error: Optional[BaseException] = None  # why we aborted

@@ -30,7 +30,12 @@ functions that never touch a socket, a clock wait or a loop:
   and it is tried last for a while.  Failures ask discovery to resolve the
   names again (the ``wake`` hook);
 - MethodBase: what both channels' multicallables share (serializing the
-  request, choosing how the response is deserialized).
+  request, choosing how the response is deserialized);
+- cancellation (docs/compatibility.md, "Cancellation"): the request that
+  cancels one call of a shared connection by its request id
+  (``CallState.cancel_request()``), and what its answer says of the
+  server (``cancel_answered()``: an old server's UNIMPLEMENTED turns them
+  off on that connection, ``conn.cancels``).
 
 A driver's call is: ``st = CallState(...)``, then attempts: take
 ``st.endpoints.candidates(st.avoid)``, get a connection, send
@@ -105,6 +110,14 @@ LIMIT_KEY = "nngrpc-max-message-bytes"
 ENCODING_KEY = "nngrpc-encoding"
 #: The call a client makes to learn a connection's limit.
 HEALTH_CHECK = "/nngrpc.health.v1.Health/Check"
+#: Cancellation of one call on a shared connection: the runtime's method,
+#: and the request metadata that names the call's request id.
+CANCEL_METHOD = "/nngrpc.v1.Control/Cancel"
+CANCEL_KEY = "nngrpc-cancel"
+#: A cancel request's own deadline: an old server queues it like any call
+#: (and answers UNIMPLEMENTED); it must not wait there for ever.
+_CANCEL_TIMEOUT_US = 10_000_000
+_UNIMPLEMENTED = 12
 
 CLOSED_MSG = "Cannot invoke RPC: Channel closed!"
 
@@ -928,6 +941,32 @@ class CallState:
             return False
         self.prepare(caps, max_send)  # raises when still over the limit
         return True
+
+    # ---- cancellation -------------------------------------------------------------
+    def cancel_request(self) -> bytes:
+        """The whole envelope of the request that cancels this call on the
+        connection its attempt went out on (send it there, and nowhere
+        else: a server honours a cancel only from the call's own
+        connection).  Its reply goes to cancel_answered()."""
+        return (
+            method_field(CANCEL_METHOD)
+            + b"\x10"
+            + uvarint(_CANCEL_TIMEOUT_US)
+            + _md_entry(CANCEL_KEY, self.rid)
+        )
+
+    @staticmethod
+    def cancel_answered(conn: Any, buf: Bytes, start: int, end: int) -> None:
+        """The reply to a cancel request, the envelope in buf[start:end]:
+        UNIMPLEMENTED is a server that predates cancellation, and the
+        driver sends no more cancels on conn (``conn.cancels = False``);
+        any other answer changes nothing (a cancel is best effort)."""
+        try:
+            code = decode_response(buf, start, end)[0]
+        except EnvelopeError:
+            return
+        if code == _UNIMPLEMENTED:
+            conn.cancels = False
 
     def resend(self) -> None:
         """Counts a new attempt that goes at once (see after_probe)."""

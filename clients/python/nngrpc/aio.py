@@ -27,6 +27,12 @@ DEADLINE_EXCEEDED (``deadline_grace`` after the deadline sent to the
 server, so the server's own answer usually comes first).  Cancelling the
 awaiting task abandons the call: its entry leaves the pending table and
 its slot is freed at once, and its late reply is dropped by request id.
+The server is told too: a cancel request (``/nngrpc.v1.Control/Cancel``
+naming the call's request id, built by the client core) goes out on the
+call's own connection without waiting for its answer, so the handler can
+stop and its worker is free (docs/compatibility.md, "Cancellation").  A
+server that predates it answers UNIMPLEMENTED, and that connection sends
+no more.
 
 Endpoints, retries, request ids, limits and TLS behave as in the sync
 nngrpc.Channel, with the same options (``max_idle_per_endpoint`` aside:
@@ -140,6 +146,23 @@ class _Closed(ConnectionAbortedError):
 def _expire(fut: "asyncio.Future[Any]") -> None:
     if not fut.done():
         fut.set_exception(TimeoutError())
+
+
+def _send_cancel(pipe: AioPipe, st: CallState) -> None:
+    """Tells the server that st's caller gave up on it, on the connection
+    its request went out on; the answer is read when it comes (never
+    awaited: the caller is being cancelled)."""
+    if not pipe.cancels or pipe.closed:
+        return
+    _, fut = pipe.send(st.cancel_request(), b"")
+
+    def answered(fut: "asyncio.Future[bytes]") -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return  # the connection went: so did the call
+        envelope = fut.result()
+        st.cancel_answered(pipe, memoryview(envelope), 0, len(envelope))
+
+    fut.add_done_callback(answered)
 
 
 class _Endpoint(Endpoint):
@@ -396,6 +419,12 @@ class Channel:
             if st.wait_until is not None:
                 timer = loop.call_later(st.wait_until - time.monotonic(), _expire, fut)
             envelope = await fut
+        except asyncio.CancelledError:
+            # The task's cancel cancels fut too; a fut with a result is a
+            # reply that came first.
+            if sp_id >= 0 and (fut.cancelled() or not fut.done()):
+                _send_cancel(pipe, st)
+            raise
         except asyncio.TimeoutError:  # not TimeoutError before 3.11
             raise st.attempt_error(TimeoutError(), ep, self._closed) from None
         except (OSError, ProtocolError) as e:  # TimeoutError too

@@ -383,3 +383,24 @@ def test_deserializer_choice() -> None:
     custom(memoryview(buf))
     buf[0] = ord("z")
     assert kept == [b"abc"] and type(kept[0]) is bytes  # a copy: safe to keep
+
+
+# ---- cancellation (docs/compatibility.md, "Cancellation") -------------------------
+def test_cancel_request_names_the_call_and_old_servers_turn_it_off() -> None:
+    class Conn:
+        cancels = True
+
+    st = state(metadata=[("nngrpc-request-id", "rid-7")])
+    req = rpc_pb2.Request.FromString(st.cancel_request())
+    assert req.method == _core.CANCEL_METHOD
+    assert dict(req.metadata) == {_core.CANCEL_KEY: "rid-7"}
+    assert 0 < req.timeout_us <= 10_000_000 and req.payload == b""
+    conn = Conn()
+    ok = rpc_pb2.Response(code=0).SerializeToString()
+    st.cancel_answered(conn, ok, 0, len(ok))
+    assert conn.cancels
+    st.cancel_answered(conn, b"\xff", 0, 1)  # undecodable: changes nothing
+    assert conn.cancels
+    old = rpc_pb2.Response(code=12, message="unknown method").SerializeToString()
+    st.cancel_answered(conn, old, 0, len(old))
+    assert not conn.cancels
