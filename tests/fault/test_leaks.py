@@ -98,7 +98,7 @@ def test_mixed_load_then_clean_exit(
     finally:
         stop_or_explain(h)  # SIGTERM; exit 0 and no sanitizer report (hoteld_fixture)
     log = h.log()
-    reports, _ = sanitizer_reports(log, hoteld_binary)  # stop_or_explain printed any note
+    reports, nng1713 = sanitizer_reports(log, hoteld_binary)  # stop_or_explain printed it
     for mark in [m for m in EXTRA_MARKS if m in log] + reports:
         assert False, "%s in hoteld's output:\n%s" % (mark, log[-5000:])
     # UNKNOWN only where asked for (Fail(code=2)).
@@ -110,7 +110,12 @@ def test_mixed_load_then_clean_exit(
     if skip:
         print("leak-test: left out %s: libnng %s wedges on it (nanomsg/nng#1636)"
               % (", ".join(skip), ".".join(map(str, libnng_version(hoteld_binary)))))
-    if asan:
+    if asan and nng1713:
+        # LeakSanitizer's report ends the process before ASan's stats.
+        print("leak-test: %s (ASan+UBSan, detect_leaks=1): clean drain after SIGTERM; "
+              "LeakSanitizer reported only libnng's own lost reply (nanomsg/nng#1713), "
+              "set aside; no other report" % hoteld_binary)
+    elif asan:
         print("leak-test: %s (ASan+UBSan, detect_leaks=1): exit 0 after SIGTERM, "
               "no AddressSanitizer/LeakSanitizer/UBSan report" % hoteld_binary)
         print("leak-test: ASan exit stats: %s" % " | ".join(stats))
