@@ -329,6 +329,8 @@ class Channel:
 
         Idle connections close now; a connection in use by a call is shut
         down (which wakes its caller) and closed as that call returns.
+        The thread that resolves DNS names has ended when close() returns,
+        unless a resolution is under way: that one ends on its own.
         Calls on a closed channel raise ValueError.
         """
         with self._lock:
@@ -340,7 +342,7 @@ class Channel:
                 for pipe in ep.pipes:  # in use by a call, which closes it
                     pipe.shutdown()
         if self._resolver is not None:
-            self._resolver.stop()
+            self._resolver.stop(wait=_ResolverThread.STOP_WAIT)
         _CHANNELS.discard(self)
 
     def __enter__(self) -> "Channel":
@@ -667,15 +669,32 @@ class _ResolverThread:
     ask() brings it forward), runs the resolver with no lock held, and
     hands changed addresses to the channel.  It holds the channel only by
     a weak reference: it ends when the channel is closed or collected.
+    close() waits for it to end unless a resolution is under way (a DNS
+    call cannot be interrupted: it finishes on its own, and its answer is
+    dropped); a channel that is collected stops it from the weak
+    reference's callback, at once rather than at its next wake-up.
     ``_cv`` guards the Discovery and the fields below; it is never held
-    with the channel's lock.
+    with the channel's lock.  It is reentrant because that callback may run
+    wherever the channel is collected, this thread included, with ``_cv``
+    held.
     """
 
+    #: How long close() waits for an idle resolver thread to end.
+    STOP_WAIT = 5.0
+
     def __init__(self, channel: "Channel", discovery: Discovery, resolver: Resolver) -> None:
-        self._channel = weakref.ref(channel)
+        me = weakref.ref(self)  # the callback must not keep self alive
+
+        def channel_gone(_: object) -> None:
+            resolver = me()
+            if resolver is not None:
+                resolver.stop()
+
+        self._channel = weakref.ref(channel, channel_gone)
         self._disc = discovery
         self._resolver = resolver
-        self._cv = threading.Condition(threading.Lock())
+        self._cv = threading.Condition(threading.RLock())
+        self._thread: Optional[threading.Thread] = None
         self.started = False  # the thread was started (in this process)
         self._stopped = False
         self._busy = False  # resolving, or handing the answer over
@@ -689,16 +708,22 @@ class _ResolverThread:
             if self.started or self._stopped:
                 return
             self.started = True
-        threading.Thread(
-            target=self._run, name="nngrpc-resolver %s" % self.hosts, daemon=True
-        ).start()
+            self._thread = threading.Thread(
+                target=self._run, name="nngrpc-resolver %s" % self.hosts, daemon=True
+            )
+            self._thread.start()
 
-    def stop(self) -> None:
-        """Ends the thread (channel closed); a resolution under way finishes
-        on its own, and its answer is dropped."""
+    def stop(self, wait: float = 0.0) -> None:
+        """Ends the thread (channel closed or gone).  Waits up to wait
+        seconds for it to end when it is idle; a resolution under way
+        finishes on its own, and its answer is dropped."""
         with self._cv:
             self._stopped = True
             self._cv.notify_all()
+            # Not busy now: stopped, it starts no resolution, and ends.
+            thread = None if self._busy else self._thread
+        if wait > 0 and thread is not None and thread is not threading.current_thread():
+            thread.join(wait)
 
     def ask(self) -> None:
         """Brings the next resolution forward (rate-limited by Discovery)."""
@@ -734,7 +759,8 @@ class _ResolverThread:
     def after_fork(self) -> None:
         """In a forked child: no thread runs here, and the parent's may have
         held the lock; the next call starts a new one."""
-        self._cv = threading.Condition(threading.Lock())
+        self._cv = threading.Condition(threading.RLock())
+        self._thread = None
         self.started = False
         self._busy = False
         self._disc.after_fork()
@@ -751,10 +777,10 @@ class _ResolverThread:
 
     def _wait_until_due(self) -> bool:
         """Sleeps until a resolution is due, then marks it started; False
-        when the thread is to end (channel closed or gone)."""
+        when the thread is to end (channel closed or gone: stop())."""
         with self._cv:
             while True:
-                if self._stopped or self._channel() is None:
+                if self._stopped:
                     return False
                 now = time.monotonic()
                 if self._disc.due(now):
