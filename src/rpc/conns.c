@@ -218,8 +218,8 @@ pipe_added(nngrpc_conns *c, nng_pipe p)
 	nng_pipe_close(p); /* rejected: it never joins the socket */
 }
 
-/* A pipe is gone: its record goes, and its calls in flight are marked
- * cancelled. */
+/* A pipe is gone: its record goes, and its calls in flight that are not
+ * answered yet are marked cancelled. */
 static void
 pipe_removed(nngrpc_conns *c, nng_pipe p)
 {
@@ -232,12 +232,16 @@ pipe_removed(nngrpc_conns *c, nng_pipe p)
 		for (nngrpc_conn_call *cc = r->calls; cc != NULL;
 		     cc = cc->cc_next) {
 			cc->cc_conn = NULL;
-			atomic_store(&cc->cc_cancelled, true);
-			n++;
+			if (!atomic_load(&cc->cc_answered)
+			    && !atomic_exchange(&cc->cc_cancelled, true)) {
+				n++;
+			}
 		}
 	}
-	pthread_mutex_unlock(&c->c_mtx);
+	/* Counted before the connection leaves the count (under the lock):
+	 * whoever sees it gone from nngrpc_connections sees its calls. */
 	atomic_fetch_add(&c->c_cancelled_closed, n);
+	pthread_mutex_unlock(&c->c_mtx);
 	free(r);
 }
 
@@ -261,6 +265,7 @@ nngrpc_conns_call_start(
 	struct conn *r;
 
 	atomic_store(&cc->cc_cancelled, false);
+	atomic_store(&cc->cc_answered, false);
 	cc->cc_prev = NULL;
 	pthread_mutex_lock(&c->c_mtx);
 	if ((r = table_find(c, (uint32_t) nng_pipe_id(pipe))) == NULL) {
@@ -306,6 +311,7 @@ nngrpc_conns_cancel(nngrpc_conns *c, nng_pipe pipe, const char *rid,
 		     cc = cc->cc_next) {
 			if (cc != self && cc->cc_rid_len == len
 			    && memcmp(cc->cc_rid, rid, len) == 0
+			    && !atomic_load(&cc->cc_answered)
 			    && !atomic_exchange(&cc->cc_cancelled, true)) {
 				n++;
 			}
@@ -314,6 +320,12 @@ nngrpc_conns_cancel(nngrpc_conns *c, nng_pipe pipe, const char *rid,
 	pthread_mutex_unlock(&c->c_mtx);
 	atomic_fetch_add(&c->c_cancelled_request, n);
 	return (n);
+}
+
+void
+nngrpc_conns_call_answered(nngrpc_conn_call *cc)
+{
+	atomic_store(&cc->cc_answered, true);
 }
 
 void
@@ -735,12 +747,12 @@ add_metrics(nngrpc_conns *c, nngrpc_metrics *m)
 		    "Requests to /nngrpc.v1.Control/Cancel.",
 		    counter_cancel_requests, true },
 		{ "nngrpc_calls_cancelled_closed_total",
-		    "Calls in flight when their connection closed (marked "
-		    "cancelled).",
+		    "Calls queued or running when their connection closed "
+		    "(marked cancelled).",
 		    counter_cancelled_closed, true },
 		{ "nngrpc_calls_cancelled_request_total",
-		    "Calls in flight that a cancel request named (marked "
-		    "cancelled).",
+		    "Calls queued or running that a cancel request named "
+		    "(marked cancelled).",
 		    counter_cancelled_request, true },
 	};
 	int rv = 0;

@@ -96,6 +96,9 @@ typedef struct nngrpc_conn_call {
 	struct conn             *cc_conn; /* NULL: on no connection's list */
 	/* Its connection closed, or a cancel named its request id. */
 	atomic_bool cc_cancelled;
+	/* Its reply went to NNG (nngrpc_conns_call_answered()): no longer
+	 * queued or running, so neither a close nor a cancel marks it. */
+	atomic_bool cc_answered;
 	/* Its nngrpc-request-id: cc_rid_len bytes (SIZE_MAX: too long to be
 	 * cancelled by), set before nngrpc_conns_call_start(). */
 	char   cc_rid[NNGRPC_CONN_RID_MAX];
@@ -144,6 +147,14 @@ void nngrpc_conns_call_id(nngrpc_conn_call *cc, const char *rid, size_t len);
  * many it marked. Any thread. */
 size_t nngrpc_conns_cancel(nngrpc_conns *c, nng_pipe pipe, const char *rid,
     size_t len, const nngrpc_conn_call *self);
+
+/* The call cc's reply is handed to NNG now: a connection that closes or a
+ * cancel from now on does not mark (or count) it cancelled, though cc stays
+ * on the list (a call in flight for the idle timeout) until
+ * nngrpc_conns_call_end(). Without it, a client that closes its
+ * connection as soon as it has the reply, before NNG's send callback ran
+ * here, had a call it was answered counted as cancelled. Any thread. */
+void nngrpc_conns_call_answered(nngrpc_conn_call *cc);
 
 /* The call cc was answered (or dropped): off its connection's list. Any
  * thread; a cc on no list is fine. */

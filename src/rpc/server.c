@@ -554,6 +554,9 @@ ctx_send(work *w, nng_msg *msg)
 	pthread_mutex_lock(&s->s_mtx);
 	s->s_sending++;
 	pthread_mutex_unlock(&s->s_mtx);
+	/* Answered: the client may have the reply (and close) before on_sent
+	 * takes the call off its connection's list. */
+	nngrpc_conns_call_answered(&w->w_cc);
 	/* A client that stops reading must not hold this context (and, once
 	 * every context is stuck behind it, every other client). */
 	nng_aio_set_timeout(w->w_aio, SEND_TIMEOUT_MS);
