@@ -23,7 +23,10 @@
  * passed on to its worker as an ISO_CANCEL frame, where the handler's
  * nngrpc_call_cancelled() sees it; a worker that has not answered within
  * the grace after that is killed and replaced, as one past its deadline
- * is, and the call is answered CANCELLED.
+ * is, and the call is answered CANCELLED. A reload runs in the zygote,
+ * which is not killed: its cancel is a flag in a page shared with the
+ * zygote (i_reload_cancel, zygote.h), which the reload's handler sees
+ * through nngrpc_call_cancelled() and stops on, keeping the old state.
  */
 #include "isolate.h"
 
@@ -36,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -58,6 +62,10 @@
 #define REPLACE_PENDING 4096
 /* How long /metrics waits for the zygote's gauges (it may be reloading). */
 #define GAUGE_WAIT_MS 200
+
+/* The reload's cancel flag is shared by two processes: only a lock-free
+ * atomic works there. */
+_Static_assert(ATOMIC_BOOL_LOCK_FREE == 2, "atomic_bool is lock-free");
 
 typedef struct iso_worker {
 	struct iso_worker *w_next;
@@ -110,8 +118,11 @@ struct nngrpc_isolate {
 	int             i_load_code;
 	char            i_load_err[512];
 	bool            i_reloaded; /* an ISO_RELOADED came; i_mtx */
-	iso_frame       i_reload_frame;
-	uint8_t        *i_reload_body;
+	/* Shared with the zygote: the running reload's caller gave up
+	 * (zygote.h); written under i_reload_mtx. */
+	atomic_bool *i_reload_cancel;
+	iso_frame    i_reload_frame;
+	uint8_t     *i_reload_body;
 	/* When replacements were asked, oldest first (a ring); i_mtx. */
 	int64_t  i_pending[REPLACE_PENDING];
 	size_t   i_pending_head, i_pending_n;
@@ -454,13 +465,21 @@ nngrpc_isolate_fork(nngrpc_isolate *iso, nngrpc_dispatch *d, nngrpc_metrics *m,
 {
 	/* Static: the zygote reads it after the fork, in its own copy. */
 	static zygote_spec spec;
+	void *page = mmap(NULL, sizeof(atomic_bool), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 
+	if (page == MAP_FAILED) {
+		return (errno);
+	}
+	iso->i_reload_cancel = page;
+	atomic_init(iso->i_reload_cancel, false);
 	spec = (zygote_spec) { .dispatch = d,
 		.load = load,
 		.load_arg = load_arg,
 		.workers = iso->i_cfg.workers,
 		.sandbox = iso->i_cfg.sandbox,
-		.metrics = m };
+		.metrics = m,
+		.reload_cancel = iso->i_reload_cancel };
 	return (zygote_fork(&spec, &iso->i_ctl, &iso->i_zygote));
 }
 
@@ -522,6 +541,9 @@ nngrpc_isolate_free(nngrpc_isolate *iso)
 		waitpid(iso->i_zygote, NULL, 0);
 	}
 	free(iso->i_reload_body);
+	if (iso->i_reload_cancel != NULL) {
+		munmap(iso->i_reload_cancel, sizeof(atomic_bool));
+	}
 	pthread_mutex_destroy(&iso->i_mtx);
 	pthread_mutex_destroy(&iso->i_ctl_mtx);
 	pthread_mutex_destroy(&iso->i_reload_mtx);
@@ -873,6 +895,36 @@ fail_lost(nngrpc_isolate *iso, iso_worker *w, nngrpc_call *call, outcome o,
 	return (st);
 }
 
+/* Waits (i_mtx held) for the zygote's answer to the reload, in slices of
+ * WATCH_MS when the call can be cancelled: a cancel sets the flag the
+ * zygote's reload looks at (once), and is counted. */
+static void
+await_reload(nngrpc_isolate *iso, const nngrpc_call *call)
+{
+	bool passed = false;
+
+	while (!iso->i_reloaded && !iso->i_gone) {
+		struct timespec ts;
+
+		if (call->c_cancel == NULL) {
+			pthread_cond_wait(&iso->i_cv, &iso->i_mtx);
+			continue;
+		}
+		if (!passed && atomic_load(call->c_cancel)) {
+			atomic_store(iso->i_reload_cancel, true);
+			iso->i_cancels++;
+			passed = true;
+		}
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += WATCH_MS * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&iso->i_cv, &iso->i_mtx, &ts);
+	}
+}
+
 /* A reload method: run by the zygote, one at a time. */
 static nngrpc_status
 run_reload(nngrpc_isolate *iso, nngrpc_call *call, uint32_t method,
@@ -885,12 +937,15 @@ run_reload(nngrpc_isolate *iso, nngrpc_call *call, uint32_t method,
 	pthread_mutex_lock(&iso->i_mtx);
 	iso->i_reloaded = false;
 	pthread_mutex_unlock(&iso->i_mtx);
+	/* Not the last reload's cancel, which may have come after its
+	 * answer. */
+	atomic_store(iso->i_reload_cancel, false);
 	pthread_mutex_lock(&iso->i_ctl_mtx);
 	rv = send_call(call, method, ISO_RELOAD, iso->i_ctl, body, len);
 	pthread_mutex_unlock(&iso->i_ctl_mtx);
 	pthread_mutex_lock(&iso->i_mtx);
-	while (rv == 0 && !iso->i_reloaded && !iso->i_gone) {
-		pthread_cond_wait(&iso->i_cv, &iso->i_mtx);
+	if (rv == 0) {
+		await_reload(iso, call);
 	}
 	if (rv != 0 || !iso->i_reloaded) {
 		st = nngrpc_call_error(call, NNGRPC_UNAVAILABLE,
@@ -989,7 +1044,7 @@ render(void *arg)
 	    "nngrpc_worker_kills_total{reason=\"memory\"} %" PRIu64 "\n"
 	    "nngrpc_worker_kills_total{reason=\"cancel\"} %" PRIu64 "\n"
 	    "# HELP nngrpc_worker_cancels_total Cancels passed on to the "
-	    "worker process running the call.\n"
+	    "worker process running the call (the zygote for a reload).\n"
 	    "# TYPE nngrpc_worker_cancels_total counter\n"
 	    "nngrpc_worker_cancels_total %" PRIu64 "\n",
 	    iso->i_kills_deadline, iso->i_kills_memory, iso->i_kills_cancel,

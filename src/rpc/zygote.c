@@ -268,7 +268,8 @@ load(zygote *z)
 
 /* Runs a reload method's handler here; on OK the next generation of
  * workers is forked before the answer, so the front end has them when it
- * learns of the new generation. */
+ * learns of the new generation. Its caller giving up sets the spec's
+ * reload_cancel flag, which the handler sees as a cancel. */
 static int
 reload(zygote *z, const iso_frame *f, const uint8_t *buf)
 {
@@ -279,6 +280,7 @@ reload(zygote *z, const iso_frame *f, const uint8_t *buf)
 	int                   rv = 0;
 
 	nngrpc_call_init(&call);
+	call.c_cancel = z->z_spec->reload_cancel;
 	st = exec_call(z->z_spec->dispatch, f, buf, &call, &out.base);
 	crash_set_call(NULL, NULL);
 	nngrpc_log_set_request_id(NULL);

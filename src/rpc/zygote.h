@@ -28,6 +28,7 @@
 #ifndef NNGRPC_RPC_ZYGOTE_H
 #define NNGRPC_RPC_ZYGOTE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -49,6 +50,13 @@ typedef struct zygote_spec {
 	/* The server's metrics (the zygote's copy): ISO_GAUGES reads the
 	 * service's gauges here, where the loaded state is. */
 	nngrpc_metrics *metrics;
+	/* In memory shared with the front end (MAP_SHARED, made before the
+	 * fork), set there when the caller of the reload that runs gave up:
+	 * the reload's nngrpc_call_cancelled() reads it. A flag rather than
+	 * a frame: the control socket also carries the front end's other
+	 * requests (ISO_GAUGES, ISO_SPAWN), which must not read as a cancel
+	 * while a reload runs. */
+	const atomic_bool *reload_cancel;
 } zygote_spec;
 
 /*
