@@ -153,6 +153,11 @@ def uvarint(n: int) -> bytes:
     return bytes(out)
 
 
+#: Request.timeout_us's tag and the first byte of a varint of 128 or more,
+#: by its low 7 bits; and the varints of timeouts >> 7, as head() met them.
+_TIMEOUT_LOW = [bytes((0x10, i | 0x80)) for i in range(128)]
+_TIMEOUT_HIGH: Dict[int, bytes] = {}
+
 #: Request.payload's tag and one-byte length, for lengths below 128.
 _PAYLOAD_TAGS = [bytes((0x22, i)) for i in range(128)]
 
@@ -213,6 +218,25 @@ _ENCODING_ENTRIES: Dict[Optional[str], bytes] = {}
 _RID_DIGITS = 16
 _RID_ENTRY = b"\n\x11" + REQUEST_ID_KEY.encode() + b"\x12\x10"
 _RID_PREFIX = b"\x1a" + bytes([len(_RID_ENTRY) + _RID_DIGITS]) + _RID_ENTRY
+#: Fresh request-id entries are made this many at a time: one randbytes and
+#: one hex() for the batch cost a call less than a formatted number each.
+_RID_BATCH = 128
+_rid_entries: Iterator[bytes] = iter(())  # emptied in forked children (after_fork)
+
+
+def _fresh_rid_entry() -> bytes:
+    """Returns a Request.metadata entry with a fresh request id (its last
+    16 bytes are the id's hex digits).  Thread-safe: next() on a list
+    iterator is atomic, and two threads that find the batch used up each
+    make their own (ids from independent draws)."""
+    global _rid_entries
+    entry = next(_rid_entries, None)
+    if entry is None:
+        digits = _ID_RNG.randbytes(8 * _RID_BATCH).hex().encode()
+        batch = [_RID_PREFIX + digits[i : i + _RID_DIGITS] for i in range(0, len(digits), 16)]
+        _rid_entries = it = iter(batch)
+        entry = next(it)
+    return entry
 
 
 def metadata_field(metadata: Optional[Metadata]) -> Tuple[bytes, str, bool]:
@@ -247,9 +271,9 @@ def metadata_field(metadata: Optional[Metadata]) -> Tuple[bytes, str, bool]:
             parts.append(_md_entry(key, value))
         encoded = b"".join(parts)
     if not rid:  # no system call: a seeded PRNG
-        digits = b"%016x" % _ID_RNG.getrandbits(64)
-        rid = digits.decode()
-        encoded += _RID_PREFIX + digits
+        entry = _fresh_rid_entry()
+        rid = entry[-_RID_DIGITS:].decode()
+        encoded += entry
     return encoded, rid, asked
 
 
@@ -749,10 +773,8 @@ class CallState:
             md, self._rid, asked = metadata_field(metadata)
             if asked:
                 self.special = self.app_asked = True
-        else:  # a fresh request id, decoded to str only if asked for
-            digits = b"%016x" % _ID_RNG.getrandbits(64)
-            md = _RID_PREFIX + digits
-            self._rid = digits
+        else:  # a fresh request id (rid decodes it only if asked for)
+            md = self._rid = _fresh_rid_entry()
         self.endpoints = endpoints
         self.payload = payload
         self.want_call = want_call
@@ -797,8 +819,8 @@ class CallState:
     def rid(self) -> str:
         """The call's request id (nngrpc-request-id)."""
         rid = self._rid
-        if isinstance(rid, bytes):
-            rid = self._rid = rid.decode()
+        if isinstance(rid, bytes):  # the metadata entry that carries it
+            rid = self._rid = rid[-_RID_DIGITS:].decode()
         return rid
 
     def head(self) -> bytes:
@@ -811,13 +833,17 @@ class CallState:
         if left <= 0:
             raise self.expired("Deadline Exceeded")
         us = int(left * 1e6) or 1
-        if 0x200000 <= us < 0x10000000:  # 2.1 s to 268 s: four bytes, inline
-            return (
-                self._method
-                + bytes((0x10, us & 0x7F | 0x80, us >> 7 & 0x7F | 0x80, us >> 14 & 0x7F | 0x80, us >> 21))
-                + self._rest
-            )
-        return self._method + b"\x10" + uvarint(us) + self._rest
+        if us < 0x80:
+            return self._method + b"\x10" + _BYTES[us] + self._rest
+        # The varint is its low 7 bits, flagged, then us >> 7 as a varint:
+        # calls with the same timeout send nearly the same time left, so
+        # the upper part comes from a small cache, not encoded each time.
+        high = _TIMEOUT_HIGH.get(us >> 7)
+        if high is None:
+            if len(_TIMEOUT_HIGH) >= 1024:
+                _TIMEOUT_HIGH.clear()
+            high = _TIMEOUT_HIGH[us >> 7] = uvarint(us >> 7)
+        return self._method + _TIMEOUT_LOW[us & 0x7F] + high + self._rest
 
     def envelope(self) -> bytes:
         """Returns this attempt's whole envelope (head and payload joined:
@@ -1270,4 +1296,6 @@ def random_bits(n: int) -> int:
 
 def after_fork() -> None:
     """In a forked child: draw other request ids than the parent."""
+    global _rid_entries
     _ID_RNG.seed()
+    _rid_entries = iter(())  # the parent's batch: the parent uses it too
