@@ -115,7 +115,7 @@ class Settings:
             return cls(
                 quick=True,
                 latency_calls=400,
-                latency_rounds=4,
+                latency_rounds=10,
                 c_latency_s=0.7,
                 tput_s=0.5,
                 tput_rounds=1,
@@ -130,7 +130,7 @@ class Settings:
         return cls(
             quick=False,
             latency_calls=5000,
-            latency_rounds=20,
+            latency_rounds=50,
             c_latency_s=3.0,
             tput_s=2.0,
             tput_rounds=2,
