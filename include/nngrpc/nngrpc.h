@@ -351,11 +351,31 @@ NNGRPC_API nngrpc_metrics *nngrpc_server_metrics(nngrpc_server *server);
 NNGRPC_API bool nngrpc_server_serving(const nngrpc_server *server);
 
 /*
- * Graceful drain: the server turns NOT_SERVING, new calls are answered
- * UNAVAILABLE at once, and calls already received (queued or running)
- * finish and are answered. Returns 0 once all are answered, or
- * NNG_ETIMEDOUT when timeout_ms passes first (calls may still be running;
- * the caller decides whether to wait in nngrpc_server_stop() or exit).
+ * Graceful drain, in two steps within timeout_ms:
+ *   1. the server turns NOT_SERVING; new calls are answered UNAVAILABLE
+ *      with "nngrpc-not-run: 1" at once (clients send them elsewhere,
+ *      idempotent or not); calls already received (queued or running)
+ *      finish and are answered;
+ *   2. the connections stay open, answering so, until the clients have
+ *      let go of them: every one closed, or none has sent a request for
+ *      0.5 s. Closing a connection a client still sends on would lose the
+ *      call on its way, and a call that is not idempotent cannot be sent
+ *      again. With libnng 1.6.0 or later a connection answered not run is
+ *      also closed right after that reply, once none of its calls is in
+ *      flight, so a client that dials again only when a connection closes
+ *      (release 0.1.0's) goes elsewhere; with an older libnng no
+ *      connection is closed before nngrpc_server_stop() (closing one a
+ *      request arrives on can hang that libnng: nanomsg/nng#1636).
+ * Returns 0 when both are done; NNG_ETIMEDOUT when timeout_ms passes with
+ * calls still queued, running or being sent, and they are not all
+ * answered in the 50 ms after it either (calls that arrive meanwhile are
+ * answered within microseconds: no instant with all answered means a
+ * handler still runs; the caller decides whether
+ * to wait in nngrpc_server_stop() or exit); NNG_EBUSY when every call was
+ * answered but clients still send here (nngrpc_server_stop() then closes
+ * their connections; the calls they send meanwhile are answered not run
+ * until then). Calling it again goes on with the same drain, so a caller
+ * may wait in slices (as nngrpc_serve() does, to see a second signal).
  */
 NNGRPC_API int nngrpc_server_drain(nngrpc_server *server, int64_t timeout_ms);
 

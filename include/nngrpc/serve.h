@@ -39,10 +39,13 @@
  *      TLS files again when they change (looked at every second) or on
  *      SIGHUP: a new token is accepted at once and the old one for
  *      --auth-token-grace more, a new certificate is used for new
- *      connections; then drain: NOT_SERVING, new calls
- *      UNAVAILABLE, calls already received finish and are answered, for
- *      up to --drain-timeout seconds; a second signal or the timeout ends
- *      the process at once;
+ *      connections; then drain, for up to --drain-timeout seconds:
+ *      NOT_SERVING, new calls UNAVAILABLE with nngrpc-not-run, calls
+ *      already received finish and are answered, then the connections
+ *      stay open, answering so, until the clients let go of them
+ *      (nngrpc_server_drain()); a second signal, or the timeout, ends
+ *      the process at once (exit 1 if calls still ran, else a clean
+ *      stop);
  *   7. stop: the server is closed (no handler runs any more), then
  *      spec->cleanup.
  *

@@ -36,6 +36,7 @@ typedef enum { CONN_TCP, CONN_TLS, CONN_IPC, CONN_OTHER } conn_kind;
 typedef enum {
 	CLOSE_FRAME,
 	CLOSE_IDLE,
+	CLOSE_NOT_RUN,
 	CLOSE_REASONS,
 } close_reason;
 
@@ -43,6 +44,7 @@ static const char *const reason_text[CLOSE_REASONS] = {
 	[CLOSE_FRAME] = "a frame begun and not finished within the frame "
 	                "timeout",
 	[CLOSE_IDLE] = "idle past the idle timeout",
+	[CLOSE_NOT_RUN] = "answered not run while draining",
 };
 
 struct conn {
@@ -57,7 +59,8 @@ struct conn {
 	int64_t           partial_ns;     /* a frame begun seen since; 0 */
 	nngrpc_conn_call *calls;          /* in flight */
 	size_t            n_calls;
-	bool              closing; /* the sweeper closed it */
+	bool              closing; /* the sweeper or a drain closed it */
+	bool              goaway;  /* close once no call is in flight */
 };
 
 #define TOMBSTONE ((struct conn *) 1)
@@ -79,6 +82,7 @@ struct nngrpc_conns {
 	_Atomic uint64_t c_cancel_requests;
 	_Atomic uint64_t c_cancelled_closed;  /* calls, by a closed conn */
 	_Atomic uint64_t c_cancelled_request; /* calls, by a cancel */
+	_Atomic int64_t  c_last_request_ns;   /* on any connection */
 
 	pthread_cond_t c_cv; /* CLOCK_MONOTONIC; stop */
 	pthread_t      c_thread;
@@ -275,6 +279,8 @@ nngrpc_conns_call_start(
 		r->frames++;
 		r->wire_bytes += wire_bytes;
 		r->active_ns = nngrpc_now_ns();
+		atomic_store_explicit(
+		    &c->c_last_request_ns, r->active_ns, memory_order_relaxed);
 		cc->cc_conn = r;
 		cc->cc_next = r->calls;
 		if (r->calls != NULL) {
@@ -328,10 +334,32 @@ nngrpc_conns_call_answered(nngrpc_conn_call *cc)
 	atomic_store(&cc->cc_answered, true);
 }
 
-void
+bool
+nngrpc_conns_goaway(nngrpc_conns *c, nngrpc_conn_call *cc)
+{
+	struct conn *r;
+	bool         close = false;
+
+	pthread_mutex_lock(&c->c_mtx);
+	if ((r = cc->cc_conn) != NULL) {
+		r->goaway = true;
+		if (r->n_calls == 1 && !r->closing) {
+			r->closing = true;
+			close = true;
+		}
+	}
+	pthread_mutex_unlock(&c->c_mtx);
+	if (close) {
+		atomic_fetch_add(&c->c_closed[CLOSE_NOT_RUN], 1);
+	}
+	return (close);
+}
+
+bool
 nngrpc_conns_call_end(nngrpc_conns *c, nngrpc_conn_call *cc)
 {
 	struct conn *r;
+	bool         close = false;
 
 	pthread_mutex_lock(&c->c_mtx);
 	if ((r = cc->cc_conn) != NULL) {
@@ -346,8 +374,26 @@ nngrpc_conns_call_end(nngrpc_conns *c, nngrpc_conn_call *cc)
 		r->n_calls--;
 		r->active_ns = nngrpc_now_ns();
 		cc->cc_conn = NULL;
+		if (r->goaway && r->n_calls == 0 && !r->closing) {
+			r->closing = true;
+			close = true;
+		}
 	}
 	pthread_mutex_unlock(&c->c_mtx);
+	if (close) {
+		atomic_fetch_add(&c->c_closed[CLOSE_NOT_RUN], 1);
+	}
+	return (close);
+}
+
+bool
+nngrpc_conns_quiet(nngrpc_conns *c, int64_t quiet_ns)
+{
+	int64_t last = atomic_load_explicit(
+	    &c->c_last_request_ns, memory_order_relaxed);
+
+	return (
+	    nngrpc_conns_count(c) == 0 || nngrpc_now_ns() - last >= quiet_ns);
 }
 
 void
@@ -685,6 +731,13 @@ counter_idle(void *arg)
 }
 
 static double
+counter_not_run(void *arg)
+{
+	return ((double) atomic_load(
+	    &((nngrpc_conns *) arg)->c_closed[CLOSE_NOT_RUN]));
+}
+
+static double
 counter_send(void *arg)
 {
 	return (
@@ -740,6 +793,10 @@ add_metrics(nngrpc_conns *c, nngrpc_metrics *m)
 		{ "nngrpc_connections_idle_timeouts_total",
 		    "Connections closed: no call for --idle-timeout.",
 		    counter_idle, true },
+		{ "nngrpc_connections_drain_closes_total",
+		    "Connections closed while draining, once answered not "
+		    "run (nngrpc-not-run) and with no call in flight.",
+		    counter_not_run, true },
 		{ "nngrpc_connections_send_timeouts_total",
 		    "Connections closed: the client stopped reading replies.",
 		    counter_send, true },

@@ -46,6 +46,10 @@
  *     idle pooled connections sooner (the Python client after 30 s,
  *     hoteld's default is 120 s), so a server-side idle close does not
  *     race a call.
+ *   - While the server drains, a connection that was answered "not run"
+ *     (nngrpc-not-run) is closed once none of its calls is in flight, so
+ *     that clients which only dial again when a connection closes go to
+ *     another server (nngrpc_conns_goaway()).
  *
  * Cancellation (docs/compatibility.md): a connection that closes marks
  * the calls in flight on it cancelled, and a request to
@@ -156,9 +160,23 @@ size_t nngrpc_conns_cancel(nngrpc_conns *c, nng_pipe pipe, const char *rid,
  * here, had a call it was answered counted as cancelled. Any thread. */
 void nngrpc_conns_call_answered(nngrpc_conn_call *cc);
 
+/* A reply saying that cc never ran (trailer nngrpc-not-run) goes out
+ * while the server drains: cc's connection is to close as soon as it has
+ * no call in flight. A client that keeps its connections and resolves a
+ * name only when it dials (release 0.1.0's) leaves a draining server only
+ * when its connections close; a client that knows the trailer stops using
+ * the connection at that reply, so the close races no call of its.
+ * Returns true when cc is the connection's only call in flight: the caller
+ * closes it right after handing the reply to libnng (it is counted as
+ * closed). Otherwise the last of its calls to end closes it
+ * (nngrpc_conns_call_end()). Any thread; a cc on no list is fine. */
+bool nngrpc_conns_goaway(nngrpc_conns *c, nngrpc_conn_call *cc);
+
 /* The call cc was answered (or dropped): off its connection's list. Any
- * thread; a cc on no list is fine. */
-void nngrpc_conns_call_end(nngrpc_conns *c, nngrpc_conn_call *cc);
+ * thread; a cc on no list is fine. Returns true when that connection is
+ * marked by nngrpc_conns_goaway() and now has no call in flight: the
+ * caller closes it once the reply is out (it is counted as closed). */
+bool nngrpc_conns_call_end(nngrpc_conns *c, nngrpc_conn_call *cc);
 
 /* The server closed pipe because its client stopped reading replies:
  * counted. */
@@ -166,5 +184,9 @@ void nngrpc_conns_send_timeout(nngrpc_conns *c);
 
 /* Open connections (accepted, not yet gone). Any thread. */
 size_t nngrpc_conns_count(nngrpc_conns *c);
+
+/* True when no connection is open, or none has sent a request for
+ * quiet_ns. Any thread. */
+bool nngrpc_conns_quiet(nngrpc_conns *c, int64_t quiet_ns);
 
 #endif /* NNGRPC_RPC_CONNS_H */

@@ -19,7 +19,8 @@
  *
  * The drain waits in slices so that a second signal, or the drain timeout,
  * ends the process at once; handlers may then still run, so it leaves with
- * _exit(1) rather than closing the server under them.
+ * _exit(1) rather than closing the server under them (but with exit 0
+ * when every call was answered and only clients still sent calls here).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -298,39 +299,60 @@ load(run *r)
 	return (0);
 }
 
-/* Waits in slices for the drain; true when every call was answered. */
+/* A second signal during the drain: true (and logged) when one came. */
+static bool
+second_signal(run *r)
+{
+	const struct timespec no_wait = { 0, 0 };
+
+	if (sigtimedwait(&r->stop_sigs, NULL, &no_wait) <= 0) {
+		return (false);
+	}
+	nngrpc_log(NNGRPC_LOG_WARN, "second signal: exiting without waiting");
+	return (true);
+}
+
+/* Waits in slices for the drain (nngrpc_server_drain()) within
+ * --drain-timeout; true when every call was answered. Past the timeout,
+ * or on a second signal, with every call answered but clients still
+ * sending here, the stop closes their connections: still a clean stop. */
 static bool
 drain(run *r)
 {
-	const struct timespec no_wait = { 0, 0 };
-	double                timeout_s = r->cfg.drain_timeout;
-	int64_t               left_ms = (int64_t) (timeout_s * 1000);
+	int64_t until = nngrpc_now_ns()
+	    + (int64_t) (r->cfg.drain_timeout * 1000) * 1000000;
+	int rv;
 
 	for (;;) {
+		int64_t left_ms = (until - nngrpc_now_ns()) / 1000000;
 		int64_t slice
 		    = left_ms < DRAIN_SLICE_MS ? left_ms : DRAIN_SLICE_MS;
-		if (nngrpc_server_drain(r->server, slice) == 0) {
+
+		if ((rv = nngrpc_server_drain(
+		         r->server, slice > 0 ? slice : 0))
+		    == 0) {
 			return (true);
 		}
-		left_ms -= slice;
-		if (sigtimedwait(&r->stop_sigs, NULL, &no_wait) > 0) {
-			nngrpc_log(NNGRPC_LOG_WARN,
-			    "second signal: exiting without waiting for "
-			    "calls");
-			return (false);
+		if (second_signal(r)) {
+			return (rv == NNG_EBUSY);
 		}
-		if (left_ms <= 0) {
-			nngrpc_log(NNGRPC_LOG_WARN,
-			    "drain timeout (%g s): exiting with calls still "
-			    "running",
-			    timeout_s);
-			return (false);
+		if (nngrpc_now_ns() >= until) {
+			break;
 		}
 	}
+	if (rv == NNG_EBUSY) {
+		nngrpc_log(NNGRPC_LOG_INFO,
+		    "drain timeout (%g s): every call answered; closing the "
+		    "connections clients still send on",
+		    r->cfg.drain_timeout);
+		return (true);
+	}
+	nngrpc_log(NNGRPC_LOG_WARN,
+	    "drain timeout (%g s): exiting with calls still running",
+	    r->cfg.drain_timeout);
+	return (false);
 }
 
-/* Step 6: serve until SIGINT or SIGTERM, then drain. Returns the exit
- * code: 1 when the drain came from a lost zygote (process isolation). */
 /* Watches the credential files (rotate.h), once the server listens. */
 static int
 watch_credentials(run *r)
@@ -351,7 +373,8 @@ watch_credentials(run *r)
 }
 
 /* Step 6: serve until SIGINT or SIGTERM, looking at the credential files
- * every second and on SIGHUP; then drain. */
+ * every second and on SIGHUP; then drain. Returns the exit code: 1 when
+ * the drain came from a lost zygote (process isolation). */
 static int
 serve_until_signal(run *r)
 {

@@ -23,9 +23,21 @@
  * stopping flag and the send counter; it is never held across an NNG call
  * that may call back.
  *
- * Drain and stop: new calls are answered UNAVAILABLE at once while the
- * workers finish what is queued and running (answered normally); once the
- * replies are sent the socket closes. Listeners stay open meanwhile,
+ * Drain and stop: new calls are answered UNAVAILABLE, marked not run, at
+ * once while the workers finish what is queued and running (answered
+ * normally). Then the drain waits for the clients to let go of their
+ * connections: until every connection is closed or none has sent a
+ * request for DRAIN_QUIET_NS (answering each UNAVAILABLE, not run, in the
+ * meantime), because closing a connection a client still sends on loses
+ * the call on its way. With libnng 1.6.0 or later, a connection answered
+ * not run is closed right after that reply, once none of its calls is in
+ * flight (conns.h): a client of release 0.1.0 keeps its connections and
+ * resolves names only when it dials, so only a closed connection sends
+ * its next call to another server (later clients drop the connection at
+ * that reply themselves). Not before 1.6.0: closing a connection while a
+ * request arrives on it can wedge that libnng's pipe reaper, and then
+ * nng_close() hangs (nanomsg/nng#1636); there the connections close with
+ * the socket, once quiet. Listeners stay open until the socket closes,
  * because closing a listener closes its pipes and the replies on them.
  */
 #include <errno.h>
@@ -67,6 +79,14 @@
 /* The runtime's cancel method and its metadata (docs/compatibility.md). */
 #define CANCEL_METHOD "/nngrpc.v1.Control/Cancel"
 #define CANCEL_KEY    "nngrpc-cancel"
+/* A drain ends once no request has come for this long (or no connection
+ * is open): clients still sending here have been answered not run and
+ * have gone elsewhere, so closing the connections loses no call. */
+#define DRAIN_QUIET_NS (500 * 1000000LL)
+/* How long past its timeout a drain waits for an instant with every call
+ * answered: clients still sending keep calls in flight, each answered not
+ * run within microseconds, and that is no handler still running. */
+#define DRAIN_GRACE_NS (50 * 1000000LL)
 
 typedef enum { CTX_IDLE, CTX_RECV, CTX_QUEUED, CTX_SEND } ctx_state;
 
@@ -113,6 +133,7 @@ struct nngrpc_server {
 	size_t               s_n_workers; /* started */
 	bool                 s_started;
 	bool                 s_isolated; /* handlers run in worker processes */
+	bool                 s_drain_closes; /* close pipes while draining */
 	server_opts          s_opts;
 
 	pthread_mutex_t  s_mtx;
@@ -122,6 +143,7 @@ struct nngrpc_server {
 	size_t           s_q_head;   /* guarded by s_mtx */
 	size_t           s_q_len;    /* guarded by s_mtx */
 	bool             s_stopping; /* workers exit when idle; s_mtx */
+	atomic_bool      s_draining; /* drain or stop began */
 	size_t           s_running;  /* calls in handlers, guarded by s_mtx */
 	size_t           s_working;  /* of those, on workers; s_mtx */
 	size_t           s_sending;  /* replies in NNG, guarded by s_mtx */
@@ -131,6 +153,17 @@ struct nngrpc_server {
 	pthread_t s_adm_thread;
 	bool      s_adm_started;
 };
+
+/* Whether this libnng closes a pipe that a request is arriving on without
+ * wedging its reaper: nng 1.6.0 and later (nanomsg/nng#1636). */
+static bool
+nng_closes_pipes_safely(void)
+{
+	int major = 0, minor = 0;
+
+	return (sscanf(nng_version(), "%d.%d", &major, &minor) == 2
+	    && (major > 1 || (major == 1 && minor >= 6)));
+}
 
 void
 nngrpc_server_config_init(nngrpc_server_config *cfg)
@@ -419,6 +452,8 @@ nngrpc_server_open(const nngrpc_server_config *cfg, nngrpc_server **serverp)
 	pthread_cond_init(&s->s_cv, NULL);
 	pthread_cond_init(&s->s_idle_cv, NULL);
 	monotonic_cond_init(&s->s_adm_cv);
+	atomic_init(&s->s_draining, false);
+	s->s_drain_closes = nng_closes_pipes_safely();
 	options_init(&s->s_opts);
 	s->s_queue = calloc((size_t) cfg->queue, sizeof(*s->s_queue));
 	rv = s->s_queue == NULL ? NNG_ENOMEM : copy_config(s, cfg);
@@ -545,12 +580,39 @@ ctx_recv(work *w)
 	nng_ctx_recv(w->w_ctx, w->w_aio);
 }
 
+/* Whether reply says its call never ran (the not-run trailer). Decodes
+ * it, so only while draining. */
+static bool
+reply_not_run(nng_msg *reply)
+{
+	Nngrpc__V1__Response *r = nngrpc__v1__response__unpack(
+	    NULL, nng_msg_len(reply), nng_msg_body(reply));
+	bool not_run = false;
+
+	if (r == NULL) {
+		return (false);
+	}
+	for (size_t i = 0; i < r->n_trailers && !not_run; i++) {
+		not_run = r->trailers[i]->key != NULL
+		    && strcmp(r->trailers[i]->key, NNGRPC_NOT_RUN_KEY) == 0;
+	}
+	nngrpc__v1__response__free_unpacked(r, NULL);
+	return (not_run);
+}
+
 /* Hands a reply to NNG. Takes msg. */
 static void
 ctx_send(work *w, nng_msg *msg)
 {
 	nngrpc_server *s = w->w_server;
+	nng_pipe       pipe = w->w_pipe; /* w is reused once the send ends */
+	bool           close_now = false;
 
+	if (s->s_drain_closes && atomic_load(&s->s_draining)
+	    && reply_not_run(msg)) {
+		/* The connection closes (conns.h). */
+		close_now = nngrpc_conns_goaway(s->s_conns, &w->w_cc);
+	}
 	pthread_mutex_lock(&s->s_mtx);
 	s->s_sending++;
 	pthread_mutex_unlock(&s->s_mtx);
@@ -563,6 +625,13 @@ ctx_send(work *w, nng_msg *msg)
 	w->w_state = CTX_SEND;
 	nng_aio_set_msg(w->w_aio, msg);
 	nng_ctx_send(w->w_ctx, w->w_aio);
+	if (close_now) {
+		/* Its only call: libnng wrote the reply to the socket inside
+		 * nng_ctx_send (a connection with nothing else in flight is
+		 * not busy sending), so the FIN follows it at once, before
+		 * the client can take the connection for its next call. */
+		nng_pipe_close(pipe);
+	}
 }
 
 /* Answers a call with a status alone, or drops it if even that fails.
@@ -575,7 +644,7 @@ ctx_send_status(work *w, int code, const char *message, bool not_run)
 
 	if (nngrpc_envelope_status(code, message, not_run, &reply) != 0) {
 		nngrpc_log(NNGRPC_LOG_ERROR, "out of memory answering a call");
-		nngrpc_conns_call_end(w->w_server->s_conns, &w->w_cc);
+		(void) nngrpc_conns_call_end(w->w_server->s_conns, &w->w_cc);
 		ctx_recv(w); /* the client's deadline ends its wait */
 		return;
 	}
@@ -855,7 +924,12 @@ on_sent(work *w, int rv)
 {
 	nngrpc_server *s = w->w_server;
 
-	nngrpc_conns_call_end(s->s_conns, &w->w_cc);
+	if (nngrpc_conns_call_end(s->s_conns, &w->w_cc) && rv == 0) {
+		/* Answered not run while draining, and its last call in
+		 * flight just ended: the reply is written, so the client
+		 * reads it, then EOF, and dials again. */
+		nng_pipe_close(w->w_pipe);
+	}
 	if (rv != 0) {
 		/* Not sent (peer gone, socket closing): still ours. */
 		nng_msg_free(nng_aio_get_msg(w->w_aio));
@@ -1255,15 +1329,22 @@ idle_wait(nngrpc_server *s)
 	pthread_cond_timedwait(&s->s_idle_cv, &s->s_mtx, &ts);
 }
 
-int
-nngrpc_server_drain(nngrpc_server *s, int64_t timeout_ms)
+/* Nothing queued, running or being sent. With s_mtx held. */
+static bool
+answered_all_locked(const nngrpc_server *s)
 {
-	int64_t until = nngrpc_now_ns() + timeout_ms * 1000000;
-	int     rv = 0;
+	return (s->s_q_len == 0 && s->s_running == 0 && s->s_sending == 0);
+}
 
-	nngrpc_server_set_serving(s, NULL, false);
+/* Waits until nothing is queued, running or being sent: 0, or
+ * NNG_ETIMEDOUT at until (CLOCK_MONOTONIC ns). */
+static int
+wait_answered(nngrpc_server *s, int64_t until)
+{
+	int rv = 0;
+
 	pthread_mutex_lock(&s->s_mtx);
-	while (s->s_q_len > 0 || s->s_running > 0 || s->s_sending > 0) {
+	while (!answered_all_locked(s)) {
 		if (nngrpc_now_ns() >= until) {
 			rv = NNG_ETIMEDOUT;
 			break;
@@ -1272,6 +1353,30 @@ nngrpc_server_drain(nngrpc_server *s, int64_t timeout_ms)
 	}
 	pthread_mutex_unlock(&s->s_mtx);
 	return (rv);
+}
+
+int
+nngrpc_server_drain(nngrpc_server *s, int64_t timeout_ms)
+{
+	int64_t until = nngrpc_now_ns() + timeout_ms * 1000000;
+
+	atomic_store(&s->s_draining, true);
+	nngrpc_server_set_serving(s, NULL, false);
+	for (;;) {
+		/* First the calls received, then the clients' connections
+		 * (calls that come meanwhile are answered at once). */
+		if (wait_answered(s, until + DRAIN_GRACE_NS) != 0) {
+			return (NNG_ETIMEDOUT);
+		}
+		if (nngrpc_conns_quiet(s->s_conns, DRAIN_QUIET_NS)) {
+			return (0);
+		}
+		if (nngrpc_now_ns() >= until) {
+			return (NNG_EBUSY);
+		}
+		struct timespec ts = { 0, 10 * 1000000 };
+		nanosleep(&ts, NULL);
+	}
 }
 
 void
@@ -1285,6 +1390,7 @@ nngrpc_server_stop(nngrpc_server *s)
 		return;
 	}
 	s->s_stopping = true;
+	atomic_store(&s->s_draining, true);
 	pthread_cond_broadcast(&s->s_cv);
 	pthread_cond_broadcast(&s->s_adm_cv);
 	pthread_mutex_unlock(&s->s_mtx);

@@ -8,14 +8,15 @@
 #     test share one compile of hoteld (-Werror: a warning fails it);
 #  2. builds tests/fault/trixie.Dockerfile on top of it ($NNGRPC_FAULT_IMAGE:
 #     pytest, build/venv, tests/);
-#  3. runs test_hostile.py in a container (bounded by FAULT_TIMEOUT s) and
-#     passes only when pytest does and
+#  3. runs test_hostile.py and test_drain.py (the drain's connection
+#     closes, which need nng >= 1.6) in a container (bounded by
+#     FAULT_TIMEOUT s) and passes only when pytest does and
 #     test_abrupt_disconnects_do_not_leak_descriptors PASSED: no xfail there,
 #     the libnng in use has the reaper fix (nng >= 1.6).
 #
 # Extra arguments replace the pytest arguments (default: -q -rfEsxXp
-# tests/fault/test_hostile.py); the PASSED check then only applies when
-# that test ran.
+# tests/fault/test_hostile.py tests/fault/test_drain.py); the PASSED check
+# then only applies when that test ran.
 set -uo pipefail
 cd "$(dirname "$0")/../.." || exit 1
 . docker/lib.sh
@@ -45,7 +46,7 @@ echo "fault-test-trixie: built $NNGRPC_FAULT_IMAGE in $secs s"
 printf 'fault-test-trixie: %s\n' "$(docker run --rm --entrypoint sh "$NNGRPC_BUILD_IMAGE" -c \
 	'. /etc/os-release; printf "%s, " "$PRETTY_NAME"; dpkg-query -W -f "\${Package} \${Version} " libnng1 libprotobuf-c1' 2>&1)"
 
-[ $# -gt 0 ] || set -- -q -rfEsxXp tests/fault/test_hostile.py
+[ $# -gt 0 ] || set -- -q -rfEsxXp tests/fault/test_hostile.py tests/fault/test_drain.py
 timeout --kill-after 10 "$FAULT_TIMEOUT" \
 	docker run --rm --name "$CONTAINER" "$NNGRPC_FAULT_IMAGE" "$@" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
