@@ -100,6 +100,38 @@ def test_concurrent_calls_share_one_channel(testing: testing_nngrpc.TestingStub)
     assert errors == []
 
 
+def test_a_crash_fails_only_its_own_call(testing: testing_nngrpc.TestingStub) -> None:
+    """The image runs the engine in worker processes (NNGRPC_ISOLATION=
+    process): a handler that segfaults fails its own call with INTERNAL,
+    while calls around it, before, during and after, all succeed."""
+    errors: List[BaseException] = []
+    stop = threading.Event()
+
+    def echo_until_stopped() -> None:
+        try:
+            while not stop.is_set():
+                testing.Echo(testing_pb2.EchoRequest(payload=b"around"), timeout=2.0)
+                testing.Sleep(testing_pb2.SleepRequest(ms=1), timeout=2.0)
+        except BaseException as e:  # noqa: B902 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=echo_until_stopped) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(2):  # under the poison-pill guard's 3
+            with pytest.raises(nngrpc.RpcError) as e:
+                testing.Crash(testing_pb2.CrashRequest(kind=testing_pb2.CRASH_SEGFAULT), timeout=5.0)
+            assert e.value.code() is nngrpc.StatusCode.INTERNAL, e.value
+            assert "SIGSEGV" in e.value.details(), e.value.details()
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    assert errors == []
+    assert testing.Echo(testing_pb2.EchoRequest(payload=b"after"), timeout=2.0).payload == b"after"
+
+
 @pytest.fixture(scope="module")
 def hotels(channel: nngrpc.Channel):  # type: ignore[no-untyped-def]
     try:
