@@ -34,18 +34,18 @@ Exit 0 only when every check passed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
+from swarmlib import (T0, TARGET, Load, Phase, Replica, Totals, cleanup, deploy, docker, log,
+                      name_of, remove_old_stack, swarm_up, totals, update_state, wait_until)
+from swarmlib import healthy as healthy_of
+from swarmlib import replicas as replicas_of
+
 STACK = os.environ.get("NNGRPC_SWARM_STACK", "nngrpcswarmtest")
 SERVICE = STACK + "_hoteld"
 SMOKE = STACK + "_smoke"
@@ -54,192 +54,22 @@ CLIENT = STACK + "-client"
 IMAGE = os.environ.get("NNGRPC_IMAGE", "nngrpc/hoteld:dev")
 CLIENT_IMAGE = os.environ.get("NNGRPC_CLIENT_IMAGE", "nngrpc/smoke-client:dev")
 HOTELS = os.environ.get("NNGRPC_HOTELS", "20000")
-TARGET = "tcp://tasks.hoteld:5555"
 NEW_REPLICA_LIMIT = 15.0  # s from healthy to first call (the issue's bound)
-T0 = time.time()
 
 
-def log(msg: str) -> None:
-    print("[%5.1fs] %s" % (time.time() - T0, msg), flush=True)
-
-
-def docker(*args: str, check: bool = True, timeout: float = 120,
-           env: Optional[Dict[str, str]] = None) -> str:
-    r = subprocess.run(("docker",) + args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=timeout, env=env, check=False)
-    out = r.stdout.decode(errors="replace").strip()
-    if check and r.returncode != 0:
-        raise RuntimeError("docker %s: exit %d: %s" % (" ".join(args), r.returncode, out))
-    return out
-
-
-def wait_until(what: str, cond: Callable[[], Any], limit: float, every: float = 0.25) -> Any:
-    """Polls cond() until it returns something true (returned), at most
-    limit seconds; raises TimeoutError naming what."""
-    end = time.monotonic() + limit
-    while True:
-        got = cond()
-        if got:
-            return got
-        if time.monotonic() > end:
-            raise TimeoutError("%s: not within %.0f s" % (what, limit))
-        time.sleep(every)
-
-
-# ---- the replicas ---------------------------------------------------------------
-@dataclass
-class Replica:
-    cid: str  # 12 hex digits: the container's host name, the Echo trailer
-    slot: str
-    task: str
-    state: str
-    healthy: bool
-
-    @property
-    def name(self) -> str:
-        return "hoteld.%s" % self.slot
-
-
-KNOWN: Dict[str, Replica] = {}  # every container seen, by cid
-
-
-def replicas(with_stopped: bool = False) -> List[Replica]:
-    """The service's containers (running ones unless with_stopped)."""
-    fmt = '{{.ID}}\t{{.Label "com.docker.swarm.task.name"}}\t{{.State}}\t{{.Status}}'
-    args = ["ps", "--no-trunc", "--filter", "label=com.docker.swarm.service.name=" + SERVICE,
-            "--format", fmt]
-    if with_stopped:
-        args.insert(1, "-a")
-    out: List[Replica] = []
-    for line in docker(*args).splitlines():
-        cid, task, state, status = line.split("\t")
-        parts = task.split(".")
-        r = Replica(cid[:12], parts[1] if len(parts) > 2 else "?",
-                    parts[2][:12] if len(parts) > 2 else task, state, "(healthy)" in status)
-        KNOWN[r.cid] = r
-        out.append(r)
-    return sorted(out, key=lambda r: (r.slot, r.cid))
+def replicas() -> List[Replica]:
+    return replicas_of(SERVICE)
 
 
 def healthy() -> List[Replica]:
-    return [r for r in replicas() if r.state == "running" and r.healthy]
-
-
-def name_of(host: str) -> str:
-    r = KNOWN.get(host)
-    return r.name if r else "?"
-
-
-# ---- the load client -----------------------------------------------------------
-class Load:
-    """docker/swarm/load.py in a container on the stack's network; its
-    per-interval report lines, as they come."""
-
-    def __init__(self) -> None:
-        self.lines: List[Dict[str, Any]] = []
-        self.lock = threading.Lock()
-        self.started = threading.Event()
-        self.proc = subprocess.Popen(
-            ["docker", "run", "--rm", "--name", CLIENT, "--network", NETWORK,
-             "--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
-             "-v", os.path.join(HERE, "load.py") + ":/opt/swarm/load.py:ro",
-             "--entrypoint", "python3", CLIENT_IMAGE, "/opt/swarm/load.py",
-             "--target", TARGET],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        self.other: List[str] = []
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            text = raw.decode(errors="replace").rstrip()
-            try:
-                line = json.loads(text)
-            except ValueError:
-                self.other.append(text)
-                print("       client: " + text, flush=True)
-                continue
-            if "start" in line:
-                self.started.set()
-                continue
-            with self.lock:
-                self.lines.append(line)
-
-    def window(self, t0: float, t1: float) -> List[Dict[str, Any]]:
-        with self.lock:
-            return [ln for ln in self.lines if t0 < ln["t"] <= t1]
-
-    def stop(self) -> int:
-        docker("stop", "-t", "15", CLIENT, check=False, timeout=30)
-        try:
-            return self.proc.wait(30)
-        finally:
-            self.reader.join(5)
-
-
-# ---- phases --------------------------------------------------------------------
-@dataclass
-class Phase:
-    name: str
-    t0: float = 0.0
-    t1: float = 0.0
-    checks: List[Tuple[bool, str]] = field(default_factory=list)
-    notes: List[str] = field(default_factory=list)
-    first_call: Dict[str, str] = field(default_factory=dict)
-
-    def check(self, ok: bool, what: str) -> bool:
-        self.checks.append((ok, what))
-        print("%s - %s" % ("ok  " if ok else "FAIL", what), flush=True)
-        return ok
-
-    @property
-    def passed(self) -> bool:
-        return all(ok for ok, _ in self.checks)
-
-
-@dataclass
-class Totals:
-    ok: Dict[str, Dict[str, int]]
-    failed: Dict[str, int]
-    codes: Dict[str, Dict[str, int]]
-    retried: Dict[str, int]
-    errors: List[str]
-
-    @property
-    def calls(self) -> int:
-        return sum(sum(v.values()) for v in self.ok.values()) + sum(self.failed.values())
-
-
-def totals(lines: List[Dict[str, Any]]) -> Totals:
-    ok: Dict[str, Dict[str, int]] = {}
-    failed = {"idem": 0, "non": 0}
-    codes: Dict[str, Dict[str, int]] = {"idem": {}, "non": {}}
-    retried = {"idem": 0, "non": 0}
-    errors: List[str] = []
-    for ln in lines:
-        for host, kinds in ln["ok"].items():
-            row = ok.setdefault(host, {"idem": 0, "non": 0})
-            for k, n in kinds.items():
-                row[k] += n
-        for k, by_code in ln["failed"].items():
-            for code, n in by_code.items():
-                failed[k] += n
-                codes[k][code] = codes[k].get(code, 0) + n
-        for k, n in ln["retried"].items():
-            retried[k] += n
-        errors.extend(ln["errors"])
-    return Totals(ok, failed, codes, retried, errors)
+    return healthy_of(SERVICE)
 
 
 def first_answer(load: Load, host: str, after: float) -> Optional[float]:
-    with load.lock:
-        for ln in load.lines:
-            if ln["t"] > after and ln["ok"].get(host):
-                return float(ln["t"])
-    return None
+    return load.first_answer(host, after)
 
 
+# ---- phases --------------------------------------------------------------------
 def table(phase: Phase, load: Load) -> Totals:
     t = totals(load.window(phase.t0, phase.t1))
     print("\n   %s: %.1f s, %d calls" % (phase.name, phase.t1 - phase.t0, t.calls))
@@ -267,14 +97,10 @@ def observe(seconds: float) -> None:
 
 def phase_deploy(load_box: List[Load]) -> Phase:
     p = Phase("1. deploy, 3 replicas")
-    env = dict(os.environ, NNGRPC_IMAGE=IMAGE, NNGRPC_CLIENT_IMAGE=CLIENT_IMAGE,
-               NNGRPC_NETWORK=NETWORK, NNGRPC_HOTELS=HOTELS, NNGRPC_TESTING="true")
-    log("docker stack deploy -c docker/stack.yml %s" % STACK)
-    docker("stack", "deploy", "--resolve-image", "never", "-c",
-           os.path.join(ROOT, "docker", "stack.yml"), STACK, env=env)
+    deploy(STACK, IMAGE, CLIENT_IMAGE, HOTELS)
     up = wait_until("3 replicas healthy", lambda: len(healthy()) == 3 and healthy(), 120)
     log("3 replicas healthy: %s" % ", ".join("%s %s" % (r.name, r.cid) for r in up))
-    load = Load()
+    load = Load(CLIENT, CLIENT_IMAGE, NETWORK)
     load_box.append(load)
     wait_until("the load client's channel", load.started.is_set, 60)
     p.t0 = time.time()
@@ -363,8 +189,7 @@ def phase_update(load: Load) -> Phase:
     docker("service", "update", "--detach", "--force", SERVICE)
 
     def state() -> str:
-        return docker("service", "inspect", "-f",
-                      "{{if .UpdateStatus}}{{.UpdateStatus.State}}{{end}}", SERVICE)
+        return update_state(SERVICE)
 
     final = wait_until("the update to end", lambda: state() not in ("", "updating") and state(),
                        180, every=0.5)
@@ -433,54 +258,6 @@ def phase_kill(load: Load) -> Phase:
     return p
 
 
-# ---- swarm and cleanup ---------------------------------------------------------
-def swarm_up() -> bool:
-    """Makes this engine a swarm manager; True if it created the swarm."""
-    state = docker("info", "-f", "{{.Swarm.LocalNodeState}}")
-    if state == "active":
-        if docker("info", "-f", "{{.Swarm.ControlAvailable}}") != "true":
-            raise RuntimeError("this engine is a swarm worker, not a manager: run on a manager")
-        log("swarm: already active here (manager); it stays after the test")
-        return False
-    if state != "inactive":
-        raise RuntimeError("swarm state %r: neither inactive nor active" % state)
-    docker("swarm", "init", "--advertise-addr", "127.0.0.1")
-    log("swarm: docker swarm init --advertise-addr 127.0.0.1 (left again at the end)")
-    return True
-
-
-def stack_gone() -> bool:
-    return not docker("ps", "-aq", "--filter", "label=com.docker.stack.namespace=" + STACK)
-
-
-def cleanup(created_swarm: bool, load: Optional[Load]) -> List[str]:
-    left = []
-    log("cleanup")
-    if load is not None:
-        load.stop()
-    docker("rm", "-f", CLIENT, check=False)
-    docker("stack", "rm", STACK, check=False)
-    try:
-        wait_until("the stack's containers gone", stack_gone, 60, every=0.5)
-    except TimeoutError as e:
-        left.append(str(e))
-    try:
-        wait_until("the network %s gone" % NETWORK, lambda: docker(
-            "network", "inspect", NETWORK, check=False).startswith(("[]", "Error")), 30, every=0.5)
-    except TimeoutError:
-        docker("network", "rm", NETWORK, check=False)
-        if not docker("network", "inspect", NETWORK, check=False).startswith(("[]", "Error")):
-            left.append("network " + NETWORK)
-    if created_swarm:
-        docker("swarm", "leave", "--force", check=False, timeout=60)
-        if docker("info", "-f", "{{.Swarm.LocalNodeState}}") != "inactive":
-            left.append("the swarm")
-    log("removed the stack %s and its network%s%s" % (
-        STACK, ", left the swarm" if created_swarm else "",
-        "; LEFT BEHIND: " + ", ".join(left) if left else ""))
-    return left
-
-
 def main() -> int:
     def on_signal(signum: int, _: Any) -> None:
         raise KeyboardInterrupt("signal %d" % signum)
@@ -492,10 +269,7 @@ def main() -> int:
     problem = ""
     try:
         created = swarm_up()
-        if docker("stack", "ls", "--format", "{{.Name}}").split().count(STACK):
-            log("removing a stack %s left from an earlier run" % STACK)
-            docker("stack", "rm", STACK)
-            wait_until("the old stack gone", stack_gone, 60, every=0.5)
+        remove_old_stack(STACK)
         phases.append(phase_deploy(load_box))
         load = load_box[0]
         for run in (phase_scale_up, phase_scale_down, phase_update, phase_kill):
@@ -504,7 +278,7 @@ def main() -> int:
         problem = "%s: %s" % (type(e).__name__, e)
         log("STOPPED: " + problem)
     finally:
-        left = cleanup(created, load_box[0] if load_box else None)
+        left = cleanup(STACK, created, load_box)
     print("\n== swarm-test summary (%.0f s)" % (time.time() - T0))
     for p in phases:
         print("%s  %s" % ("ok  " if p.passed else "FAIL", p.name))
