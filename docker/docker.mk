@@ -14,6 +14,11 @@
 #                          one Channel to tcp://tasks.hoteld:5555: deploy,
 #                          scale 3->5, 5->2, rolling update, kill -9; a table
 #                          per phase (docker/swarm/test.py, about 70 s)
+#   make upgrade-test      a rolling upgrade on that stack from the last
+#                          release's hoteld image (built from git at its
+#                          CHANGELOG commit) to this tree's and back, under
+#                          load from both releases' clients: 0 failed calls
+#                          (docker/swarm/upgrade.py, about 80 s)
 #
 # On the build machines of this project no engine runs and no registry is
 # reachable: the scripts then run ../shared/tools/docker-up (beside the
@@ -24,7 +29,7 @@ NNGRPC_IMAGE        ?= nngrpc/hoteld:dev
 NNGRPC_CLIENT_IMAGE ?= nngrpc/smoke-client:dev
 export NNGRPC_IMAGE NNGRPC_CLIENT_IMAGE
 
-.PHONY: docker docker-test health-probe-test swarm-test
+.PHONY: docker docker-test health-probe-test swarm-test upgrade-test
 docker:
 	@docker/build.sh
 
@@ -33,6 +38,9 @@ docker-test: $(PY_STAMP) $(BIN)/nngrpc-health
 
 swarm-test:
 	@docker/swarm/test.sh
+
+upgrade-test:
+	@docker/swarm/upgrade.sh
 
 health-probe-test: $(BIN)/nngrpc-health $(BIN)/hoteld $(PY_STAMP)
 	$(VENV_PY) -m pytest -q -p no:cacheprovider tests/docker/test_health_probe.py \

@@ -19,7 +19,15 @@ thread alternates two calls of /nngrpc.testing.v1.Testing/Echo (hoteld
 
 Which replica answered: each request carries metadata testing-hostname,
 and Echo answers with the server's host name in that trailer (a Swarm
-task's container id, 12 hex digits).
+task's container id, 12 hex digits).  A server of release 0.1.0 has no
+such trailer: such a call is counted under "@" and the address of the
+connection that answered it (the replica's address on the network), which
+a Channel subclass notes per thread (private API of the client, 0.1.0's
+and today's; "@?" if it changes).
+
+It runs with the nngrpc package of any release since 0.1.0 (make
+upgrade-test runs it in the 0.1.0 smoke client image too): public API only,
+apart from that one override.
 
 Output: one JSON object per line,
 
@@ -71,12 +79,12 @@ class Tally:
             if attempts > 1:
                 self.retried[kind] += 1
 
-    def add_failed(self, kind: str, e: nngrpc.RpcError) -> None:
+    def add_failed(self, kind: str, e: nngrpc.RpcError, peer: str) -> None:
         with self.lock:
             self.failed[kind][e.code().name] += 1
             if len(self.errors) < MAX_SAMPLES:
-                self.errors.append("%s: %s: %s (%d attempts)" % (
-                    kind, e.code().name, e.details(), e.call.attempts))
+                self.errors.append("%s: %s: %s (%d attempts, last to %s)" % (
+                    kind, e.code().name, e.details(), e.call.attempts, peer))
 
     def take(self) -> Dict[str, Any]:
         with self.lock:
@@ -91,22 +99,52 @@ class Tally:
         return line
 
 
-def host_of(call: Any) -> str:
-    return dict(call.trailing_metadata()).get(HOST_KEY, "?")
+class PeerChannel(nngrpc.Channel):
+    """nngrpc.Channel that notes, per thread, the peer address of the
+    connection the thread's last attempt went out on (a retried call's
+    attempts run one after another on the caller's thread, so after the
+    call it is the one that answered).  Wraps the private _checkout(),
+    which returns (endpoint, pipe) in every release so far; "?" when that
+    changes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._peer = threading.local()
+
+    def _checkout(self, *args: Any, **kwargs: Any) -> Any:
+        got = super()._checkout(*args, **kwargs)  # type: ignore[misc]
+        try:
+            self._peer.ip = str(got[1].sock.getpeername()[0])
+        except Exception:  # noqa: BLE001 (a changed private API, a reset socket)
+            self._peer.ip = "?"
+        return got
+
+    def forget_peer(self) -> None:
+        self._peer.ip = "?"
+
+    def last_peer(self) -> str:
+        return str(getattr(self._peer, "ip", "?"))
+
+
+def host_of(call: Any, ch: PeerChannel) -> str:
+    """The answering replica: its host name (the trailer), else "@" and
+    its address."""
+    return dict(call.trailing_metadata()).get(HOST_KEY) or "@" + ch.last_peer()
 
 
 def worker(calls: List[Tuple[str, Callable[[], Tuple[Any, Any]]]], tally: Tally,
-           stop: threading.Event, interval: float) -> None:
+           stop: threading.Event, interval: float, ch: PeerChannel) -> None:
     i = 0
     while not stop.is_set():
         kind, call_once = calls[i % len(calls)]
         i += 1
+        ch.forget_peer()
         try:
             _, call = call_once()
         except nngrpc.RpcError as e:
-            tally.add_failed(kind, e)
+            tally.add_failed(kind, e, ch.last_peer())
         else:
-            tally.add_ok(kind, host_of(call), call.attempts)
+            tally.add_ok(kind, host_of(call, ch), call.attempts)
         if interval:
             stop.wait(interval)
 
@@ -127,7 +165,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     md = ((HOST_KEY, ""),)
     req = testing_pb2.EchoRequest(payload=b"swarm")
-    with nngrpc.Channel(args.target) as ch:
+    with PeerChannel(args.target) as ch:
         stub = testing_nngrpc.TestingStub(ch)
         raw: nngrpc.UnaryUnaryMultiCallable[testing_pb2.EchoRequest, testing_pb2.EchoResponse]
         raw = ch.unary_unary(
@@ -141,7 +179,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(json.dumps({"start": time.time(), "target": args.target,
                           "threads": args.threads}), flush=True)
         threads = [threading.Thread(target=worker, args=(calls[k % 2:] + calls[:k % 2], tally,
-                                                         stop, args.interval), daemon=True)
+                                                         stop, args.interval, ch), daemon=True)
                    for k in range(args.threads)]
         for t in threads:
             t.start()
