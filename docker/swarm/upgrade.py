@@ -39,6 +39,7 @@ NNGRPC_UPGRADE_THREADS (threads per load client, default 8), NNGRPC_HOTELS
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -111,6 +112,7 @@ class Events:
 
     def __init__(self) -> None:
         self.lines: List[Tuple[float, str]] = []
+        self.termed: Dict[str, float] = {}  # container id -> its SIGTERM
         self.lock = threading.Lock()
         self.proc = subprocess.Popen(
             ["docker", "events", "--filter", "label=com.docker.swarm.service.name=" + SERVICE,
@@ -135,9 +137,12 @@ class Events:
                 what = "kill (signal %s)" % attrs.get("signal", "?")
             elif action == "die":
                 what = "die (exit %s)" % attrs.get("exitCode", "?")
+            t = ev.get("timeNano", 0) / 1e9
             with self.lock:
-                self.lines.append((ev.get("timeNano", 0) / 1e9, "%s %s: %s" % (
+                self.lines.append((t, "%s %s: %s" % (
                     attrs.get("com.docker.swarm.task.name", "?").rsplit(".", 1)[0], cid, what)))
+                if action == "kill" and attrs.get("signal") == "15":
+                    self.termed.setdefault(cid, t)
 
     def around(self, t0: float, t1: float) -> List[Tuple[float, str]]:
         with self.lock:
@@ -184,14 +189,63 @@ def calls_by_version(t: Totals) -> Dict[str, int]:
     return out
 
 
+def drain_of(r: Replica) -> str:
+    """How long r's hoteld drained, from its log ("SIGTERM: draining" to
+    "stopped", as docker logs --timestamps stamps them), or ""."""
+    stamps: Dict[str, float] = {}
+    out = docker("logs", "--timestamps", r.cid, check=False, timeout=20)
+    for line in out.splitlines():
+        for key in ("draining", "stopped", "second signal", "drain timeout"):
+            if key in line and key not in stamps:
+                stamps[key] = parse_stamp(line.split(" ", 1)[0])
+    if "draining" not in stamps:
+        return ""
+    ends = [k for k in ("stopped", "second signal", "drain timeout") if k in stamps]
+    if not ends:
+        return "SIGTERM, and no end logged: killed at stop_grace_period?"
+    return "SIGTERM, %s %.0f ms later" % (ends[0], 1000 * (stamps[ends[0]] - stamps["draining"]))
+
+
+def parse_stamp(text: str) -> float:
+    """docker's RFC 3339 UTC time (nanoseconds), as seconds (to the us)."""
+    return datetime.datetime.strptime(text[:26], "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+
+
+def diagnose(error: str, t: float, events: Events) -> str:
+    """For a failed call's sample: the known cause it matches, or ""."""
+    if "connection closed by the server" not in error or "last to " not in error:
+        return ""
+    addr = error.rsplit("last to ", 1)[1].rstrip(")")
+    with events.lock:  # report lines cover the 0.5 s before them
+        drained = [(t - events.termed[c], c) for c in ADDRESSES.get(addr, [])
+                   if c in events.termed and c in KNOWN and -0.2 <= t - events.termed[c] <= 1.5]
+    if not drained:
+        return ""
+    after, cid = min(drained)
+    r = KNOWN[cid]
+    what = "%s %s (%s) got SIGTERM %.1f s before (%s) and closed the connection this call " \
+        "was on" % (r.name, cid, version_of(r.image), after, drain_of(r) or "?")
+    if version_of(r.image) == OLD_VERSION and OLD_VERSION == "0.1.0":
+        return what + ": a 0.1.0 hoteld drains by closing every connection once no call is " \
+            "in progress (docs/compatibility.md, \"Draining and rolling upgrades\")"
+    return what + ": NOT what the contract says a drain of this release does"
+
+
 def explain(phase: Phase, loads: List[Load], events: Events) -> None:
-    """On failed calls: when they failed, next to what the replicas did."""
+    """On failed calls: when they failed, next to what the replicas did,
+    how long each replica stopped in the phase drained, and the known
+    cause a failure matches."""
     failures: List[Tuple[float, str]] = []
+    causes: List[str] = []
     for load in loads:
         for ln in load.window(phase.t0, phase.t1):
             if ln["failed"]:
                 failures.append((ln["t"], "%s: %s failed in the 0.5 s to here: %s" % (
                     load.label, json.dumps(ln["failed"]), "; ".join(ln["errors"]))))
+                for e in ln["errors"]:
+                    cause = diagnose(e, ln["t"], events)
+                    causes.append("%s: %s\n        cause: %s" % (
+                        load.label, e, cause or "not a known one"))
     if not failures:
         return
     print("   timeline of the failures and the replicas' events:")
@@ -200,12 +254,14 @@ def explain(phase: Phase, loads: List[Load], events: Events) -> None:
               for t, what in events.around(phase.t0, phase.t1)]
     for _, text in sorted(lines):
         print(text)
-    for r in sorted(KNOWN.values(), key=lambda r: (r.slot, r.cid)):
-        out = docker("logs", "--timestamps", r.cid, check=False, timeout=20)
-        tail = [text for text in out.splitlines() if "drain" in text or "signal" in text
-                or "exit" in text or "stop" in text][-6:]
-        for text in tail:
-            print("   log %s %s (%s): %s" % (r.name, r.cid, version_of(r.image), text))
+    with events.lock:
+        stopped = [KNOWN[c] for c, t in events.termed.items()
+                   if phase.t0 <= t <= phase.t1 and c in KNOWN]
+    for r in sorted(stopped, key=lambda r: (r.slot, r.cid)):
+        print("   drain of %s %s (%s): %s" % (r.name, r.cid, version_of(r.image),
+                                             drain_of(r) or "no drain logged"))
+    for c in causes:
+        print("   failed call: " + c)
     print()
 
 
@@ -269,6 +325,10 @@ def phase_roll(loads: List[Load], events: Events, name: str, image: str) -> Phas
     time.sleep(3)  # every call now goes to a replica of image
     p.t1 = time.time()
     p.notes.append("update %s in %.1f s" % (final, t_done - p.t0))
+    with events.lock:
+        termed = [KNOWN[c] for c, t in events.termed.items() if p.t0 <= t and c in KNOWN]
+    p.notes.append("drains: " + ", ".join("%s %s" % (version_of(r.image), drain_of(r).replace(
+        "SIGTERM, ", "")) for r in sorted(termed, key=lambda r: r.slot)))
     for load in loads:
         t = client_table(p, load)
         # Report lines cover the 0.5 s before them: from the first one
