@@ -18,7 +18,8 @@
 #                          release's hoteld image (built from git at its
 #                          CHANGELOG commit) to this tree's and back, under
 #                          load from both releases' clients: 0 failed calls
-#                          (docker/swarm/upgrade.py, about 80 s)
+#                          but the one loss docs/compatibility.md names
+#                          (docker/swarm/upgrade.py, about 85 s)
 #
 # On the build machines of this project no engine runs and no registry is
 # reachable: the scripts then run ../shared/tools/docker-up (beside the
