@@ -14,8 +14,9 @@ connection back.  N threads sharing a channel have N calls in flight on N
 connections; every wait is a blocking system call (recv, or poll), which
 releases the GIL and is interrupted by signals (Ctrl+C raises
 KeyboardInterrupt in the main thread, PEP 475).  There are no background
-threads, and the fast path is one poll(0) (is the pooled connection still
-open?), one send and one recv (_pipe.py).
+threads, and the fast path is one send and one recv (_pipe.py), after a
+poll(0) (is the pooled connection still open?) only for a connection idle
+for FRESH_S (2 ms) or more.
 
 A connection whose call did not end with a reply (deadline, Ctrl+C, error)
 is closed, never reused: its late reply would be read by the next call.  At
@@ -138,13 +139,15 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 #: Default limit on a reply: 4 MiB of payload plus room for the envelope.
 DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
 #: A pooled connection given back less than this long ago (seconds) is
-#: reused without the poll(0) that asks whether its server closed it: a
-#: caller that calls back to back saves a system call per call.  A server
-#: closes a connection when it exits, or once idle for its --idle-timeout
-#: (far longer; the channel's own idle_timeout closes it first); so within
-#: this window a call only meets a close that the poll(0) would have met
-#: too, had the server closed a moment later (such a call fails as a lost
-#: connection either way: retried when idempotent).
+#: reused without the poll(0) that asks whether its server closed it, so a
+#: caller that calls back to back makes two system calls per call, not
+#: three.  A server closes an idle connection after its --idle-timeout (far
+#: longer, and the channel's idle_timeout closes it first), one that
+#: answered nngrpc-not-run (never reused: its endpoint is draining), or all
+#: of them when it exits; only the exit can fall within 2 ms of a reply,
+#: and it is a race that the poll(0) narrows but cannot close: a close a
+#: moment after the poll fails the call all the same, as a lost connection
+#: (retried when idempotent).
 FRESH_S = 0.002
 _monotonic = time.monotonic  # one global lookup on the per-call path, not two
 

@@ -4,8 +4,9 @@ the sync Channel.
 Waiting for a reply is one blocking recv_into, bounded by the call's
 deadline through SO_RCVTIMEO (set again only when a call's deadline is
 nearer than the one armed: calls with the same timeout arm it once), so a
-call costs three system calls: poll(0) (is the pooled connection still
-open?, asked by the channel), send and recv.  Sends never block
+call costs two system calls, send and recv, and a third, poll(0) (is the
+pooled connection still open?, asked by the channel), when its connection
+was idle for 2 ms or more.  Sends never block
 (MSG_DONTWAIT; a full socket buffer is waited for with poll, within the
 deadline).  Every wait releases the GIL and is interrupted by signals
 (Ctrl+C raises KeyboardInterrupt, PEP 475).  A socket with a Python
