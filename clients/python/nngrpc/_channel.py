@@ -448,13 +448,13 @@ class Channel:
     def _give_back(self, ep: _Endpoint, pipe: ReqPipe) -> None:
         """Puts a connection that carries no call back in the pool (as the
         end of _unary's attempt does)."""
-        if len(ep.idle) < self._max_idle and not (ep.removed or ep.draining):
-            now = _monotonic()
-            pipe.idle_since = now
-            ep.idle.append(pipe)
+        idle = ep.idle
+        if len(idle) < self._max_idle and not (ep.removed or ep.draining):
+            now = pipe.idle_since = _monotonic()
+            idle.append(pipe)
             if self._closed or ep.removed or ep.draining:  # meanwhile
                 self._reclaim(ep, pipe)
-            elif now - ep.idle[0].idle_since >= self._idle_timeout:
+            elif now - idle[0].idle_since >= self._idle_timeout:
                 self._close_stale(ep, now)
         else:
             self._discard(ep, pipe)
@@ -500,22 +500,21 @@ class Channel:
             candidates = self._resolved_endpoints(resolver, st)
         if len(candidates) == 1 and not self._closed:  # the fast path
             ep = candidates[0]
-            if ep.idle:
-                try:
-                    pipe = ep.idle.pop()
-                except IndexError:  # another call took it meanwhile
-                    pass
+            try:
+                pipe = ep.idle.pop()
+            except IndexError:  # none idle (or another call took it): dial
+                pass
+            else:
+                idle_for = _monotonic() - pipe.idle_since
+                if idle_for >= self._idle_timeout:
+                    self._discard(ep, pipe)  # ours to close, not the server's
+                elif idle_for < FRESH_S and pipe.reader.start == pipe.reader.end:
+                    return ep, pipe  # just given back: no poll(0), see FRESH_S
+                elif pipe.is_idle_and_open():
+                    return ep, pipe
                 else:
-                    idle_for = _monotonic() - pipe.idle_since
-                    if idle_for >= self._idle_timeout:
-                        self._discard(ep, pipe)  # ours to close, not the server's
-                    elif idle_for < FRESH_S and pipe.reader.start == pipe.reader.end:
-                        return ep, pipe  # just given back: no poll(0), see FRESH_S
-                    elif pipe.is_idle_and_open():
-                        return ep, pipe
-                    else:
-                        self._discard(ep, pipe)
-                        self._endpoints.lost(ep)  # closed while idle: the server went?
+                    self._discard(ep, pipe)
+                    self._endpoints.lost(ep)  # closed while idle: the server went?
         else:
             candidates = self._endpoints.candidates(st.avoid)  # type: ignore[arg-type]
         errors: List[str] = []
