@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import pytest
 
 import nngrpc
+import nngrpc.health
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 
 SANITIZER_MARKS = (
@@ -167,6 +168,27 @@ def wait_until_serving(server: Server, limit: float = 60.0) -> None:
                 if time.monotonic() > end:
                     pytest.fail("hoteld did not answer within %.0f s: %s" % (limit, e))
                 time.sleep(0.02)
+
+
+def wait_until_healthy(server: Server, limit: float, what: str = "hoteld",
+                       tls: Optional[nngrpc.TlsConfig] = None, check_timeout: float = 2.0) -> Server:
+    """Polls the health service (which needs no token, so it works where
+    Echo would be UNAUTHENTICATED) until SERVING; kills the server and
+    fails the test if it exits or takes longer than limit seconds."""
+    end = time.monotonic() + limit
+    with nngrpc.Channel(server.tcp, tls=tls, backoff=0.01, backoff_max=0.05) as ch:
+        while True:
+            try:
+                if nngrpc.health.check(ch, timeout=check_timeout) is nngrpc.health.ServingStatus.SERVING:
+                    return server
+            except nngrpc.RpcError:
+                pass
+            if server.proc.poll() is not None or time.monotonic() > end:
+                if server.proc.poll() is None:
+                    server.proc.kill()
+                    server.proc.wait()
+                pytest.fail("%s did not start:\n%s" % (what, server.log()))
+            time.sleep(0.02)
 
 
 def start_server(binary: str, workdir: str, extra: List[str]) -> Server:

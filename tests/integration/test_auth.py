@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Any, Iterator, List, Optional
 
 import pytest
@@ -17,7 +16,7 @@ from google.protobuf import json_format
 
 import nngrpc
 import nngrpc.health
-from hoteld_fixture import Server, free_port, stop_server
+from hoteld_fixture import Server, free_port, stop_server, wait_until_healthy
 from hotel.v1 import hotel_nngrpc, hotel_pb2
 from nngrpc.reflection import ReflectionClient
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
@@ -68,20 +67,7 @@ def _start_secured(binary: str, workdir: str, token_file: str,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         )
     server = Server(tcp=tcp, ipc=ipc, proc=proc, log_path=log_path, workers=32)
-    end = time.monotonic() + 120
-    with nngrpc.Channel(tcp, backoff=0.01, backoff_max=0.05) as ch:
-        while True:
-            try:
-                if nngrpc.health.check(ch, timeout=5.0) is nngrpc.health.ServingStatus.SERVING:
-                    return server
-            except nngrpc.RpcError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                pytest.fail("secured hoteld did not start:\n" + server.log())
-            time.sleep(0.02)
+    return wait_until_healthy(server, 120, "secured hoteld", check_timeout=5.0)
 
 
 @pytest.fixture

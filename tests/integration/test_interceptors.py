@@ -18,7 +18,7 @@ import pytest
 import nngrpc
 import nngrpc.health
 
-from hoteld_fixture import Server, free_port, stop_server
+from hoteld_fixture import Server, free_port, stop_server, wait_until_healthy
 
 ECHO = "/nngrpc.testing.v1.Testing/Echo"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -52,20 +52,7 @@ def start_secured(binary: str, workdir: str, token_file: str) -> Server:
              "--log-format", "json"],
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     server = Server(tcp=tcp, ipc="", proc=proc, log_path=log_path, workers=32)
-    end = time.monotonic() + 60
-    with nngrpc.Channel(tcp, backoff=0.01, backoff_max=0.05) as ch:
-        while True:
-            try:
-                if nngrpc.health.check(ch, timeout=5.0) is nngrpc.health.ServingStatus.SERVING:
-                    return server
-            except nngrpc.RpcError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                pytest.fail("hoteld did not start:\n" + server.log())
-            time.sleep(0.02)
+    return wait_until_healthy(server, 60, "hoteld", check_timeout=5.0)
 
 
 def access_lines(server: Server, request_id: str) -> List[Dict[str, Any]]:

@@ -20,13 +20,13 @@ import subprocess
 import tempfile
 import threading
 import time
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, List, Optional
 
 import pytest
 
 import nngrpc
 import nngrpc.health
-from hoteld_fixture import Server, free_port, stop_server
+from hoteld_fixture import Server, free_port, stop_server, wait_until_healthy
 from nngrpc.testing.v1 import testing_nngrpc, testing_pb2
 
 ECHO = testing_pb2.EchoRequest(payload=b"rot")
@@ -41,20 +41,7 @@ def start(binary: str, workdir: str, url: str, args: List[str],
             [binary, "--testing", "--no-hotels", "--listen", url] + args,
             stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
     server = Server(tcp=url, ipc="", proc=proc, log_path=log_path, workers=32)
-    end = time.monotonic() + 60
-    with nngrpc.Channel(url, tls=tls, backoff=0.01, backoff_max=0.05) as ch:
-        while True:
-            try:
-                if nngrpc.health.check(ch, timeout=2.0) is nngrpc.health.ServingStatus.SERVING:
-                    return server
-            except nngrpc.RpcError:
-                pass
-            if proc.poll() is not None or time.monotonic() > end:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
-                pytest.fail("hoteld did not start:\n" + server.log())
-            time.sleep(0.02)
+    return wait_until_healthy(server, 60, "hoteld", tls=tls, check_timeout=2.0)
 
 
 class Load:
