@@ -334,6 +334,20 @@ nngrpc_conns_call_answered(nngrpc_conn_call *cc)
 	atomic_store(&cc->cc_answered, true);
 }
 
+/* With c_mtx held: when ready, r is to close after a not-run answer
+ * (conns.h), unless it already is; the caller then closes it. Counted
+ * here, once per connection. */
+static bool
+claim_not_run_close(nngrpc_conns *c, struct conn *r, bool ready)
+{
+	if (!ready || r->closing) {
+		return (false);
+	}
+	r->closing = true;
+	atomic_fetch_add(&c->c_closed[CLOSE_NOT_RUN], 1);
+	return (true);
+}
+
 bool
 nngrpc_conns_goaway(nngrpc_conns *c, nngrpc_conn_call *cc)
 {
@@ -343,15 +357,9 @@ nngrpc_conns_goaway(nngrpc_conns *c, nngrpc_conn_call *cc)
 	pthread_mutex_lock(&c->c_mtx);
 	if ((r = cc->cc_conn) != NULL) {
 		r->goaway = true;
-		if (r->n_calls == 1 && !r->closing) {
-			r->closing = true;
-			close = true;
-		}
+		close = claim_not_run_close(c, r, r->n_calls == 1);
 	}
 	pthread_mutex_unlock(&c->c_mtx);
-	if (close) {
-		atomic_fetch_add(&c->c_closed[CLOSE_NOT_RUN], 1);
-	}
 	return (close);
 }
 
@@ -374,15 +382,10 @@ nngrpc_conns_call_end(nngrpc_conns *c, nngrpc_conn_call *cc)
 		r->n_calls--;
 		r->active_ns = nngrpc_now_ns();
 		cc->cc_conn = NULL;
-		if (r->goaway && r->n_calls == 0 && !r->closing) {
-			r->closing = true;
-			close = true;
-		}
+		close
+		    = claim_not_run_close(c, r, r->goaway && r->n_calls == 0);
 	}
 	pthread_mutex_unlock(&c->c_mtx);
-	if (close) {
-		atomic_fetch_add(&c->c_closed[CLOSE_NOT_RUN], 1);
-	}
 	return (close);
 }
 
