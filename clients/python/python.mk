@@ -2,12 +2,21 @@
 # Included by the top Makefile, which defines BUILD, SYSPY, VENV and VENV_PY.
 #
 #   make wheel    $(PY_DIST): the nngrpc wheel (runtime, built-in services'
-#                 stubs, CLI, protoc plugin; built by pip through the
+#                 stubs, CLI, protoc plugin, the C accelerator
+#                 nngrpc/_speedups.abi3.so; built by pip through the
 #                 package's own PEP 517 backend, clients/python/buildtools)
 #                 and the hotel API's stub wheel (made by
 #                 `python -m nngrpc.stubs`, as any team makes one)
 #   $(PY_STAMP)   build/venv (Debian's python3, --system-site-packages) with
 #                 both wheels installed by pip, as a user installs them
+#   make python-test       the client's unit tests
+#   make python-test-pure  the sync client's tests against a real hoteld
+#                 again with NNGRPC_NO_SPEEDUPS=1 (the pure-Python path)
+#
+# The nngrpc wheel's tag is the machine's: cp311-abi3-linux_<arch> with
+# the accelerator, py3-none-any without (no C compiler or Python.h, or
+# NNGRPC_PURE_PYTHON=1; the backend's one-line note says which). So its
+# rule's target is $(PY_WHEEL), a file naming the wheel it wrote.
 #
 # Nothing is generated into the source tree: the backend generates the
 # runtime protos' modules and _status_table.py in a temporary directory.
@@ -15,7 +24,9 @@
 PY_DIR     := clients/python
 PY_DIST    := $(BUILD)/dist
 PY_VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"$$/\1/p' $(PY_DIR)/nngrpc/_version.py)
-PY_WHEEL   := $(PY_DIST)/nngrpc-$(PY_VERSION)-py3-none-any.whl
+PY_WHEEL   := $(BUILD)/nngrpc-wheel.name
+# The wheel's path, in a recipe (after $(PY_WHEEL) is made).
+PY_WHEEL_FILE = $(PY_DIST)/$$(cat $(PY_WHEEL))
 PY_SRCS    := $(shell find $(PY_DIR)/nngrpc $(PY_DIR)/buildtools -name __pycache__ -prune \
                 -o -type f -print) $(PY_DIR)/pyproject.toml $(PY_DIR)/README.md
 # What the backend generates from (pyproject.toml's [tool.nngrpc-build]).
@@ -30,11 +41,24 @@ PY_STAMP     := $(VENV)/.nngrpc-installed
 # pip, quiet unless something fails; never an index.
 PY_PIP        = $(1) -m pip --disable-pip-version-check -q
 
-$(PY_WHEEL): $(PY_SRCS) $(PY_INPUTS)
+# What the build reads from the environment, kept in a file that changes
+# only when it does: setting or clearing NNGRPC_PURE_PYTHON (or CC)
+# rebuilds the wheel.
+PY_WHEEL_ENV := $(BUILD)/nngrpc-wheel.env
+$(shell mkdir -p $(BUILD) && echo 'NNGRPC_PURE_PYTHON=$(NNGRPC_PURE_PYTHON) CC=$(value CC)' \
+  | cmp -s - $(PY_WHEEL_ENV) || echo 'NNGRPC_PURE_PYTHON=$(NNGRPC_PURE_PYTHON) CC=$(value CC)' \
+  >$(PY_WHEEL_ENV))
+
+# pip shows the backend's output only with -v: the log keeps it, and the
+# backend's notes (a pure wheel, and why) are shown.
+$(PY_WHEEL): $(PY_SRCS) $(PY_INPUTS) $(PY_WHEEL_ENV)
 	@mkdir -p $(PY_DIST)
-	rm -f $(PY_DIST)/nngrpc-*.whl
-	$(call PY_PIP,$(SYSPY)) wheel --no-index --no-build-isolation --no-deps \
-		-w $(PY_DIST) $(PY_DIR)
+	rm -f $(PY_DIST)/nngrpc-*.whl $@
+	$(SYSPY) -m pip --disable-pip-version-check -v wheel --no-index --no-build-isolation \
+		--no-deps -w $(PY_DIST) $(PY_DIR) >$@.log 2>&1 || { cat $@.log; exit 1; }
+	@sed -n 's/^ *\(nngrpc build: .*\)/\1/p' $@.log >&2
+	cd $(PY_DIST) && ls nngrpc-$(PY_VERSION)-*.whl >$(abspath $@).tmp
+	test "$$(wc -l <$@.tmp)" = 1 && mv $@.tmp $@
 
 $(VENV_PY):
 	rm -rf $(VENV)
@@ -44,7 +68,8 @@ $(VENV_PY):
 # then the plain install a user runs.
 $(PY_INSTALLED): $(VENV_PY) $(PY_WHEEL)
 	$(call PY_PIP,$(VENV_PY)) uninstall -y nngrpc 2>/dev/null || true
-	$(call PY_PIP,$(VENV_PY)) install --no-index $(PY_WHEEL)
+	$(call PY_PIP,$(VENV_PY)) install --no-index $(PY_WHEEL_FILE)
+	case $(PY_WHEEL_FILE) in *-abi3-*) cd / && $(abspath $(VENV_PY)) -c 'import nngrpc._speedups';; esac
 	touch $@
 
 $(PY_STUBS_WHEEL): $(PY_INSTALLED) $(addprefix proto/,$(PY_USER_PROTOS))
@@ -66,6 +91,7 @@ $(PY_STAMP): $(PY_INSTALLED) $(PY_STUBS_WHEEL)
 .PHONY: python python-test wheel
 python: $(PY_STAMP)
 wheel: $(PY_WHEEL) $(PY_STUBS_WHEEL)
+	@ls -l $(PY_WHEEL_FILE) $(PY_STUBS_WHEEL)
 
 # Pure-Python unit tests of the client (no server needed).
 python-test: $(PY_STAMP)

@@ -9,7 +9,11 @@ Makefile, now by the backend itself: the runtime protos' modules
 (``_pb2.py``, mypy-protobuf's ``.pyi``, the ``_nngrpc`` stubs, listed in
 pyproject.toml's [tool.nngrpc-build] ``protos``) and ``_status_table.py``
 (from the C runtime's include/nngrpc/status_table.h, by gen_status.py beside this
-file).  Everything happens in a temporary directory: the sources are
+file).  The C accelerator nngrpc/_speedups.c is compiled into
+``nngrpc/_speedups.abi3.so`` and the wheel tagged ``cp311-abi3-<platform>``,
+or, without a compiler, Python.h or Python 3.11 (or with
+NNGRPC_PURE_PYTHON=1), the wheel is the pure ``py3-none-any`` one, with a
+one-line note (build_speedups.py beside this file).  Everything happens in a temporary directory: the sources are
 copied there, the generated files added, the wheel written straight to
 the frontend's directory.  Nothing is written into the source tree (no
 build/, no .egg-info, no generated module), and no other build tool is
@@ -45,7 +49,8 @@ if __spec__ is not None and __spec__.cached:
     except OSError:
         pass
 
-import gen_status  # noqa: E402 (after the bytecode switch)
+import build_speedups  # noqa: E402 (after the bytecode switch)
+import gen_status  # noqa: E402
 
 #: The project directory: clients/python in the repository, or an
 #: unpacked sdist.
@@ -85,7 +90,8 @@ def _load(name: str) -> ModuleType:
 _wheel = _load("_wheel")
 _protoc = _load("_protoc")
 #: What a build reports in one line (anything else is a bug: a traceback).
-_USER_ERRORS = (BuildError, _protoc.ProtocError, _wheel.WheelError, OSError)
+_USER_ERRORS = (BuildError, _protoc.ProtocError, _wheel.WheelError, build_speedups.CompileError,
+                OSError)
 
 
 def _pyproject() -> Dict[str, Any]:
@@ -193,6 +199,22 @@ def _files(root: str) -> List[str]:
     return out
 
 
+def _tag(how: "build_speedups.Plan | str") -> str:
+    return _wheel.PURE if isinstance(how, str) else how.tag
+
+
+def _speedups(how: "build_speedups.Plan | str", package_dir: str) -> None:
+    """Compiles the accelerator into the staged package_dir, or, when how
+    says why it cannot, leaves it out with one line saying so; the C
+    source leaves the stage either way."""
+    if isinstance(how, str):
+        sys.stderr.write("nngrpc build: note: building the pure-Python wheel (%s): %s; the client"
+                         " then runs slower (no nngrpc._speedups)\n" % (_wheel.PURE, how))
+        os.remove(os.path.join(package_dir, build_speedups.SOURCE))
+    else:
+        build_speedups.build(how, package_dir)
+
+
 # ---- PEP 517 hooks -------------------------------------------------------------
 def get_requires_for_build_wheel(config_settings: Optional[Mapping[str, Any]] = None) -> List[str]:
     return list(_pyproject().get("build-system", {}).get("requires", []))
@@ -205,9 +227,10 @@ def get_requires_for_build_sdist(config_settings: Optional[Mapping[str, Any]] = 
 def prepare_metadata_for_build_wheel(
     metadata_directory: str, config_settings: Optional[Mapping[str, Any]] = None
 ) -> str:
-    """Writes the .dist-info directory (no protoc needed); returns its name."""
+    """Writes the .dist-info directory (no protoc, no compiler run);
+    returns its name."""
     try:
-        files = _wheel.dist_info_files(_metadata(), GENERATOR)
+        files = _wheel.dist_info_files(_metadata(), GENERATOR, _tag(build_speedups.plan()))
     except _USER_ERRORS as e:
         raise _fail(e) from None
     for path, data in files.items():
@@ -223,14 +246,16 @@ def build_wheel(
     config_settings: Optional[Mapping[str, Any]] = None,
     metadata_directory: Optional[str] = None,
 ) -> str:
-    """Generates, then writes the wheel into wheel_directory; returns its
-    file name."""
+    """Generates, compiles the accelerator (or says in one line why not),
+    then writes the wheel into wheel_directory; returns its file name."""
     try:
         metadata = _metadata()
+        how = build_speedups.plan()
         with tempfile.TemporaryDirectory(prefix="nngrpc-build-") as tmp:
             stage = _stage(tmp)
+            _speedups(how, os.path.join(stage, PACKAGE))
             files = _wheel.tree_files(os.path.join(stage, PACKAGE), PACKAGE + "/")
-        path = _wheel.write_wheel(wheel_directory, metadata, files, GENERATOR)
+        path = _wheel.write_wheel(wheel_directory, metadata, files, GENERATOR, _tag(how))
     except _USER_ERRORS as e:
         raise _fail(e) from None
     return os.path.basename(path)

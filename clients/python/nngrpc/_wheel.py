@@ -1,8 +1,10 @@
-"""Writes pure-Python wheels (PEP 427) and their core metadata.
+"""Writes wheels (PEP 427) and their core metadata.
 
 Used by ``python -m nngrpc.stubs`` (stub wheels for a team's protos) and
 by the package's own build backend (clients/python/buildtools), so both
-make wheels the same way: files sorted, fixed timestamps and modes (the
+make wheels the same way (stub wheels are pure, ``py3-none-any``; the
+backend's may carry a compiled module, tagged e.g.
+``cp311-abi3-linux_x86_64``): files sorted, fixed timestamps and modes (the
 same inputs give the same bytes), a RECORD with every file's sha256.
 
 This module imports only the standard library: the build backend loads it
@@ -86,18 +88,29 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def wheel_name(metadata: Metadata) -> str:
-    """Returns the file name of metadata's pure-Python wheel."""
-    return "%s-%s-py3-none-any.whl" % (normalize(metadata.name), metadata.version)
+#: The tag of a pure-Python wheel.
+PURE = "py3-none-any"
+_TAG = re.compile(r"^[a-z0-9_.]+-[a-z0-9_]+-[a-z0-9_.]+$")
 
 
-def dist_info_files(metadata: Metadata, generator: str) -> Dict[str, bytes]:
-    """Returns the .dist-info files but RECORD, by archive path."""
+def wheel_name(metadata: Metadata, tag: str = PURE) -> str:
+    """Returns the file name of metadata's wheel tagged tag
+    (python-abi-platform, one of each)."""
+    if not _TAG.match(tag):
+        raise WheelError("%r is not a wheel tag (python-abi-platform)" % tag)
+    return "%s-%s-%s.whl" % (normalize(metadata.name), metadata.version, tag)
+
+
+def dist_info_files(metadata: Metadata, generator: str, tag: str = PURE) -> Dict[str, bytes]:
+    """Returns the .dist-info files but RECORD, by archive path. A wheel
+    tagged other than PURE holds compiled code: its root goes to platlib."""
     info = "%s-%s.dist-info/" % (normalize(metadata.name), metadata.version)
+    purelib = "true" if tag == PURE else "false"
     files = {
         info + "METADATA": metadata.text().encode(),
         info + "WHEEL": (
-            "Wheel-Version: 1.0\nGenerator: %s\nRoot-Is-Purelib: true\nTag: py3-none-any\n" % generator
+            "Wheel-Version: 1.0\nGenerator: %s\nRoot-Is-Purelib: %s\nTag: %s\n"
+            % (generator, purelib, tag)
         ).encode(),
     }
     if metadata.scripts:
@@ -130,13 +143,15 @@ def _check_path(path: str) -> None:
 
 
 def write_wheel(
-    out_dir: str, metadata: Metadata, files: Mapping[str, bytes], generator: str
+    out_dir: str, metadata: Metadata, files: Mapping[str, bytes], generator: str,
+    tag: str = PURE,
 ) -> str:
-    """Writes metadata's wheel holding files (archive path -> content) into
-    out_dir (made if missing), replacing a wheel of the same name; returns
-    the wheel's path.  Written to a temporary name first, so a failed write
+    """Writes metadata's wheel tagged tag, holding files (archive path ->
+    content; mode 644, a compiled module too: dlopen needs no execute bit),
+    into out_dir (made if missing), replacing a wheel of the same name;
+    returns the wheel's path.  Written to a temporary name first, so a failed write
     leaves no partial wheel behind."""
-    info_files = dist_info_files(metadata, generator)
+    info_files = dist_info_files(metadata, generator, tag)
     for path in files:
         _check_path(path)
         if path.split("/", 1)[0].endswith(".dist-info"):
@@ -151,7 +166,7 @@ def write_wheel(
     entries[record_path] = ("\n".join(record) + "\n").encode()
 
     os.makedirs(out_dir, exist_ok=True)
-    final = os.path.join(out_dir, wheel_name(metadata))
+    final = os.path.join(out_dir, wheel_name(metadata, tag))
     tmp = final + ".part"
     stamp = _date_time()
     try:
