@@ -13,8 +13,9 @@
 #            venv (--system-site-packages: Debian's python3-protobuf) with
 #            both wheels installed by pip, on PATH; the wheels stay in
 #            /opt/nngrpc/wheels
-#   pycheck  python plus protoc, mypy-protobuf, mypy, typeshed, pytest and
-#            prometheus_client (mypy checks nngrpc.prometheus against it):
+#   pycheck  python plus protoc, mypy-protobuf, mypy, typeshed, pytest,
+#            prometheus_client (mypy checks nngrpc.prometheus against it)
+#            and gcc with python3-dev (the wheel's C accelerator):
 #            `make docker-test` runs tests/integration/test_wheels.py and
 #            test_mypy.py in it (the wheels under Python 3.13)
 #   client   python plus the smoke client (the last stage: the default)
@@ -68,7 +69,7 @@ FROM python AS pycheck
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       protobuf-compiler mypy-protobuf python3-mypy python3-typeshed python3-pytest \
-      python3-pip python3-prometheus-client \
+      python3-pip python3-prometheus-client gcc libc6-dev python3-dev \
  && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 ENV PYTHONDONTWRITEBYTECODE=1 \
