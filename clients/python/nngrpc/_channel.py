@@ -111,6 +111,7 @@ from nngrpc._core import (
     Endpoint,
     EndpointSet,
     MethodBase,
+    ViewDeserializer,
     dial_error,
     weak_hook,
 )
@@ -122,9 +123,10 @@ from nngrpc._discovery import (
     system_resolver,
 )
 from nngrpc._errors import Call, Metadata, RpcError
-from nngrpc._pipe import ReqPipe
+from nngrpc._pipe import Region, ReqPipe
 from nngrpc._retry import DEFAULT_RETRY_POLICY, RetryPolicy
-from nngrpc._sp import ProtocolError
+from nngrpc._sp import PeerClosed, ProtocolError
+from nngrpc._status_table import StatusCode
 from nngrpc._tls import context_for
 from nngrpc._transport import Address, dial, parse_url
 
@@ -150,6 +152,36 @@ DEFAULT_MAX_RECEIVE_MESSAGE_BYTES = 4 * 1024 * 1024 + 64 * 1024
 #: (retried when idempotent).
 FRESH_S = 0.002
 _monotonic = time.monotonic  # one global lookup on the per-call path, not two
+
+# The C speedups (_speedups.c): the first attempt of a call without
+# metadata or compression, on an idle plain (tcp or ipc) connection with
+# known capabilities.  Optional: without them (a pure wheel, or
+# NNGRPC_NO_SPEEDUPS=1) every call takes the pure-Python path, which is
+# also the reference the C path must agree with.
+try:
+    if os.environ.get("NNGRPC_NO_SPEEDUPS"):
+        raise ImportError("NNGRPC_NO_SPEEDUPS is set")
+    from nngrpc import _speedups
+except ImportError:
+    _speedups = None  # type: ignore[assignment]
+#: What _speedups.call() returns first (enum outcome in _speedups.c).
+_FAST_OK, _FAST_REPLY, _FAST_PARTIAL, _FAST_EXPIRED = 0, 1, 2, 3
+_FAST_TIMEOUT, _FAST_CLOSED, _FAST_OSERROR, _FAST_NOT_FAST = 4, 5, 6, 7
+
+
+def _raiser(e: BaseException) -> "Callable[[], Region]":
+    """A finish() for _attempts that raises e."""
+
+    def finish() -> "Region":
+        raise e
+
+    return finish
+
+
+def speedups_enabled() -> bool:
+    """True when the sync channel's calls take the C path (nngrpc._speedups
+    loaded, NNGRPC_NO_SPEEDUPS unset)."""
+    return _speedups is not None
 
 RequestT = TypeVar("RequestT")
 ResponseT = TypeVar("ResponseT")
@@ -235,6 +267,10 @@ class Channel:
     ``idempotent=``) are attempted again.
     """
 
+    #: Calls may take the C path (_fast_unary); set per channel in __init__
+    #: (a subclass that replaces _unary, as FakeChannel, keeps this False).
+    _fast = False
+
     def __init__(
         self,
         target: Union[str, Sequence[str]],
@@ -283,6 +319,9 @@ class Channel:
         self._grace = deadline_grace
         self._retry = retry
         self._compression = _compression.check(compression)
+        # Calls may take the C path (_fast_unary): the speedups are there,
+        # and nothing the channel adds to every call (compression) is on.
+        self._fast = _speedups is not None and self._compression is None
         self._closed = False  # set under _lock
         _CHANNELS.add(self)
 
@@ -378,6 +417,8 @@ class Channel:
         compression: Optional[str] = None,
     ) -> Tuple[Any, Optional[Call]]:
         """Runs one call of mc; returns (response, Call if want_call)."""
+        if self._fast and not metadata and compression is None:
+            return self._fast_unary(mc, request, timeout, want_call)
         st = CallState(
             self._endpoints,
             mc,
@@ -390,28 +431,50 @@ class Channel:
             want_call,
             compression or self._compression,
         )
-        deserialize = mc._deserialize
+        return self._attempts(st, mc._deserialize, None)
+
+    def _attempts(
+        self,
+        st: CallState,
+        deserialize: ViewDeserializer,
+        started: Optional[Tuple[_Endpoint, ReqPipe, Callable[[], Region]]],
+    ) -> Tuple[Any, Optional[Call]]:
+        """Runs st's attempts until one ends the call; started: the first
+        one is under way already (sent on that connection to that endpoint
+        by _fast_unary; calling finish() returns its reply's envelope, or
+        raises as ReqPipe.call())."""
         while True:  # one attempt per turn
-            try:
-                ep, pipe = self._checkout(st)
-            except AttemptFailed as f:  # no endpoint took a connection
-                time.sleep(st.failed(f))  # raises when there is no next attempt
-                continue
-            # pipe.caps changes only in answered(), once the reply is in.
-            try:
-                if st.size > pipe.caps.limit:  # see CallState
-                    head, payload = st.prepare(pipe.caps, self._max_send)
-                    buf, start, end = pipe.call(head, payload, st.wait_until)
-                else:
-                    buf, start, end = pipe.call(st.head(), st.payload, st.wait_until)
-            except BaseException as e:
-                sent = 0  # the request, if it went out with the limit unknown
-                if pipe.caps is UNKNOWN and not isinstance(e, RpcError):
-                    sent = _REQ_ID_BYTES + len(head) + len(payload)
-                failure = self._attempt_failed(st, ep, pipe, e, sent)
-                if failure is not None:
-                    time.sleep(st.failed(failure))  # raises when there is no next attempt
-                continue
+            if started is not None:
+                ep, pipe, finish = started
+                started = None
+                try:
+                    buf, start, end = finish()
+                except BaseException as e:
+                    failure = self._attempt_failed(st, ep, pipe, e, 0)
+                    if failure is not None:
+                        time.sleep(st.failed(failure))  # raises when there is no next attempt
+                    continue
+            else:
+                try:
+                    ep, pipe = self._checkout(st)
+                except AttemptFailed as f:  # no endpoint took a connection
+                    time.sleep(st.failed(f))  # raises when there is no next attempt
+                    continue
+                # pipe.caps changes only in answered(), once the reply is in.
+                try:
+                    if st.size > pipe.caps.limit:  # see CallState
+                        head, payload = st.prepare(pipe.caps, self._max_send)
+                        buf, start, end = pipe.call(head, payload, st.wait_until)
+                    else:
+                        buf, start, end = pipe.call(st.head(), st.payload, st.wait_until)
+                except BaseException as e:
+                    sent = 0  # the request, if it went out with the limit unknown
+                    if pipe.caps is UNKNOWN and not isinstance(e, RpcError):
+                        sent = _REQ_ID_BYTES + len(head) + len(payload)
+                    failure = self._attempt_failed(st, ep, pipe, e, sent)
+                    if failure is not None:
+                        time.sleep(st.failed(failure))  # raises when there is no next attempt
+                    continue
             try:
                 result = st.answered(ep, buf, start, end, deserialize, pipe, pipe.caps)
             finally:  # the reply is consumed: the connection goes back
@@ -419,6 +482,120 @@ class Channel:
             if result is not None:
                 return result
             time.sleep(st.delay)
+
+    def _fast_unary(
+        self, mc: "MethodBase[Any, Any]", request: Any, timeout: Optional[float], want_call: bool
+    ) -> Tuple[Any, Optional[Call]]:
+        """A call without metadata or compression, its first attempt in C
+        (_speedups.call) when an idle pooled connection to the channel's one
+        endpoint takes it: the usual OK reply costs no CallState.  Any other
+        outcome goes on in _attempts() with a CallState made from what was
+        sent; a call this path does not take goes there from the start."""
+        eps = self._endpoints.endpoints
+        serialize = mc._serialize
+        try:
+            payload = request if serialize is None else serialize(request)
+        except Exception:
+            payload = None  # CallState raises INTERNAL for it
+        pipe = None
+        if len(eps) == 1 and type(payload) is bytes and (timeout is None or timeout > 0):
+            ep = eps[0]
+            try:
+                pipe = ep.idle.pop()
+            except IndexError:
+                pass
+            else:
+                n = len(payload) + len(mc._field) + 64  # as CallState.size
+                now = _monotonic()
+                if (
+                    n > pipe.caps.limit
+                    or n > self._max_send
+                    or pipe.tls
+                    or self._closed
+                    or pipe.reader.start != pipe.reader.end
+                    or (now - pipe.idle_since >= FRESH_S and not self._reusable(pipe))
+                ):
+                    ep.idle.append(pipe)  # for the general path, which checks it again
+                    if self._closed:  # meanwhile: as _give_back
+                        self._reclaim(ep, pipe)
+                    pipe = None
+        if pipe is None:
+            st = CallState(
+                self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
+                self._grace, want_call, self._compression,
+            )
+            return self._attempts(st, mc._deserialize, None)
+        entry = next(_core._rid_entries, None) or _core._fresh_rid_entry()
+        deadline = wait_until = None
+        if timeout is not None:
+            deadline = now + timeout
+            wait_until = deadline + self._grace
+        rid = pipe._rid = 0x80000000 | ((pipe._rid + 1) & 0x7FFFFFFF)
+        reader = pipe.reader
+        finish: Callable[[], Region]
+        try:
+            out = _speedups.call(
+                pipe._fd, pipe.ipc, rid, mc._field, entry, payload, deadline, wait_until,
+                reader.buf, reader.max_recv,
+            )
+        except BaseException as e:  # a signal handler's (Ctrl+C)
+            finish = _raiser(e)
+        else:
+            if out[0] == _FAST_OK:
+                try:
+                    response = mc._deserialize(reader.view[out[3] : out[4]])
+                except Exception:
+                    pass  # answered() says so, with the call's status
+                else:
+                    self._give_back(ep, pipe)
+                    if not want_call:
+                        return response, None
+                    rid_text = entry[-_core._RID_DIGITS :].decode()
+                    return response, Call(StatusCode.OK, "", (), out[5], out[6], rid_text)
+            outcome = self._fast_outcome(pipe, rid, wait_until, out)
+            if outcome is None:  # nothing was sent: as if this path was never taken
+                self._give_back(ep, pipe)
+                st = CallState(
+                    self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
+                    self._grace, want_call, self._compression,
+                )
+                return self._attempts(st, mc._deserialize, None)
+            finish = outcome
+        st = CallState(
+            self._endpoints, mc, None, None, None, self._retry, self._max_send, self._grace,
+            want_call, None, (payload, entry, deadline),
+        )
+        return self._attempts(st, mc._deserialize, (ep, pipe, finish))
+
+    @staticmethod
+    def _fast_outcome(
+        pipe: ReqPipe, rid: int, wait_until: Optional[float], out: Tuple[int, ...]
+    ) -> Optional[Callable[[], Region]]:
+        """What _speedups.call's outcome out (not the usual OK reply, or one
+        that did not deserialize) means for the attempt on pipe: a function
+        that returns its reply's envelope or raises as ReqPipe.call() does;
+        None when nothing was sent."""
+        kind = out[0]
+        reader = pipe.reader
+        if kind == _FAST_OK or kind == _FAST_REPLY:
+            reader.start = reader.end = out[2]  # consumed: nothing after it
+            return lambda: (reader.view, out[1], out[2])
+        if kind == _FAST_PARTIAL:  # the pipe's parser goes on with it
+            reader.start, reader.end = 0, out[1]
+            return lambda: pipe.receive_rest(rid, wait_until)
+        if kind == _FAST_TIMEOUT:
+            return _raiser(TimeoutError("deadline passed"))
+        if kind == _FAST_CLOSED:
+            return _raiser(PeerClosed("connection closed by the server"))
+        if kind == _FAST_OSERROR:
+            return _raiser(OSError(out[1], os.strerror(out[1])))
+        return None  # _FAST_EXPIRED (CallState says so) or _FAST_NOT_FAST
+
+    def _reusable(self, pipe: ReqPipe) -> bool:
+        """A pooled connection idle for FRESH_S or more is still open (its
+        server neither closed it nor sent anything) and not past
+        idle_timeout."""
+        return _monotonic() - pipe.idle_since < self._idle_timeout and pipe.is_idle_and_open()
 
     def _attempt_failed(
         self, st: CallState, ep: _Endpoint, pipe: ReqPipe, e: BaseException, sent: int
@@ -839,7 +1016,10 @@ class UnaryUnaryMultiCallable(MethodBase[RequestT, ResponseT]):
         *,
         compression: Optional[str] = None,
     ) -> ResponseT:
-        return self._channel._unary(self, request, timeout, metadata, False, compression)[0]  # type: ignore[no-any-return]
+        channel = self._channel
+        if channel._fast and not metadata and compression is None:  # _unary's, a frame sooner
+            return channel._fast_unary(self, request, timeout, False)[0]  # type: ignore[no-any-return]
+        return channel._unary(self, request, timeout, metadata, False, compression)[0]  # type: ignore[no-any-return]
 
     def with_call(
         self,

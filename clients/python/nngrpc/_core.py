@@ -773,9 +773,13 @@ class CallState:
         grace: float,
         want_call: bool,
         compression: Optional[str] = None,
+        sent: Optional[Tuple[bytes, bytes, Optional[float]]] = None,
     ) -> None:
         # Positional arguments only, and the common case inline: this runs
         # once per call, on the path every call takes.
+        if sent is not None:  # the first attempt went out already
+            self._adopt(endpoints, mc, sent, retry, grace, want_call)
+            return
         serialize = mc._serialize
         try:
             payload = request if serialize is None else serialize(request)
@@ -815,6 +819,36 @@ class CallState:
         self.size = size = n + len(method) + 64
         if metadata or size > max_send:
             self._check_size(timeout, max_send)
+
+    def _adopt(
+        self,
+        endpoints: EndpointSet[Any],
+        mc: "MethodBase[Any, Any]",
+        sent: Tuple[bytes, bytes, Optional[float]],
+        retry: Optional[RetryPolicy],
+        grace: float,
+        want_call: bool,
+    ) -> None:
+        """The state of a call whose first attempt a driver's fast path
+        (the sync channel's C speedups) sent already on a connection with
+        known capabilities: sent is (the payload, the request-id metadata
+        entry, the deadline), what that attempt's request was made of, so
+        the attempts after it and the errors agree with it.  A call with
+        metadata or compression never takes that path."""
+        payload, entry, deadline = sent
+        self.endpoints = endpoints
+        self.payload = payload
+        self.want_call = want_call
+        self._method = mc._field
+        self._rid = entry
+        n = len(payload)
+        self._rest = entry + (_PAYLOAD_TAGS[n] if n < 0x80 else b"\x22" + uvarint(n))
+        self._retry = retry
+        self._idempotent = mc._idempotent
+        if deadline is not None:
+            self.deadline = deadline
+            self.wait_until = deadline + grace
+        self.size = n + len(self._method) + 64
 
     def _check_size(self, timeout: Optional[float], max_send: int) -> None:
         """Raises RESOURCE_EXHAUSTED if the first attempt's SP message is

@@ -250,6 +250,14 @@ class ReqPipe:
                 if got == rid and size + 8 == end and size <= reader.max_recv:
                     reader.start = end
                     return reader.view, 12, end
+        return self.receive_rest(rid, deadline)
+
+    def receive_rest(self, rid: int, deadline: Optional[float]) -> Region:
+        """Goes on receiving for request rid, whose request went out on this
+        pipe (by call(), or by the C speedups, which leave what they got in
+        the reader), until its reply is in: returns it as call() does, and
+        drops stale replies on the way."""
+        reader = self.reader
         while True:
             frame = reader.next()
             if frame is None:

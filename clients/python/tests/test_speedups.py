@@ -1,0 +1,301 @@
+"""The sync channel's C path (nngrpc._speedups, _channel._fast_unary)
+against fake REP peers on real sockets: it sends what the pure-Python path
+sends, byte for byte, and every outcome that is not the usual OK reply
+(stale and split replies, large replies, errors, trailers, not-run, a lost
+connection, deadlines, signals) ends as it does on the pure-Python path.
+Calls against a real hoteld take the same path in every other test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator, List
+
+import pytest
+
+import nngrpc
+from nngrpc import _channel, _core
+from nngrpc.v1 import rpc_pb2
+
+from test_sp import FakeServer, read_request, send_reply
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("NNGRPC_NO_SPEEDUPS")), reason="NNGRPC_NO_SPEEDUPS: the pure-Python run"
+)
+
+
+class Spy:
+    """Counts the calls into the real _speedups module."""
+
+    def __init__(self, real: Any) -> None:
+        self.real = real
+        self.calls = 0
+
+    def call(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.real.call(*args)
+
+
+@pytest.fixture
+def spy(monkeypatch: pytest.MonkeyPatch) -> Spy:
+    s = Spy(_channel._speedups)
+    monkeypatch.setattr(_channel, "_speedups", s)
+    return s
+
+
+def test_the_extension_is_loaded() -> None:
+    assert _channel.speedups_enabled(), "nngrpc._speedups did not load: the wheel has no C part"
+
+
+def ok(payload: bytes, **kw: Any) -> bytes:
+    return rpc_pb2.Response(code=0, payload=payload, **kw).SerializeToString()
+
+
+def serve(handler: Any, tmp_path: Path, ipc: bool = False) -> FakeServer:
+    return FakeServer(handler, ipc_path=str(tmp_path / "s.ipc") if ipc else None)
+
+
+def echo(requests: List[bytes]) -> Any:
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            requests.append(body)
+            req = rpc_pb2.Request.FromString(body[4:])
+            send_reply(conn, ipc, body[:4] + ok(req.payload, queue_us=3, run_us=200))
+
+    return handler
+
+
+@pytest.mark.parametrize("ipc", [False, True], ids=["tcp", "ipc"])
+def test_sends_the_bytes_the_python_path_sends(spy: Spy, tmp_path: Path, ipc: bool) -> None:
+    reqs: List[bytes] = []
+    srv = serve(echo(reqs), tmp_path, ipc)
+    with nngrpc.Channel(srv.url) as ch:
+        ch.call("/a/B", b"first")  # a new connection asks for capabilities: Python
+        assert spy.calls == 0
+        for payload in (b"", b"x" * 100, os.urandom(200_000)):
+            for fast in (True, False):
+                ch._fast = fast
+                got, call = ch.invoke("/p.S/M", payload, timeout=5.0)
+                assert got == payload and (call.queue_us, call.run_us) == (3, 200)
+                body = reqs[-1][4:]
+                req = rpc_pb2.Request.FromString(body)
+                assert 4_900_000 < req.timeout_us <= 5_000_000
+                assert dict(req.metadata) == {"nngrpc-request-id": call.request_id}
+                # What CallState.head() makes for that timeout, then the payload.
+                want = _core.method_field("/p.S/M") + b"\x10" + _core.uvarint(req.timeout_us)
+                want += _core._RID_PREFIX + call.request_id.encode()
+                want += b"\x22" + _core.uvarint(len(payload)) + payload
+                assert body == want
+        ch._fast = True
+        assert ch.call("/a/B", b"no deadline") == b"no deadline"
+        assert rpc_pb2.Request.FromString(reqs[-1][4:]).timeout_us == 0  # none
+    rids = [struct.unpack(">I", r[:4])[0] for r in reqs]
+    assert all(b == 0x80000000 | ((a + 1) & 0x7FFFFFFF) for a, b in zip(rids, rids[1:]))
+    assert spy.calls == 4
+    srv.close()
+
+
+def test_stale_and_split_replies(spy: Spy, tmp_path: Path) -> None:
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            stale = struct.pack(">I", struct.unpack(">I", body[:4])[0] ^ 1)
+            send_reply(conn, ipc, stale + ok(b"stale"))  # an abandoned call's
+            reply = struct.pack(">Q", len(body[:4] + ok(b"mine"))) + body[:4] + ok(b"mine")
+            for i in range(0, len(reply), 7):  # in pieces, a moment apart
+                conn.sendall(reply[i : i + 7])
+                time.sleep(0.002)
+
+    srv = serve(handler, tmp_path)
+    with nngrpc.Channel(srv.url) as ch:
+        for _ in range(3):
+            assert ch.call("/a/B", b"", timeout=5.0) == b"mine"
+    assert spy.calls == 2
+    srv.close()
+
+
+def test_statuses_trailers_and_not_run(spy: Spy, tmp_path: Path) -> None:
+    answers = [
+        ok(b"first"),
+        rpc_pb2.Response(code=5, message="no such hotel").SerializeToString(),
+        rpc_pb2.Response(code=0, payload=b"t", trailers={"k": "v"}).SerializeToString(),
+        rpc_pb2.Response(code=14, message="draining", trailers={"nngrpc-not-run": "1"})
+        .SerializeToString(),
+        ok(b"after not-run"),
+    ]
+    seen: List[str] = []
+
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while answers:
+            body = read_request(conn, ipc)
+            seen.append(dict(rpc_pb2.Request.FromString(body[4:]).metadata)["nngrpc-request-id"])
+            send_reply(conn, ipc, body[:4] + answers.pop(0))
+
+    srv = serve(handler, tmp_path)
+    with nngrpc.Channel(srv.url) as ch:
+        assert ch.call("/a/B", b"") == b"first"
+        with pytest.raises(nngrpc.RpcError) as e:
+            ch.call("/a/B", b"", timeout=5.0)
+        assert e.value.code() is nngrpc.StatusCode.NOT_FOUND
+        assert e.value.details() == "no such hotel" and e.value.request_id == seen[-1]
+        got, call = ch.invoke("/a/B", b"", timeout=5.0)
+        assert got == b"t" and call.trailing_metadata() == (("k", "v"),)
+        # Not run: sent again (a new connection), though not idempotent.
+        got, call = ch.invoke("/a/B", b"", timeout=5.0)
+        assert got == b"after not-run" and call.attempts == 2
+        assert seen[-1] == seen[-2] == call.request_id
+    assert spy.calls == 3
+    srv.close()
+
+
+def test_a_lost_connection(spy: Spy, tmp_path: Path) -> None:
+    count = [0]
+
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            count[0] += 1
+            if count[0] in (2, 3):  # read, then gone: the reply never comes
+                conn.shutdown(socket.SHUT_RDWR)
+                return
+            send_reply(conn, ipc, body[:4] + ok(b"ok"))
+
+    srv = serve(handler, tmp_path)
+    with nngrpc.Channel(srv.url) as ch:
+        assert ch.call("/a/B", b"") == b"ok"
+        with pytest.raises(nngrpc.RpcError) as e:  # sent once: not idempotent
+            ch.call("/a/B", b"", timeout=5.0)
+        assert e.value.code() is nngrpc.StatusCode.UNAVAILABLE
+        got, call = ch.invoke("/a/B", b"", timeout=5.0, idempotent=True)
+        assert got == b"ok" and call.attempts == 2  # the third request was lost too
+    assert spy.calls >= 1
+    srv.close()
+
+
+def slow_server(tmp_path: Path, delay: float) -> FakeServer:
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            if body[4:] and rpc_pb2.Request.FromString(body[4:]).payload == b"slow":
+                time.sleep(delay)
+            send_reply(conn, ipc, body[:4] + ok(b"done"))
+
+    return serve(handler, tmp_path)
+
+
+def test_deadline_while_waiting(spy: Spy, tmp_path: Path) -> None:
+    srv = slow_server(tmp_path, 0.5)
+    with nngrpc.Channel(srv.url) as ch:
+        ch.call("/a/B", b"")
+        started = time.monotonic()
+        with pytest.raises(nngrpc.RpcError) as e:
+            ch.call("/a/B", b"slow", timeout=0.05)
+        assert e.value.code() is nngrpc.StatusCode.DEADLINE_EXCEEDED
+        assert time.monotonic() - started < 0.4
+        assert ch.call("/a/B", b"", timeout=5.0) == b"done"  # on a new connection
+    assert spy.calls == 1  # the last call dialled: Python
+    srv.close()
+
+
+def test_a_signal_handler_interrupts_the_wait(spy: Spy, tmp_path: Path) -> None:
+    class Interrupted(Exception):
+        pass
+
+    def on_alarm(*_: object) -> None:
+        raise Interrupted
+
+    srv = slow_server(tmp_path, 1.0)
+    old = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        with nngrpc.Channel(srv.url) as ch:
+            ch.call("/a/B", b"")
+            started = time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, 0.05)
+            with pytest.raises(Interrupted):
+                ch.call("/a/B", b"slow", timeout=5.0)
+            assert time.monotonic() - started < 0.5
+            assert ch.call("/a/B", b"", timeout=5.0) == b"done"  # the late reply is not read
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    assert spy.calls == 1
+    srv.close()
+
+
+def test_the_gil_is_released_while_waiting(spy: Spy, tmp_path: Path) -> None:
+    srv = slow_server(tmp_path, 0.3)
+    spins = [0]
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            spins[0] += 1
+
+    with nngrpc.Channel(srv.url) as ch:
+        ch.call("/a/B", b"")
+        t = threading.Thread(target=spin)
+        t.start()
+        try:
+            time.sleep(0.05)
+            before = spins[0]
+            assert ch.call("/a/B", b"slow", timeout=5.0) == b"done"
+            during = spins[0] - before
+        finally:
+            stop.set()
+            t.join()
+    # Holding the GIL for 0.3 s would let the spinner run only at the
+    # switch interval's pace (a few iterations per 5 ms).
+    assert during > 10_000
+    assert spy.calls == 1
+    srv.close()
+
+
+def test_a_reply_over_the_receive_limit(spy: Spy, tmp_path: Path) -> None:
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            big = rpc_pb2.Request.FromString(body[4:]).payload == b"big"
+            send_reply(conn, ipc, body[:4] + ok(b"x" * (5000 if big else 10)))
+
+    srv = serve(handler, tmp_path)
+    with nngrpc.Channel(srv.url, max_receive_message_bytes=1000) as ch:
+        ch.call("/a/B", b"")
+        with pytest.raises(nngrpc.RpcError) as e:
+            ch.call("/a/B", b"big", timeout=5.0)
+        assert e.value.code() is nngrpc.StatusCode.RESOURCE_EXHAUSTED
+    assert spy.calls == 1
+    srv.close()
+
+
+@pytest.fixture
+def raw_peer(tmp_path: Path) -> Iterator[FakeServer]:
+    """Answers with an envelope that does not decode."""
+
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        first = True
+        while True:
+            body = read_request(conn, ipc)
+            send_reply(conn, ipc, body[:4] + (ok(b"") if first else b"\x1a\x05ab"))
+            first = False
+
+    srv = serve(handler, tmp_path)
+    yield srv
+    srv.close()
+
+
+def test_an_undecodable_reply_is_internal(spy: Spy, raw_peer: FakeServer) -> None:
+    with nngrpc.Channel(raw_peer.url) as ch:
+        ch.call("/a/B", b"")
+        with pytest.raises(nngrpc.RpcError) as e:
+            ch.call("/a/B", b"", timeout=5.0)
+        assert e.value.code() is nngrpc.StatusCode.INTERNAL
+        assert "undecodable" in e.value.details()
+    assert spy.calls == 1
+
+
