@@ -491,14 +491,16 @@ class Channel:
         endpoint takes it: the usual OK reply costs no CallState.  Any other
         outcome goes on in _attempts() with a CallState made from what was
         sent; a call this path does not take goes there from the start."""
-        eps = self._endpoints.endpoints
+        eps = order = self._endpoints.endpoints
+        if len(eps) > 1:  # this call's turn of the round-robin, kept if it goes on below
+            eps = order = self._endpoints.candidates()
         serialize = mc._serialize
         try:
             payload = request if serialize is None else serialize(request)
         except Exception:
             payload = None  # CallState raises INTERNAL for it
         pipe = None
-        if len(eps) == 1 and type(payload) is bytes and (timeout is None or timeout > 0):
+        if eps and type(payload) is bytes and (timeout is None or timeout > 0):
             ep = eps[0]
             try:
                 pipe = ep.idle.pop()
@@ -524,6 +526,7 @@ class Channel:
                 self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
                 self._grace, want_call, self._compression,
             )
+            st.order = order
             return self._attempts(st, mc._deserialize, None)
         entry = next(_core._rid_entries, None) or _core._fresh_rid_entry()
         deadline = wait_until = None
@@ -559,6 +562,7 @@ class Channel:
                     self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
                     self._grace, want_call, self._compression,
                 )
+                st.order = order
                 return self._attempts(st, mc._deserialize, None)
             finish = outcome
         st = CallState(
@@ -692,8 +696,9 @@ class Channel:
                 else:
                     self._discard(ep, pipe)
                     self._endpoints.lost(ep)  # closed while idle: the server went?
-        else:
-            candidates = self._endpoints.candidates(st.avoid)  # type: ignore[arg-type]
+        else:  # the order _fast_unary drew for this call, or a new turn
+            candidates = st.order or self._endpoints.candidates(st.avoid)  # type: ignore[arg-type,assignment]
+            st.order = None
         errors: List[str] = []
         for ep in candidates:
             while True:  # the fast path: an idle pooled connection, no lock

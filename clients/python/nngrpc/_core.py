@@ -748,6 +748,9 @@ class CallState:
     # a store per call.
     attempt = 1
     avoid: Optional[Endpoint] = None
+    # The endpoints in the order the first attempt tries them, when a
+    # driver drew that order already (its round-robin turn taken once).
+    order: Optional[Sequence[Endpoint]] = None
     delay = 0.0
     deadline: Optional[float] = None
     wait_until: Optional[float] = None

@@ -299,3 +299,24 @@ def test_an_undecodable_reply_is_internal(spy: Spy, raw_peer: FakeServer) -> Non
     assert spy.calls == 1
 
 
+
+
+def test_round_robin_over_several_endpoints(spy: Spy, tmp_path: Path) -> None:
+    def tagged(tag: bytes) -> Any:
+        def handler(conn: socket.socket, ipc: bool) -> None:
+            while True:
+                body = read_request(conn, ipc)
+                send_reply(conn, ipc, body[:4] + ok(tag))
+
+        return handler
+
+    servers = [FakeServer(tagged(b"%d" % i)) for i in range(3)]
+    with nngrpc.Channel([s.url for s in servers]) as ch:
+        got = [ch.call("/a/B", b"", timeout=5.0) for _ in range(30)]
+    # Each endpoint's first call dials (Python); the rest take the C path,
+    # and the round-robin turns are the same as the pure-Python path's.
+    assert sorted(got.count(b"%d" % i) for i in range(3)) == [10, 10, 10]
+    assert all(len(set(got[i : i + 3])) == 3 for i in range(0, 30, 3))
+    assert spy.calls == 27
+    for s in servers:
+        s.close()
