@@ -18,6 +18,23 @@ threads, and the fast path is one send and one recv (_pipe.py), after a
 poll(0) (is the pooled connection still open?) only for a connection idle
 for FRESH_S (2 ms) or more.
 
+The C path (_speedups.c, optional): a call without metadata or
+compression whose round-robin turn finds an idle pooled connection (plain
+tcp or ipc, its server's capabilities known) makes its first attempt in
+one C function: the request head encoded, head and payload sent in one
+sendmsg, the wait in poll with the GIL released, the reply received into
+the connection's buffer and, when it is the usual OK reply, decoded; the
+response is deserialized straight from that buffer.  No CallState is made
+for such a call.  Anything else that attempt meets (another reply, a
+split or stale one, an error, the deadline, a signal handler's exception)
+goes on in the pure-Python path below with a CallState made from what
+was sent (CallState._adopt), so retries, statuses and errors are decided
+in one place, the core.  A call that does not qualify takes the
+pure-Python path from the start; so does every call without the module
+(a pure wheel) or with NNGRPC_NO_SPEEDUPS=1.  The pure-Python path is
+the reference: clients/python/tests/test_speedups.py checks that both
+send the same bytes and end every outcome the same way.
+
 A connection whose call did not end with a reply (deadline, Ctrl+C, error)
 is closed, never reused: its late reply would be read by the next call.  At
 most ``max_idle_per_endpoint`` idle connections are kept per endpoint, and
