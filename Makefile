@@ -235,7 +235,7 @@ test: deps all asan $(ENGINE_TSAN_TESTS) $(ISO_TSAN_TEST)
 	@tests/run-all $(BUILD)
 
 # The same binaries and unit tests, built with ASan+UBSan.
-asan:
+asan: $(PY_ASAN_SPEEDUPS)
 	$(MAKE) SAN=1 $(BUILD)/asan/bin/hoteld unit-tests
 
 unit-tests: $(UNIT_TESTS) $(ENGINE_TESTS)

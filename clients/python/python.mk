@@ -96,3 +96,13 @@ wheel: $(PY_WHEEL) $(PY_STUBS_WHEEL)
 # Pure-Python unit tests of the client (no server needed).
 python-test: $(PY_STAMP)
 	$(VENV_PY) -m pytest -q $(PY_DIR)/tests
+
+# The C speedups built with ASan+UBSan: tests/run-all runs the client's
+# tests of the C path with it (NNGRPC_SPEEDUPS_SO, libasan preloaded).
+PY_ASAN_SPEEDUPS := $(BUILD)/asan/pyext/_speedups.abi3.so
+$(PY_ASAN_SPEEDUPS): $(PY_DIR)/nngrpc/_speedups.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=c11 -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+		-fno-sanitize-recover=undefined -Wall -Wextra -Werror -shared -fPIC \
+		-I$(shell $(SYSPY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])') \
+		-o $@ $<
