@@ -249,7 +249,7 @@ example-test: all
 asan-test: deps all asan $(ENGINE_TSAN_TESTS) $(ISO_TSAN_TEST)
 	@tests/run-all $(BUILD) --asan-only
 
-C_SOURCES = $(shell find src include tests examples -name '*.[ch]' \
+C_SOURCES = $(shell find src include tests examples clients -name '*.[ch]' \
               -not -path '*/fuzz/corpus/*' -not -path 'examples/*/gen/*')
 format:
 	clang-format -i $(C_SOURCES)

@@ -36,84 +36,91 @@
 
 /* What call() returns first (the channel's _fast_attempt reads it). */
 enum outcome {
-    OUT_OK = 0,       /* the usual OK reply: envelope, payload, timings */
-    OUT_REPLY = 1,    /* a whole reply to this request: envelope region */
-    OUT_PARTIAL = 2,  /* bytes received that the pipe must go on with */
-    OUT_EXPIRED = 3,  /* the deadline passed before anything was sent */
-    OUT_TIMEOUT = 4,  /* wait_until passed while waiting: sent, no reply */
-    OUT_CLOSED = 5,   /* the peer closed the connection */
-    OUT_OSERROR = 6,  /* a system call failed: errno */
-    OUT_NOT_FAST = 7, /* a head too large for this path: nothing done */
+	OUT_OK = 0,       /* the usual OK reply: envelope, payload, timings */
+	OUT_REPLY = 1,    /* a whole reply to this request: envelope region */
+	OUT_PARTIAL = 2,  /* bytes received that the pipe must go on with */
+	OUT_EXPIRED = 3,  /* the deadline passed before anything was sent */
+	OUT_TIMEOUT = 4,  /* wait_until passed while waiting: sent, no reply */
+	OUT_CLOSED = 5,   /* the peer closed the connection */
+	OUT_OSERROR = 6,  /* a system call failed: errno */
+	OUT_NOT_FAST = 7, /* a head too large for this path: nothing done */
 };
 
 /* The request head: frame header (13 bytes at most), method field, timeout
  * field (11), the request-id entry, payload tag (11). */
 #define HEAD_MAX 1024
 
-static double monotonic_now(void)
+static double
+monotonic_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic()'s clock */
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* time.monotonic()'s clock */
+	return (double) ts.tv_sec + (double) ts.tv_nsec * 1e-9;
 }
 
-static size_t put_varint(uint8_t *out, uint64_t v)
+static size_t
+put_varint(uint8_t *out, uint64_t v)
 {
-    size_t n = 0;
-    while (v >= 0x80) {
-        out[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    out[n++] = (uint8_t)v;
-    return n;
+	size_t n = 0;
+	while (v >= 0x80) {
+		out[n++] = (uint8_t) (v | 0x80);
+		v >>= 7;
+	}
+	out[n++] = (uint8_t) v;
+	return n;
 }
 
-static void put_be64(uint8_t *out, uint64_t v)
+static void
+put_be64(uint8_t *out, uint64_t v)
 {
-    for (int i = 7; i >= 0; i--) {
-        out[i] = (uint8_t)v;
-        v >>= 8;
-    }
+	for (int i = 7; i >= 0; i--) {
+		out[i] = (uint8_t) v;
+		v >>= 8;
+	}
 }
 
-static void put_be32(uint8_t *out, uint32_t v)
+static void
+put_be32(uint8_t *out, uint32_t v)
 {
-    out[0] = (uint8_t)(v >> 24);
-    out[1] = (uint8_t)(v >> 16);
-    out[2] = (uint8_t)(v >> 8);
-    out[3] = (uint8_t)v;
+	out[0] = (uint8_t) (v >> 24);
+	out[1] = (uint8_t) (v >> 16);
+	out[2] = (uint8_t) (v >> 8);
+	out[3] = (uint8_t) v;
 }
 
-static uint64_t get_be64(const uint8_t *p)
+static uint64_t
+get_be64(const uint8_t *p)
 {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
 }
 
-static uint32_t get_be32(const uint8_t *p)
+static uint32_t
+get_be32(const uint8_t *p)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+	return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16
+	    | (uint32_t) p[2] << 8 | p[3];
 }
 
 /* One call's inputs and progress.  The buffers are the caller's, held by
  * Py_buffer views for the whole call. */
 struct attempt {
-    int fd;
-    int ipc;
-    uint32_t rid;
-    double wait_until; /* monotonic seconds; < 0: no limit */
-    const uint8_t *payload;
-    size_t payload_len;
-    uint8_t *buf; /* the receive buffer */
-    size_t cap;
-    uint64_t max_recv;
-    uint8_t head[HEAD_MAX];
-    size_t head_len;
-    size_t got;    /* bytes received into buf */
-    int err;       /* errno of OUT_OSERROR */
-    PyThreadState *released; /* the GIL, while released */
+	int            fd;
+	int            ipc;
+	uint32_t       rid;
+	double         wait_until; /* monotonic seconds; < 0: no limit */
+	const uint8_t *payload;
+	size_t         payload_len;
+	uint8_t       *buf; /* the receive buffer */
+	size_t         cap;
+	uint64_t       max_recv;
+	uint8_t        head[HEAD_MAX];
+	size_t         head_len;
+	size_t         got;      /* bytes received into buf */
+	int            err;      /* errno of OUT_OSERROR */
+	PyThreadState *released; /* the GIL, while released */
 };
 
 /* Builds the SP frame header and the envelope up to the payload's bytes
@@ -121,116 +128,123 @@ struct attempt {
  * timeout_us from the deadline (deadline < 0: none), the request-id entry,
  * the payload's tag and length.  Returns OUT_EXPIRED, OUT_NOT_FAST, or -1
  * when built. */
-static int build_head(struct attempt *a, const uint8_t *method, size_t method_len,
-                      double deadline, const uint8_t *rid_entry, size_t rid_len)
+static int
+build_head(struct attempt *a, const uint8_t *method, size_t method_len,
+    double deadline, const uint8_t *rid_entry, size_t rid_len)
 {
-    size_t frame = a->ipc ? 13 : 12;
-    if (frame + method_len + 11 + rid_len + 11 > HEAD_MAX)
-        return OUT_NOT_FAST;
-    uint8_t *p = a->head + frame;
-    memcpy(p, method, method_len);
-    p += method_len;
-    if (deadline >= 0) {
-        double left = deadline - monotonic_now();
-        if (left <= 0)
-            return OUT_EXPIRED;
-        uint64_t us = (uint64_t)(left * 1e6);
-        *p++ = 0x10;
-        p += put_varint(p, us ? us : 1);
-    }
-    memcpy(p, rid_entry, rid_len);
-    p += rid_len;
-    *p++ = 0x22;
-    p += put_varint(p, a->payload_len);
-    a->head_len = (size_t)(p - a->head);
-    uint64_t size = a->head_len - frame + a->payload_len + 4;
-    if (a->ipc) {
-        a->head[0] = 1;
-        put_be64(a->head + 1, size);
-    } else {
-        put_be64(a->head, size);
-    }
-    put_be32(a->head + frame - 4, a->rid);
-    return -1;
+	size_t frame = a->ipc ? 13 : 12;
+	if (frame + method_len + 11 + rid_len + 11 > HEAD_MAX)
+		return OUT_NOT_FAST;
+	uint8_t *p = a->head + frame;
+	memcpy(p, method, method_len);
+	p += method_len;
+	if (deadline >= 0) {
+		double left = deadline - monotonic_now();
+		if (left <= 0)
+			return OUT_EXPIRED;
+		uint64_t us = (uint64_t) (left * 1e6);
+		*p++ = 0x10;
+		p += put_varint(p, us ? us : 1);
+	}
+	memcpy(p, rid_entry, rid_len);
+	p += rid_len;
+	*p++ = 0x22;
+	p += put_varint(p, a->payload_len);
+	a->head_len = (size_t) (p - a->head);
+	uint64_t size = a->head_len - frame + a->payload_len + 4;
+	if (a->ipc) {
+		a->head[0] = 1;
+		put_be64(a->head + 1, size);
+	} else {
+		put_be64(a->head, size);
+	}
+	put_be32(a->head + frame - 4, a->rid);
+	return -1;
 }
 
 /* Runs the pending signal handlers with the GIL; returns -1 if one raised
  * (the exception is set, the GIL held), else 0 with the GIL released
  * again. */
-static int run_signal_handlers(struct attempt *a)
+static int
+run_signal_handlers(struct attempt *a)
 {
-    PyEval_RestoreThread(a->released);
-    if (PyErr_CheckSignals() < 0)
-        return -1;
-    a->released = PyEval_SaveThread();
-    return 0;
+	PyEval_RestoreThread(a->released);
+	if (PyErr_CheckSignals() < 0)
+		return -1;
+	a->released = PyEval_SaveThread();
+	return 0;
 }
 
 /* Waits until fd is ready for events or wait_until passes.  Returns 0
  * when ready, OUT_TIMEOUT, OUT_OSERROR, or -1 for a signal handler's
  * exception (GIL held). */
-static int wait_for(struct attempt *a, short events)
+static int
+wait_for(struct attempt *a, short events)
 {
-    for (;;) {
-        int ms = -1;
-        if (a->wait_until >= 0) {
-            double left = a->wait_until - monotonic_now();
-            if (left <= 0)
-                return OUT_TIMEOUT;
-            ms = (int)(left * 1000);
-            if (ms < left * 1000)
-                ms++; /* ceil, without libm */
-        }
-        struct pollfd pfd = {.fd = a->fd, .events = events};
-        int n = poll(&pfd, 1, ms);
-        if (n > 0)
-            return 0;
-        if (n < 0 && errno == EINTR) {
-            if (run_signal_handlers(a) < 0)
-                return -1;
-        } else if (n < 0) {
-            a->err = errno;
-            return OUT_OSERROR;
-        }
-    }
+	for (;;) {
+		int ms = -1;
+		if (a->wait_until >= 0) {
+			double left = a->wait_until - monotonic_now();
+			if (left <= 0)
+				return OUT_TIMEOUT;
+			ms = (int) (left * 1000);
+			if (ms < left * 1000)
+				ms++; /* ceil, without libm */
+		}
+		struct pollfd pfd = { .fd = a->fd, .events = events };
+		int           n = poll(&pfd, 1, ms);
+		if (n > 0)
+			return 0;
+		if (n < 0 && errno == EINTR) {
+			if (run_signal_handlers(a) < 0)
+				return -1;
+		} else if (n < 0) {
+			a->err = errno;
+			return OUT_OSERROR;
+		}
+	}
 }
 
 /* Sends head and payload, all of it, without blocking (MSG_DONTWAIT; a
  * full socket buffer is waited for until wait_until).  Returns 0 when
  * sent, else as wait_for. */
-static int send_request(struct attempt *a)
+static int
+send_request(struct attempt *a)
 {
-    struct iovec iov[2] = {
-        {.iov_base = a->head, .iov_len = a->head_len},
-        {.iov_base = (void *)a->payload, .iov_len = a->payload_len},
-    };
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = a->payload_len ? 2 : 1};
-    for (;;) {
-        ssize_t n = sendmsg(a->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (n < 0) {
-            int rc = 0;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                rc = wait_for(a, POLLOUT);
-            else if (errno == EINTR)
-                rc = run_signal_handlers(a);
-            else {
-                a->err = errno;
-                rc = OUT_OSERROR;
-            }
-            if (rc != 0)
-                return rc;
-            continue;
-        }
-        while (msg.msg_iovlen && (size_t)n >= msg.msg_iov[0].iov_len) {
-            n -= (ssize_t)msg.msg_iov[0].iov_len;
-            msg.msg_iov++;
-            msg.msg_iovlen--;
-        }
-        if (!msg.msg_iovlen)
-            return 0;
-        msg.msg_iov[0].iov_base = (uint8_t *)msg.msg_iov[0].iov_base + n;
-        msg.msg_iov[0].iov_len -= (size_t)n;
-    }
+	struct iovec iov[2] = {
+		{ .iov_base = a->head, .iov_len = a->head_len },
+		{ .iov_base = (void *) a->payload, .iov_len = a->payload_len },
+	};
+	struct msghdr msg
+	    = { .msg_iov = iov, .msg_iovlen = a->payload_len ? 2 : 1 };
+	for (;;) {
+		ssize_t n = sendmsg(a->fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+		if (n < 0) {
+			int rc = 0;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				rc = wait_for(a, POLLOUT);
+			else if (errno == EINTR)
+				rc = run_signal_handlers(a);
+			else {
+				a->err = errno;
+				rc = OUT_OSERROR;
+			}
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		while (
+		    msg.msg_iovlen && (size_t) n >= msg.msg_iov[0].iov_len) {
+			n -= (ssize_t) msg.msg_iov[0].iov_len;
+			msg.msg_iov++;
+			msg.msg_iovlen--;
+		}
+		if (!msg.msg_iovlen)
+			return 0;
+		msg.msg_iov[0].iov_base
+		    = (uint8_t *) msg.msg_iov[0].iov_base + n;
+		msg.msg_iov[0].iov_len -= (size_t) n;
+	}
 }
 
 /* Where the reply in buf[0:got] stands: 0 while it is incomplete, else
@@ -238,223 +252,245 @@ static int send_request(struct attempt *a)
  * or OUT_PARTIAL (anything else: a stale reply, an oversize or broken
  * frame, more than one message, a reply larger than buf: the pipe's own
  * parser deals with those). */
-static int reply_state(const struct attempt *a)
+static int
+reply_state(const struct attempt *a)
 {
-    size_t hdr = a->ipc ? 9 : 8;
-    if (a->got < hdr + 4)
-        return 0;
-    if (a->ipc && a->buf[0] != 1)
-        return OUT_PARTIAL;
-    uint64_t size = get_be64(a->buf + (a->ipc ? 1 : 0));
-    if (size < 4 || size > a->max_recv || size > a->cap - hdr ||
-        get_be32(a->buf + hdr) != a->rid)
-        return OUT_PARTIAL;
-    if (a->got < hdr + size)
-        return 0;
-    return a->got == hdr + size ? OUT_REPLY : OUT_PARTIAL;
+	size_t hdr = a->ipc ? 9 : 8;
+	if (a->got < hdr + 4)
+		return 0;
+	if (a->ipc && a->buf[0] != 1)
+		return OUT_PARTIAL;
+	uint64_t size = get_be64(a->buf + (a->ipc ? 1 : 0));
+	if (size < 4 || size > a->max_recv || size > a->cap - hdr
+	    || get_be32(a->buf + hdr) != a->rid)
+		return OUT_PARTIAL;
+	if (a->got < hdr + size)
+		return 0;
+	return a->got == hdr + size ? OUT_REPLY : OUT_PARTIAL;
 }
 
 /* Receives until reply_state() says what the bytes are.  Returns
  * OUT_REPLY or OUT_PARTIAL, else as wait_for, or OUT_CLOSED. */
-static int receive_reply(struct attempt *a)
+static int
+receive_reply(struct attempt *a)
 {
-    for (;;) {
-        int rc = wait_for(a, POLLIN);
-        if (rc != 0)
-            return rc;
-        ssize_t n = recv(a->fd, a->buf + a->got, a->cap - a->got, MSG_DONTWAIT);
-        if (n == 0)
-            return OUT_CLOSED;
-        if (n < 0) {
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            if (errno == EINTR) {
-                if (run_signal_handlers(a) < 0)
-                    return -1;
-                continue;
-            }
-            a->err = errno;
-            return OUT_OSERROR;
-        }
-        a->got += (size_t)n;
-        rc = reply_state(a);
-        if (rc != 0)
-            return rc;
-    }
+	for (;;) {
+		int rc = wait_for(a, POLLIN);
+		if (rc != 0)
+			return rc;
+		ssize_t n = recv(
+		    a->fd, a->buf + a->got, a->cap - a->got, MSG_DONTWAIT);
+		if (n == 0)
+			return OUT_CLOSED;
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				continue;
+			if (errno == EINTR) {
+				if (run_signal_handlers(a) < 0)
+					return -1;
+				continue;
+			}
+			a->err = errno;
+			return OUT_OSERROR;
+		}
+		a->got += (size_t) n;
+		rc = reply_state(a);
+		if (rc != 0)
+			return rc;
+	}
 }
 
 /* Reads a varint at *p (before end); returns 0 past end or when too long. */
-static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+static int
+get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    *v = 0;
-    for (int shift = 0; *p < end && shift < 64; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7F) << shift;
-        if (b < 0x80)
-            return 1;
-    }
-    return 0;
+	*v = 0;
+	for (int shift = 0; *p < end && shift < 64; shift += 7) {
+		uint8_t b = *(*p)++;
+		*v |= (uint64_t) (b & 0x7F) << shift;
+		if (b < 0x80)
+			return 1;
+	}
+	return 0;
 }
 
 /* The usual OK Response as hoteld writes it (decode_response's fast path):
  * queue_us, run_us when set, then the payload, which ends the envelope
  * (or no payload at all).  Returns 1 and the payload's region and the
  * timings, or 0 for any other envelope (the client core decodes those). */
-static int decode_ok(const uint8_t *env, const uint8_t *end, size_t out[2], uint64_t *queue_us,
-                     uint64_t *run_us)
+static int
+decode_ok(const uint8_t *env, const uint8_t *end, size_t out[2],
+    uint64_t *queue_us, uint64_t *run_us)
 {
-    const uint8_t *p = env;
-    uint64_t n = 0;
-    *queue_us = *run_us = 0;
-    if (p < end && *p == 0x28 && (p++, !get_varint(&p, end, queue_us)))
-        return 0;
-    if (p < end && *p == 0x30 && (p++, !get_varint(&p, end, run_us)))
-        return 0;
-    if (p == end) {
-        out[0] = out[1] = 0;
-        return 1;
-    }
-    if (*p++ != 0x1A || !get_varint(&p, end, &n) || n != (uint64_t)(end - p))
-        return 0;
-    out[0] = (size_t)(p - env);
-    out[1] = (size_t)(end - env);
-    return 1;
+	const uint8_t *p = env;
+	uint64_t       n = 0;
+	*queue_us = *run_us = 0;
+	if (p < end && *p == 0x28 && (p++, !get_varint(&p, end, queue_us)))
+		return 0;
+	if (p < end && *p == 0x30 && (p++, !get_varint(&p, end, run_us)))
+		return 0;
+	if (p == end) {
+		out[0] = out[1] = 0;
+		return 1;
+	}
+	if (*p++ != 0x1A || !get_varint(&p, end, &n)
+	    || n != (uint64_t) (end - p))
+		return 0;
+	out[0] = (size_t) (p - env);
+	out[1] = (size_t) (end - env);
+	return 1;
 }
 
 /* Returns a new tuple of the n numbers in v (GIL held). */
-static PyObject *numbers(const uint64_t *v, Py_ssize_t n)
+static PyObject *
+numbers(const uint64_t *v, Py_ssize_t n)
 {
-    PyObject *t = PyTuple_New(n);
-    for (Py_ssize_t i = 0; t && i < n; i++) {
-        PyObject *o = PyLong_FromUnsignedLongLong(v[i]);
-        if (!o || PyTuple_SetItem(t, i, o) < 0) { /* SetItem steals o */
-            Py_DECREF(t);
-            return NULL;
-        }
-    }
-    return t;
+	PyObject *t = PyTuple_New(n);
+	for (Py_ssize_t i = 0; t && i < n; i++) {
+		PyObject *o = PyLong_FromUnsignedLongLong(v[i]);
+		if (!o
+		    || PyTuple_SetItem(t, i, o) < 0) { /* SetItem steals o */
+			Py_DECREF(t);
+			return NULL;
+		}
+	}
+	return t;
 }
 
 /* The Python result of a finished attempt (GIL held). */
-static PyObject *result(struct attempt *a, int rc)
+static PyObject *
+result(struct attempt *a, int rc)
 {
-    size_t env = a->ipc ? 13 : 12;
-    size_t pay[2];
-    uint64_t queue_us, run_us;
-    switch (rc) {
-    case OUT_REPLY:
-        if (decode_ok(a->buf + env, a->buf + a->got, pay, &queue_us, &run_us)) {
-            uint64_t v[] = {OUT_OK, env, a->got, pay[1] ? env + pay[0] : a->got, a->got,
-                            queue_us, run_us};
-            return numbers(v, 7);
-        }
-        return numbers((uint64_t[]){OUT_REPLY, env, a->got}, 3);
-    case OUT_PARTIAL:
-        return numbers((uint64_t[]){OUT_PARTIAL, a->got}, 2);
-    case OUT_OSERROR:
-        return numbers((uint64_t[]){OUT_OSERROR, (uint64_t)a->err}, 2);
-    default:
-        return numbers((uint64_t[]){(uint64_t)rc}, 1);
-    }
+	size_t   env = a->ipc ? 13 : 12;
+	size_t   pay[2];
+	uint64_t queue_us, run_us;
+	switch (rc) {
+	case OUT_REPLY:
+		if (decode_ok(a->buf + env, a->buf + a->got, pay, &queue_us,
+		        &run_us)) {
+			uint64_t v[] = { OUT_OK, env, a->got,
+				pay[1] ? env + pay[0] : a->got, a->got,
+				queue_us, run_us };
+			return numbers(v, 7);
+		}
+		return numbers((uint64_t[]) { OUT_REPLY, env, a->got }, 3);
+	case OUT_PARTIAL:
+		return numbers((uint64_t[]) { OUT_PARTIAL, a->got }, 2);
+	case OUT_OSERROR:
+		return numbers(
+		    (uint64_t[]) { OUT_OSERROR, (uint64_t) a->err }, 2);
+	default:
+		return numbers((uint64_t[]) { (uint64_t) rc }, 1);
+	}
 }
 
 /* Sends the request and receives its reply with the GIL released.
  * Returns an outcome, or -1 with an exception set (GIL held either way). */
-static int run(struct attempt *a)
+static int
+run(struct attempt *a)
 {
-    a->released = PyEval_SaveThread();
-    int rc = send_request(a);
-    if (rc == 0)
-        rc = receive_reply(a);
-    if (rc != -1)
-        PyEval_RestoreThread(a->released);
-    return rc;
+	a->released = PyEval_SaveThread();
+	int rc = send_request(a);
+	if (rc == 0)
+		rc = receive_reply(a);
+	if (rc != -1)
+		PyEval_RestoreThread(a->released);
+	return rc;
 }
 
-static int get_time(PyObject *o, double *out)
+static int
+get_time(PyObject *o, double *out)
 {
-    if (o == Py_None) {
-        *out = -1;
-        return 0;
-    }
-    *out = PyFloat_AsDouble(o);
-    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+	if (o == Py_None) {
+		*out = -1;
+		return 0;
+	}
+	*out = PyFloat_AsDouble(o);
+	return *out == -1 && PyErr_Occurred() ? -1 : 0;
 }
 
 PyDoc_STRVAR(call_doc,
-             "call(fd, ipc, rid, method, rid_entry, payload, deadline, wait_until, buf, "
-             "max_recv)\n--\n\n"
-             "Sends one request on the connected SP REQ socket fd (ipc: the ipc\n"
-             "framing) with SP request id rid: the envelope is method (Request.method\n"
-             "encoded), timeout_us from deadline (time.monotonic() seconds, None:\n"
-             "none), rid_entry (the request-id metadata entry encoded), then payload.\n"
-             "Waits for the reply until wait_until (None: for ever), received into\n"
-             "buf from its start.  Returns a tuple whose first item says what\n"
-             "happened: (0, env_start, env_end, payload_start, payload_end, queue_us,\n"
-             "run_us) for the usual OK reply; (1, env_start, env_end) for another\n"
-             "whole reply; (2, received) for bytes the pipe must go on with; (3,)\n"
-             "deadline passed, nothing sent; (4,) no reply by wait_until; (5,) the\n"
-             "peer closed; (6, errno); (7,) a head too large: nothing done.");
+    "call(fd, ipc, rid, method, rid_entry, payload, deadline, wait_until, "
+    "buf, "
+    "max_recv)\n--\n\n"
+    "Sends one request on the connected SP REQ socket fd (ipc: the ipc\n"
+    "framing) with SP request id rid: the envelope is method (Request.method\n"
+    "encoded), timeout_us from deadline (time.monotonic() seconds, None:\n"
+    "none), rid_entry (the request-id metadata entry encoded), then payload.\n"
+    "Waits for the reply until wait_until (None: for ever), received into\n"
+    "buf from its start.  Returns a tuple whose first item says what\n"
+    "happened: (0, env_start, env_end, payload_start, payload_end, queue_us,\n"
+    "run_us) for the usual OK reply; (1, env_start, env_end) for another\n"
+    "whole reply; (2, received) for bytes the pipe must go on with; (3,)\n"
+    "deadline passed, nothing sent; (4,) no reply by wait_until; (5,) the\n"
+    "peer closed; (6, errno); (7,) a head too large: nothing done.");
 
-static PyObject *speedups_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+static PyObject *
+speedups_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    (void)self;
-    if (nargs != 10) {
-        PyErr_SetString(PyExc_TypeError, "call() takes 10 arguments");
-        return NULL;
-    }
-    struct attempt a = {.fd = PyLong_AsLong(args[0]), .ipc = PyObject_IsTrue(args[1])};
-    a.rid = (uint32_t)PyLong_AsUnsignedLongMask(args[2]);
-    a.max_recv = PyLong_AsUnsignedLongLong(args[9]);
-    double deadline;
-    if (PyErr_Occurred() || get_time(args[6], &deadline) < 0 ||
-        get_time(args[7], &a.wait_until) < 0)
-        return NULL;
-    Py_buffer method, rid_entry, payload, buf;
-    if (PyObject_GetBuffer(args[3], &method, PyBUF_SIMPLE) < 0)
-        return NULL;
-    PyObject *out = NULL;
-    if (PyObject_GetBuffer(args[4], &rid_entry, PyBUF_SIMPLE) < 0)
-        goto no_rid;
-    if (PyObject_GetBuffer(args[5], &payload, PyBUF_SIMPLE) < 0)
-        goto no_payload;
-    if (PyObject_GetBuffer(args[8], &buf, PyBUF_WRITABLE) < 0)
-        goto no_buf;
-    a.payload = payload.buf;
-    a.payload_len = (size_t)payload.len;
-    a.buf = buf.buf;
-    a.cap = (size_t)buf.len;
-    int rc = build_head(&a, method.buf, (size_t)method.len, deadline, rid_entry.buf,
-                        (size_t)rid_entry.len);
-    if (rc == -1)
-        rc = run(&a);
-    if (rc != -1)
-        out = result(&a, rc);
-    PyBuffer_Release(&buf);
+	(void) self;
+	if (nargs != 10) {
+		PyErr_SetString(PyExc_TypeError, "call() takes 10 arguments");
+		return NULL;
+	}
+	struct attempt a = { .fd = PyLong_AsLong(args[0]),
+		.ipc = PyObject_IsTrue(args[1]) };
+	a.rid = (uint32_t) PyLong_AsUnsignedLongMask(args[2]);
+	a.max_recv = PyLong_AsUnsignedLongLong(args[9]);
+	double deadline;
+	if (PyErr_Occurred() || get_time(args[6], &deadline) < 0
+	    || get_time(args[7], &a.wait_until) < 0)
+		return NULL;
+	Py_buffer method, rid_entry, payload, buf;
+	if (PyObject_GetBuffer(args[3], &method, PyBUF_SIMPLE) < 0)
+		return NULL;
+	PyObject *out = NULL;
+	if (PyObject_GetBuffer(args[4], &rid_entry, PyBUF_SIMPLE) < 0)
+		goto no_rid;
+	if (PyObject_GetBuffer(args[5], &payload, PyBUF_SIMPLE) < 0)
+		goto no_payload;
+	if (PyObject_GetBuffer(args[8], &buf, PyBUF_WRITABLE) < 0)
+		goto no_buf;
+	a.payload = payload.buf;
+	a.payload_len = (size_t) payload.len;
+	a.buf = buf.buf;
+	a.cap = (size_t) buf.len;
+	int rc = build_head(&a, method.buf, (size_t) method.len, deadline,
+	    rid_entry.buf, (size_t) rid_entry.len);
+	if (rc == -1)
+		rc = run(&a);
+	if (rc != -1)
+		out = result(&a, rc);
+	PyBuffer_Release(&buf);
 no_buf:
-    PyBuffer_Release(&payload);
+	PyBuffer_Release(&payload);
 no_payload:
-    PyBuffer_Release(&rid_entry);
+	PyBuffer_Release(&rid_entry);
 no_rid:
-    PyBuffer_Release(&method);
-    return out;
+	PyBuffer_Release(&method);
+	return out;
 }
 
 static PyMethodDef speedups_methods[] = {
-    {"call", (PyCFunction)(void (*)(void))speedups_call, METH_FASTCALL, call_doc},
-    {NULL, NULL, 0, NULL},
+	{ "call", (PyCFunction) (void (*)(void)) speedups_call, METH_FASTCALL,
+	    call_doc },
+	{ NULL, NULL, 0, NULL },
 };
 
 static struct PyModuleDef speedups_module = {
-    PyModuleDef_HEAD_INIT,
-    "nngrpc._speedups",
-    "One attempt of a sync unary call in C (see _channel.py); optional.",
-    0,
-    speedups_methods,
-    NULL,
-    NULL,
-    NULL,
-    NULL,
+	PyModuleDef_HEAD_INIT,
+	"nngrpc._speedups",
+	"One attempt of a sync unary call in C (see _channel.py); optional.",
+	0,
+	speedups_methods,
+	NULL,
+	NULL,
+	NULL,
+	NULL,
 };
 
-PyMODINIT_FUNC PyInit__speedups(void) { return PyModule_Create(&speedups_module); }
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+	return PyModule_Create(&speedups_module);
+}
