@@ -7,6 +7,7 @@ Calls against a real hoteld take the same path in every other test."""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -320,3 +321,103 @@ def test_round_robin_over_several_endpoints(spy: Spy, tmp_path: Path) -> None:
     assert spy.calls == 27
     for s in servers:
         s.close()
+
+
+# ---- _speedups.call() itself, on a socket pair (every outcome and error) ----------------
+RID = 0x80000005
+ENTRY = _core._RID_PREFIX + b"0123456789abcdef"
+METHOD = _core.method_field("/a/B")
+
+
+def c_call(sock: socket.socket, payload: bytes = b"hi", buf: Any = None, **kw: Any) -> Any:
+    args = dict(ipc=False, rid=RID, method=METHOD, deadline=time.monotonic() + 5.0,
+                wait_until=time.monotonic() + 5.0, max_recv=1 << 20)
+    args.update(kw)
+    return _channel._speedups.call(
+        sock.fileno(), args["ipc"], args["rid"], args["method"], ENTRY, payload,
+        args["deadline"], args["wait_until"], bytearray(4096) if buf is None else buf,
+        args["max_recv"],
+    )
+
+
+def reply_frame(rid: int, env: bytes) -> bytes:
+    return struct.pack(">QI", len(env) + 4, rid) + env
+
+
+@pytest.fixture
+def pair() -> Iterator[Any]:
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_c_call_outcomes(pair: Any) -> None:
+    me, peer = pair
+    # The usual OK reply as hoteld writes it: timings, then the payload.
+    u = _core.uvarint
+    env = b"\x28" + u(300) + b"\x30" + u(70000) + b"\x1a" + u(4) + b"pong"
+    peer.sendall(reply_frame(RID, env))  # in before the request: read after it
+    buf = bytearray(4096)
+    out = c_call(me, b"ping", buf=buf)
+    assert out[:3] == (0, 12, 12 + len(env)) and out[5:] == (300, 70000)
+    assert bytes(buf[out[3] : out[4]]) == b"pong"
+    sent = peer.recv(4096)
+    req = rpc_pb2.Request.FromString(sent[12:])
+    assert struct.unpack(">QI", sent[:12]) == (len(sent) - 8, RID)
+    assert req.method == "/a/B" and req.payload == b"ping" and 4_000_000 < req.timeout_us
+    # An OK reply with no payload; then any other reply: its envelope.
+    peer.sendall(reply_frame(RID, b""))
+    assert c_call(me) == (0, 12, 12, 12, 12, 0, 0)
+    # Any other reply (an error, or fields in another order): its envelope.
+    for other in (rpc_pb2.Response(code=5, message="x").SerializeToString(),
+                  ok(b"pong", queue_us=3), env + b"\x08\x01", b"\x1a\x09short"):
+        peer.sendall(reply_frame(RID, other))
+        assert c_call(me) == (1, 12, 12 + len(other))
+    # A stale reply, two replies at once, one over max_recv: the pipe's.
+    for data, kw in ((reply_frame(RID ^ 1, env), {}),
+                     (reply_frame(RID, env) * 2, {}),
+                     (reply_frame(RID, env), {"max_recv": 10})):
+        peer.sendall(data)
+        time.sleep(0.01)  # all of it in before the call reads
+        assert c_call(me, **kw) == (2, len(data))
+    peer.recv(65536)
+
+
+def test_c_call_ipc_framing(pair: Any) -> None:
+    me, peer = pair
+    env = ok(b"pong")
+    peer.sendall(b"\x01" + reply_frame(RID, env))
+    out = c_call(me, ipc=True)
+    assert out[:3] == (0, 13, 13 + len(env))
+    sent = peer.recv(4096)
+    assert sent[0] == 1 and struct.unpack(">QI", sent[1:13]) == (len(sent) - 9, RID)
+
+
+def test_c_call_failures(pair: Any) -> None:
+    me, peer = pair
+    assert c_call(me, deadline=time.monotonic() - 1) == (3,)  # nothing sent
+    assert c_call(me, wait_until=time.monotonic() + 0.05) == (4,)  # sent, no reply
+    assert c_call(me, method=b"\x0a" + b"m" * 2000) == (7,)  # nothing sent
+    # A full socket buffer that nobody reads: the send waits, until wait_until.
+    me.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    assert c_call(me, b"x" * (8 << 20), wait_until=time.monotonic() + 0.1) == (4,)
+    peer.close()
+    assert c_call(me)[0] in (5, 6)  # EOF, or EPIPE / ECONNRESET
+    bad = socket.socket()
+    bad.close()  # fileno() -1
+    assert c_call(bad) == (6, errno.EBADF)
+
+
+def test_c_call_bad_arguments(pair: Any) -> None:
+    me, _ = pair
+    with pytest.raises(TypeError):
+        _channel._speedups.call()  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        c_call(me, method="/a/B")  # not bytes
+    with pytest.raises((TypeError, BufferError)):
+        c_call(me, buf=b"read-only")
+    with pytest.raises(TypeError):
+        c_call(me, deadline="soon")
+    with pytest.raises(OverflowError):
+        c_call(me, max_recv=-1)
