@@ -504,10 +504,12 @@ class Channel:
         self, mc: "MethodBase[Any, Any]", request: Any, timeout: Optional[float], want_call: bool
     ) -> Tuple[Any, Optional[Call]]:
         """A call without metadata or compression, its first attempt in C
-        (_speedups.call) when an idle pooled connection to the channel's one
-        endpoint takes it: the usual OK reply costs no CallState.  Any other
-        outcome goes on in _attempts() with a CallState made from what was
-        sent; a call this path does not take goes there from the start."""
+        (_speedups.call) when an idle pooled connection to the endpoint whose
+        turn it is takes it: the usual OK reply costs no CallState.  Any
+        other outcome goes on in _attempts() with a CallState made from what
+        was sent; a call this path does not take goes there from the start
+        (_general).  The checks are inline, not a function of their own: a
+        Python call costs more than the rest of them."""
         eps = order = self._endpoints.endpoints
         if len(eps) > 1:  # this call's turn of the round-robin, kept if it goes on below
             eps = order = self._endpoints.candidates()
@@ -539,12 +541,7 @@ class Channel:
                         self._reclaim(ep, pipe)
                     pipe = None
         if pipe is None:
-            st = CallState(
-                self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
-                self._grace, want_call, self._compression,
-            )
-            st.order = order
-            return self._attempts(st, mc._deserialize, None)
+            return self._general(mc, request, timeout, want_call, order)
         entry = next(_core._rid_entries, None) or _core._fresh_rid_entry()
         deadline = wait_until = None
         if timeout is not None:
@@ -575,18 +572,30 @@ class Channel:
             outcome = self._fast_outcome(pipe, rid, wait_until, out)
             if outcome is None:  # nothing was sent: as if this path was never taken
                 self._give_back(ep, pipe)
-                st = CallState(
-                    self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
-                    self._grace, want_call, self._compression,
-                )
-                st.order = order
-                return self._attempts(st, mc._deserialize, None)
+                return self._general(mc, request, timeout, want_call, order)
             finish = outcome
         st = CallState(
             self._endpoints, mc, None, None, None, self._retry, self._max_send, self._grace,
             want_call, None, (payload, entry, deadline),
         )
         return self._attempts(st, mc._deserialize, (ep, pipe, finish))
+
+    def _general(
+        self,
+        mc: "MethodBase[Any, Any]",
+        request: Any,
+        timeout: Optional[float],
+        want_call: bool,
+        order: Sequence[_Endpoint],
+    ) -> Tuple[Any, Optional[Call]]:
+        """A call _fast_unary does not take, on the pure-Python path, its
+        first attempt in the round-robin order drawn for it."""
+        st = CallState(
+            self._endpoints, mc, request, timeout, None, self._retry, self._max_send,
+            self._grace, want_call, self._compression,
+        )
+        st.order = order
+        return self._attempts(st, mc._deserialize, None)
 
     @staticmethod
     def _fast_outcome(
@@ -610,7 +619,9 @@ class Channel:
             return _raiser(PeerClosed("connection closed by the server"))
         if kind == _FAST_OSERROR:
             return _raiser(OSError(out[1], os.strerror(out[1])))
-        return None  # _FAST_EXPIRED (CallState says so) or _FAST_NOT_FAST
+        # _FAST_NOT_FAST, or _FAST_EXPIRED: a timeout so short that it ran
+        # out between here and the C head; the general path expires it too.
+        return None
 
     def _reusable(self, pipe: ReqPipe) -> bool:
         """A pooled connection idle for FRESH_S or more is still open (its
