@@ -205,12 +205,16 @@ def _tag(how: "build_speedups.Plan | str") -> str:
 
 def _speedups(how: "build_speedups.Plan | str", package_dir: str) -> None:
     """Compiles the accelerator into the staged package_dir, or, when how
-    says why it cannot, leaves it out with one line saying so; the C
-    source leaves the stage either way."""
+    says why it cannot, leaves it out with one line saying so (and its
+    type stub, which would tell mypy the module is there); the C source
+    leaves the stage either way."""
     if isinstance(how, str):
         sys.stderr.write("nngrpc build: note: building the pure-Python wheel (%s): %s; the client"
                          " then runs slower (no nngrpc._speedups)\n" % (_wheel.PURE, how))
         os.remove(os.path.join(package_dir, build_speedups.SOURCE))
+        stub = os.path.join(package_dir, "_speedups.pyi")
+        if os.path.exists(stub):
+            os.remove(stub)
     else:
         build_speedups.build(how, package_dir)
 
