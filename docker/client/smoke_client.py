@@ -20,12 +20,11 @@ Method: ``--method auto`` (the default) calls hotel.v1.HotelSearch/Search
 and Stats when the server has the hotel service, else the built-in
 /nngrpc.health.v1.Health/Check, so it works with any hoteld.
 
-Which replica answered: the channel's connection pool knows the endpoint a
-call went out on; a Channel subclass records it per thread (see
-``CountingChannel``): the public client API has no per-call peer yet.  A
-target whose host is a DNS name is one endpoint per address it resolves to
-(``tcp://tasks.hoteld:5555``: every Swarm replica): its answers count for
-the target, and the per-address counts are printed too.
+Which replica answered: ``Call.peer()`` (from ``with_call``), the address
+the call went to.  A target whose host is a DNS name is one endpoint per
+address it resolves to (``tcp://tasks.hoteld:5555``: every Swarm replica):
+its answers count for the target (``Targets``), and the per-address counts
+are printed too.
 
 Calls answered UNAVAILABLE (a replica draining) are sent again, --retries
 times: every method called is NO_SIDE_EFFECTS.  A Channel that retries
@@ -38,6 +37,7 @@ import argparse
 import json
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -51,41 +51,44 @@ HEALTH_CHECK = "/nngrpc.health.v1.Health/Check"
 UNKNOWN_PEER = "?"
 
 
-class CountingChannel(nngrpc.Channel):
-    """nngrpc.Channel that remembers, per thread, the endpoint of the last
-    connection it checked out: the replica that answered that thread's last
-    call (a retried call's attempts run one after another on the caller's
-    thread, so the last checkout is the attempt that answered).
+class Targets:
+    """Which target a call's answer counts for: ``Call.peer()`` is the
+    address URL the call went to, and a target whose host is a DNS name
+    (``tcp://tasks.hoteld:5555``) is one endpoint per address it resolves
+    to.  The names are resolved here too, at the start and again when an
+    address not seen yet answers (at most once a second)."""
 
-    The public API has no per-call peer yet, so this wraps the pool's
-    private _checkout() whatever its arguments, and counts a call under "?"
-    when that method or its (endpoint, connection) result changes."""
+    def __init__(self, targets: List[str]) -> None:
+        self.targets = targets
+        self._by_address: Dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._resolved_at = 0.0
+        self._resolve()
 
-    def __init__(self, targets: List[str], **kwargs: Any) -> None:
-        super().__init__(targets, **kwargs)
-        self._last = threading.local()
-        # (host, port) of each target, to credit a discovered address
-        # (Address.name: the name it was resolved from) to its target.
-        self._by_name: Dict[Tuple[str, str], str] = {}
-        for url in targets:
-            host, _, port = url.partition("://")[2].rpartition(":")
-            self._by_name[(host, port)] = url
+    def _resolve(self) -> None:
+        self._resolved_at = time.monotonic()
+        for url in self.targets:
+            self._by_address.setdefault(url, url)  # an IP literal, or ipc://
+            scheme, _, rest = url.partition("://")
+            host, _, port = rest.rpartition(":")
+            if not port.isdigit() or scheme == "ipc":
+                continue
+            try:
+                infos = socket.getaddrinfo(host.strip("[]"), int(port), type=socket.SOCK_STREAM)
+            except OSError:
+                continue
+            for family, _, _, _, sockaddr in infos:
+                ip = "[%s]" % sockaddr[0] if family == socket.AF_INET6 else sockaddr[0]
+                self._by_address["%s://%s:%s" % (scheme, ip, port)] = url
 
-    def _checkout(self, *args: Any, **kwargs: Any) -> Any:
-        got = super()._checkout(*args, **kwargs)  # type: ignore[misc]
-        try:
-            addr = got[0].addr
-            self._last.address = str(addr.url)
-            name = getattr(addr, "name", "")
-            self._last.url = self._by_name.get((name, str(addr.port)), addr.url) if name else addr.url
-        except (AttributeError, IndexError, TypeError):
-            self._last.url = self._last.address = UNKNOWN_PEER
-        return got
-
-    def last_peer(self) -> Tuple[str, str]:
-        """(target URL, address URL) of the last call's endpoint."""
-        return (str(getattr(self._last, "url", UNKNOWN_PEER)),
-                str(getattr(self._last, "address", UNKNOWN_PEER)))
+    def of(self, address: str) -> str:
+        """The target address (a peer() URL) belongs to; UNKNOWN_PEER for ""."""
+        if not address:
+            return UNKNOWN_PEER
+        with self._lock:
+            if address not in self._by_address and time.monotonic() - self._resolved_at >= 1.0:
+                self._resolve()
+            return self._by_address.get(address, address)
 
 
 def _health_status(payload: bytes) -> int:
@@ -109,14 +112,16 @@ def _health_status(payload: bytes) -> int:
     return 0
 
 
-def make_calls(ch: nngrpc.Channel, method: str) -> Tuple[str, List[Callable[[float], Any]]]:
+def make_calls(ch: nngrpc.Channel, method: str) -> Tuple[str, List[Callable[[float], nngrpc.Call]]]:
     """The calls one iteration makes, and the method's display name."""
     health: nngrpc.UnaryUnaryMultiCallable[bytes, bytes] = ch.unary_unary(HEALTH_CHECK)
 
-    def check(timeout: float) -> None:
-        status = _health_status(health(b"", timeout=timeout))
+    def check(timeout: float) -> nngrpc.Call:
+        reply, call = health.with_call(b"", timeout=timeout)
+        status = _health_status(reply)
         if status != 1:
             raise RuntimeError("health status %d, not SERVING" % status)
+        return call
 
     if method == "health":
         return "Health/Check", [check]
@@ -128,12 +133,15 @@ def make_calls(ch: nngrpc.Channel, method: str) -> Tuple[str, List[Callable[[flo
         return "Health/Check (no hotel stubs)", [check]
     stub = hotel_nngrpc.HotelSearchStub(ch)
 
-    def search(timeout: float) -> None:
-        stub.Search(hotel_pb2.SearchRequest(query="hotel", page_size=5), timeout=timeout)
+    def search(timeout: float) -> nngrpc.Call:
+        req = hotel_pb2.SearchRequest(query="hotel", page_size=5)
+        return stub.Search.with_call(req, timeout=timeout)[1]
 
-    def stats(timeout: float) -> None:
-        if stub.Stats(hotel_pb2.StatsRequest(), timeout=timeout).hotel_count == 0:
+    def stats(timeout: float) -> nngrpc.Call:
+        reply, call = stub.Stats.with_call(hotel_pb2.StatsRequest(), timeout=timeout)
+        if reply.hotel_count == 0:
             raise RuntimeError("Stats: empty dataset")
+        return call
 
     if method == "auto":
         try:
@@ -188,7 +196,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         a.calls = 300
 
     # Short backoff: a stopped replica is retried soon after it comes back.
-    ch = CountingChannel(targets, connect_timeout=1.0, backoff=0.5, backoff_max=2.0)
+    ch = nngrpc.Channel(targets, connect_timeout=1.0, backoff=0.5, backoff_max=2.0)
+    names = Targets(targets)
     wait_for_first_answer(ch, a.wait)
     label, calls = make_calls(ch, a.method)
     print("smoke: %s through one Channel(%s), %d threads"
@@ -225,11 +234,11 @@ def main(argv: Optional[List[str]] = None) -> int:
             issued[0] += 1
             return True
 
-    def call_once(fn: Callable[[float], Any]) -> bool:
+    def call_once(fn: Callable[[float], nngrpc.Call]) -> bool:
         """One logical call: True when it succeeded (and counted)."""
         for attempt in range(a.retries + 1):
             try:
-                fn(a.timeout)
+                call = fn(a.timeout)
                 break
             except nngrpc.RpcError as e:
                 text = "%s: %s" % (e.code().name, e.details())
@@ -249,7 +258,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 if len(first_errors) < 5:
                     first_errors.append("%.2fs %s" % (time.monotonic() - start, text))
             return False
-        peer, address = ch.last_peer()
+        address = call.peer() or UNKNOWN_PEER
+        peer = names.of(call.peer())
         now = time.time()
         slot = int((now - wall_start) / bucket)
         with lock:

@@ -61,6 +61,7 @@ def test_stub_calls_request_id_and_timings(hoteld: Server) -> None:
             assert call.code() is nngrpc.StatusCode.OK
             assert call.run_us >= 20_000 and resp.slept_us >= 20_000
             assert len(call.request_id) == 16 and call.attempts == 1
+            assert call.peer() == hoteld.tcp
             _, call = await stub.Echo.with_call(
                 testing_pb2.EchoRequest(), timeout=2.0, metadata={"nngrpc-request-id": "mine-1"}
             )

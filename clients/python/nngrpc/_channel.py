@@ -568,7 +568,9 @@ class Channel:
                     if not want_call:
                         return response, None
                     rid_text = entry[-_core._RID_DIGITS :].decode()
-                    return response, Call(StatusCode.OK, "", (), out[5], out[6], rid_text)
+                    return response, Call(
+                        StatusCode.OK, "", (), out[5], out[6], rid_text, peer=ep.addr.url
+                    )
             outcome = self._fast_outcome(pipe, rid, wait_until, out)
             if outcome is None:  # nothing was sent: as if this path was never taken
                 self._give_back(ep, pipe)

@@ -1113,6 +1113,7 @@ class CallState:
                         run_us,
                         self.rid,
                         self.attempt,
+                        peer=ep.addr.url,
                     )
                 ) from e
             if not self.want_call:
@@ -1126,9 +1127,12 @@ class CallState:
                 self.rid,
                 self.attempt,
                 self.compression,
+                ep.addr.url,
             )
         status = StatusCode.from_int(code)
-        err = RpcError(Call(status, message, trailers, queue_us, run_us, self.rid, self.attempt))
+        err = RpcError(
+            Call(status, message, trailers, queue_us, run_us, self.rid, self.attempt, peer=ep.addr.url)
+        )
         not_run = any(k == NOT_RUN_KEY for k, _ in trailers)
         if not_run:
             self.endpoints.not_run(ep, message)
@@ -1199,7 +1203,9 @@ class CallState:
         except _compression.DecompressError as e:
             code = StatusCode.INTERNAL
             details = "cannot decompress the reply payload from %s: %s" % (ep.addr.url, e)
-        raise RpcError(Call(code, details, trailers, queue_us, run_us, self.rid, self.attempt))
+        raise RpcError(
+            Call(code, details, trailers, queue_us, run_us, self.rid, self.attempt, peer=ep.addr.url)
+        )
 
     def failed(self, f: AttemptFailed) -> float:
         """An attempt ended without a reply (f, from attempt_error or a

@@ -47,6 +47,7 @@ class Call:
         "request_id",
         "attempts",
         "compression",
+        "_peer",
     )
 
     def __init__(
@@ -59,6 +60,7 @@ class Call:
         request_id: str = "",
         attempts: int = 1,
         compression: str = "identity",
+        peer: str = "",
     ) -> None:
         self._code = code
         self._details = details
@@ -68,6 +70,7 @@ class Call:
         self.request_id = request_id
         self.attempts = attempts
         self.compression = compression
+        self._peer = peer
 
     def code(self) -> StatusCode:
         """The status code of the call."""
@@ -76,6 +79,14 @@ class Call:
     def details(self) -> str:
         """The status message (empty on success)."""
         return self._details
+
+    def peer(self) -> str:
+        """The server that answered, as the endpoint's URL
+        (``tcp://10.0.1.7:5555``, ``ipc:///run/hoteld.sock``: for a target
+        whose host is a DNS name, the address it resolved to); "" when no
+        server answered (the client made the status: a deadline, no
+        connection).  grpc's ``Call.peer()``, in nngrpc's URL form."""
+        return self._peer
 
     def trailing_metadata(self) -> TrailingMetadata:
         """The trailers the handler set, as (key, value) pairs ("-bin"
@@ -116,6 +127,14 @@ class RpcError(Exception):
     def details(self) -> str:
         """The status message."""
         return self.call.details()
+
+    def peer(self) -> str:
+        """The server that answered, as the endpoint's URL
+        (``tcp://10.0.1.7:5555``, ``ipc:///run/hoteld.sock``: for a target
+        whose host is a DNS name, the address it resolved to); "" when no
+        server answered (the client made the status: a deadline, no
+        connection).  grpc's ``Call.peer()``, in nngrpc's URL form."""
+        return self._peer
 
     def trailing_metadata(self) -> TrailingMetadata:
         """The trailers the handler set, as (key, value) pairs."""

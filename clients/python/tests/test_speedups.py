@@ -313,7 +313,11 @@ def test_round_robin_over_several_endpoints(spy: Spy, tmp_path: Path) -> None:
 
     servers = [FakeServer(tagged(b"%d" % i)) for i in range(3)]
     with nngrpc.Channel([s.url for s in servers]) as ch:
-        got = [ch.call("/a/B", b"", timeout=5.0) for _ in range(30)]
+        got = []
+        for _ in range(30):
+            answer, call = ch.invoke("/a/B", b"", timeout=5.0)
+            assert call.peer() == servers[int(answer)].url  # Call.peer(): who answered
+            got.append(answer)
     # Each endpoint's first call dials (Python); the rest take the C path,
     # and the round-robin turns are the same as the pure-Python path's.
     assert sorted(got.count(b"%d" % i) for i in range(3)) == [10, 10, 10]
@@ -421,3 +425,30 @@ def test_c_call_bad_arguments(pair: Any) -> None:
         c_call(me, deadline="soon")
     with pytest.raises(OverflowError):
         c_call(me, max_recv=-1)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["C path", "Python path"])
+def test_call_peer_names_the_server_that_answered(fast: bool, tmp_path: Path) -> None:
+    def handler(conn: socket.socket, ipc: bool) -> None:
+        while True:
+            body = read_request(conn, ipc)
+            fail = rpc_pb2.Request.FromString(body[4:]).payload == b"fail"
+            env = rpc_pb2.Response(code=5, message="no").SerializeToString() if fail else ok(b"")
+            send_reply(conn, ipc, body[:4] + env)
+
+    for ipc in (False, True):
+        srv = serve(handler, tmp_path, ipc)
+        with nngrpc.Channel(srv.url) as ch:
+            ch.call("/a/B", b"")
+            ch._fast = fast
+            assert ch.invoke("/a/B", b"", timeout=5.0)[1].peer() == srv.url
+            with pytest.raises(nngrpc.RpcError) as e:
+                ch.call("/a/B", b"fail", timeout=5.0)
+            assert e.value.call.peer() == srv.url
+        srv.close()
+        if ipc:
+            os.unlink(tmp_path / "s.ipc")
+    with nngrpc.Channel("tcp://127.0.0.1:1", connect_timeout=0.2, retry=None) as ch:
+        with pytest.raises(nngrpc.RpcError) as e:  # nobody answered
+            ch.call("/a/B", b"", timeout=1.0)
+        assert e.value.code() is nngrpc.StatusCode.UNAVAILABLE and e.value.call.peer() == ""
