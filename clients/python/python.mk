@@ -88,7 +88,7 @@ $(PY_STAMP): $(PY_INSTALLED) $(PY_STUBS_WHEEL)
 		from hotel.v1 import hotel_pb2, hotel_nngrpc'
 	touch $@
 
-.PHONY: python python-test wheel
+.PHONY: python python-test python-test-pure wheel
 python: $(PY_STAMP)
 wheel: $(PY_WHEEL) $(PY_STUBS_WHEEL)
 	@ls -l $(PY_WHEEL_FILE) $(PY_STUBS_WHEEL)
@@ -106,3 +106,10 @@ $(PY_ASAN_SPEEDUPS): $(PY_DIR)/nngrpc/_speedups.c
 		-fno-sanitize-recover=undefined -Wall -Wextra -Werror -shared -fPIC \
 		-I$(shell $(SYSPY) -c 'import sysconfig; print(sysconfig.get_paths()["include"])') \
 		-o $@ $<
+
+# The sync client's tests that make Channel calls (fake SP servers, a real
+# hoteld) with NNGRPC_NO_SPEEDUPS=1: the pure-Python path, which the C
+# accelerator otherwise replaces. tests/run-all names the suites (make
+# test runs them too); about 60 s.
+python-test-pure: $(PY_STAMP) $(BIN)/hoteld
+	@tests/run-all $(BUILD) --pure-only
