@@ -15,6 +15,7 @@ for what in "$@"; do
 		echo "docker: built $NNGRPC_IMAGE, $(image_mb "$NNGRPC_IMAGE") MB, in ${secs} s"
 		;;
 	client)
+		need_wheels
 		secs=$(build_image docker/client.Dockerfile "$NNGRPC_CLIENT_IMAGE")
 		echo "docker: built $NNGRPC_CLIENT_IMAGE, $(image_mb "$NNGRPC_CLIENT_IMAGE") MB, in ${secs} s"
 		;;

@@ -7,11 +7,18 @@
 #   docker run --rm --entrypoint python3 nngrpc/smoke-client:dev \
 #       -c 'import nngrpc; from hotel.v1 import hotel_nngrpc'
 #
+# The wheels are the host's: `make wheel` first (make docker, docker-test,
+# swarm-test and upgrade-test do; docker/build.sh client too), which writes
+# build/dist/: the nngrpc wheel with its C accelerator (stable ABI,
+# cp311-abi3-linux_<arch>: built on Debian 12, it loads under Debian 13's
+# Python 3.13 and newer glibc as under 3.11) and the hotel stub wheel.
+# .dockerignore lets build/dist/*.whl, and nothing else of build/, in.
+#
 # docker/compose.yml runs it against the hoteld replicas. Stages:
-#   wheels   `make wheel`: the nngrpc wheel and the hotel stub wheel
 #   python   debian:$DEBIAN-slim (trixie: Python 3.13; bookworm: 3.11), a
 #            venv (--system-site-packages: Debian's python3-protobuf) with
-#            both wheels installed by pip, on PATH; the wheels stay in
+#            both wheels installed by pip, on PATH (and nngrpc._speedups
+#            loaded, when the wheel has it); the wheels stay in
 #            /opt/nngrpc/wheels
 #   pycheck  python plus protoc, mypy-protobuf, mypy, typeshed, pytest,
 #            prometheus_client (mypy checks nngrpc.prometheus against it)
@@ -22,29 +29,6 @@
 
 ARG DEBIAN=trixie
 
-# ---- wheels ---------------------------------------------------------------
-FROM debian:trixie-slim AS wheels
-# The same first line as docker/Dockerfile's build stage: one cached layer.
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      make gcc libc6-dev libnng-dev libprotobuf-c-dev protobuf-c-compiler libseccomp-dev \
-      protobuf-compiler libjansson-dev python3 python3-protobuf zlib1g-dev libzstd-dev \
- && rm -rf /var/lib/apt/lists/*
-RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      python3-venv python3-pip mypy-protobuf \
- && rm -rf /var/lib/apt/lists/*
-WORKDIR /src
-# What `make wheel` reads (the Makefile includes fragments from src/; the
-# status table is include/nngrpc/status_table.h): a change to the tests or
-# the docs does not rebuild the wheels.
-COPY Makefile ./
-COPY proto/ proto/
-COPY include/ include/
-COPY src/ src/
-COPY clients/python/ clients/python/
-RUN make wheel && ls -l build/dist
-
 # ---- python ---------------------------------------------------------------
 FROM debian:${DEBIAN}-slim AS python
 RUN apt-get update \
@@ -54,13 +38,15 @@ RUN apt-get update \
  && groupadd --system --gid 10001 nngrpc \
  && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent \
       --no-create-home --shell /usr/sbin/nologin nngrpc
-COPY --from=wheels /src/build/dist/ /opt/nngrpc/wheels/
+COPY build/dist/*.whl /opt/nngrpc/wheels/
 # pip byte-compiles what it installs: the root file system may be read-only
 # at run time.
 RUN python3 -m venv --system-site-packages /opt/nngrpc/venv \
  && /opt/nngrpc/venv/bin/pip install --no-index --no-cache-dir \
       --disable-pip-version-check /opt/nngrpc/wheels/*.whl \
- && cd / && /opt/nngrpc/venv/bin/python3 -c 'import nngrpc; from hotel.v1 import hotel_nngrpc'
+ && cd / && /opt/nngrpc/venv/bin/python3 -c 'import nngrpc; from hotel.v1 import hotel_nngrpc' \
+ && case "$(ls /opt/nngrpc/wheels/nngrpc-*.whl)" in *-abi3-*) \
+      /opt/nngrpc/venv/bin/python3 -c 'import nngrpc._speedups' ;; esac
 ENV PATH=/opt/nngrpc/venv/bin:$PATH \
     PYTHONUNBUFFERED=1
 

@@ -76,6 +76,17 @@ build_image() {
 	/usr/bin/python3 -c 'import sys, time; print("%.1f" % (time.time() - float(sys.argv[1])))' "$start"
 }
 
+# need_wheels: brings build/dist's wheels up to date (`make wheel`), which
+# docker/client.Dockerfile installs: the host builds them (with the C
+# accelerator, where a compiler and Python.h are). make's notes go to
+# stderr; its listing is dropped.
+need_wheels() {
+	make --no-print-directory -s wheel >/dev/null || {
+		echo "docker: make wheel failed (docker/client.Dockerfile installs build/dist/*.whl)" >&2
+		return 1
+	}
+}
+
 # image_mb TAG: the image's size in MB (10^6 bytes, as `docker images`).
 image_mb() {
 	docker image inspect -f '{{.Size}}' "$1" | awk '{printf "%.1f", $1 / 1e6}'

@@ -18,7 +18,8 @@
 #     fail, hoteld2 gets none after it stopped, it exits 0 and stays
 #     stopped), started again, and gets calls again
 #  5. the Python packages in Debian 13 (Python 3.13): the smoke client image
-#     has the wheels installed in a venv (import check); the `pycheck`
+#     has the host's wheels installed in a venv (the same file; imports,
+#     the C accelerator nngrpc._speedups loads under 3.13); the `pycheck`
 #     stage of docker/client.Dockerfile runs tests/integration/test_wheels.py
 #     and test_mypy.py with the source tree mounted read-only, against
 #     hoteld1 (build the wheels, install them in a fresh venv, make and
@@ -189,7 +190,8 @@ else
 	exit 1
 fi
 # The client image (and its pycheck stage, the same layers up to the venv
-# with the wheels) builds while the single container is tested.
+# with the host's wheels) builds while the single container is tested.
+need_wheels || fail "make wheel"
 ( build_image docker/client.Dockerfile "$NNGRPC_CLIENT_IMAGE" >"$LOGDIR/client-build.secs" \
 	2>"$LOGDIR/client-build.log" &&
 	build_image docker/client.Dockerfile "$PYCHECK_IMAGE" --target pycheck \
@@ -347,11 +349,15 @@ fi
 
 step "Python 3.13 (Debian 13): the wheels, stub wheels, mypy --strict"
 out=$(docker run --rm --entrypoint python3 "$NNGRPC_CLIENT_IMAGE" -c '
-import sys, nngrpc
+import sys, nngrpc, nngrpc._speedups
 from hotel.v1 import hotel_nngrpc
-print("Python %d.%d" % sys.version_info[:2], nngrpc.__file__, hotel_nngrpc.__file__)' 2>&1)
-check "client image: import nngrpc, hotel.v1.hotel_nngrpc from the wheels: $out" \
-	grep -q '^Python 3.13 /opt/nngrpc/venv/.*/site-packages/nngrpc/__init__.py ' <<<"$out"
+print("Python %d.%d" % sys.version_info[:2], nngrpc.__file__, hotel_nngrpc.__file__,
+      nngrpc._speedups.__file__)' 2>&1)
+check "client image: import nngrpc, nngrpc._speedups, hotel.v1.hotel_nngrpc from the wheels: $out" \
+	grep -Eq '^Python 3.13 /opt/nngrpc/venv/.*/site-packages/nngrpc/__init__.py .* /opt/nngrpc/venv/[^ ]*/nngrpc/_speedups.abi3.so$' <<<"$out"
+host=$(cd build/dist && sha256sum nngrpc-*.whl)
+image=$(docker run --rm --entrypoint sh -w /opt/nngrpc/wheels "$NNGRPC_CLIENT_IMAGE" -c 'sha256sum nngrpc-*.whl')
+check "client image installed the host's wheel: $image" test "$host" = "$image"
 if docker run --rm --network "${PROJECT}_default" -v "$PWD:/src:ro" -w /src \
 	-e NNGRPC_TEST_TARGET=tcp://hoteld1:5555 -e NNGRPC_REQUIRE_PROTOBUF_STUBS=1 \
 	"$PYCHECK_IMAGE" python3 -m pytest -q -p no:cacheprovider -rs \

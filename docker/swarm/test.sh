@@ -8,6 +8,7 @@ cd "$(dirname "$0")/../.." || exit 1
 . docker/lib.sh
 
 ensure_docker || exit 1
+need_wheels || exit 1
 for what in "docker/Dockerfile $NNGRPC_IMAGE" "docker/client.Dockerfile $NNGRPC_CLIENT_IMAGE"; do
 	set -- $what
 	secs=$(build_image "$1" "$2") || exit 1

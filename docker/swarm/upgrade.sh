@@ -35,6 +35,7 @@ NNGRPC_OLD_CLIENT_IMAGE=${NNGRPC_OLD_CLIENT_IMAGE:-nngrpc/smoke-client:$version}
 export NNGRPC_OLD_VERSION NNGRPC_OLD_IMAGE NNGRPC_OLD_CLIENT_IMAGE
 
 ensure_docker || exit 1
+need_wheels || exit 1
 for what in "docker/Dockerfile $NNGRPC_IMAGE" "docker/client.Dockerfile $NNGRPC_CLIENT_IMAGE"; do
 	set -- $what
 	secs=$(build_image "$1" "$2") || exit 1
