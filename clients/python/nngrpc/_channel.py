@@ -514,6 +514,7 @@ class Channel:
         if len(eps) > 1:  # this call's turn of the round-robin, kept if it goes on below
             eps = order = self._endpoints.candidates()
         serialize = mc._serialize
+        payload: Any  # bytes when the C path takes the call
         try:
             payload = request if serialize is None else serialize(request)
         except Exception:

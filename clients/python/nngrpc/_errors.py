@@ -133,8 +133,8 @@ class RpcError(Exception):
         (``tcp://10.0.1.7:5555``, ``ipc:///run/hoteld.sock``: for a target
         whose host is a DNS name, the address it resolved to); "" when no
         server answered (the client made the status: a deadline, no
-        connection).  grpc's ``Call.peer()``, in nngrpc's URL form."""
-        return self._peer
+        connection): ``call.peer()``."""
+        return self.call.peer()
 
     def trailing_metadata(self) -> TrailingMetadata:
         """The trailers the handler set, as (key, value) pairs."""
