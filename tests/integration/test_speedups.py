@@ -16,15 +16,9 @@ import subprocess
 import sys
 from typing import Dict
 
-import pytest
 
 import nngrpc._channel
 
-#: The sync channel's switch: nngrpc._channel._speedups is the module, or
-#: None on the pure-Python path. Until the channel uses the accelerator
-#: (the module name is not there yet), what depends on it cannot run.
-wired = pytest.mark.skipif(not hasattr(nngrpc._channel, "_speedups"),
-                           reason="nngrpc._channel has no _speedups yet (not wired to the accelerator)")
 
 PROBE = """\
 import nngrpc._channel as channel
@@ -49,7 +43,6 @@ def test_the_installed_accelerator_loads() -> None:
     assert path.endswith("/site-packages/nngrpc/_speedups.abi3.so"), path
 
 
-@wired
 def test_no_speedups_reaches_the_channel() -> None:
     _, unused = _probe()
     assert unused == "False"
@@ -57,7 +50,6 @@ def test_no_speedups_reaches_the_channel() -> None:
     assert unused == "True"
 
 
-@wired
 def test_this_run_is_on_the_path_it_names() -> None:
     """Under make python-test-pure the tests in this process run pure."""
     pure = os.environ.get("NNGRPC_NO_SPEEDUPS") == "1"
