@@ -16,7 +16,6 @@ import subprocess
 import sys
 from typing import Dict
 
-
 import nngrpc._channel
 
 
