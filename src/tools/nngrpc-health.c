@@ -259,12 +259,14 @@ call_check(nng_socket sock, const char *url, const char *service,
 	nng_socket_set_ms(sock, NNG_OPT_SENDTIMEO, (nng_duration) left);
 	nng_socket_set_ms(sock, NNG_OPT_RECVTIMEO, (nng_duration) left);
 	if ((rv = nng_sendmsg(sock, msg, 0)) != 0) {
+		set_alarm(0); /* this line says why, not the timer's too */
 		nng_msg_free(msg);
 		fprintf(stderr, PROG ": %s: cannot send: %s\n", url,
 		    transport_error(rv));
 		return (NULL);
 	}
 	if ((rv = nng_recvmsg(sock, &msg, 0)) != 0) {
+		set_alarm(0);
 		if (rv == NNG_ETIMEDOUT) {
 			fprintf(stderr, PROG ": %s: no answer within %d ms\n",
 			    url, timeout_ms);
@@ -369,7 +371,8 @@ parse_args(int argc, char **argv, probe_args *pa)
 	return (-1);
 }
 
-/* Dials url and asks, under the alarm main armed, which it disarms.
+/* Dials url and asks, under the alarm main armed, which it disarms as soon
+ * as it has an outcome to print: one line says why, never two.
  * Returns the exit code. */
 static int
 probe(const probe_args *pa, const char *url, int64_t start)
@@ -388,6 +391,7 @@ probe(const probe_args *pa, const char *url, int64_t start)
 	nng_socket_set_ms(sock, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_size(sock, NNG_OPT_RECVMAXSZ, 64 * 1024);
 	if ((rv = nng_dial(sock, url, NULL, 0)) != 0) {
+		set_alarm(0);
 		fprintf(stderr, PROG ": %s: %s\n", url, transport_error(rv));
 	} else {
 		snprintf(alarm_line, sizeof(alarm_line),
@@ -395,6 +399,7 @@ probe(const probe_args *pa, const char *url, int64_t start)
 		    pa->timeout_ms);
 		msg = call_check(
 		    sock, url, pa->service, pa->timeout_ms, start);
+		set_alarm(0); /* answered: what judge() says is the outcome */
 		if (msg != NULL) {
 			exit_code = judge(msg, url, pa->service);
 			nng_msg_free(msg);
