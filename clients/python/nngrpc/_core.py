@@ -778,8 +778,8 @@ class CallState:
         compression: Optional[str] = None,
         sent: Optional[Tuple[bytes, bytes, Optional[float]]] = None,
     ) -> None:
-        # Positional arguments only, and the common case inline: this runs
-        # once per call, on the path every call takes.
+        # Positional arguments only: this runs once per call that the C path
+        # does not take (_channel.py), and for every asyncio call.
         if sent is not None:  # the first attempt went out already
             self._adopt(endpoints, mc, sent, retry, grace, want_call)
             return
@@ -798,14 +798,7 @@ class CallState:
                 self.special = self.app_asked = True
         else:  # a fresh request id (rid decodes it only if asked for)
             md = self._rid = next(_rid_entries, b"") or _fresh_rid_entry()
-        self.endpoints = endpoints
-        self.payload = payload
-        self.want_call = want_call
-        self._method = method
-        n = len(payload)
-        self._rest = md + (_PAYLOAD_TAGS[n] if n < 0x80 else b"\x22" + uvarint(n))
-        self._retry = retry
-        self._idempotent = mc._idempotent
+        n = self._request(endpoints, mc, payload, md, retry, want_call)
         if timeout is not None:
             if timeout <= 0:
                 raise self.error(StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded")
@@ -839,19 +832,34 @@ class CallState:
         the attempts after it and the errors agree with it.  A call with
         metadata or compression never takes that path."""
         payload, entry, deadline = sent
+        self._rid = entry
+        n = self._request(endpoints, mc, payload, entry, retry, want_call)
+        if deadline is not None:
+            self.deadline = deadline
+            self.wait_until = deadline + grace
+        self.size = n + len(mc._field) + 64
+
+    def _request(
+        self,
+        endpoints: EndpointSet[Any],
+        mc: "MethodBase[Any, Any]",
+        payload: Bytes,
+        md: bytes,
+        retry: Optional[RetryPolicy],
+        want_call: bool,
+    ) -> int:
+        """Takes what every attempt's request is made of (md: the metadata
+        entries encoded) and how the call is retried; returns the payload's
+        length."""
         self.endpoints = endpoints
         self.payload = payload
         self.want_call = want_call
         self._method = mc._field
-        self._rid = entry
         n = len(payload)
-        self._rest = entry + (_PAYLOAD_TAGS[n] if n < 0x80 else b"\x22" + uvarint(n))
+        self._rest = md + (_PAYLOAD_TAGS[n] if n < 0x80 else b"\x22" + uvarint(n))
         self._retry = retry
         self._idempotent = mc._idempotent
-        if deadline is not None:
-            self.deadline = deadline
-            self.wait_until = deadline + grace
-        self.size = n + len(self._method) + 64
+        return n
 
     def _check_size(self, timeout: Optional[float], max_send: int) -> None:
         """Raises RESOURCE_EXHAUSTED if the first attempt's SP message is
