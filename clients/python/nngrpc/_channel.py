@@ -22,8 +22,9 @@ The C path (_speedups.c, optional): a call without metadata or
 compression whose round-robin turn finds an idle pooled connection (plain
 tcp or ipc, its server's capabilities known) makes its first attempt in
 one C function: the request head encoded, head and payload sent in one
-sendmsg, the wait in poll with the GIL released, the reply received into
-the connection's buffer and, when it is the usual OK reply, decoded; the
+sendmsg, the wait in one blocking recv with the GIL released (bounded by
+SO_RCVTIMEO, armed as _pipe.py arms it), the reply received into the
+connection's buffer and, when it is the usual OK reply, decoded; the
 response is deserialized straight from that buffer.  No CallState is made
 for such a call.  Anything else that attempt meets (another reply, a
 split or stale one, an error, the deadline, a signal handler's exception)
@@ -554,11 +555,12 @@ class Channel:
         try:
             out = _speedups.call(
                 pipe._fd, pipe.ipc, rid, mc._field, entry, payload, deadline, wait_until,
-                reader.buf, reader.max_recv,
+                reader.buf, reader.max_recv, pipe._armed,
             )
         except BaseException as e:  # a signal handler's (Ctrl+C)
             finish = _raiser(e)
         else:
+            pipe._armed = out[-1]  # the receive timeout the C call left set
             if out[0] == _FAST_OK:
                 try:
                     response = mc._deserialize(reader.view[out[3] : out[4]])
@@ -602,7 +604,7 @@ class Channel:
 
     @staticmethod
     def _fast_outcome(
-        pipe: ReqPipe, rid: int, wait_until: Optional[float], out: Tuple[int, ...]
+        pipe: ReqPipe, rid: int, wait_until: Optional[float], out: Tuple[Any, ...]
     ) -> Optional[Callable[[], Region]]:
         """What _speedups.call's outcome out (not the usual OK reply, or one
         that did not deserialize) means for the attempt on pipe: a function

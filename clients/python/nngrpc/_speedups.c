@@ -120,8 +120,13 @@ struct attempt {
 	size_t         head_len;
 	size_t         got;      /* bytes received into buf */
 	int            err;      /* errno of OUT_OSERROR */
+	double         armed;    /* SO_RCVTIMEO set on fd (seconds; 0: none) */
 	PyThreadState *released; /* the GIL, while released */
 };
+
+/* How much sooner than wait_until the receive timeout is armed, so that
+ * calls with the same timeout find it armed already (_pipe.ARM_SLACK). */
+#define ARM_SLACK 0.001
 
 /* Builds the SP frame header and the envelope up to the payload's bytes
  * (the same bytes as CallState.head() and ReqPipe.call() make): method,
@@ -269,22 +274,59 @@ reply_state(const struct attempt *a)
 	return a->got == hdr + size ? OUT_REPLY : OUT_PARTIAL;
 }
 
-/* Receives until reply_state() says what the bytes are.  Returns
- * OUT_REPLY or OUT_PARTIAL, else as wait_for, or OUT_CLOSED. */
+/* Sets SO_RCVTIMEO: a blocking recv returns EAGAIN after seconds (0:
+ * never), as _pipe.ReqPipe._arm() does.  Returns 0, or OUT_OSERROR. */
+static int
+arm(struct attempt *a, double seconds)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t) seconds;
+	tv.tv_usec = (suseconds_t) ((seconds - (double) tv.tv_sec) * 1e6);
+	if (seconds > 0 && tv.tv_sec == 0 && tv.tv_usec == 0)
+		tv.tv_usec = 1;
+	if (setsockopt(a->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
+		a->err = errno;
+		return OUT_OSERROR;
+	}
+	a->armed = seconds;
+	return 0;
+}
+
+/* Arms the receive timeout for what is left until wait_until, when the
+ * one armed would wait longer (or for ever); none without a limit.
+ * Returns 0, OUT_TIMEOUT when nothing is left, or OUT_OSERROR. */
+static int
+arm_for_wait(struct attempt *a)
+{
+	if (a->wait_until < 0)
+		return a->armed ? arm(a, 0) : 0;
+	double left = a->wait_until - monotonic_now();
+	if (left <= 0)
+		return OUT_TIMEOUT;
+	if (left < a->armed || !a->armed)
+		return arm(a, left > 2 * ARM_SLACK ? left - ARM_SLACK : left);
+	return 0;
+}
+
+/* Receives until reply_state() says what the bytes are: blocking recvs
+ * on the connection's blocking socket, bounded by SO_RCVTIMEO (one system
+ * call a wait, as the Python pipe's).  Returns OUT_REPLY or OUT_PARTIAL,
+ * else OUT_TIMEOUT, OUT_CLOSED, OUT_OSERROR, or -1 for a signal handler's
+ * exception (GIL held). */
 static int
 receive_reply(struct attempt *a)
 {
 	for (;;) {
-		int rc = wait_for(a, POLLIN);
+		int rc = arm_for_wait(a);
 		if (rc != 0)
 			return rc;
-		ssize_t n = recv(
-		    a->fd, a->buf + a->got, a->cap - a->got, MSG_DONTWAIT);
+		ssize_t n = recv(a->fd, a->buf + a->got, a->cap - a->got, 0);
 		if (n == 0)
 			return OUT_CLOSED;
 		if (n < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				continue;
+				continue; /* the timeout ran out: time left? */
 			if (errno == EINTR) {
 				if (run_signal_handlers(a) < 0)
 					return -1;
@@ -341,18 +383,29 @@ decode_ok(const uint8_t *env, const uint8_t *end, size_t out[2],
 	return 1;
 }
 
-/* Returns a new tuple of the n numbers in v (GIL held). */
+/* Returns a new tuple of the n numbers in v and then armed, the receive
+ * timeout the connection is left with (GIL held). */
 static PyObject *
-numbers(const uint64_t *v, Py_ssize_t n)
+numbers(const uint64_t *v, Py_ssize_t n, double armed)
 {
-	PyObject *t = PyTuple_New(n);
-	for (Py_ssize_t i = 0; t && i < n; i++) {
-		PyObject *o = PyLong_FromUnsignedLongLong(v[i]);
-		if (!o
-		    || PyTuple_SetItem(t, i, o) < 0) { /* SetItem steals o */
+	PyObject *t = PyTuple_New(n + 1);
+	PyObject *o = PyFloat_FromDouble(armed);
+	if (!t || !o) {
+		Py_XDECREF(t);
+		Py_XDECREF(o);
+		return NULL;
+	}
+	for (Py_ssize_t i = 0; i < n; i++) {
+		PyObject *x = PyLong_FromUnsignedLongLong(v[i]);
+		if (!x || PyTuple_SetItem(t, i, x) < 0) { /* steals x */
 			Py_DECREF(t);
+			Py_DECREF(o);
 			return NULL;
 		}
+	}
+	if (PyTuple_SetItem(t, n, o) < 0) { /* steals o */
+		Py_DECREF(t);
+		return NULL;
 	}
 	return t;
 }
@@ -371,16 +424,18 @@ result(struct attempt *a, int rc)
 			uint64_t v[] = { OUT_OK, env, a->got,
 				pay[1] ? env + pay[0] : a->got, a->got,
 				queue_us, run_us };
-			return numbers(v, 7);
+			return numbers(v, 7, a->armed);
 		}
-		return numbers((uint64_t[]) { OUT_REPLY, env, a->got }, 3);
-	case OUT_PARTIAL:
-		return numbers((uint64_t[]) { OUT_PARTIAL, a->got }, 2);
-	case OUT_OSERROR:
 		return numbers(
-		    (uint64_t[]) { OUT_OSERROR, (uint64_t) a->err }, 2);
+		    (uint64_t[]) { OUT_REPLY, env, a->got }, 3, a->armed);
+	case OUT_PARTIAL:
+		return numbers(
+		    (uint64_t[]) { OUT_PARTIAL, a->got }, 2, a->armed);
+	case OUT_OSERROR:
+		return numbers((uint64_t[]) { OUT_OSERROR, (uint64_t) a->err },
+		    2, a->armed);
 	default:
-		return numbers((uint64_t[]) { (uint64_t) rc }, 1);
+		return numbers((uint64_t[]) { (uint64_t) rc }, 1, a->armed);
 	}
 }
 
@@ -410,33 +465,37 @@ get_time(PyObject *o, double *out)
 }
 
 PyDoc_STRVAR(call_doc,
-    "call(fd, ipc, rid, method, rid_entry, payload, deadline, wait_until, "
-    "buf, "
-    "max_recv)\n--\n\n"
-    "Sends one request on the connected SP REQ socket fd (ipc: the ipc\n"
-    "framing) with SP request id rid: the envelope is method (Request.method\n"
-    "encoded), timeout_us from deadline (time.monotonic() seconds, None:\n"
-    "none), rid_entry (the request-id metadata entry encoded), then payload.\n"
-    "Waits for the reply until wait_until (None: for ever), received into\n"
-    "buf from its start.  Returns a tuple whose first item says what\n"
-    "happened: (0, env_start, env_end, payload_start, payload_end, queue_us,\n"
-    "run_us) for the usual OK reply; (1, env_start, env_end) for another\n"
-    "whole reply; (2, received) for bytes the pipe must go on with; (3,)\n"
-    "deadline passed, nothing sent; (4,) no reply by wait_until; (5,) the\n"
-    "peer closed; (6, errno); (7,) a head too large: nothing done.");
+    "call(fd, ipc, rid, method, rid_entry, payload, deadline, wait_until,\n"
+    "     buf, max_recv, armed)\n--\n\n"
+    "Sends one request on the connected SP REQ socket fd (blocking; ipc:\n"
+    "the ipc framing) with SP request id rid: the envelope is method\n"
+    "(Request.method encoded), timeout_us from deadline (time.monotonic()\n"
+    "seconds, None: none), rid_entry (the request-id metadata entry\n"
+    "encoded), then payload.  Waits for the reply until wait_until (None:\n"
+    "for ever) in blocking recvs bounded by SO_RCVTIMEO, which armed says\n"
+    "is set now (seconds, 0: none), receiving into buf from its start.\n"
+    "Returns a tuple whose first item says what happened and whose last\n"
+    "is the SO_RCVTIMEO the socket is left with: (0, env_start, env_end,\n"
+    "payload_start, payload_end, queue_us, run_us, armed) for the usual OK\n"
+    "reply; (1, env_start, env_end, armed) for another whole reply; (2,\n"
+    "received, armed) for bytes the pipe must go on with; (3, armed)\n"
+    "deadline passed, nothing sent; (4, armed) no reply by wait_until; (5,\n"
+    "armed) the peer closed; (6, errno, armed); (7, armed) a head too\n"
+    "large: nothing done.");
 
 static PyObject *
 speedups_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
 	(void) self;
-	if (nargs != 10) {
-		PyErr_SetString(PyExc_TypeError, "call() takes 10 arguments");
+	if (nargs != 11) {
+		PyErr_SetString(PyExc_TypeError, "call() takes 11 arguments");
 		return NULL;
 	}
 	struct attempt a = { .fd = PyLong_AsLong(args[0]),
 		.ipc = PyObject_IsTrue(args[1]) };
 	a.rid = (uint32_t) PyLong_AsUnsignedLongMask(args[2]);
 	a.max_recv = PyLong_AsUnsignedLongLong(args[9]);
+	a.armed = PyFloat_AsDouble(args[10]);
 	double deadline;
 	if (PyErr_Occurred() || get_time(args[6], &deadline) < 0
 	    || get_time(args[7], &a.wait_until) < 0)

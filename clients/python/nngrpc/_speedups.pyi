@@ -1,5 +1,5 @@
 # The C module's signature (_speedups.c); see call()'s docstring there.
-from typing import Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union
 
 def call(
     fd: int,
@@ -12,4 +12,5 @@ def call(
     wait_until: Optional[float],
     buf: bytearray,
     max_recv: int,
-) -> Tuple[int, ...]: ...
+    armed: float,
+) -> Tuple[Any, ...]: ...  # ints, then the armed timeout (float)

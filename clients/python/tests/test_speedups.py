@@ -15,7 +15,7 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -331,17 +331,28 @@ def test_round_robin_over_several_endpoints(spy: Spy, tmp_path: Path) -> None:
 RID = 0x80000005
 ENTRY = _core._RID_PREFIX + b"0123456789abcdef"
 METHOD = _core.method_field("/a/B")
+#: The receive timeout each socket was left with (by id), as a pipe keeps it.
+ARMED: Dict[int, float] = {}
 
 
 def c_call(sock: socket.socket, payload: bytes = b"hi", buf: Any = None, **kw: Any) -> Any:
+    """_speedups.call() on sock; returns its outcome without the receive
+    timeout it left armed (the last item, checked against the socket's)."""
     args = dict(ipc=False, rid=RID, method=METHOD, deadline=time.monotonic() + 5.0,
-                wait_until=time.monotonic() + 5.0, max_recv=1 << 20)
+                wait_until=time.monotonic() + 5.0, max_recv=1 << 20,
+                armed=ARMED.get(id(sock), 0.0))
     args.update(kw)
-    return _channel._speedups.call(
+    out = _channel._speedups.call(
         sock.fileno(), args["ipc"], args["rid"], args["method"], ENTRY, payload,
         args["deadline"], args["wait_until"], bytearray(4096) if buf is None else buf,
-        args["max_recv"],
+        args["max_recv"], args["armed"],
     )
+    if sock.fileno() >= 0:
+        sec, usec = struct.unpack("@ll", sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, 16))
+        got = sec + usec / 1e6  # the kernel keeps it in clock ticks (up to 10 ms)
+        assert (got == 0) == (out[-1] == 0) and abs(got - out[-1]) < 0.011, (out, got)
+    ARMED[id(sock)] = out[-1]
+    return out[:-1]
 
 
 def reply_frame(rid: int, env: bytes) -> bytes:
@@ -351,6 +362,7 @@ def reply_frame(rid: int, env: bytes) -> bytes:
 @pytest.fixture
 def pair() -> Iterator[Any]:
     a, b = socket.socketpair()
+    ARMED.clear()  # ids of closed sockets come back
     yield a, b
     a.close()
     b.close()
@@ -452,3 +464,20 @@ def test_call_peer_names_the_server_that_answered(fast: bool, tmp_path: Path) ->
         with pytest.raises(nngrpc.RpcError) as e:  # nobody answered
             ch.call("/a/B", b"", timeout=1.0)
         assert e.value.code() is nngrpc.StatusCode.UNAVAILABLE and e.value.call.peer() == ""
+
+
+def test_c_call_arms_the_receive_timeout_as_the_pipe_does(pair: Any) -> None:
+    me, peer = pair
+    env = ok(b"")
+    for wait, armed_in in ((5.0, 0.0), (5.0, 4.99), (1.0, 4.99), (None, 0.9)):
+        peer.sendall(reply_frame(RID, env))
+        until = None if wait is None else time.monotonic() + wait
+        out = _channel._speedups.call(me.fileno(), False, RID, METHOD, ENTRY, b"", until, until,
+                                      bytearray(256), 1 << 20, armed_in)
+        peer.recv(4096)
+        if wait is None:
+            assert out[-1] == 0.0  # no limit: disarmed
+        elif armed_in and armed_in < wait:
+            assert out[-1] == armed_in  # armed already: no system call
+        else:
+            assert wait - 0.01 < out[-1] < wait  # a little short of the time left
